@@ -1,0 +1,291 @@
+//! Line parsing: one record line plus its layout into a typed [`FlowRecord`].
+//!
+//! The parser borrows from the line and allocates nothing, on success or failure: a rejection
+//! is a [`LineError`] that points into the line, and its message is only built when displayed.
+
+use std::fmt;
+
+use super::field::{Field, FlowRecord};
+use super::layout::{Layout, LayoutSet};
+use super::reject::RejectReason;
+use super::token::{TokenError, Tokens};
+
+/// A line that parsed: the record, the layout that read it, and the line's text.
+#[derive(Debug, Clone, Copy)]
+pub struct ParsedLine<'a, 'l> {
+    pub record: FlowRecord<'a>,
+    pub layout: &'l Layout,
+    /// The line, without its trailing `\r` if it had one.
+    pub text: &'a str,
+}
+
+/// A line that did not parse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineError<'a> {
+    pub reason: RejectReason,
+    detail: Detail<'a>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Detail<'a> {
+    None,
+    /// A byte position and the byte found there.
+    Byte {
+        at: usize,
+        byte: u8,
+    },
+    /// The line's field count and the single layout's.
+    Count {
+        found: usize,
+        expected: usize,
+    },
+    /// The line's field count, when no layout of the set has it.
+    NoLayout {
+        found: usize,
+    },
+    /// A field whose token did not parse.
+    Token {
+        field: Field,
+        position: usize,
+        token: &'a str,
+    },
+}
+
+impl LineError<'_> {
+    /// The field whose value was rejected, if the rejection is about one field.
+    pub fn field(&self) -> Option<Field> {
+        match self.detail {
+            Detail::Token { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for LineError<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.detail {
+            Detail::None => write!(f, "{}", self.reason),
+            Detail::Byte { at, byte } => match self.reason {
+                RejectReason::ControlCharacter => {
+                    write!(
+                        f,
+                        "control character 0x{byte:02x} at byte {at} (fields are separated by spaces only)"
+                    )
+                }
+                _ => write!(f, "invalid UTF-8 at byte {at} (0x{byte:02x})"),
+            },
+            Detail::Count { found, expected } => {
+                write!(f, "expected {expected} fields, found {found}")
+            }
+            Detail::NoLayout { found } => {
+                write!(f, "no configured layout has {found} fields")
+            }
+            Detail::Token { field, position, token } => {
+                let problem = match self.reason {
+                    RejectReason::NumberOutOfRange => "is out of range",
+                    _ => "is not valid",
+                };
+                write!(
+                    f,
+                    "field {position} ({field}): `{token}` {problem}: expected {}",
+                    field.expected()
+                )
+            }
+        }
+    }
+}
+
+fn token_reason(e: TokenError) -> RejectReason {
+    match e {
+        TokenError::NotANumber => RejectReason::InvalidNumber,
+        TokenError::OutOfRange => RejectReason::NumberOutOfRange,
+        TokenError::NotAnAddress => RejectReason::InvalidAddress,
+        TokenError::UnknownValue => RejectReason::InvalidEnumValue,
+    }
+}
+
+/// Parses one record line (without its `\n`) under the set's layouts.
+///
+/// ```
+/// use vpcflowd::decode::{parse_line, LayoutSet, Action};
+/// let layouts = LayoutSet::default();
+/// let line = b"2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+/// let parsed = parse_line(&layouts, line).unwrap();
+/// assert_eq!(parsed.record.bytes, Some(4249));
+/// assert_eq!(parsed.record.action, Some(Action::Accept));
+/// ```
+#[inline]
+pub fn parse_line<'a, 'l>(
+    layouts: &'l LayoutSet,
+    line: &'a [u8],
+) -> Result<ParsedLine<'a, 'l>, LineError<'a>> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if let Some(at) = line.iter().position(|&b| b < 0x20 || b == 0x7f) {
+        return Err(LineError {
+            reason: RejectReason::ControlCharacter,
+            detail: Detail::Byte { at, byte: line[at] },
+        });
+    }
+    let text = std::str::from_utf8(line).map_err(|e| LineError {
+        reason: RejectReason::InvalidUtf8,
+        detail: Detail::Byte { at: e.valid_up_to(), byte: line[e.valid_up_to()] },
+    })?;
+    let layout = match layouts.only() {
+        Some(layout) => layout,
+        None => {
+            let found = Tokens::new(text).count();
+            if found == 0 {
+                return Err(blank());
+            }
+            layouts.for_count(found).ok_or(LineError {
+                reason: RejectReason::FieldCount,
+                detail: Detail::NoLayout { found },
+            })?
+        }
+    };
+    let record = parse_tokens(layout, text)?;
+    Ok(ParsedLine { record, layout, text })
+}
+
+fn blank() -> LineError<'static> {
+    LineError { reason: RejectReason::BlankLine, detail: Detail::None }
+}
+
+/// Reads the tokens of `text` into a record under `layout`.
+#[inline]
+fn parse_tokens<'a>(layout: &Layout, text: &'a str) -> Result<FlowRecord<'a>, LineError<'a>> {
+    let mut record = FlowRecord::default();
+    let mut tokens = Tokens::new(text);
+    let fields = layout.fields();
+    for (position, &field) in fields.iter().enumerate() {
+        let Some(token) = tokens.next() else {
+            if position == 0 {
+                return Err(blank());
+            }
+            return Err(count_error(position, fields.len()));
+        };
+        record.set(field, token).map_err(|e| LineError {
+            reason: token_reason(e),
+            detail: Detail::Token { field, position: position + 1, token },
+        })?;
+    }
+    let extra = tokens.count();
+    if extra > 0 {
+        return Err(count_error(fields.len() + extra, fields.len()));
+    }
+    Ok(record)
+}
+
+fn count_error(found: usize, expected: usize) -> LineError<'static> {
+    LineError { reason: RejectReason::FieldCount, detail: Detail::Count { found, expected } }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{Action, LogStatus};
+
+    fn default_set() -> LayoutSet {
+        LayoutSet::single(Layout::default_format())
+    }
+
+    const OK: &str = "2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+
+    fn reject(line: &str) -> (RejectReason, String) {
+        let set = default_set();
+        let e = parse_line(&set, line.as_bytes()).unwrap_err();
+        (e.reason, e.to_string())
+    }
+
+    #[test]
+    fn parses_the_default_format() {
+        let set = default_set();
+        let p = parse_line(&set, OK.as_bytes()).unwrap();
+        let r = p.record;
+        assert_eq!(r.version, Some(2));
+        assert_eq!(r.account_id, Some("123456789010"));
+        assert_eq!(r.srcaddr, Some("172.31.16.139".parse().unwrap()));
+        assert_eq!((r.srcport, r.dstport, r.protocol), (Some(20641), Some(22), Some(6)));
+        assert_eq!((r.packets, r.bytes), (Some(20), Some(4249)));
+        assert_eq!((r.start, r.end), (Some(1418530010), Some(1418530070)));
+        assert_eq!((r.action, r.log_status), (Some(Action::Accept), Some(LogStatus::Ok)));
+        assert_eq!(r.vpc_id, None);
+    }
+
+    #[test]
+    fn tolerates_space_runs_trailing_space_and_crlf() {
+        let set = default_set();
+        let messy = OK.replace(" 22 ", "  22   ") + " \r";
+        let p = parse_line(&set, messy.as_bytes()).unwrap();
+        assert_eq!(p.record, parse_line(&set, OK.as_bytes()).unwrap().record);
+    }
+
+    #[test]
+    fn rejects_each_kind_of_malformed_line_with_a_reason() {
+        let cases = [
+            (OK.replacen(' ', "\t", 1), RejectReason::ControlCharacter),
+            (OK.replace(" 20641 ", " +20641 "), RejectReason::InvalidNumber),
+            (OK.replace(" 20641 ", " -5 "), RejectReason::InvalidNumber),
+            (OK.replace(" 4249 ", " 4249.0 "), RejectReason::InvalidNumber),
+            (OK.replace(" 4249 ", " 4.2e3 "), RejectReason::InvalidNumber),
+            (OK.replace(" 4249 ", " 4,249 "), RejectReason::InvalidNumber),
+            (OK.replace(" 20641 ", " 70000 "), RejectReason::NumberOutOfRange),
+            (OK.replace(" 6 ", " 256 "), RejectReason::NumberOutOfRange),
+            (OK.replace(" 4249 ", " 18446744073709551616 "), RejectReason::NumberOutOfRange),
+            (OK.replace("ACCEPT", "accept"), RejectReason::InvalidEnumValue),
+            (OK.replace(" OK", " Ok"), RejectReason::InvalidEnumValue),
+            (OK.replace("172.31.16.139", "172.31.16.300"), RejectReason::InvalidAddress),
+            (OK.replace(" OK", ""), RejectReason::FieldCount),
+            (OK.to_string() + " extra", RejectReason::FieldCount),
+            ("   ".to_string(), RejectReason::BlankLine),
+            (String::new(), RejectReason::BlankLine),
+        ];
+        for (line, reason) in cases {
+            assert_eq!(reject(&line).0, reason, "{line}");
+        }
+        let set = default_set();
+        assert_eq!(parse_line(&set, b"2 \xff\xfe").unwrap_err().reason, RejectReason::InvalidUtf8);
+    }
+
+    #[test]
+    fn messages_name_the_field_and_the_token() {
+        let (_, msg) = reject(&OK.replace(" 20641 ", " +20641 "));
+        assert_eq!(
+            msg,
+            "field 6 (srcport): `+20641` is not valid: expected an integer from 0 to 65535"
+        );
+        let (_, msg) = reject(&OK.replace(" OK", ""));
+        assert_eq!(msg, "expected 14 fields, found 13");
+        let (_, msg) = reject(&OK.replacen(' ', "\t", 1));
+        assert!(msg.starts_with("control character 0x09 at byte 1"), "{msg}");
+    }
+
+    #[test]
+    fn dash_is_absent_in_every_field() {
+        let set = default_set();
+        let line = "2 123456789010 eni-1 - - - - - - - 1431280876 1431280934 - NODATA";
+        let r = parse_line(&set, line.as_bytes()).unwrap().record;
+        assert_eq!(r.srcaddr, None);
+        assert_eq!(r.packets, None);
+        assert_eq!(r.action, None);
+        assert_eq!(r.log_status, Some(LogStatus::NoData));
+    }
+
+    #[test]
+    fn multi_layout_sets_route_by_count() {
+        let set = LayoutSet::from_formats(&[
+            "default",
+            "instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr",
+        ])
+        .unwrap();
+        let nat =
+            "i-01234567890123456 eni-1235b8ca123456789 10.0.1.5 10.0.0.220 10.0.1.5 203.0.113.5";
+        let p = parse_line(&set, nat.as_bytes()).unwrap();
+        assert_eq!(p.layout.len(), 6);
+        assert_eq!(p.record.pkt_dstaddr, Some("203.0.113.5".parse().unwrap()));
+        assert_eq!(p.record.version, None);
+        assert!(parse_line(&set, OK.as_bytes()).is_ok());
+        let e = parse_line(&set, b"a b c").unwrap_err();
+        assert_eq!(e.to_string(), "no configured layout has 3 fields");
+    }
+}

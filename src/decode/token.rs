@@ -1,0 +1,248 @@
+//! Tokens: splitting a record line into fields and turning one field's text into a typed value.
+//!
+//! AWS separates fields with one space and never writes an empty field (absence is `-`), but a
+//! documented example carries a double space, so a run of spaces is one separator. Nothing else
+//! separates fields: a tab or a comma stays inside the token and fails that token's parse.
+
+use std::net::IpAddr;
+
+use super::enums::{
+    Action, EncryptionStatus, FlowDirection, FlowType, LogStatus, ResourceType, SublocationType,
+    TrafficPath,
+};
+
+/// Why one token did not parse as its field's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenError {
+    /// Not a plain run of ASCII digits: a sign, a decimal point, an exponent, a comma, a letter.
+    NotANumber,
+    /// Digits only, but too large for the field's width.
+    OutOfRange,
+    /// Not an IPv4 or IPv6 address.
+    NotAnAddress,
+    /// Not one of the field's documented values (which are case-sensitive).
+    UnknownValue,
+}
+
+/// A typed field value, as [`FlowRecord::get`](super::FlowRecord::get) hands it out.
+///
+/// Enumerations appear as their AWS spelling (`Str("ACCEPT")`) or, for the numeric codes
+/// `traffic-path` and `encryption-status`, as `Int`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Value<'a> {
+    Int(u64),
+    Str(&'a str),
+    Addr(IpAddr),
+}
+
+/// A type a flow-log field can hold: how to parse it from its token and how to show it.
+pub trait FromToken<'a>: Sized + Copy {
+    /// Whether `vpcflowd parse` writes the field as a JSON integer (else as a string).
+    const JSON_INTEGER: bool;
+    /// What a valid token looks like, for rejection messages.
+    const EXPECTED: &'static str;
+    /// Parses a token that is not `-`.
+    fn from_token(token: &'a str) -> Result<Self, TokenError>;
+    /// The value as a [`Value`].
+    fn to_value(self) -> Value<'a>;
+}
+
+/// Parses an unsigned decimal integer made of ASCII digits only.
+///
+/// `str::parse::<u64>` accepts a leading `+`; flow logs never carry one, so it is junk here.
+#[inline]
+pub fn parse_decimal(token: &str) -> Result<u64, TokenError> {
+    let bytes = token.as_bytes();
+    if bytes.is_empty() {
+        return Err(TokenError::NotANumber);
+    }
+    let mut value: u64 = 0;
+    let mut overflow = false;
+    for &b in bytes {
+        let digit = b.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(TokenError::NotANumber);
+        }
+        // Keep scanning after an overflow so that `99999999999999999999x` reads as "not a
+        // number" rather than "out of range".
+        match value.checked_mul(10).and_then(|v| v.checked_add(u64::from(digit))) {
+            Some(v) => value = v,
+            None => overflow = true,
+        }
+    }
+    if overflow { Err(TokenError::OutOfRange) } else { Ok(value) }
+}
+
+macro_rules! unsigned_from_token {
+    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+        impl<'a> FromToken<'a> for $ty {
+            const JSON_INTEGER: bool = true;
+            const EXPECTED: &'static str = $expected;
+            #[inline]
+            fn from_token(token: &'a str) -> Result<Self, TokenError> {
+                <$ty>::try_from(parse_decimal(token)?).map_err(|_| TokenError::OutOfRange)
+            }
+            #[inline]
+            fn to_value(self) -> Value<'a> {
+                Value::Int(u64::from(self))
+            }
+        }
+    )*};
+}
+
+unsigned_from_token! {
+    u8 => "an integer from 0 to 255",
+    u16 => "an integer from 0 to 65535",
+    u64 => "an integer from 0 to 18446744073709551615",
+}
+
+impl<'a> FromToken<'a> for &'a str {
+    const JSON_INTEGER: bool = false;
+    const EXPECTED: &'static str = "any text without spaces";
+    #[inline]
+    fn from_token(token: &'a str) -> Result<Self, TokenError> {
+        Ok(token)
+    }
+    #[inline]
+    fn to_value(self) -> Value<'a> {
+        Value::Str(self)
+    }
+}
+
+impl<'a> FromToken<'a> for IpAddr {
+    const JSON_INTEGER: bool = false;
+    const EXPECTED: &'static str = "an IPv4 or IPv6 address";
+    #[inline]
+    fn from_token(token: &'a str) -> Result<Self, TokenError> {
+        token.parse().map_err(|_| TokenError::NotAnAddress)
+    }
+    #[inline]
+    fn to_value(self) -> Value<'a> {
+        Value::Addr(self)
+    }
+}
+
+/// Text enumerations: the token must be one of the AWS spellings, case included.
+macro_rules! text_enum_from_token {
+    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+        impl<'a> FromToken<'a> for $ty {
+            const JSON_INTEGER: bool = false;
+            const EXPECTED: &'static str = $expected;
+            #[inline]
+            fn from_token(token: &'a str) -> Result<Self, TokenError> {
+                token.parse().map_err(|_| TokenError::UnknownValue)
+            }
+            #[inline]
+            fn to_value(self) -> Value<'a> {
+                Value::Str(self.into())
+            }
+        }
+    )*};
+}
+
+text_enum_from_token! {
+    Action => "ACCEPT or REJECT",
+    LogStatus => "OK, NODATA or SKIPDATA",
+    FlowType => "IPv4, IPv6 or EFA",
+    FlowDirection => "ingress or egress",
+    SublocationType => "wavelength, outpost or localzone",
+    ResourceType => "TransitGateway or TransitGatewayAttachment",
+}
+
+/// Numeric-code enumerations: written as integers, and only the documented codes are valid.
+macro_rules! code_enum_from_token {
+    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+        impl<'a> FromToken<'a> for $ty {
+            const JSON_INTEGER: bool = true;
+            const EXPECTED: &'static str = $expected;
+            #[inline]
+            fn from_token(token: &'a str) -> Result<Self, TokenError> {
+                let code = parse_decimal(token)?;
+                u8::try_from(code)
+                    .ok()
+                    .and_then(<$ty>::from_code)
+                    .ok_or(TokenError::UnknownValue)
+            }
+            #[inline]
+            fn to_value(self) -> Value<'a> {
+                Value::Int(u64::from(self as u8))
+            }
+        }
+    )*};
+}
+
+code_enum_from_token! {
+    TrafficPath => "a traffic-path code from 1 to 8",
+    EncryptionStatus => "an encryption-status code from 0 to 3",
+}
+
+/// Splits a line into tokens on runs of spaces (leading and trailing spaces included).
+#[derive(Debug, Clone)]
+pub struct Tokens<'a> {
+    rest: &'a str,
+}
+
+impl<'a> Tokens<'a> {
+    #[inline]
+    pub fn new(line: &'a str) -> Self {
+        Tokens { rest: line }
+    }
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a str;
+
+    #[inline]
+    fn next(&mut self) -> Option<&'a str> {
+        let bytes = self.rest.as_bytes();
+        let start = bytes.iter().position(|&b| b != b' ')?;
+        let end = memchr::memchr(b' ', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        // Both ends are at ASCII spaces or the ends of the string: char boundaries.
+        let token = &self.rest[start..end];
+        self.rest = &self.rest[end..];
+        Some(token)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decimal_accepts_only_ascii_digits() {
+        assert_eq!(parse_decimal("0"), Ok(0));
+        assert_eq!(parse_decimal("007"), Ok(7));
+        assert_eq!(parse_decimal("18446744073709551615"), Ok(u64::MAX));
+        for junk in ["+1", "-1", "1.0", "1e3", "1,000", " 1", "0x10", "١"] {
+            assert_eq!(parse_decimal(junk), Err(TokenError::NotANumber), "{junk}");
+        }
+        assert_eq!(parse_decimal("18446744073709551616"), Err(TokenError::OutOfRange));
+        assert_eq!(parse_decimal("99999999999999999999x"), Err(TokenError::NotANumber));
+    }
+
+    #[test]
+    fn narrow_integers_check_their_range() {
+        assert_eq!(u16::from_token("65535"), Ok(65535));
+        assert_eq!(u16::from_token("65536"), Err(TokenError::OutOfRange));
+        assert_eq!(u8::from_token("256"), Err(TokenError::OutOfRange));
+    }
+
+    #[test]
+    fn enums_are_case_sensitive() {
+        assert_eq!(Action::from_token("ACCEPT"), Ok(Action::Accept));
+        assert_eq!(Action::from_token("accept"), Err(TokenError::UnknownValue));
+        assert_eq!(FlowType::from_token("ipv4"), Err(TokenError::UnknownValue));
+        assert_eq!(TrafficPath::from_token("8"), Ok(TrafficPath::InternetGateway));
+        assert_eq!(TrafficPath::from_token("9"), Err(TokenError::UnknownValue));
+        assert_eq!(TrafficPath::from_token("0"), Err(TokenError::UnknownValue));
+        assert_eq!(EncryptionStatus::from_token("3"), Ok(EncryptionStatus::Both));
+    }
+
+    #[test]
+    fn tokens_split_on_runs_of_spaces() {
+        let t: Vec<_> = Tokens::new("  a b  c ").collect();
+        assert_eq!(t, ["a", "b", "c"]);
+        assert_eq!(Tokens::new("   ").count(), 0);
+        assert_eq!(Tokens::new("a\tb").collect::<Vec<_>>(), ["a\tb"]);
+    }
+}

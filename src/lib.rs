@@ -1,0 +1,7 @@
+//! vpcflowd: a stream processor for AWS VPC Flow Logs.
+//!
+//! See `ARCHITECTURE.md` for the data flow and the module map.
+
+pub mod cli;
+pub mod decode;
+pub mod source;

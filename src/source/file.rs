@@ -1,0 +1,201 @@
+//! Files and standard input: plain text or gzip (detected by magic bytes, so `.gz` files and
+//! gzip'd stdin both work), one input line at a time.
+//!
+//! Each input line goes through the envelope decoder, so a file of `{"message":…}` lines or of
+//! CloudWatch Logs payloads reads like a file of bare lines. An S3 header line (every token a
+//! field name) sets the layout for the rest of that file; it may appear on any line, so that
+//! concatenated S3 objects still read correctly.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use crate::decode::{
+    EnvelopeDecoder, Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects, parse_line,
+};
+
+/// An input: a file path, or `-` for standard input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    Stdin,
+    Path(PathBuf),
+}
+
+impl Input {
+    pub fn from_arg(arg: &Path) -> Input {
+        if arg == Path::new("-") { Input::Stdin } else { Input::Path(arg.to_owned()) }
+    }
+
+    /// The name used in messages: the path, or `<stdin>`.
+    pub fn name(&self) -> Cow<'_, str> {
+        match self {
+            Input::Stdin => Cow::Borrowed("<stdin>"),
+            Input::Path(p) => p.to_string_lossy(),
+        }
+    }
+
+    /// Opens the input, decompressing gzip transparently.
+    pub fn open(&self) -> io::Result<Box<dyn BufRead>> {
+        let raw: Box<dyn Read> = match self {
+            Input::Stdin => Box::new(io::stdin()),
+            Input::Path(p) => Box::new(File::open(p)?),
+        };
+        open_reader(raw)
+    }
+}
+
+/// Wraps a reader, decompressing it if it starts with the gzip magic bytes.
+pub fn open_reader(raw: Box<dyn Read>) -> io::Result<Box<dyn BufRead>> {
+    let mut reader = BufReader::with_capacity(1 << 16, raw);
+    let head = reader.fill_buf()?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let gz = flate2::bufread::MultiGzDecoder::new(reader);
+        Ok(Box::new(BufReader::with_capacity(1 << 16, gz)))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// Counts for one or more inputs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadStats {
+    /// Input lines read (an input line may hold a whole CloudWatch payload).
+    pub lines: u64,
+    /// S3 header lines that set a layout.
+    pub headers: u64,
+    /// Flow-log records that parsed.
+    pub records: u64,
+    /// Lines or envelopes rejected.
+    pub rejected: u64,
+}
+
+/// A rejected input: where, why, and the message.
+pub struct Rejection<'a> {
+    /// 1-based input line number.
+    pub line: u64,
+    /// The index of the flow-log line within that input line's envelope (0 for plain lines).
+    pub sub_line: usize,
+    pub reason: RejectReason,
+    pub detail: &'a dyn fmt::Display,
+}
+
+/// Reads flow-log records from inputs, keeping the decode state between files.
+pub struct FileReader {
+    layouts: LayoutSet,
+    decoder: EnvelopeDecoder,
+    line: Vec<u8>,
+    pub rejects: Rejects,
+    pub stats: ReadStats,
+}
+
+impl FileReader {
+    pub fn new(layouts: LayoutSet) -> Self {
+        FileReader {
+            layouts,
+            decoder: EnvelopeDecoder::default(),
+            line: Vec::with_capacity(4096),
+            rejects: Rejects::new(),
+            stats: ReadStats::default(),
+        }
+    }
+
+    /// Reads one input to its end, calling `on_record` for each record and `on_reject` for each
+    /// rejection (which is also counted in [`FileReader::rejects`]).
+    pub fn read(
+        &mut self,
+        input: &mut dyn BufRead,
+        mut on_record: impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>),
+        mut on_reject: impl FnMut(&Rejection<'_>),
+    ) -> io::Result<()> {
+        // A header line replaces the configured layouts for the rest of this input only.
+        let mut header_layouts: Option<LayoutSet> = None;
+        let mut line_no = 0u64;
+        loop {
+            self.line.clear();
+            if input.read_until(b'\n', &mut self.line)? == 0 {
+                return Ok(());
+            }
+            line_no += 1;
+            self.stats.lines += 1;
+            let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
+            if line.first().is_some_and(u8::is_ascii_lowercase)
+                && let Some(layout) = std::str::from_utf8(line).ok().and_then(Layout::from_header)
+            {
+                header_layouts = Some(LayoutSet::single(layout));
+                self.stats.headers += 1;
+                continue;
+            }
+            let layouts = header_layouts.as_ref().unwrap_or(&self.layouts);
+            let rejects = &mut self.rejects;
+            let stats = &mut self.stats;
+            let mut sub_line = 0;
+            let decoded = self.decoder.decode(line, |flow_line, ctx| {
+                match parse_line(layouts, flow_line) {
+                    Ok(parsed) => {
+                        stats.records += 1;
+                        on_record(&parsed, ctx);
+                    }
+                    Err(e) => {
+                        stats.rejected += 1;
+                        rejects.record(e.reason, e, flow_line);
+                        on_reject(&Rejection {
+                            line: line_no,
+                            sub_line,
+                            reason: e.reason,
+                            detail: &e,
+                        });
+                    }
+                }
+                sub_line += 1;
+            });
+            if let Err(e) = decoded {
+                self.stats.rejected += 1;
+                self.rejects.record(e.reason, &e.detail, line);
+                on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_all(
+        data: &[u8],
+        layouts: LayoutSet,
+    ) -> (Vec<String>, Vec<(u64, RejectReason)>, ReadStats) {
+        let mut reader = FileReader::new(layouts);
+        let mut records = Vec::new();
+        let mut rejected = Vec::new();
+        let mut input = open_reader(Box::new(io::Cursor::new(data.to_vec()))).unwrap();
+        reader
+            .read(
+                &mut input,
+                |p, _| records.push(format!("{:?}", p.record.interface_id)),
+                |r| rejected.push((r.line, r.reason)),
+            )
+            .unwrap();
+        (records, rejected, reader.stats)
+    }
+
+    #[test]
+    fn header_lines_set_the_layout_for_the_rest_of_the_input() {
+        let data = b"interface-id srcaddr\neni-1 10.0.0.1\nbad line here\nsrcaddr interface-id\n10.0.0.2 eni-2\n";
+        let (records, rejected, stats) = read_all(data, LayoutSet::default());
+        assert_eq!(records, ["Some(\"eni-1\")", "Some(\"eni-2\")"]);
+        assert_eq!(rejected, [(3, RejectReason::FieldCount)]);
+        assert_eq!(stats, ReadStats { lines: 5, headers: 2, records: 2, rejected: 1 });
+    }
+
+    #[test]
+    fn gzip_input_is_detected_by_magic() {
+        use std::io::Write;
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(b"interface-id\neni-9\n").unwrap();
+        let (records, _, _) = read_all(&e.finish().unwrap(), LayoutSet::default());
+        assert_eq!(records, ["Some(\"eni-9\")"]);
+    }
+}

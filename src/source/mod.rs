@@ -1,0 +1,9 @@
+//! Sources: where flow-log bytes come from.
+//!
+//! - [`file`]: flow-log files and standard input (plain or gzip, S3 header lines), for `parse`
+//!   and `replay`.
+//!
+//! A source owns reading and framing; it hands records to the decoder and never interprets
+//! fields itself.
+
+pub mod file;
