@@ -5,7 +5,7 @@
 //! `reject-reason` are kept as strings, not enums, so new AWS values do not break parsing.
 
 use serde::Serialize;
-use strum::{EnumString, IntoStaticStr, VariantArray};
+use strum::{EnumString, IntoStaticStr, VariantArray, VariantNames};
 
 /// `action`: whether the security group or network ACL let the traffic through.
 #[derive(
@@ -20,6 +20,7 @@ use strum::{EnumString, IntoStaticStr, VariantArray};
     EnumString,
     IntoStaticStr,
     VariantArray,
+    VariantNames,
     Serialize,
 )]
 pub enum Action {
@@ -33,7 +34,9 @@ pub enum Action {
 }
 
 /// `log-status`: whether the record carries traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+)]
 pub enum LogStatus {
     /// Data is logging normally.
     #[strum(serialize = "OK")]
@@ -47,7 +50,9 @@ pub enum LogStatus {
 }
 
 /// `type`: the traffic's address family.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+)]
 pub enum FlowType {
     #[strum(serialize = "IPv4")]
     IPv4,
@@ -59,7 +64,9 @@ pub enum FlowType {
 }
 
 /// `flow-direction`, relative to the interface that captured the record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+)]
 pub enum FlowDirection {
     #[strum(serialize = "ingress")]
     Ingress,
@@ -68,7 +75,9 @@ pub enum FlowDirection {
 }
 
 /// `sublocation-type`: where the traffic came from when not from an Availability Zone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+)]
 pub enum SublocationType {
     #[strum(serialize = "wavelength")]
     Wavelength,
@@ -79,7 +88,9 @@ pub enum SublocationType {
 }
 
 /// `resource-type` of transit-gateway flow logs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+)]
 pub enum ResourceType {
     #[strum(serialize = "TransitGateway")]
     TransitGateway,

@@ -11,7 +11,7 @@ use super::enums::{
     Action, EncryptionStatus, FlowDirection, FlowType, LogStatus, ResourceType, SublocationType,
     TrafficPath,
 };
-use super::token::{FromToken, TokenError, Value};
+use super::token::{FieldKind, FromToken, TokenError, Value};
 
 macro_rules! flow_fields {
     ($( $(#[doc = $doc:literal])* $variant:ident, $member:ident: $ty:ty, $name:literal, $ver:literal; )*) => {
@@ -41,18 +41,10 @@ macro_rules! flow_fields {
                 match name { $($name => Some(Field::$variant),)* _ => None }
             }
 
-            /// Whether the field's value is written as a JSON integer (else as a string).
-            pub fn is_integer(self) -> bool {
-                fn of<'a>(field: Field) -> bool {
-                    match field { $(Field::$variant => <$ty as FromToken<'a>>::JSON_INTEGER,)* }
-                }
-                of(self)
-            }
-
-            /// What a valid value of this field looks like, for rejection messages.
-            pub fn expected(self) -> &'static str {
-                fn of<'a>(field: Field) -> &'static str {
-                    match field { $(Field::$variant => <$ty as FromToken<'a>>::EXPECTED,)* }
+            /// The kind of value the field holds.
+            pub fn kind(self) -> FieldKind {
+                fn of<'a>(field: Field) -> FieldKind {
+                    match field { $(Field::$variant => <$ty as FromToken<'a>>::KIND,)* }
                 }
                 of(self)
             }
@@ -198,6 +190,11 @@ flow_fields! {
 }
 
 impl Field {
+    /// Whether the field's value is written as a JSON integer (else as a string).
+    pub fn is_integer(self) -> bool {
+        self.kind().is_integer()
+    }
+
     /// The number of fields, the largest number of tokens any layout can have.
     pub const COUNT: usize = Field::ALL.len();
 

@@ -88,7 +88,7 @@ impl fmt::Display for LineError<'_> {
                 write!(
                     f,
                     "field {position} ({field}): `{token}` {problem}: expected {}",
-                    field.expected()
+                    field.kind()
                 )
             }
         }

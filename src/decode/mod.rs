@@ -33,4 +33,4 @@ pub use json::RecordJson;
 pub use layout::{Layout, LayoutError, LayoutSet};
 pub use line::{LineError, ParsedLine, parse_line};
 pub use reject::{RejectReason, RejectSample, Rejects};
-pub use token::Value;
+pub use token::{FieldKind, Value};

@@ -6,6 +6,8 @@
 
 use std::net::IpAddr;
 
+use strum::VariantNames;
+
 use super::enums::{
     Action, EncryptionStatus, FlowDirection, FlowType, LogStatus, ResourceType, SublocationType,
     TrafficPath,
@@ -35,12 +37,45 @@ pub enum Value<'a> {
     Addr(IpAddr),
 }
 
+/// What kind of value a field holds, and so what a valid token looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FieldKind {
+    /// ASCII digits, at most `max`.
+    Integer { max: u64 },
+    /// A numeric code from `min` to `max` (`traffic-path`, `encryption-status`).
+    Code { min: u8, max: u8 },
+    /// Any text without spaces (IDs, names, open sets such as `pkt-src-aws-service`).
+    Text,
+    /// An IPv4 or IPv6 address.
+    Address,
+    /// One of these spellings, case-sensitive.
+    Enum { values: &'static [&'static str] },
+}
+
+impl FieldKind {
+    /// Whether `vpcflowd parse` writes such a value as a JSON integer (else as a string).
+    pub const fn is_integer(self) -> bool {
+        matches!(self, FieldKind::Integer { .. } | FieldKind::Code { .. })
+    }
+}
+
+impl std::fmt::Display for FieldKind {
+    /// What a valid token looks like, for rejection messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FieldKind::Integer { max } => write!(f, "an integer from 0 to {max}"),
+            FieldKind::Code { min, max } => write!(f, "a code from {min} to {max}"),
+            FieldKind::Text => f.write_str("text without spaces"),
+            FieldKind::Address => f.write_str("an IPv4 or IPv6 address"),
+            FieldKind::Enum { values } => write!(f, "one of {}", values.join(", ")),
+        }
+    }
+}
+
 /// A type a flow-log field can hold: how to parse it from its token and how to show it.
 pub trait FromToken<'a>: Sized + Copy {
-    /// Whether `vpcflowd parse` writes the field as a JSON integer (else as a string).
-    const JSON_INTEGER: bool;
-    /// What a valid token looks like, for rejection messages.
-    const EXPECTED: &'static str;
+    /// The kind of value, for messages and for `parse`'s JSON.
+    const KIND: FieldKind;
     /// Parses a token that is not `-`.
     fn from_token(token: &'a str) -> Result<Self, TokenError>;
     /// The value as a [`Value`].
@@ -74,10 +109,9 @@ pub fn parse_decimal(token: &str) -> Result<u64, TokenError> {
 }
 
 macro_rules! unsigned_from_token {
-    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+    ($($ty:ty),* $(,)?) => {$(
         impl<'a> FromToken<'a> for $ty {
-            const JSON_INTEGER: bool = true;
-            const EXPECTED: &'static str = $expected;
+            const KIND: FieldKind = FieldKind::Integer { max: <$ty>::MAX as u64 };
             #[inline]
             fn from_token(token: &'a str) -> Result<Self, TokenError> {
                 <$ty>::try_from(parse_decimal(token)?).map_err(|_| TokenError::OutOfRange)
@@ -90,15 +124,10 @@ macro_rules! unsigned_from_token {
     )*};
 }
 
-unsigned_from_token! {
-    u8 => "an integer from 0 to 255",
-    u16 => "an integer from 0 to 65535",
-    u64 => "an integer from 0 to 18446744073709551615",
-}
+unsigned_from_token!(u8, u16, u64);
 
 impl<'a> FromToken<'a> for &'a str {
-    const JSON_INTEGER: bool = false;
-    const EXPECTED: &'static str = "any text without spaces";
+    const KIND: FieldKind = FieldKind::Text;
     #[inline]
     fn from_token(token: &'a str) -> Result<Self, TokenError> {
         Ok(token)
@@ -110,8 +139,7 @@ impl<'a> FromToken<'a> for &'a str {
 }
 
 impl<'a> FromToken<'a> for IpAddr {
-    const JSON_INTEGER: bool = false;
-    const EXPECTED: &'static str = "an IPv4 or IPv6 address";
+    const KIND: FieldKind = FieldKind::Address;
     #[inline]
     fn from_token(token: &'a str) -> Result<Self, TokenError> {
         token.parse().map_err(|_| TokenError::NotAnAddress)
@@ -124,10 +152,9 @@ impl<'a> FromToken<'a> for IpAddr {
 
 /// Text enumerations: the token must be one of the AWS spellings, case included.
 macro_rules! text_enum_from_token {
-    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+    ($($ty:ty),* $(,)?) => {$(
         impl<'a> FromToken<'a> for $ty {
-            const JSON_INTEGER: bool = false;
-            const EXPECTED: &'static str = $expected;
+            const KIND: FieldKind = FieldKind::Enum { values: <$ty as VariantNames>::VARIANTS };
             #[inline]
             fn from_token(token: &'a str) -> Result<Self, TokenError> {
                 token.parse().map_err(|_| TokenError::UnknownValue)
@@ -140,21 +167,13 @@ macro_rules! text_enum_from_token {
     )*};
 }
 
-text_enum_from_token! {
-    Action => "ACCEPT or REJECT",
-    LogStatus => "OK, NODATA or SKIPDATA",
-    FlowType => "IPv4, IPv6 or EFA",
-    FlowDirection => "ingress or egress",
-    SublocationType => "wavelength, outpost or localzone",
-    ResourceType => "TransitGateway or TransitGatewayAttachment",
-}
+text_enum_from_token!(Action, LogStatus, FlowType, FlowDirection, SublocationType, ResourceType);
 
 /// Numeric-code enumerations: written as integers, and only the documented codes are valid.
 macro_rules! code_enum_from_token {
-    ($($ty:ty => $expected:literal),* $(,)?) => {$(
+    ($($ty:ty: $min:literal..=$max:literal),* $(,)?) => {$(
         impl<'a> FromToken<'a> for $ty {
-            const JSON_INTEGER: bool = true;
-            const EXPECTED: &'static str = $expected;
+            const KIND: FieldKind = FieldKind::Code { min: $min, max: $max };
             #[inline]
             fn from_token(token: &'a str) -> Result<Self, TokenError> {
                 let code = parse_decimal(token)?;
@@ -171,10 +190,7 @@ macro_rules! code_enum_from_token {
     )*};
 }
 
-code_enum_from_token! {
-    TrafficPath => "a traffic-path code from 1 to 8",
-    EncryptionStatus => "an encryption-status code from 0 to 3",
-}
+code_enum_from_token!(TrafficPath: 1..=8, EncryptionStatus: 0..=3);
 
 /// Splits a line into tokens on runs of spaces (leading and trailing spaces included).
 #[derive(Debug, Clone)]

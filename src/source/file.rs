@@ -183,7 +183,7 @@ mod tests {
 
     #[test]
     fn header_lines_set_the_layout_for_the_rest_of_the_input() {
-        let data = b"interface-id srcaddr\neni-1 10.0.0.1\nbad line here\nsrcaddr interface-id\n10.0.0.2 eni-2\n";
+        let data = b"interface-id srcaddr\neni-1 10.0.0.1\neni-x 10.0.0.1 extra\nsrcaddr interface-id\n10.0.0.2 eni-2\n";
         let (records, rejected, stats) = read_all(data, LayoutSet::default());
         assert_eq!(records, ["Some(\"eni-1\")", "Some(\"eni-2\")"]);
         assert_eq!(rejected, [(3, RejectReason::FieldCount)]);
