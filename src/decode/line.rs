@@ -8,7 +8,7 @@ use std::fmt;
 use super::field::{Field, FlowRecord};
 use super::layout::{Layout, LayoutSet};
 use super::reject::RejectReason;
-use super::token::{TokenError, Tokens};
+use super::token::{TokenError, Tokens, count_tokens};
 
 /// A line that parsed: the record, the layout that read it, and the line's text.
 #[derive(Debug, Clone, Copy)]
@@ -120,7 +120,10 @@ pub fn parse_line<'a, 'l>(
     line: &'a [u8],
 ) -> Result<ParsedLine<'a, 'l>, LineError<'a>> {
     let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if let Some(at) = line.iter().position(|&b| b < 0x20 || b == 0x7f) {
+    // Branch-free so that it vectorises; the position is only looked for on failure.
+    let has_control = line.iter().fold(false, |acc, &b| acc | (b < 0x20) | (b == 0x7f));
+    if has_control {
+        let at = line.iter().position(|&b| b < 0x20 || b == 0x7f).unwrap_or(0);
         return Err(LineError {
             reason: RejectReason::ControlCharacter,
             detail: Detail::Byte { at, byte: line[at] },
@@ -133,7 +136,7 @@ pub fn parse_line<'a, 'l>(
     let layout = match layouts.only() {
         Some(layout) => layout,
         None => {
-            let found = Tokens::new(text).count();
+            let found = count_tokens(text);
             if found == 0 {
                 return Err(blank());
             }

@@ -192,6 +192,20 @@ macro_rules! code_enum_from_token {
 
 code_enum_from_token!(TrafficPath: 1..=8, EncryptionStatus: 0..=3);
 
+/// Counts the tokens of a line (what [`Tokens`] would yield), branch-free so that it vectorises.
+#[inline]
+pub fn count_tokens(line: &str) -> usize {
+    let b = line.as_bytes();
+    let Some(&first) = b.first() else { return 0 };
+    // A token starts at every non-space byte that follows a space (or starts the line). The
+    // u32 lanes keep the vectorised sum narrow; a line would need 4 GiB to overflow it.
+    let starts = b[1..]
+        .iter()
+        .zip(b)
+        .fold(0u32, |n, (&c, &prev)| n + u32::from((prev == b' ') & (c != b' ')));
+    usize::from(first != b' ') + starts as usize
+}
+
 /// Splits a line into tokens on runs of spaces (leading and trailing spaces included).
 #[derive(Debug, Clone)]
 pub struct Tokens<'a> {
@@ -212,7 +226,9 @@ impl<'a> Iterator for Tokens<'a> {
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.rest.as_bytes();
         let start = bytes.iter().position(|&b| b != b' ')?;
-        let end = memchr::memchr(b' ', &bytes[start..]).map_or(bytes.len(), |i| start + i);
+        // Tokens are a few bytes long: a plain scan beats a SIMD search call per token
+        // (measured: memchr here cost a quarter of the parse time).
+        let end = bytes[start..].iter().position(|&b| b == b' ').map_or(bytes.len(), |i| start + i);
         // Both ends are at ASCII spaces or the ends of the string: char boundaries.
         let token = &self.rest[start..end];
         self.rest = &self.rest[end..];
@@ -260,5 +276,8 @@ mod tests {
         assert_eq!(t, ["a", "b", "c"]);
         assert_eq!(Tokens::new("   ").count(), 0);
         assert_eq!(Tokens::new("a\tb").collect::<Vec<_>>(), ["a\tb"]);
+        for line in ["", " ", "a", " a", "a ", "  a  b c  ", "ab cd", "-"] {
+            assert_eq!(count_tokens(line), Tokens::new(line).count(), "{line:?}");
+        }
     }
 }
