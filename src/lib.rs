@@ -5,3 +5,4 @@
 pub mod cli;
 pub mod decode;
 pub mod source;
+pub mod window;

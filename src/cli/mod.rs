@@ -6,6 +6,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod parse;
+pub mod replay;
+pub mod window_args;
 
 /// Exit code for bad usage or a bad format/configuration (clap uses 2 as well).
 pub const EXIT_USAGE: u8 = 2;
@@ -24,12 +26,15 @@ pub struct Cli {
 pub enum Command {
     /// Parse flow-log lines and print one JSON object per record.
     Parse(parse::ParseArgs),
+    /// Run the window engine over flow-log files and print each closed snapshot.
+    Replay(replay::ReplayArgs),
 }
 
 impl Cli {
     pub fn run(self) -> ExitCode {
         match self.command {
             Command::Parse(args) => parse::run(&args),
+            Command::Replay(args) => replay::run(&args),
         }
     }
 }

@@ -57,7 +57,7 @@ pub fn run(args: &ParseArgs) -> ExitCode {
                 &mut r,
                 |parsed, _ctx| {
                     if write_error.is_some() {
-                        return;
+                        return Ok(());
                     }
                     let written = serde_json::to_writer(&mut out, &RecordJson(parsed))
                         .map_err(io::Error::from)
@@ -65,6 +65,7 @@ pub fn run(args: &ParseArgs) -> ExitCode {
                     if let Err(e) = written {
                         write_error = Some(e);
                     }
+                    Ok(())
                 },
                 |r: &Rejection<'_>| {
                     let _ = if r.sub_line > 0 {

@@ -57,6 +57,10 @@ pub enum RejectReason {
     UnrecognisedJson,
     /// A CloudWatch Logs payload with a `messageType` other than DATA_MESSAGE or CONTROL_MESSAGE.
     UnknownMessageType,
+    // ---- the engine ----
+    /// A record with no interface-id (nor resource-id, tgw-attachment-id or ENI log stream):
+    /// it cannot be attributed to an interface.
+    MissingInterface,
 }
 
 impl RejectReason {

@@ -71,6 +71,13 @@ pub struct ReadStats {
     pub rejected: u64,
 }
 
+/// A record that parsed but that the consumer refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: RejectReason,
+    pub detail: &'static str,
+}
+
 /// A rejected input: where, why, and the message.
 pub struct Rejection<'a> {
     /// 1-based input line number.
@@ -102,11 +109,12 @@ impl FileReader {
     }
 
     /// Reads one input to its end, calling `on_record` for each record and `on_reject` for each
-    /// rejection (which is also counted in [`FileReader::rejects`]).
+    /// rejection (which is also counted in [`FileReader::rejects`]). `on_record` may refuse a
+    /// record that parsed; the refusal is counted and reported like a parse error.
     pub fn read(
         &mut self,
         input: &mut dyn BufRead,
-        mut on_record: impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>),
+        mut on_record: impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>) -> Result<(), Refusal>,
         mut on_reject: impl FnMut(&Rejection<'_>),
     ) -> io::Result<()> {
         // A header line replaces the configured layouts for the rest of this input only.
@@ -133,10 +141,19 @@ impl FileReader {
             let mut sub_line = 0;
             let decoded = self.decoder.decode(line, |flow_line, ctx| {
                 match parse_line(layouts, flow_line) {
-                    Ok(parsed) => {
-                        stats.records += 1;
-                        on_record(&parsed, ctx);
-                    }
+                    Ok(parsed) => match on_record(&parsed, ctx) {
+                        Ok(()) => stats.records += 1,
+                        Err(refusal) => {
+                            stats.rejected += 1;
+                            rejects.record(refusal.reason, refusal.detail, flow_line);
+                            on_reject(&Rejection {
+                                line: line_no,
+                                sub_line,
+                                reason: refusal.reason,
+                                detail: &refusal.detail,
+                            });
+                        }
+                    },
                     Err(e) => {
                         stats.rejected += 1;
                         rejects.record(e.reason, e, flow_line);
@@ -174,7 +191,10 @@ mod tests {
         reader
             .read(
                 &mut input,
-                |p, _| records.push(format!("{:?}", p.record.interface_id)),
+                |p, _| {
+                    records.push(format!("{:?}", p.record.interface_id));
+                    Ok(())
+                },
                 |r| rejected.push((r.line, r.reason)),
             )
             .unwrap();

@@ -1,0 +1,692 @@
+//! The engine: a router, N shard workers and a closer, connected by bounded channels.
+//!
+//! ```text
+//!   records ──► Router ──batches, markers──► shard worker ×N ──► DashMap<interface, state>
+//!                 │                               │ acks                    ▲ reads sealed panes
+//!                 └──────── markers ────────────► Closer ───────────────────┘
+//!                                                   └──► snapshots (ordered)
+//! ```
+//!
+//! **Determinism.** Everything that decides what a snapshot contains is sequenced by the
+//! router, in input order: the watermark, which records are late, and where the markers fall.
+//! A marker is sent in-band to every shard whenever the watermark crosses a slide boundary.
+//! A shard acknowledges a marker once every record before it is applied; when all shards have,
+//! the closer reads the sealed panes (which no on-time record can touch any more) while the
+//! shards go on with newer records. Late records are held by their shard and applied only once
+//! the closer has finished the previous marker, so each one lands in the same close whatever
+//! the timing. Routing keeps each interface on one shard, so per-interface state sees its
+//! records in input order. Replay output is therefore identical for any number of shards.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use dashmap::DashMap;
+use serde::Serialize;
+use tokio::sync::mpsc;
+
+use super::event::{FlowEvent, Interner, Names, interface_of};
+use super::snapshot::{Snapshot, SnapshotKey, TopN, build};
+use super::state::{Caps, InterfaceState, Pane};
+use super::time::{PaneId, TimeField, TimeMode, Watermark, WindowSpec, event_time};
+use crate::decode::{FlowRecord, LineContext};
+
+/// What to do with a record whose pane is already sealed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatePolicy {
+    /// Count it (in `late_records` of the windows still open over its pane) and drop its traffic.
+    #[default]
+    Drop,
+    /// Apply it, and re-emit each already-closed window it changes with `revision` + 1.
+    Update,
+}
+
+/// Everything the engine needs to know.
+#[derive(Debug, Clone, Serialize)]
+pub struct EngineConfig {
+    #[serde(flatten)]
+    pub spec: WindowSpec,
+    pub lateness_secs: u64,
+    pub idle_timeout: Duration,
+    pub time: TimeMode,
+    pub time_field: TimeField,
+    pub late: LatePolicy,
+    pub top: TopN,
+    pub caps: Caps,
+    pub shards: usize,
+    /// The region for records that do not carry one.
+    pub region: Option<String>,
+    /// Events per batch sent to a shard.
+    pub batch_size: usize,
+    /// Batches queued per shard before the router waits.
+    pub channel_capacity: usize,
+}
+
+impl EngineConfig {
+    pub fn new(spec: WindowSpec) -> Self {
+        EngineConfig {
+            spec,
+            lateness_secs: 600,
+            idle_timeout: Duration::from_secs(30),
+            time: TimeMode::Event,
+            time_field: TimeField::Start,
+            late: LatePolicy::Drop,
+            top: TopN::default(),
+            caps: Caps::default(),
+            shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            region: None,
+            batch_size: 1024,
+            channel_capacity: 16,
+        }
+    }
+
+    /// The first pane still kept at watermark `wm`: a pane is kept while any window containing
+    /// it is open, and with `--late update` for one more lateness so that corrections can land.
+    pub fn keep_from(&self, wm: u64) -> PaneId {
+        let extra = match self.late {
+            LatePolicy::Drop => 0,
+            LatePolicy::Update => self.lateness_secs,
+        };
+        let horizon = self.spec.window().saturating_add(extra);
+        match wm.checked_sub(horizon) {
+            // Pane p is retired once p·S + horizon <= wm.
+            Some(x) => (x / self.spec.slide()).saturating_add(1),
+            None => 0,
+        }
+    }
+}
+
+/// Counters the engine keeps about itself.
+#[derive(Debug, Default)]
+pub struct EngineStats {
+    pub records: AtomicU64,
+    pub late_records: AtomicU64,
+    /// Late records too old for any kept pane: counted here only.
+    pub expired_late_records: AtomicU64,
+    pub missing_interface: AtomicU64,
+    pub snapshots: AtomicU64,
+    pub revisions: AtomicU64,
+    pub windows_closed: AtomicU64,
+    /// The watermark (0 before the first record; u64::MAX once finished).
+    pub watermark: AtomicU64,
+    pub last_close_micros: AtomicU64,
+}
+
+/// A record the router refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum RouteError {
+    #[error("the record names no interface (no interface-id, resource-id or tgw-attachment-id)")]
+    MissingInterface,
+}
+
+enum ShardMsg {
+    Batch(Vec<FlowEvent>),
+    Marker { seq: u64 },
+}
+
+struct MarkerInfo {
+    seq: u64,
+    watermark: u64,
+    new_panes: Vec<PaneId>,
+}
+
+struct Ack {
+    seq: u64,
+    /// (interface, pane) pairs changed by late records (`--late update`).
+    dirty: Vec<(u32, PaneId)>,
+}
+
+type Hasher = foldhash::fast::RandomState;
+
+/// One shard's state: interfaces by interned id.
+#[derive(Debug, Default)]
+pub struct Shard {
+    pub interfaces: DashMap<u32, InterfaceState, Hasher>,
+}
+
+/// The last marker the closer has finished, for shards holding late records.
+#[derive(Default)]
+struct CloseProgress {
+    done: Mutex<u64>,
+    changed: Condvar,
+}
+
+impl CloseProgress {
+    fn set(&self, seq: u64) {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner()) = seq;
+        self.changed.notify_all();
+    }
+
+    fn wait_for(&self, seq: u64) {
+        let mut done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        while *done < seq {
+            done = self.changed.wait(done).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
+/// A running engine: push records through [`Router`], read snapshots from `snapshots`.
+pub struct Engine {
+    pub router: Router,
+    /// Snapshot batches, one per close, each ordered by window_start, interface_id, revision.
+    pub snapshots: mpsc::Receiver<Vec<Snapshot>>,
+    pub stats: Arc<EngineStats>,
+    pub shards: Vec<Arc<Shard>>,
+    pub names: Names,
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl Engine {
+    /// Starts the shard workers and the closer on their own threads.
+    pub fn start(config: EngineConfig) -> Engine {
+        let config = Arc::new(config);
+        let n = config.shards.max(1);
+        let stats = Arc::new(EngineStats::default());
+        let progress = Arc::new(CloseProgress::default());
+        let interner = Interner::default();
+        let names = interner.names();
+        let (ack_tx, ack_rx) = mpsc::channel::<Ack>(n * 4);
+        let (marker_tx, marker_rx) = mpsc::channel::<MarkerInfo>(64);
+        let (snap_tx, snap_rx) = mpsc::channel::<Vec<Snapshot>>(64);
+        let (recycle_tx, recycle_rx) = mpsc::channel::<Vec<FlowEvent>>(n * config.channel_capacity);
+
+        let mut shards = Vec::with_capacity(n);
+        let mut senders = Vec::with_capacity(n);
+        let mut threads = Vec::new();
+        for i in 0..n {
+            let shard = Arc::new(Shard::default());
+            let (tx, rx) = mpsc::channel::<ShardMsg>(config.channel_capacity);
+            senders.push(tx);
+            let worker = Worker {
+                shard: shard.clone(),
+                config: config.clone(),
+                late: Vec::new(),
+                progress: progress.clone(),
+                ack: ack_tx.clone(),
+                recycle: recycle_tx.clone(),
+            };
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("vpcflowd-shard-{i}"))
+                    .spawn(move || worker.run(rx))
+                    .expect("spawn shard worker"),
+            );
+            shards.push(shard);
+        }
+        drop(ack_tx);
+
+        let closer = Closer {
+            config: config.clone(),
+            shards: shards.clone(),
+            names: names.clone(),
+            stats: stats.clone(),
+            progress,
+            live_panes: BTreeSet::new(),
+            last_closed: None,
+            revisions: HashMap::new(),
+            pending: HashMap::new(),
+        };
+        threads.push(
+            std::thread::Builder::new()
+                .name("vpcflowd-closer".into())
+                .spawn(move || closer.run(marker_rx, ack_rx, snap_tx))
+                .expect("spawn closer"),
+        );
+
+        let router = Router {
+            watermark: Watermark::new(config.lateness_secs),
+            batches: (0..n).map(|_| Vec::with_capacity(config.batch_size)).collect(),
+            config,
+            senders,
+            markers: marker_tx,
+            recycle: recycle_rx,
+            interner,
+            seq: 0,
+            marked_slide: None,
+            known_panes: HashSet::default(),
+            new_panes: Vec::new(),
+            default_region: None,
+            stats: stats.clone(),
+            last_record_at: None,
+        };
+        let mut router = router;
+        router.default_region = router.config.region.clone().map(|r| router.interner.intern(&r));
+        Engine { router, snapshots: snap_rx, stats, shards, names, threads }
+    }
+
+    /// Waits for the workers and the closer to exit (after [`Router::finish`]).
+    pub fn join(self) {
+        drop(self.router);
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+
+    /// Splits the engine into its router and a handle that joins the threads.
+    pub fn into_parts(self) -> (Router, mpsc::Receiver<Vec<Snapshot>>, EngineJoin) {
+        (self.router, self.snapshots, EngineJoin { threads: self.threads })
+    }
+}
+
+/// Joins an engine's threads.
+pub struct EngineJoin {
+    threads: Vec<JoinHandle<()>>,
+}
+
+impl EngineJoin {
+    pub fn join(self) {
+        for t in self.threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The single sequencer of the engine's input. Not `Sync`: one owner pushes records in order.
+pub struct Router {
+    config: Arc<EngineConfig>,
+    senders: Vec<mpsc::Sender<ShardMsg>>,
+    markers: mpsc::Sender<MarkerInfo>,
+    recycle: mpsc::Receiver<Vec<FlowEvent>>,
+    batches: Vec<Vec<FlowEvent>>,
+    watermark: Watermark,
+    interner: Interner,
+    seq: u64,
+    /// The slide (watermark / slide) of the last marker.
+    marked_slide: Option<u64>,
+    known_panes: HashSet<PaneId, Hasher>,
+    new_panes: Vec<PaneId>,
+    default_region: Option<u32>,
+    stats: Arc<EngineStats>,
+    /// Arrival time (seconds) of the last record, for the idle timeout.
+    last_record_at: Option<u64>,
+}
+
+impl Router {
+    /// Routes one record that arrived at `arrival` (Unix seconds).
+    ///
+    /// Blocks while the target shard's queue is full (backpressure).
+    pub fn push(
+        &mut self,
+        record: &FlowRecord<'_>,
+        ctx: &LineContext<'_>,
+        arrival: u64,
+    ) -> Result<(), RouteError> {
+        let Some(interface) = interface_of(record, ctx) else {
+            self.stats.missing_interface.fetch_add(1, Ordering::Relaxed);
+            return Err(RouteError::MissingInterface);
+        };
+        self.last_record_at = Some(arrival);
+        let cfg = &self.config;
+        let t = event_time(record, cfg.time, cfg.time_field, arrival);
+        let pane = cfg.spec.pane_of(t);
+        let wm = self.watermark.get();
+        let late = cfg.spec.is_sealed(pane, wm);
+        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        if late {
+            self.stats.late_records.fetch_add(1, Ordering::Relaxed);
+            if pane < cfg.keep_from(wm.unwrap_or(0)) {
+                self.stats.expired_late_records.fetch_add(1, Ordering::Relaxed);
+                return Ok(());
+            }
+        }
+        self.watermark.observe(t);
+        let id = self.interner.intern(interface);
+        let account = record.account_id.or(ctx.owner).map(|a| self.interner.intern(a));
+        let region = match record.region {
+            Some(r) => Some(self.interner.intern(r)),
+            None => self.default_region,
+        };
+        let event = FlowEvent {
+            interface: id,
+            pane,
+            late,
+            status: record.log_status,
+            action: record.action,
+            srcaddr: record.srcaddr,
+            dstaddr: record.dstaddr,
+            srcport: record.srcport,
+            dstport: record.dstport,
+            protocol: record.protocol,
+            packets: record.packets.unwrap_or(0),
+            bytes: record.bytes.unwrap_or(0),
+            account,
+            region,
+        };
+        if self.known_panes.insert(pane) {
+            self.new_panes.push(pane);
+        }
+        let shard = shard_of(id, self.senders.len());
+        self.batches[shard].push(event);
+        if self.batches[shard].len() >= self.config.batch_size {
+            self.flush_shard(shard);
+        }
+        self.mark_if_advanced();
+        Ok(())
+    }
+
+    /// Lets the watermark move on with the wall clock when no record has arrived for the idle
+    /// timeout. Call it periodically with the current time (Unix seconds).
+    pub fn tick(&mut self, now: u64) {
+        let Some(last) = self.last_record_at else { return };
+        let idle = now.saturating_sub(last);
+        if idle >= self.config.idle_timeout.as_secs() {
+            self.watermark.idle_for(idle);
+            self.mark_if_advanced();
+        }
+    }
+
+    /// The current watermark.
+    pub fn watermark(&self) -> Option<u64> {
+        self.watermark.get()
+    }
+
+    /// Closes every window and stops the engine's threads once they have drained.
+    pub fn finish(mut self) {
+        self.watermark.finish();
+        self.mark_if_advanced();
+    }
+
+    fn flush_shard(&mut self, shard: usize) {
+        if self.batches[shard].is_empty() {
+            return;
+        }
+        let fresh =
+            self.recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.config.batch_size));
+        let batch = std::mem::replace(&mut self.batches[shard], fresh);
+        // A closed channel means the worker died; its panic is reported when joining.
+        let _ = self.senders[shard].blocking_send(ShardMsg::Batch(batch));
+    }
+
+    fn mark_if_advanced(&mut self) {
+        let Some(wm) = self.watermark.get() else { return };
+        let slide = wm / self.config.spec.slide();
+        if self.marked_slide.is_some_and(|s| s >= slide) {
+            return;
+        }
+        self.marked_slide = Some(slide);
+        self.stats.watermark.store(wm, Ordering::Relaxed);
+        for shard in 0..self.senders.len() {
+            self.flush_shard(shard);
+        }
+        self.seq += 1;
+        let keep_from = self.config.keep_from(wm);
+        self.known_panes.retain(|&p| p >= keep_from);
+        let new_panes = std::mem::take(&mut self.new_panes);
+        let _ = self.markers.blocking_send(MarkerInfo { seq: self.seq, watermark: wm, new_panes });
+        for tx in &self.senders {
+            let _ = tx.blocking_send(ShardMsg::Marker { seq: self.seq });
+        }
+    }
+}
+
+impl Drop for Router {
+    /// A router dropped without [`Router::finish`] still closes every window.
+    fn drop(&mut self) {
+        if self.watermark.get() != Some(u64::MAX) {
+            self.watermark.finish();
+            self.mark_if_advanced();
+        }
+    }
+}
+
+/// Which shard owns an interface. Fibonacci hashing of the interned id.
+#[inline]
+fn shard_of(interface: u32, shards: usize) -> usize {
+    let h = u64::from(interface).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    ((h >> 32) as usize) % shards
+}
+
+struct Worker {
+    shard: Arc<Shard>,
+    config: Arc<EngineConfig>,
+    late: Vec<FlowEvent>,
+    progress: Arc<CloseProgress>,
+    ack: mpsc::Sender<Ack>,
+    recycle: mpsc::Sender<Vec<FlowEvent>>,
+}
+
+impl Worker {
+    fn run(mut self, mut rx: mpsc::Receiver<ShardMsg>) {
+        while let Some(msg) = rx.blocking_recv() {
+            match msg {
+                ShardMsg::Batch(mut events) => {
+                    self.apply_batch(&events);
+                    events.clear();
+                    let _ = self.recycle.try_send(events);
+                }
+                ShardMsg::Marker { seq } => {
+                    let dirty = self.apply_late(seq);
+                    if self.ack.blocking_send(Ack { seq, dirty }).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_batch(&mut self, events: &[FlowEvent]) {
+        let caps = &self.config.caps;
+        // Consecutive events of one interface share one map lookup.
+        let mut i = 0;
+        while i < events.len() {
+            let id = events[i].interface;
+            let mut state = self.shard.interfaces.entry(id).or_default();
+            while i < events.len() && events[i].interface == id {
+                let ev = &events[i];
+                if ev.late {
+                    self.late.push(*ev);
+                } else {
+                    state.pane_mut(ev.pane, caps).apply(ev, caps, true);
+                }
+                i += 1;
+            }
+        }
+    }
+
+    /// Applies the late records held since the previous marker, once the closer has finished
+    /// that marker. Returns the panes they changed when they carry traffic (`--late update`).
+    fn apply_late(&mut self, seq: u64) -> Vec<(u32, PaneId)> {
+        if self.late.is_empty() {
+            return Vec::new();
+        }
+        self.progress.wait_for(seq - 1);
+        let caps = &self.config.caps;
+        let update = self.config.late == LatePolicy::Update;
+        let mut dirty = Vec::new();
+        for ev in self.late.drain(..) {
+            let mut state = self.shard.interfaces.entry(ev.interface).or_default();
+            state.pane_mut(ev.pane, caps).apply(&ev, caps, update);
+            dirty.push((ev.interface, ev.pane));
+        }
+        dirty.sort_unstable();
+        dirty.dedup();
+        dirty
+    }
+}
+
+struct Closer {
+    config: Arc<EngineConfig>,
+    shards: Vec<Arc<Shard>>,
+    names: Names,
+    stats: Arc<EngineStats>,
+    progress: Arc<CloseProgress>,
+    /// Panes that hold data and are not retired.
+    live_panes: BTreeSet<PaneId>,
+    /// The newest window (by first pane) that has closed.
+    last_closed: Option<PaneId>,
+    /// The revision last emitted for (interface, window) while corrections can still land.
+    revisions: HashMap<(u32, PaneId), u32>,
+    /// Acks received for markers not yet closed: (count, dirty panes).
+    pending: HashMap<u64, (usize, Vec<(u32, PaneId)>)>,
+}
+
+impl Closer {
+    fn run(
+        mut self,
+        mut markers: mpsc::Receiver<MarkerInfo>,
+        mut acks: mpsc::Receiver<Ack>,
+        out: mpsc::Sender<Vec<Snapshot>>,
+    ) {
+        while let Some(marker) = markers.blocking_recv() {
+            self.live_panes.extend(marker.new_panes.iter().copied());
+            let Some(dirty) = self.wait_for_acks(marker.seq, &mut acks) else { return };
+            let started = std::time::Instant::now();
+            let snapshots = self.close(marker.watermark, dirty);
+            self.stats
+                .last_close_micros
+                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            self.progress.set(marker.seq);
+            if !snapshots.is_empty() && out.blocking_send(snapshots).is_err() {
+                // Nobody reads snapshots any more; keep closing so that shards never wait.
+            }
+        }
+    }
+
+    /// Collects one ack per shard for `seq`; `None` if the shards are gone.
+    fn wait_for_acks(
+        &mut self,
+        seq: u64,
+        acks: &mut mpsc::Receiver<Ack>,
+    ) -> Option<Vec<(u32, PaneId)>> {
+        let n = self.shards.len();
+        loop {
+            if let Some((count, _)) = self.pending.get(&seq)
+                && *count == n
+            {
+                return self.pending.remove(&seq).map(|(_, dirty)| dirty);
+            }
+            let ack = acks.blocking_recv()?;
+            let entry = self.pending.entry(ack.seq).or_default();
+            entry.0 += 1;
+            entry.1.extend(ack.dirty);
+        }
+    }
+
+    fn close(&mut self, wm: u64, dirty: Vec<(u32, PaneId)>) -> Vec<Snapshot> {
+        let spec = self.config.spec;
+        let n = spec.panes();
+        let mut out = Vec::new();
+
+        // Corrections to windows that closed at earlier markers (`--late update`).
+        if self.config.late == LatePolicy::Update
+            && let Some(last) = self.last_closed
+        {
+            let mut windows: BTreeSet<(PaneId, u32)> = BTreeSet::new();
+            for (iface, pane) in dirty {
+                for k in spec.windows_containing(pane) {
+                    if k <= last {
+                        windows.insert((k, iface));
+                    }
+                }
+            }
+            for (k, iface) in windows {
+                let revision = self.revisions.get(&(iface, k)).map_or(0, |r| r + 1);
+                if let Some(s) = self.snapshot(iface, k, revision) {
+                    self.revisions.insert((iface, k), revision);
+                    self.stats.revisions.fetch_add(1, Ordering::Relaxed);
+                    out.push(s);
+                }
+            }
+        }
+
+        // Windows closing now: those ending at or before the watermark, with data.
+        if let Some(limit) = spec.last_closed_window(wm) {
+            loop {
+                let from = self.last_closed.map_or(0, |l| l + 1);
+                let Some(&p) = self.live_panes.range(from..).next() else { break };
+                let k = from.max(p.saturating_sub(n - 1));
+                if k > limit {
+                    break;
+                }
+                let mut closed = self.close_window(k);
+                self.stats.windows_closed.fetch_add(1, Ordering::Relaxed);
+                out.append(&mut closed);
+                self.last_closed = Some(k);
+            }
+        }
+
+        // Retire what no window (or correction) can need any more.
+        let keep_from = self.config.keep_from(wm);
+        self.live_panes = self.live_panes.split_off(&keep_from);
+        for shard in &self.shards {
+            shard.interfaces.retain(|_, state| state.retire_before(keep_from));
+        }
+        self.revisions.retain(|&(_, k), _| k.saturating_add(n) > keep_from);
+
+        out.sort_by(|a, b| {
+            (a.window_start, &a.interface_id, a.revision).cmp(&(
+                b.window_start,
+                &b.interface_id,
+                b.revision,
+            ))
+        });
+        self.stats.snapshots.fetch_add(out.len() as u64, Ordering::Relaxed);
+        out
+    }
+
+    /// Snapshots of every interface with data in window `k`, built shard by shard in parallel.
+    fn close_window(&mut self, k: PaneId) -> Vec<Snapshot> {
+        let track_revisions = self.config.late == LatePolicy::Update;
+        let per_shard: Vec<Vec<(u32, Snapshot)>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = self
+                .shards
+                .iter()
+                .map(|shard| {
+                    let this = &*self;
+                    scope.spawn(move || {
+                        let mut v = Vec::new();
+                        for entry in shard.interfaces.iter() {
+                            if let Some(s) = this.build(*entry.key(), entry.value(), k, 0) {
+                                v.push((*entry.key(), s));
+                            }
+                        }
+                        v
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().expect("snapshot builder panicked")).collect()
+        });
+        let mut out = Vec::new();
+        for (iface, s) in per_shard.into_iter().flatten() {
+            if track_revisions {
+                self.revisions.insert((iface, k), 0);
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    fn snapshot(&self, iface: u32, k: PaneId, revision: u32) -> Option<Snapshot> {
+        let shard = &self.shards[shard_of(iface, self.shards.len())];
+        let state = shard.interfaces.get(&iface)?;
+        self.build(iface, &state, k, revision)
+    }
+
+    fn build(
+        &self,
+        iface: u32,
+        state: &InterfaceState,
+        k: PaneId,
+        revision: u32,
+    ) -> Option<Snapshot> {
+        let spec = self.config.spec;
+        let panes: Vec<&Pane> = state.panes_in(k, spec.panes()).collect();
+        if panes.is_empty() {
+            return None;
+        }
+        let account = panes.iter().find_map(|p| p.account).map(|a| self.names.get(a));
+        let region = panes.iter().find_map(|p| p.region).map(|r| self.names.get(r));
+        let key = SnapshotKey {
+            window_start: spec.pane_start(k),
+            window_end: spec.window_end(k),
+            interface_id: self.names.get(iface),
+            account_id: account,
+            region,
+            revision,
+        };
+        Some(build(key, &panes, &self.config.top))
+    }
+}

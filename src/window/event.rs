@@ -1,0 +1,95 @@
+//! Events: the owned, fixed-size form of a record that the router hands to a shard, and the
+//! string interner that lets it be fixed-size.
+//!
+//! A [`FlowEvent`] is `Copy` and holds no heap data, so batches of them move between threads
+//! without allocating per record; interface ids, accounts and regions travel as interned `u32`s.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, RwLock};
+
+use super::time::PaneId;
+use crate::decode::{Action, FlowRecord, LineContext, LogStatus};
+
+/// One record as a shard sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlowEvent {
+    /// Interned interface id.
+    pub interface: u32,
+    pub pane: PaneId,
+    /// Set by the router when the pane was already sealed on arrival.
+    pub late: bool,
+    pub status: Option<LogStatus>,
+    pub action: Option<Action>,
+    pub srcaddr: Option<IpAddr>,
+    pub dstaddr: Option<IpAddr>,
+    pub srcport: Option<u16>,
+    pub dstport: Option<u16>,
+    pub protocol: Option<u8>,
+    pub packets: u64,
+    pub bytes: u64,
+    /// Interned account id and region, if known.
+    pub account: Option<u32>,
+    pub region: Option<u32>,
+}
+
+/// The interface a record belongs to: `interface-id`; else, for records without one, the
+/// regional NAT gateway (`resource-id`), the transit-gateway attachment, or the ENI named by a
+/// CloudWatch log stream (`eni-…-all`).
+pub fn interface_of<'a>(record: &FlowRecord<'a>, ctx: &LineContext<'a>) -> Option<&'a str> {
+    record.interface_id.or(record.resource_id).or(record.tgw_attachment_id).or_else(|| {
+        ctx.log_stream
+            .filter(|s| s.starts_with("eni-"))
+            .map(|s| s.strip_suffix("-all").unwrap_or(s))
+    })
+}
+
+/// Interns strings to `u32`s. The router writes; closers and the API read by id.
+#[derive(Debug, Default)]
+pub struct Interner {
+    ids: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
+    names: Arc<RwLock<Vec<Arc<str>>>>,
+}
+
+/// The read side of an [`Interner`].
+#[derive(Debug, Clone, Default)]
+pub struct Names(Arc<RwLock<Vec<Arc<str>>>>);
+
+impl Names {
+    pub fn get(&self, id: u32) -> Arc<str> {
+        let names = self.0.read().unwrap_or_else(|e| e.into_inner());
+        names[id as usize].clone()
+    }
+
+    /// Read access to all names at once (for building many snapshots).
+    pub fn read(&self) -> std::sync::RwLockReadGuard<'_, Vec<Arc<str>>> {
+        self.0.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Interner {
+    pub fn names(&self) -> Names {
+        Names(self.names.clone())
+    }
+
+    /// The id of `s`, assigning the next one if new. Allocates only for new strings.
+    #[inline]
+    pub fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let mut names = self.names.write().unwrap_or_else(|e| e.into_inner());
+        let id = u32::try_from(names.len()).expect("fewer than 2^32 distinct names");
+        names.push(Arc::from(s));
+        self.ids.insert(Box::from(s), id);
+        id
+    }
+
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ids.is_empty()
+    }
+}

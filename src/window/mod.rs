@@ -1,0 +1,42 @@
+//! Windows: sliding-window measures per interface, on event time, sharded.
+//!
+//! This module owns everything between a decoded record and a closed-window [`Snapshot`]:
+//! event time and the watermark ([`time`]), the owned event a shard receives ([`event`]), the
+//! per-interface pane state ([`state`]) and its capped tables ([`table`]), snapshot building
+//! ([`snapshot`]) and the concurrent engine that ties them together ([`engine`]). It does no
+//! I/O: sources push records into the [`Router`]; consumers read snapshot batches.
+//!
+//! ```
+//! use std::time::Duration;
+//! use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
+//! use vpcflowd::window::{Engine, EngineConfig, WindowSpec};
+//!
+//! let spec = WindowSpec::new(Duration::from_secs(300), Duration::from_secs(60)).unwrap();
+//! let mut config = EngineConfig::new(spec);
+//! config.shards = 2;
+//! let Engine { router: mut router, snapshots: mut snapshots, .. } = Engine::start(config);
+//! let layouts = LayoutSet::default();
+//! let line = b"2 123456789010 eni-1 10.0.0.1 10.0.0.2 443 51000 6 10 8000 1700000000 1700000060 ACCEPT OK";
+//! let parsed = parse_line(&layouts, line).unwrap();
+//! router.push(&parsed.record, &LineContext::default(), 1_700_000_100).unwrap();
+//! router.finish(); // end of input: every window closes
+//! let mut windows = Vec::new();
+//! while let Some(batch) = snapshots.blocking_recv() {
+//!     windows.extend(batch);
+//! }
+//! // The record's pane (1699999980..1700000040) lies in five 5-minute windows.
+//! assert_eq!(windows.len(), 5);
+//! assert!(windows.iter().all(|s| s.bytes == 8000 && s.sources[0].traffic_share_pct == 100.0));
+//! ```
+
+pub mod engine;
+pub mod event;
+pub mod snapshot;
+pub mod state;
+pub mod table;
+pub mod time;
+
+pub use engine::{Engine, EngineConfig, EngineStats, LatePolicy, RouteError, Router};
+pub use snapshot::{Snapshot, TopN};
+pub use state::Caps;
+pub use time::{TimeField, TimeMode, WindowSpec};

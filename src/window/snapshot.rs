@@ -1,0 +1,313 @@
+//! Snapshots: what one closed window says about one interface.
+//!
+//! Built by summing the window's panes. The lists are ranked by bytes (ties: more packets, then
+//! the smaller address or flow), cut to the configured top-N, and the rest goes into `other_…`
+//! so that each list plus its remainder reconciles exactly with the interface totals.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::state::{FlowCounters, FlowKey, Pane, Totals, Traffic};
+use super::table::{BoundedTable, Measure, rank};
+use crate::decode::Action;
+
+/// How many entries each list keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct TopN {
+    pub sources: usize,
+    pub destinations: usize,
+    pub flows: usize,
+}
+
+impl Default for TopN {
+    fn default() -> Self {
+        TopN { sources: 15, destinations: 15, flows: 10 }
+    }
+}
+
+/// One interface in one closed window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Snapshot {
+    pub window_start: u64,
+    pub window_end: u64,
+    pub interface_id: Arc<str>,
+    pub account_id: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+    pub rejected_packets: u64,
+    pub rejected_bytes: u64,
+    pub nodata_records: u64,
+    pub skipdata_records: u64,
+    pub late_records: u64,
+    pub sources: Vec<SourceSnapshot>,
+    pub other_sources: Other,
+    pub destinations: Vec<DestinationSnapshot>,
+    pub other_destinations: Other,
+    pub protocols: Vec<ProtocolSnapshot>,
+    /// 0 for the first emission; each correction by a late record (`--late update`) adds one.
+    pub revision: u32,
+    /// Whether a cap was exceeded in this window, so lists are heavy-hitter estimates.
+    pub approximate: bool,
+    pub approximation: Approximation,
+}
+
+/// Error bounds when caps were exceeded: a listed value may fall short of the truth by at most
+/// the bound (in bytes); totals and remainders stay exact.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Approximation {
+    pub source_bytes_error: u64,
+    pub destination_bytes_error: u64,
+    pub flow_bytes_error: u64,
+    pub evicted_sources: u64,
+    pub evicted_destinations: u64,
+    pub evicted_flows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SourceSnapshot {
+    pub address: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+    pub rejected_bytes: u64,
+    pub traffic_share_pct: f64,
+    pub top_flows: Vec<FlowSnapshot>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FlowSnapshot {
+    pub srcaddr: IpAddr,
+    pub srcport: Option<u16>,
+    pub dstaddr: Option<IpAddr>,
+    pub dstport: Option<u16>,
+    pub protocol: Option<u8>,
+    pub action: Option<Action>,
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DestinationSnapshot {
+    pub address: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProtocolSnapshot {
+    pub protocol: u8,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+}
+
+/// What is not listed: `count` distinct keys (tracked ones; evicted keys are counted in
+/// `approximation`), and their traffic, including records without an address.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Other {
+    pub count: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+}
+
+impl Other {
+    fn add(&mut self, t: &Traffic) {
+        self.packets += t.packets;
+        self.bytes += t.bytes;
+        self.flows += t.flows;
+    }
+}
+
+/// The identity of a snapshot, known before building it.
+#[derive(Debug, Clone)]
+pub struct SnapshotKey {
+    pub window_start: u64,
+    pub window_end: u64,
+    pub interface_id: Arc<str>,
+    pub account_id: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
+    pub revision: u32,
+}
+
+/// Percentage of `part` in `whole`, 0 when the whole is 0.
+pub fn share_pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
+}
+
+/// Builds the snapshot of the given panes (those of one interface inside one window).
+pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
+    let mut totals = Totals::default();
+    let mut approx = Approximation::default();
+    for p in panes {
+        totals.add(&p.totals);
+        approx.source_bytes_error += p.sources.error_bound();
+        approx.evicted_sources += p.sources.evicted();
+        approx.destination_bytes_error += p.destinations.error_bound();
+        approx.evicted_destinations += p.destinations.evicted();
+    }
+
+    // Sources: sum across panes, rank, keep the top N with their flows.
+    let mut sources: HashMap<IpAddr, Traffic, foldhash::fast::RandomState> = HashMap::default();
+    let mut other_sources = Other::default();
+    for p in panes {
+        for (addr, entry) in p.sources.iter() {
+            sources.entry(*addr).or_default().absorb(&entry.traffic);
+        }
+        other_sources.add(&p.sources.folded().traffic);
+        other_sources.add(&p.unattributed_sources);
+    }
+    let (listed, rest) = top_n(sources, top.sources);
+    for (_, t) in &rest {
+        other_sources.add(t);
+    }
+    other_sources.count = rest.len() as u64;
+    let source_snapshots = listed
+        .into_iter()
+        .map(|(addr, t)| {
+            let (top_flows, flow_approx) = source_flows(addr, panes, top.flows);
+            approx.flow_bytes_error += flow_approx.0;
+            approx.evicted_flows += flow_approx.1;
+            SourceSnapshot {
+                address: addr,
+                packets: t.packets,
+                bytes: t.bytes,
+                flows: t.flows,
+                rejected_flows: t.rejected_flows,
+                rejected_bytes: t.rejected_bytes,
+                traffic_share_pct: share_pct(t.bytes, totals.bytes),
+                top_flows,
+            }
+        })
+        .collect();
+
+    // Destinations.
+    let mut destinations: HashMap<IpAddr, Traffic, foldhash::fast::RandomState> =
+        HashMap::default();
+    let mut other_destinations = Other::default();
+    for p in panes {
+        for (addr, t) in p.destinations.iter() {
+            destinations.entry(*addr).or_default().absorb(t);
+        }
+        other_destinations.add(p.destinations.folded());
+        other_destinations.add(&p.unattributed_destinations);
+    }
+    let (listed, rest) = top_n(destinations, top.destinations);
+    for (_, t) in &rest {
+        other_destinations.add(t);
+    }
+    other_destinations.count = rest.len() as u64;
+    let destination_snapshots = listed
+        .into_iter()
+        .map(|(address, t)| DestinationSnapshot {
+            address,
+            packets: t.packets,
+            bytes: t.bytes,
+            flows: t.flows,
+            rejected_flows: t.rejected_flows,
+        })
+        .collect();
+
+    // Protocols: all of them (a handful).
+    let mut protocols: Vec<(u8, Traffic)> = Vec::new();
+    for p in panes {
+        for (proto, t) in &p.protocols {
+            match protocols.iter_mut().find(|(q, _)| q == proto) {
+                Some((_, sum)) => sum.absorb(t),
+                None => protocols.push((*proto, *t)),
+            }
+        }
+    }
+    protocols.sort_by(rank);
+    let protocol_snapshots = protocols
+        .into_iter()
+        .map(|(protocol, t)| ProtocolSnapshot {
+            protocol,
+            packets: t.packets,
+            bytes: t.bytes,
+            flows: t.flows,
+            rejected_flows: t.rejected_flows,
+        })
+        .collect();
+
+    let approximate = approx != Approximation::default();
+    Snapshot {
+        window_start: key.window_start,
+        window_end: key.window_end,
+        interface_id: key.interface_id,
+        account_id: key.account_id,
+        region: key.region,
+        packets: totals.packets,
+        bytes: totals.bytes,
+        flows: totals.flows,
+        rejected_flows: totals.rejected_flows,
+        rejected_packets: totals.rejected_packets,
+        rejected_bytes: totals.rejected_bytes,
+        nodata_records: totals.nodata_records,
+        skipdata_records: totals.skipdata_records,
+        late_records: totals.late_records,
+        sources: source_snapshots,
+        other_sources,
+        destinations: destination_snapshots,
+        other_destinations,
+        protocols: protocol_snapshots,
+        revision: key.revision,
+        approximate,
+        approximation: approx,
+    }
+}
+
+/// Ranks entries and splits them into the first `n` and the rest.
+fn top_n<K: Ord, V: Measure>(
+    map: HashMap<K, V, foldhash::fast::RandomState>,
+    n: usize,
+) -> (Vec<(K, V)>, Vec<(K, V)>) {
+    let mut all: Vec<(K, V)> = map.into_iter().collect();
+    if all.len() > n {
+        all.select_nth_unstable_by(n, rank);
+    }
+    let rest = all.split_off(n.min(all.len()));
+    all.sort_by(rank);
+    (all, rest)
+}
+
+/// The top flows of one source across the panes, and (error bound, evictions) of its flows.
+fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, (u64, u64)) {
+    let mut flows: HashMap<FlowKey, FlowCounters, foldhash::fast::RandomState> = HashMap::default();
+    let mut bound = 0;
+    let mut evicted = 0;
+    for p in panes {
+        let Some(entry) = p.sources.get(&addr) else { continue };
+        let table: &BoundedTable<FlowKey, FlowCounters> = &entry.flows;
+        for (k, c) in table.iter() {
+            flows.entry(*k).or_default().absorb(c);
+        }
+        bound += table.error_bound();
+        evicted += table.evicted();
+    }
+    let (listed, _) = top_n(flows, n);
+    let snapshots = listed
+        .into_iter()
+        .map(|(k, c)| FlowSnapshot {
+            srcaddr: addr,
+            srcport: k.srcport,
+            dstaddr: k.dstaddr,
+            dstport: k.dstport,
+            protocol: k.protocol,
+            action: k.action,
+            packets: c.packets,
+            bytes: c.bytes,
+        })
+        .collect();
+    (snapshots, (bound, evicted))
+}
