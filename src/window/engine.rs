@@ -83,18 +83,28 @@ impl EngineConfig {
         }
     }
 
-    /// The first pane still kept at watermark `wm`: a pane is kept while any window containing
-    /// it is open, and with `--late update` for one more lateness so that corrections can land.
-    pub fn keep_from(&self, wm: u64) -> PaneId {
+    /// The oldest pane that can still take a late record at watermark `wm`: one with a window
+    /// still open, or with `--late update`, one sealed less than a lateness ago.
+    pub fn late_horizon(&self, wm: u64) -> PaneId {
         let extra = match self.late {
             LatePolicy::Drop => 0,
             LatePolicy::Update => self.lateness_secs,
         };
         let horizon = self.spec.window().saturating_add(extra);
         match wm.checked_sub(horizon) {
-            // Pane p is retired once p·S + horizon <= wm.
+            // Pane p is past the horizon once p·S + horizon <= wm.
             Some(x) => (x / self.spec.slide()).saturating_add(1),
             None => 0,
+        }
+    }
+
+    /// The oldest pane whose state is kept at watermark `wm`. With `--late update`, every pane
+    /// of a window that may still be corrected, so a correction is built from the whole window.
+    pub fn state_horizon(&self, wm: u64) -> PaneId {
+        let late = self.late_horizon(wm);
+        match self.late {
+            LatePolicy::Drop => late,
+            LatePolicy::Update => late.saturating_sub(self.spec.panes() - 1),
         }
     }
 }
@@ -327,7 +337,7 @@ impl Router {
         self.stats.records.fetch_add(1, Ordering::Relaxed);
         if late {
             self.stats.late_records.fetch_add(1, Ordering::Relaxed);
-            if pane < cfg.keep_from(wm.unwrap_or(0)) {
+            if pane < cfg.late_horizon(wm.unwrap_or(0)) {
                 self.stats.expired_late_records.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
             }
@@ -412,8 +422,8 @@ impl Router {
             self.flush_shard(shard);
         }
         self.seq += 1;
-        let keep_from = self.config.keep_from(wm);
-        self.known_panes.retain(|&p| p >= keep_from);
+        let horizon = self.config.late_horizon(wm);
+        self.known_panes.retain(|&p| p >= horizon);
         let new_panes = std::mem::take(&mut self.new_panes);
         let _ = self.markers.blocking_send(MarkerInfo { seq: self.seq, watermark: wm, new_panes });
         for tx in &self.senders {
@@ -609,12 +619,14 @@ impl Closer {
         }
 
         // Retire what no window (or correction) can need any more.
-        let keep_from = self.config.keep_from(wm);
+        let keep_from = self.config.state_horizon(wm);
         self.live_panes = self.live_panes.split_off(&keep_from);
         for shard in &self.shards {
             shard.interfaces.retain(|_, state| state.retire_before(keep_from));
         }
-        self.revisions.retain(|&(_, k), _| k.saturating_add(n) > keep_from);
+        // A window can be corrected while its newest pane can still take a late record.
+        let late_horizon = self.config.late_horizon(wm);
+        self.revisions.retain(|&(_, k), _| k.saturating_add(n) > late_horizon);
 
         out.sort_by(|a, b| {
             (a.window_start, &a.interface_id, a.revision).cmp(&(

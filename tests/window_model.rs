@@ -1,0 +1,498 @@
+//! The window engine against a brute-force reference model.
+//!
+//! The model keeps every record and computes each snapshot from scratch, from the definitions
+//! in ARCHITECTURE.md (watermark, sealing, late horizons, ranking, remainders). Random streams
+//! with disorder inside the lateness, late and too-late records, NODATA/SKIPDATA, many ties,
+//! both late policies and 1–4 shards must produce exactly the model's snapshots, in order.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{Value, json};
+use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
+use vpcflowd::window::{Engine, EngineConfig, LatePolicy, TopN, WindowSpec};
+
+#[derive(Debug, Clone)]
+struct Rec {
+    iface: u8,
+    t: u64,
+    status: &'static str,
+    action: &'static str,
+    src: u8,
+    dst: u8,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+    packets: u64,
+    bytes: u64,
+}
+
+impl Rec {
+    fn iface_id(&self) -> String {
+        format!("eni-{:017x}", self.iface)
+    }
+    fn account(&self) -> String {
+        format!("{:012}", 100 + u64::from(self.iface))
+    }
+    fn src_ip(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 0, 0, self.src))
+    }
+    fn dst_ip(&self) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::new(10, 1, 0, self.dst))
+    }
+    fn line(&self) -> String {
+        if self.status == "OK" {
+            format!(
+                "2 {} {} {} {} {} {} {} {} {} {} {} {} OK",
+                self.account(),
+                self.iface_id(),
+                self.src_ip(),
+                self.dst_ip(),
+                self.sport,
+                self.dport,
+                self.proto,
+                self.packets,
+                self.bytes,
+                self.t,
+                self.t + 30,
+                self.action
+            )
+        } else {
+            format!(
+                "2 {} {} - - - - - - - {} {} - {}",
+                self.account(),
+                self.iface_id(),
+                self.t,
+                self.t + 30,
+                self.status
+            )
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Cfg {
+    slide: u64,
+    panes: u64,
+    lateness: u64,
+    late: LatePolicy,
+    top: TopN,
+    shards: usize,
+}
+
+impl Cfg {
+    fn window(&self) -> u64 {
+        self.slide * self.panes
+    }
+    fn late_horizon(&self, wm: u64) -> u64 {
+        let extra = if self.late == LatePolicy::Update { self.lateness } else { 0 };
+        match wm.checked_sub(self.window() + extra) {
+            Some(x) => x / self.slide + 1,
+            None => 0,
+        }
+    }
+}
+
+/// A stored record: its pane, whether it was late, and whether its traffic counts.
+struct Stored {
+    rec: Rec,
+    pane: u64,
+    late: bool,
+    traffic: bool,
+}
+
+fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
+    let s = cfg.slide;
+    let n = cfg.panes;
+    let mut wm: Option<u64> = None;
+    let mut max: Option<u64> = None;
+    let mut stored: Vec<Stored> = Vec::new();
+    let mut last_closed: Option<u64> = None;
+    let mut revisions: HashMap<(u8, u64), u32> = HashMap::new();
+    let mut dirty: BTreeSet<(u64, u8)> = BTreeSet::new();
+    let mut marked: Option<u64> = None;
+    let mut out = Vec::new();
+
+    let mark = |wm: u64,
+                stored: &Vec<Stored>,
+                last_closed: &mut Option<u64>,
+                revisions: &mut HashMap<(u8, u64), u32>,
+                dirty: &mut BTreeSet<(u64, u8)>,
+                out: &mut Vec<Value>| {
+        let mut batch: Vec<(u64, String, u32, Value)> = Vec::new();
+        for &(k, iface) in dirty.iter() {
+            let rev = revisions.get(&(iface, k)).map_or(0, |r| r + 1);
+            if let Some(v) = snapshot(stored, iface, k, rev, cfg) {
+                revisions.insert((iface, k), rev);
+                batch.push((k, v["interface_id"].as_str().unwrap().to_string(), rev, v));
+            }
+        }
+        dirty.clear();
+        if let Some(limit) = (wm / s).checked_sub(n) {
+            loop {
+                let from = last_closed.map_or(0, |l| l + 1);
+                let Some(p) = stored.iter().map(|r| r.pane).filter(|&p| p >= from).min() else {
+                    break;
+                };
+                let k = from.max(p.saturating_sub(n - 1));
+                if k > limit {
+                    break;
+                }
+                let ifaces: BTreeSet<u8> = stored
+                    .iter()
+                    .filter(|r| r.pane >= k && r.pane < k + n)
+                    .map(|r| r.rec.iface)
+                    .collect();
+                for iface in ifaces {
+                    let v = snapshot(stored, iface, k, 0, cfg).unwrap();
+                    revisions.insert((iface, k), 0);
+                    batch.push((k, v["interface_id"].as_str().unwrap().to_string(), 0, v));
+                }
+                *last_closed = Some(k);
+            }
+        }
+        batch.sort_by(|a, b| (a.0, &a.1, a.2).cmp(&(b.0, &b.1, b.2)));
+        out.extend(batch.into_iter().map(|b| b.3));
+    };
+
+    for r in records {
+        let pane = r.t / s;
+        let late = wm.is_some_and(|w| (pane + 1) * s <= w);
+        if late && pane < cfg.late_horizon(wm.unwrap()) {
+            continue; // too late for any window: counted only in the engine's stats
+        }
+        if max.is_none_or(|m| r.t > m) {
+            max = Some(r.t);
+            let candidate = r.t.saturating_sub(cfg.lateness);
+            if wm.is_none_or(|w| candidate > w) {
+                wm = Some(candidate);
+            }
+        }
+        let traffic = !late || cfg.late == LatePolicy::Update;
+        if late && cfg.late == LatePolicy::Update {
+            for k in pane.saturating_sub(n - 1)..=pane {
+                if last_closed.is_some_and(|l| k <= l) {
+                    dirty.insert((k, r.iface));
+                }
+            }
+        }
+        stored.push(Stored { rec: r.clone(), pane, late, traffic });
+        let w = wm.unwrap();
+        if marked.is_none_or(|m| w / s > m) {
+            marked = Some(w / s);
+            mark(w, &stored, &mut last_closed, &mut revisions, &mut dirty, &mut out);
+        }
+    }
+    if !stored.is_empty() || wm.is_some() {
+        mark(u64::MAX, &stored, &mut last_closed, &mut revisions, &mut dirty, &mut out);
+    }
+    out
+}
+
+#[derive(Default, Clone, Copy)]
+struct T {
+    packets: u64,
+    bytes: u64,
+    flows: u64,
+    rejected_flows: u64,
+    rejected_bytes: u64,
+}
+
+impl T {
+    fn add(&mut self, r: &Rec) {
+        self.packets += r.packets;
+        self.bytes += r.bytes;
+        self.flows += 1;
+        if r.action == "REJECT" {
+            self.rejected_flows += 1;
+            self.rejected_bytes += r.bytes;
+        }
+    }
+}
+
+/// Heaviest first: bytes, packets, then the key.
+fn ranked<K: Ord + Clone>(m: BTreeMap<K, T>) -> Vec<(K, T)> {
+    let mut v: Vec<(K, T)> = m.into_iter().collect();
+    v.sort_by(|a, b| {
+        b.1.bytes.cmp(&a.1.bytes).then(b.1.packets.cmp(&a.1.packets)).then(a.0.cmp(&b.0))
+    });
+    v
+}
+
+fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> Option<Value> {
+    let recs: Vec<&Stored> = stored
+        .iter()
+        .filter(|r| r.rec.iface == iface && r.pane >= k && r.pane < k + cfg.panes)
+        .collect();
+    let first = recs.first()?;
+    let (mut total, mut rp, mut nodata, mut skip, mut late) =
+        (T::default(), 0u64, 0u64, 0u64, 0u64);
+    let mut sources: BTreeMap<IpAddr, T> = BTreeMap::new();
+    let mut dests: BTreeMap<IpAddr, T> = BTreeMap::new();
+    let mut protos: BTreeMap<u8, T> = BTreeMap::new();
+    for s in &recs {
+        if s.late {
+            late += 1;
+        }
+        if !s.traffic {
+            continue;
+        }
+        let r = &s.rec;
+        match r.status {
+            "NODATA" => nodata += 1,
+            "SKIPDATA" => skip += 1,
+            _ => {
+                total.add(r);
+                if r.action == "REJECT" {
+                    rp += r.packets;
+                }
+                sources.entry(r.src_ip()).or_default().add(r);
+                dests.entry(r.dst_ip()).or_default().add(r);
+                protos.entry(r.proto).or_default().add(r);
+            }
+        }
+    }
+    let share = |b: u64| if total.bytes == 0 { 0.0 } else { 100.0 * b as f64 / total.bytes as f64 };
+    let sources = ranked(sources);
+    let listed = &sources[..cfg.top.sources.min(sources.len())];
+    let rest = &sources[listed.len()..];
+    let source_values: Vec<Value> = listed
+        .iter()
+        .map(|(addr, t)| {
+            let mut flows: BTreeMap<(u16, IpAddr, u16, u8, &str), T> = BTreeMap::new();
+            for s in &recs {
+                let r = &s.rec;
+                if s.traffic && r.status == "OK" && r.src_ip() == *addr {
+                    flows.entry((r.sport, r.dst_ip(), r.dport, r.proto, r.action)).or_default().add(r);
+                }
+            }
+            let flows = ranked(flows);
+            let top: Vec<Value> = flows
+                .iter()
+                .take(cfg.top.flows)
+                .map(|((sport, dst, dport, proto, action), f)| {
+                    json!({"srcaddr": addr, "srcport": sport, "dstaddr": dst, "dstport": dport,
+                           "protocol": proto, "action": action, "packets": f.packets, "bytes": f.bytes})
+                })
+                .collect();
+            json!({"address": addr, "packets": t.packets, "bytes": t.bytes, "flows": t.flows,
+                   "rejected_flows": t.rejected_flows, "rejected_bytes": t.rejected_bytes,
+                   "traffic_share_pct": share(t.bytes), "top_flows": top})
+        })
+        .collect();
+    let other = |rest: &[(IpAddr, T)]| {
+        let mut o = T::default();
+        for (_, t) in rest {
+            o.packets += t.packets;
+            o.bytes += t.bytes;
+            o.flows += t.flows;
+        }
+        json!({"count": rest.len(), "packets": o.packets, "bytes": o.bytes, "flows": o.flows})
+    };
+    let dests = ranked(dests);
+    let dlisted = &dests[..cfg.top.destinations.min(dests.len())];
+    let drest = &dests[dlisted.len()..];
+    let dest_values: Vec<Value> = dlisted
+        .iter()
+        .map(|(a, t)| json!({"address": a, "packets": t.packets, "bytes": t.bytes, "flows": t.flows, "rejected_flows": t.rejected_flows}))
+        .collect();
+    let proto_values: Vec<Value> = ranked(protos)
+        .iter()
+        .map(|(p, t)| json!({"protocol": p, "packets": t.packets, "bytes": t.bytes, "flows": t.flows, "rejected_flows": t.rejected_flows}))
+        .collect();
+    Some(json!({
+        "window_start": k * cfg.slide, "window_end": k * cfg.slide + cfg.window(),
+        "interface_id": first.rec.iface_id(), "account_id": first.rec.account(), "region": null,
+        "packets": total.packets, "bytes": total.bytes, "flows": total.flows,
+        "rejected_flows": total.rejected_flows, "rejected_packets": rp, "rejected_bytes": total.rejected_bytes,
+        "nodata_records": nodata, "skipdata_records": skip, "late_records": late,
+        "sources": source_values, "other_sources": other(rest),
+        "destinations": dest_values, "other_destinations": other(drest),
+        "protocols": proto_values, "revision": revision, "approximate": false,
+        "approximation": {"source_bytes_error": 0, "destination_bytes_error": 0, "flow_bytes_error": 0,
+                          "evicted_sources": 0, "evicted_destinations": 0, "evicted_flows": 0},
+    }))
+}
+
+/// Runs the real engine over the records' lines.
+fn engine(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
+    let spec =
+        WindowSpec::new(Duration::from_secs(cfg.window()), Duration::from_secs(cfg.slide)).unwrap();
+    let mut c = EngineConfig::new(spec);
+    c.lateness_secs = cfg.lateness;
+    c.late = cfg.late;
+    c.top = cfg.top;
+    c.shards = cfg.shards;
+    c.batch_size = 7; // small batches: many interleavings of batches and markers
+    let Engine { mut router, mut snapshots, .. } = Engine::start(c);
+    let lines: Vec<String> = records.iter().map(Rec::line).collect();
+    let feeder = std::thread::spawn(move || {
+        let layouts = LayoutSet::default();
+        for l in &lines {
+            let p = parse_line(&layouts, l.as_bytes()).unwrap();
+            router.push(&p.record, &LineContext::default(), 0).unwrap();
+        }
+        router.finish();
+    });
+    let mut out = Vec::new();
+    while let Some(batch) = snapshots.blocking_recv() {
+        out.extend(batch.iter().map(|s| serde_json::to_value(s).unwrap()));
+    }
+    feeder.join().unwrap();
+    out
+}
+
+const BASE: u64 = 1_700_000_000;
+
+fn rec_strategy() -> impl Strategy<Value = (Rec, i64)> {
+    (
+        0u8..3,
+        prop_oneof![8 => Just("OK"), 1 => Just("NODATA"), 1 => Just("SKIPDATA")],
+        prop_oneof![3 => Just("ACCEPT"), 1 => Just("REJECT")],
+        (
+            1u8..6,
+            1u8..5,
+            prop_oneof![Just(443u16), Just(22), Just(50000)],
+            prop_oneof![Just(6u8), Just(17)],
+        ),
+        (1u64..4, prop_oneof![Just(100u64), Just(200), 1u64..1000]),
+        // Time step: mostly forward, sometimes back (disorder), sometimes far back (late).
+        prop_oneof![6 => 0i64..90, 3 => -300i64..0, 1 => -3000i64..-600],
+    )
+        .prop_map(
+            |(iface, status, action, (src, dst, dport, proto), (packets, bytes), step)| {
+                let rec = Rec {
+                    iface,
+                    t: 0,
+                    status,
+                    action,
+                    src,
+                    dst,
+                    sport: 40000 + u16::from(src),
+                    dport,
+                    proto,
+                    packets,
+                    bytes: bytes * packets,
+                };
+                (rec, step)
+            },
+        )
+}
+
+fn stream() -> impl Strategy<Value = Vec<Rec>> {
+    proptest::collection::vec(rec_strategy(), 0..120).prop_map(|steps| {
+        let mut clock = BASE as i64;
+        steps
+            .into_iter()
+            .map(|(mut r, step)| {
+                clock += step.max(0);
+                r.t = (clock + step.min(0)).max(0) as u64;
+                r
+            })
+            .collect()
+    })
+}
+
+fn cfg_strategy() -> impl Strategy<Value = Cfg> {
+    (
+        prop_oneof![Just(60u64), Just(30)],
+        1u64..6,
+        prop_oneof![Just(0u64), Just(60), Just(300), Just(600)],
+        prop_oneof![Just(LatePolicy::Drop), Just(LatePolicy::Update)],
+        (1usize..4, 1usize..4, 1usize..3),
+        1usize..5,
+    )
+        .prop_map(|(slide, panes, lateness, late, (s, d, f), shards)| Cfg {
+            slide,
+            panes,
+            lateness,
+            late,
+            top: TopN { sources: s, destinations: d, flows: f },
+            shards,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 96, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_the_reference_model(records in stream(), cfg in cfg_strategy()) {
+        let expected = model(&records, &cfg);
+        let got = engine(&records, &cfg);
+        prop_assert_eq!(got.len(), expected.len(), "snapshot count");
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            prop_assert_eq!(g, e, "snapshot {}", i);
+        }
+    }
+}
+
+#[test]
+fn a_late_record_in_update_mode_re_emits_a_corrected_window() {
+    let cfg = Cfg {
+        slide: 60,
+        panes: 1,
+        lateness: 60,
+        late: LatePolicy::Update,
+        top: TopN::default(),
+        shards: 2,
+    };
+    let r = |t: u64, bytes: u64| Rec {
+        iface: 1,
+        t,
+        status: "OK",
+        action: "ACCEPT",
+        src: 1,
+        dst: 1,
+        sport: 1,
+        dport: 443,
+        proto: 6,
+        packets: 1,
+        bytes,
+    };
+    // Window [base, base+60) closes when the third record moves the watermark (event time
+    // minus 60 s) to its end; the fourth is late for it, within the extra lateness, and
+    // corrects it.
+    let base = BASE - BASE % 60;
+    let records = [r(base, 100), r(base + 60, 100), r(base + 120, 100), r(base + 1, 50)];
+    let got = engine(&records, &cfg);
+    assert_eq!(got, model(&records, &cfg));
+    let first: Vec<_> = got.iter().filter(|s| s["window_start"] == base).collect();
+    assert_eq!(first.len(), 2);
+    assert_eq!((first[0]["revision"].as_u64(), first[0]["bytes"].as_u64()), (Some(0), Some(100)));
+    assert_eq!((first[1]["revision"].as_u64(), first[1]["bytes"].as_u64()), (Some(1), Some(150)));
+    assert_eq!(first[1]["late_records"], 1);
+}
+
+#[test]
+fn a_late_record_in_drop_mode_is_counted_not_added() {
+    let cfg = Cfg {
+        slide: 60,
+        panes: 2,
+        lateness: 0,
+        late: LatePolicy::Drop,
+        top: TopN::default(),
+        shards: 1,
+    };
+    let r = |t: u64, bytes: u64| Rec {
+        iface: 1,
+        t,
+        status: "OK",
+        action: "ACCEPT",
+        src: 1,
+        dst: 1,
+        sport: 1,
+        dport: 443,
+        proto: 6,
+        packets: 1,
+        bytes,
+    };
+    let base = BASE - BASE % 60;
+    // Pane `base` is sealed once the watermark reaches base+60; its second window is still open.
+    let records = [r(base, 100), r(base + 60, 10), r(base + 5, 50), r(base + 500, 1)];
+    let got = engine(&records, &cfg);
+    assert_eq!(got, model(&records, &cfg));
+    let second = got.iter().find(|s| s["window_start"] == base).unwrap();
+    assert_eq!((second["bytes"].as_u64(), second["late_records"].as_u64()), (Some(110), Some(1)));
+}
