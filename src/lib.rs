@@ -4,5 +4,6 @@
 
 pub mod cli;
 pub mod decode;
+pub mod generate;
 pub mod source;
 pub mod window;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod generate;
 pub mod parse;
 pub mod replay;
 pub mod window_args;
@@ -28,6 +29,8 @@ pub enum Command {
     Parse(parse::ParseArgs),
     /// Run the window engine over flow-log files and print each closed snapshot.
     Replay(replay::ReplayArgs),
+    /// Write seeded synthetic flow-log lines (for demos, benchmarks and tests).
+    Generate(generate::GenerateArgs),
 }
 
 impl Cli {
@@ -35,6 +38,7 @@ impl Cli {
         match self.command {
             Command::Parse(args) => parse::run(&args),
             Command::Replay(args) => replay::run(&args),
+            Command::Generate(args) => generate::run(&args),
         }
     }
 }
