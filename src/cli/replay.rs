@@ -153,7 +153,7 @@ struct CoarseClock {
 
 impl CoarseClock {
     fn now(&mut self) -> u64 {
-        if self.calls % 4096 == 0 {
+        if self.calls.is_multiple_of(4096) {
             self.now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         }
         self.calls = self.calls.wrapping_add(1);

@@ -306,7 +306,9 @@ mod tests {
         e.finish().unwrap()
     }
 
-    fn lines_of(record: &[u8]) -> (Result<Decoded, EnvelopeError>, Vec<(String, Option<String>)>) {
+    type Lines = Vec<(String, Option<String>)>;
+
+    fn lines_of(record: &[u8]) -> (Result<Decoded, EnvelopeError>, Lines) {
         let mut out = Vec::new();
         let r = EnvelopeDecoder::default().decode(record, |l, ctx| {
             out.push((String::from_utf8_lossy(l).into_owned(), ctx.log_stream.map(str::to_owned)))

@@ -43,6 +43,8 @@ macro_rules! flow_fields {
 
             /// The kind of value the field holds.
             pub fn kind(self) -> FieldKind {
+                // `'a` names the lifetime inside the table's types (`&'a str`).
+                #[allow(clippy::extra_unused_lifetimes)]
                 fn of<'a>(field: Field) -> FieldKind {
                     match field { $(Field::$variant => <$ty as FromToken<'a>>::KIND,)* }
                 }

@@ -267,11 +267,14 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
     }
 }
 
+/// Listed entries (ranked) and the rest.
+type Split<K, V> = (Vec<(K, V)>, Vec<(K, V)>);
+
 /// Ranks entries and splits them into the first `n` and the rest.
 fn top_n<K: Ord, V: Measure>(
     map: HashMap<K, V, foldhash::fast::RandomState>,
     n: usize,
-) -> (Vec<(K, V)>, Vec<(K, V)>) {
+) -> Split<K, V> {
     let mut all: Vec<(K, V)> = map.into_iter().collect();
     if all.len() > n {
         all.select_nth_unstable_by(n, rank);
