@@ -27,7 +27,7 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::event::{FlowEvent, Interner, Names, interface_of};
+use super::event::{FlowEvent, Interner, LastInterned, Names, interface_of};
 use super::snapshot::{Snapshot, SnapshotKey, TopN, build};
 use super::state::{Caps, InterfaceState, Pane};
 use super::time::{PaneId, TimeField, TimeMode, Watermark, WindowSpec, event_time};
@@ -260,7 +260,12 @@ impl Engine {
             new_panes: Vec::new(),
             default_region: None,
             stats: stats.clone(),
+            unpublished_records: 0,
             last_record_at: None,
+            last_interface: LastInterned::default(),
+            last_account: LastInterned::default(),
+            last_region: LastInterned::default(),
+            last_pane: None,
         };
         let mut router = router;
         router.default_region = router.config.region.clone().map(|r| router.interner.intern(&r));
@@ -310,8 +315,14 @@ pub struct Router {
     new_panes: Vec<PaneId>,
     default_region: Option<u32>,
     stats: Arc<EngineStats>,
+    /// Counts not yet added to `stats` (published with each batch, not per record).
+    unpublished_records: u64,
     /// Arrival time (seconds) of the last record, for the idle timeout.
     last_record_at: Option<u64>,
+    last_interface: LastInterned,
+    last_account: LastInterned,
+    last_region: LastInterned,
+    last_pane: Option<PaneId>,
 }
 
 impl Router {
@@ -334,7 +345,7 @@ impl Router {
         let pane = cfg.spec.pane_of(t);
         let wm = self.watermark.get();
         let late = cfg.spec.is_sealed(pane, wm);
-        self.stats.records.fetch_add(1, Ordering::Relaxed);
+        self.unpublished_records += 1;
         if late {
             self.stats.late_records.fetch_add(1, Ordering::Relaxed);
             if pane < cfg.late_horizon(wm.unwrap_or(0)) {
@@ -343,10 +354,13 @@ impl Router {
             }
         }
         self.watermark.observe(t);
-        let id = self.interner.intern(interface);
-        let account = record.account_id.or(ctx.owner).map(|a| self.interner.intern(a));
+        let id = self.last_interface.intern(&mut self.interner, interface);
+        let account = record
+            .account_id
+            .or(ctx.owner)
+            .map(|a| self.last_account.intern(&mut self.interner, a));
         let region = match record.region {
-            Some(r) => Some(self.interner.intern(r)),
+            Some(r) => Some(self.last_region.intern(&mut self.interner, r)),
             None => self.default_region,
         };
         let event = FlowEvent {
@@ -365,8 +379,11 @@ impl Router {
             account,
             region,
         };
-        if self.known_panes.insert(pane) {
-            self.new_panes.push(pane);
+        if self.last_pane != Some(pane) {
+            self.last_pane = Some(pane);
+            if self.known_panes.insert(pane) {
+                self.new_panes.push(pane);
+            }
         }
         let shard = shard_of(id, self.senders.len());
         self.batches[shard].push(event);
@@ -400,6 +417,10 @@ impl Router {
     }
 
     fn flush_shard(&mut self, shard: usize) {
+        if self.unpublished_records > 0 {
+            self.stats.records.fetch_add(self.unpublished_records, Ordering::Relaxed);
+            self.unpublished_records = 0;
+        }
         if self.batches[shard].is_empty() {
             return;
         }
@@ -424,6 +445,7 @@ impl Router {
         self.seq += 1;
         let horizon = self.config.late_horizon(wm);
         self.known_panes.retain(|&p| p >= horizon);
+        self.last_pane = None;
         let new_panes = std::mem::take(&mut self.new_panes);
         let _ = self.markers.blocking_send(MarkerInfo { seq: self.seq, watermark: wm, new_panes });
         for tx in &self.senders {

@@ -51,6 +51,31 @@ pub struct Interner {
     names: Arc<RwLock<Vec<Arc<str>>>>,
 }
 
+/// Remembers the last string interned through it: records come in runs of one interface (a
+/// CloudWatch stream is one interface) and nearly always of one account, so comparing with the
+/// last one skips the hash lookup.
+#[derive(Debug, Default)]
+pub struct LastInterned {
+    text: String,
+    id: Option<u32>,
+}
+
+impl LastInterned {
+    #[inline]
+    pub fn intern(&mut self, interner: &mut Interner, s: &str) -> u32 {
+        match self.id {
+            Some(id) if self.text == s => id,
+            _ => {
+                let id = interner.intern(s);
+                self.text.clear();
+                self.text.push_str(s);
+                self.id = Some(id);
+                id
+            }
+        }
+    }
+}
+
 /// The read side of an [`Interner`].
 #[derive(Debug, Clone, Default)]
 pub struct Names(Arc<RwLock<Vec<Arc<str>>>>);

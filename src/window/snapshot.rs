@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::Serialize;
 
 use super::state::{FlowCounters, FlowKey, Pane, Totals, Traffic};
-use super::table::{BoundedTable, Measure, rank};
+use super::table::{Measure, rank};
 use crate::decode::Action;
 
 /// How many entries each list keeps.
@@ -291,7 +291,7 @@ fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, 
     let mut evicted = 0;
     for p in panes {
         let Some(entry) = p.sources.get(&addr) else { continue };
-        let table: &BoundedTable<FlowKey, FlowCounters> = &entry.flows;
+        let table = &entry.flows;
         for (k, c) in table.iter() {
             flows.entry(*k).or_default().absorb(c);
         }

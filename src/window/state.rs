@@ -10,7 +10,7 @@ use std::net::IpAddr;
 use serde::Serialize;
 
 use super::event::FlowEvent;
-use super::table::{BoundedTable, Measure};
+use super::table::{BoundedTable, Measure, SmallTable};
 use super::time::PaneId;
 use crate::decode::{Action, LogStatus};
 
@@ -129,18 +129,11 @@ impl Measure for FlowCounters {
     }
 }
 
-/// A source's counters and its flows.
-#[derive(Debug, Clone)]
+/// A source's counters and its flows (inline: most sources have one flow per pane).
+#[derive(Debug, Clone, Default)]
 pub struct SourceEntry {
     pub traffic: Traffic,
-    pub flows: BoundedTable<FlowKey, FlowCounters>,
-}
-
-impl Default for SourceEntry {
-    fn default() -> Self {
-        // Replaced by `Pane::source` with the configured cap; this one is only for folding.
-        SourceEntry { traffic: Traffic::default(), flows: BoundedTable::new(2) }
-    }
+    pub flows: SmallTable<FlowKey, FlowCounters>,
 }
 
 impl Measure for SourceEntry {
@@ -222,9 +215,6 @@ impl Pane {
         match ev.srcaddr {
             Some(src) => {
                 let entry = self.sources.entry(src);
-                if entry.flows.is_empty() && entry.traffic.flows == 0 {
-                    entry.flows = BoundedTable::new(caps.flows);
-                }
                 entry.traffic.record(ev);
                 let key = FlowKey {
                     srcport: ev.srcport,
@@ -233,7 +223,7 @@ impl Pane {
                     protocol: ev.protocol,
                     action: ev.action,
                 };
-                let flow = entry.flows.entry(key);
+                let flow = entry.flows.entry(key, caps.flows);
                 flow.packets += ev.packets;
                 flow.bytes += ev.bytes;
             }

@@ -17,6 +17,8 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
+use smallvec::SmallVec;
+
 /// Counters a table can hold: a weight to rank by, a tiebreak, and addition.
 pub trait Measure: Default {
     /// What "heavy" means (bytes).
@@ -63,16 +65,10 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> BoundedTable<K, V> {
     fn compact(&mut self) {
         let keep = self.cap.div_ceil(2);
         let mut all: Vec<(K, V)> = self.entries.drain().collect();
-        if all.len() > keep {
-            all.select_nth_unstable_by(keep, |a, b| rank(a, b));
-            let mut heaviest_evicted = 0;
-            for (_, v) in all.drain(keep..) {
-                heaviest_evicted = heaviest_evicted.max(v.weight());
-                self.folded.absorb(&v);
-                self.evicted += 1;
-            }
-            self.error_bound = self.error_bound.saturating_add(heaviest_evicted);
-        }
+        let (n, heaviest) = evict_lightest(&mut all, keep, |v| self.folded.absorb(v));
+        all.truncate(keep);
+        self.evicted += n;
+        self.error_bound = self.error_bound.saturating_add(heaviest);
         self.entries.extend(all);
     }
 
@@ -110,6 +106,119 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> BoundedTable<K, V> {
     /// Whether anything was evicted (the table is no longer exact).
     pub fn is_approximate(&self) -> bool {
         self.evicted > 0
+    }
+}
+
+/// Moves the `keep` heaviest entries of `items` to the front (by [`rank`], so the result depends
+/// only on the content) and hands each of the others to `fold`; the caller truncates.
+/// Returns (evicted, heaviest evicted weight).
+fn evict_lightest<K: Ord, V: Measure>(
+    items: &mut [(K, V)],
+    keep: usize,
+    mut fold: impl FnMut(&V),
+) -> (u64, u64) {
+    if items.len() <= keep {
+        return (0, 0);
+    }
+    items.select_nth_unstable_by(keep, rank);
+    let mut heaviest = 0;
+    for (_, v) in &items[keep..] {
+        heaviest = heaviest.max(v.weight());
+        fold(v);
+    }
+    ((items.len() - keep) as u64, heaviest)
+}
+
+/// A capped table for usually-few keys: entries inline in a small vector (the first without any
+/// allocation), found by a linear scan over 16-bit fingerprints kept in a parallel array, so a
+/// miss in a full table reads a few cache lines rather than every entry. Same guarantees as
+/// [`BoundedTable`], except that the remainder's counters are not kept (only how much was
+/// evicted), and the cap is passed in so that millions of these tables do not each store it.
+#[derive(Debug, Clone)]
+pub struct SmallTable<K, V> {
+    fingerprints: SmallVec<[u16; 4]>,
+    items: SmallVec<[(K, V); 1]>,
+    evicted: u32,
+    error_bound: u64,
+}
+
+impl<K, V> Default for SmallTable<K, V> {
+    fn default() -> Self {
+        SmallTable {
+            fingerprints: SmallVec::new(),
+            items: SmallVec::new(),
+            evicted: 0,
+            error_bound: 0,
+        }
+    }
+}
+
+#[inline]
+fn fingerprint<K: Hash>(key: &K) -> u16 {
+    use std::hash::BuildHasher;
+    (foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key) >> 48) as u16
+}
+
+impl<K: Hash + Eq + Ord, V: Measure> SmallTable<K, V> {
+    /// The counters of `key`, inserted empty if absent (compacting first at `cap` entries).
+    #[inline]
+    pub fn entry(&mut self, key: K, cap: usize) -> &mut V {
+        let fp = fingerprint(&key);
+        if let Some(i) = self.find(fp, &key) {
+            return &mut self.items[i].1;
+        }
+        let cap = cap.max(2);
+        if self.items.len() >= cap {
+            let keep = cap.div_ceil(2);
+            let (n, heaviest) = evict_lightest(&mut self.items, keep, |_| {});
+            self.items.truncate(keep);
+            self.fingerprints.clear();
+            self.fingerprints.extend(self.items.iter().map(|(k, _)| fingerprint(k)));
+            self.evicted = self.evicted.saturating_add(n as u32);
+            self.error_bound = self.error_bound.saturating_add(heaviest);
+        }
+        self.fingerprints.push(fp);
+        self.items.push((key, V::default()));
+        let last = self.items.len() - 1;
+        &mut self.items[last].1
+    }
+
+    /// The index of `key`: fingerprints compared 16 at a time into a bit mask (branch-free, so
+    /// it vectorises), keys compared only where a fingerprint matches.
+    #[inline]
+    fn find(&self, fp: u16, key: &K) -> Option<usize> {
+        for (c, chunk) in self.fingerprints.chunks(16).enumerate() {
+            let mut mask =
+                chunk.iter().enumerate().fold(0u32, |m, (j, &f)| m | (u32::from(f == fp) << j));
+            while mask != 0 {
+                let i = c * 16 + mask.trailing_zeros() as usize;
+                if self.items[i].0 == *key {
+                    return Some(i);
+                }
+                mask &= mask - 1;
+            }
+        }
+        None
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.items.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    pub fn evicted(&self) -> u64 {
+        u64::from(self.evicted)
+    }
+
+    pub fn error_bound(&self) -> u64 {
+        self.error_bound
     }
 }
 
@@ -165,6 +274,40 @@ mod tests {
         assert_eq!(keys, [1, 3, 5]);
         assert_eq!(*t.folded(), W(3, 2));
         assert_eq!((t.evicted(), t.error_bound()), (2, 2));
+    }
+
+    #[test]
+    fn small_table_has_the_bounded_table_guarantees() {
+        let mut big = BoundedTable::<u32, W>::new(12);
+        let mut small = SmallTable::<u32, W>::default();
+        for i in 0..100u32 {
+            let (k, w) = (i * 7 % 31, u64::from(i * 13 % 17));
+            big.entry(k).absorb(&W(w, 1));
+            small.entry(k, 12).absorb(&W(w, 1));
+        }
+        let mut a: Vec<_> = big.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut b: Vec<_> = small.iter().map(|(k, v)| (*k, *v)).collect();
+        a.sort_by_key(|e| e.0);
+        b.sort_by_key(|e| e.0);
+        assert_eq!(a, b);
+        assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
+        assert!(small.evicted() > 0);
+    }
+
+    #[test]
+    fn small_table_matches_the_bounded_table() {
+        let mut big = BoundedTable::<u32, W>::new(4);
+        let mut small = SmallTable::<u32, W>::default();
+        for (k, w) in [(1, 10), (2, 1), (3, 30), (4, 2), (5, 7), (1, 3), (6, 1), (7, 9)] {
+            big.entry(k).absorb(&W(w, 1));
+            small.entry(k, 4).absorb(&W(w, 1));
+        }
+        let mut a: Vec<_> = big.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut b: Vec<_> = small.iter().map(|(k, v)| (*k, *v)).collect();
+        a.sort_by_key(|e| e.0);
+        b.sort_by_key(|e| e.0);
+        assert_eq!(a, b);
+        assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
     }
 
     proptest! {
