@@ -45,7 +45,7 @@ fn event(iface: u32, src: u32, flow: u16) -> FlowEvent {
         pane: 1,
         late: false,
         status: Some(LogStatus::Ok),
-        action: Some(if src % 10 == 0 { Action::Reject } else { Action::Accept }),
+        action: Some(if src.is_multiple_of(10) { Action::Reject } else { Action::Accept }),
         srcaddr: Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + src))),
         dstaddr: Some(IpAddr::V4(Ipv4Addr::from(0xac10_0000 + iface))),
         srcport: Some(40000 + flow),
