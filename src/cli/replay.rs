@@ -11,9 +11,10 @@ use clap::{Args, ValueEnum};
 
 use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
-use crate::decode::{LayoutSet, RejectReason};
+use crate::decode::{Layout, LayoutSet, RejectReason};
+use crate::generate::{Generator, GeneratorConfig};
 use crate::source::file::{FileReader, Input, ReadStats, Refusal};
-use crate::window::{Engine, Snapshot};
+use crate::window::{Engine, RouteError, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
@@ -36,6 +37,15 @@ pub struct ReplayArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
+
+    /// Replay this many records from the built-in seeded generator instead of files (the
+    /// generator's defaults: 50 interfaces, Zipf sources, rejects, NODATA, IPv6, disorder).
+    #[arg(long, value_name = "N", conflicts_with = "files")]
+    pub generate: Option<u64>,
+
+    /// The generator's seed (with --generate).
+    #[arg(long, default_value_t = 1, requires = "generate")]
+    pub seed: u64,
 
     /// Files to replay, plain or gzip; `-` or nothing reads standard input.
     #[arg(value_name = "FILE")]
@@ -67,8 +77,34 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     let (mut router, mut snapshots, join) = engine.into_parts();
 
     // The reader thread parses and routes; this thread prints snapshots as windows close.
+    let generate = args.generate.map(|n| (n, args.seed));
     let reader = std::thread::spawn(move || {
         let mut reader = FileReader::new(layouts);
+        if let Some((n, seed)) = generate {
+            // Generated lines go through the same parse and route path as file lines.
+            let mut generator =
+                Generator::new(GeneratorConfig { seed, ..GeneratorConfig::default() });
+            let layout = Layout::default_format();
+            let mut text = String::with_capacity(64 * 1024);
+            let mut remaining = n;
+            while remaining > 0 {
+                text.clear();
+                for _ in 0..remaining.min(512) {
+                    generator.next_record().render(&layout, &mut text);
+                    text.push('\n');
+                }
+                remaining -= remaining.min(512);
+                let mut chunk = io::Cursor::new(text.as_bytes());
+                let mut clock = CoarseClock::default();
+                let _ = reader.read(
+                    &mut chunk,
+                    |parsed, ctx| router.push(&parsed.record, ctx, clock.now()).map_err(refusal),
+                    |r| eprintln!("<generated>:{}: {}", r.line, r.detail),
+                );
+            }
+            router.finish();
+            return (reader.stats, reader.rejects, false, 1);
+        }
         let mut io_failed = false;
         let mut clock = CoarseClock::default();
         let stderr = io::stderr();
@@ -77,16 +113,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             let result = input.open().and_then(|mut r| {
                 reader.read(
                     &mut r,
-                    |parsed, ctx| {
-                        router.push(&parsed.record, ctx, clock.now()).map_err(|e| Refusal {
-                            reason: RejectReason::MissingInterface,
-                            detail: match e {
-                                crate::window::RouteError::MissingInterface => {
-                                    "the record names no interface (no interface-id, resource-id or tgw-attachment-id)"
-                                }
-                            },
-                        })
-                    },
+                    |parsed, ctx| router.push(&parsed.record, ctx, clock.now()).map_err(refusal),
                     |r| {
                         let _ = writeln!(stderr.lock(), "{name}:{}: {}", r.line, r.detail);
                     },
@@ -141,6 +168,16 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
          {rejected} rejected ({rejects}); {late} late ({expired} too late for any window); {printed} snapshots"
     );
     if io_failed { ExitCode::from(EXIT_IO) } else { ExitCode::SUCCESS }
+}
+
+/// The file reader's form of a routing refusal.
+fn refusal(e: RouteError) -> Refusal {
+    match e {
+        RouteError::MissingInterface => Refusal {
+            reason: RejectReason::MissingInterface,
+            detail: "the record names no interface (no interface-id, resource-id or tgw-attachment-id)",
+        },
+    }
 }
 
 /// Wall-clock seconds, read once per 4096 calls: arrival time for records without timestamps
