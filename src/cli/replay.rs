@@ -60,7 +60,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let config = match args.window.to_config() {
+    let config = match args.window.settings().to_engine_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vpcflowd replay: {e}");

@@ -1,70 +1,69 @@
-//! The window options shared by `replay` and `serve`. Their doc comments are the `--help` text.
+//! The window flags shared by `replay` and `serve`. Each is optional: unset flags leave the
+//! setting to the configuration file, the environment or the default ([`WindowSettings`], whose
+//! doc comments describe each setting).
 
 use std::time::Duration;
 
 use clap::Args;
+use serde_json::{Map, Value};
 
-use crate::window::{Caps, EngineConfig, LatePolicy, TimeField, TimeMode, TopN, WindowSpec};
+use crate::window::{LatePolicy, TimeField, TimeMode, WindowSettings};
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, Default, Args)]
 pub struct WindowArgs {
-    /// Window length (e.g. 5m, 300s); a whole multiple of --slide.
-    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration, help_heading = "Windows")]
-    pub window: Duration,
+    /// Window length, a whole multiple of --slide [default: 5m].
+    #[arg(long, value_parser = humantime::parse_duration, help_heading = "Windows")]
+    pub window: Option<Duration>,
 
-    /// How often a window closes; windows are aligned to multiples of it since the Unix epoch.
-    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration, help_heading = "Windows")]
-    pub slide: Duration,
+    /// How often a window closes; windows align to multiples of it [default: 1m].
+    #[arg(long, value_parser = humantime::parse_duration, help_heading = "Windows")]
+    pub slide: Option<Duration>,
 
-    /// How far behind the newest event time the watermark trails. Flow-log records arrive up
-    /// to 10 minutes after capture, plus delivery delay.
-    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration, help_heading = "Windows")]
-    pub lateness: Duration,
+    /// How far the watermark trails the newest event time [default: 10m].
+    #[arg(long, value_parser = humantime::parse_duration, help_heading = "Windows")]
+    pub lateness: Option<Duration>,
 
-    /// With no record for this long, the watermark moves on with the wall clock so that the
-    /// last windows of a live stream close.
-    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration, help_heading = "Windows")]
-    pub idle_timeout: Duration,
+    /// After this long without records the watermark follows the wall clock [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration, help_heading = "Windows")]
+    pub idle_timeout: Option<Duration>,
 
-    /// Window on event time (the record's own time) or processing time (arrival).
-    #[arg(long, value_enum, default_value_t, help_heading = "Windows")]
-    pub time: TimeMode,
+    /// Window on the record's time or on arrival [default: event].
+    #[arg(long, value_enum, help_heading = "Windows")]
+    pub time: Option<TimeMode>,
 
-    /// The record field that gives event time (records without it use the other, then arrival).
-    #[arg(long, value_enum, default_value_t, help_heading = "Windows")]
-    pub time_field: TimeField,
+    /// The record field that gives event time [default: start].
+    #[arg(long, value_enum, help_heading = "Windows")]
+    pub time_field: Option<TimeField>,
 
-    /// Late records (for panes already closed): count and drop them, or apply them and
-    /// re-emit corrected snapshots with a higher `revision`.
-    #[arg(long, value_enum, default_value_t, help_heading = "Windows")]
-    pub late: LatePolicy,
+    /// Late records: count and drop, or apply and re-emit corrected snapshots [default: drop].
+    #[arg(long, value_enum, help_heading = "Windows")]
+    pub late: Option<LatePolicy>,
 
-    /// Sources listed per snapshot (the rest is in `other_sources`).
-    #[arg(long, default_value_t = 15, help_heading = "Measures")]
-    pub top_sources: usize,
+    /// Sources listed per snapshot [default: 15].
+    #[arg(long, help_heading = "Measures")]
+    pub top_sources: Option<usize>,
 
-    /// Destinations listed per snapshot (the rest is in `other_destinations`).
-    #[arg(long, default_value_t = 15, help_heading = "Measures")]
-    pub top_destinations: usize,
+    /// Destinations listed per snapshot [default: 15].
+    #[arg(long, help_heading = "Measures")]
+    pub top_destinations: Option<usize>,
 
-    /// Largest flows listed per listed source.
-    #[arg(long, default_value_t = 10, help_heading = "Measures")]
-    pub top_flows: usize,
+    /// Largest flows listed per listed source [default: 10].
+    #[arg(long, help_heading = "Measures")]
+    pub top_flows: Option<usize>,
 
-    /// Sources tracked exactly per interface per pane; beyond, heavy hitters are kept and the
-    /// snapshot reports its error bound.
-    #[arg(long, default_value_t = 10_000, help_heading = "Memory")]
-    pub max_sources: usize,
+    /// Sources tracked exactly per interface per pane [default: 10000].
+    #[arg(long, help_heading = "Memory")]
+    pub max_sources: Option<usize>,
 
-    /// Destinations tracked exactly per interface per pane.
-    #[arg(long, default_value_t = 10_000, help_heading = "Memory")]
-    pub max_destinations: usize,
+    /// Destinations tracked exactly per interface per pane [default: 10000].
+    #[arg(long, help_heading = "Memory")]
+    pub max_destinations: Option<usize>,
 
-    /// Flows tracked exactly per source per pane.
-    #[arg(long, default_value_t = 64, help_heading = "Memory")]
-    pub max_flows: usize,
+    /// Flows tracked exactly per source per pane [default: 64].
+    #[arg(long, help_heading = "Memory")]
+    pub max_flows: Option<usize>,
 
-    /// Worker shards (default: the number of cores).
+    /// Worker shards [default: the number of cores].
     #[arg(long, help_heading = "Engine")]
     pub shards: Option<usize>,
 
@@ -74,44 +73,64 @@ pub struct WindowArgs {
 }
 
 impl WindowArgs {
-    /// The engine configuration, or a message naming the bad option.
-    pub fn to_config(&self) -> Result<EngineConfig, String> {
-        let spec = WindowSpec::new(self.window, self.slide).map_err(|e| e.to_string())?;
-        if self.lateness.subsec_nanos() != 0 {
-            return Err(format!("--lateness must be whole seconds (got {:?})", self.lateness));
-        }
-        if self.shards == Some(0) {
-            return Err("--shards must be at least 1".into());
-        }
-        for (name, v) in [
-            ("--max-sources", self.max_sources),
-            ("--max-destinations", self.max_destinations),
-            ("--max-flows", self.max_flows),
-        ] {
-            if v < 2 {
-                return Err(format!("{name} must be at least 2 (got {v})"));
+    /// The settings: defaults with the given flags applied.
+    pub fn settings(&self) -> WindowSettings {
+        let defaults = serde_json::to_value(WindowSettings::default()).expect("settings serialize");
+        let mut merged = defaults.as_object().cloned().unwrap_or_default();
+        merged.extend(self.overrides());
+        serde_json::from_value(Value::Object(merged)).expect("flags are typed like the settings")
+    }
+
+    /// The flags that were given, keyed like [`WindowSettings`]'s fields.
+    pub fn overrides(&self) -> Map<String, Value> {
+        let dur = |d: &Option<Duration>| {
+            d.map(|d| Value::from(humantime::format_duration(d).to_string()))
+        };
+        let json = |v: Option<Value>| v;
+        let mut m = Map::new();
+        let entries = [
+            ("window", dur(&self.window)),
+            ("slide", dur(&self.slide)),
+            ("lateness", dur(&self.lateness)),
+            ("idle_timeout", dur(&self.idle_timeout)),
+            ("time", json(self.time.map(|t| serde_json::to_value(t).unwrap()))),
+            ("time_field", json(self.time_field.map(|t| serde_json::to_value(t).unwrap()))),
+            ("late", json(self.late.map(|t| serde_json::to_value(t).unwrap()))),
+            ("top_sources", self.top_sources.map(Value::from)),
+            ("top_destinations", self.top_destinations.map(Value::from)),
+            ("top_flows", self.top_flows.map(Value::from)),
+            ("max_sources", self.max_sources.map(Value::from)),
+            ("max_destinations", self.max_destinations.map(Value::from)),
+            ("max_flows", self.max_flows.map(Value::from)),
+            ("shards", self.shards.map(Value::from)),
+            ("region", self.region.clone().map(Value::from)),
+        ];
+        for (k, v) in entries {
+            if let Some(v) = v {
+                m.insert(k.to_string(), v);
             }
         }
-        let mut c = EngineConfig::new(spec);
-        c.lateness_secs = self.lateness.as_secs();
-        c.idle_timeout = self.idle_timeout;
-        c.time = self.time;
-        c.time_field = self.time_field;
-        c.late = self.late;
-        c.top = TopN {
-            sources: self.top_sources,
-            destinations: self.top_destinations,
-            flows: self.top_flows,
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unset_flags_keep_the_defaults_and_set_ones_win() {
+        assert_eq!(WindowArgs::default().settings(), WindowSettings::default());
+        let args = WindowArgs {
+            window: Some(Duration::from_secs(120)),
+            late: Some(LatePolicy::Update),
+            top_flows: Some(3),
+            ..Default::default()
         };
-        c.caps = Caps {
-            sources: self.max_sources,
-            destinations: self.max_destinations,
-            flows: self.max_flows,
-        };
-        if let Some(n) = self.shards {
-            c.shards = n;
-        }
-        c.region = self.region.clone();
-        Ok(c)
+        let s = args.settings();
+        assert_eq!(s.window, Duration::from_secs(120));
+        assert_eq!(s.late, LatePolicy::Update);
+        assert_eq!(s.top_flows, 3);
+        assert_eq!(s.slide, Duration::from_secs(60));
     }
 }

@@ -34,7 +34,9 @@ use super::time::{PaneId, TimeField, TimeMode, Watermark, WindowSpec, event_time
 use crate::decode::{FlowRecord, LineContext};
 
 /// What to do with a record whose pane is already sealed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum LatePolicy {
     /// Count it (in `late_records` of the windows still open over its pane) and drop its traffic.

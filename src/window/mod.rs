@@ -31,12 +31,14 @@
 
 pub mod engine;
 pub mod event;
+pub mod settings;
 pub mod snapshot;
 pub mod state;
 pub mod table;
 pub mod time;
 
 pub use engine::{Engine, EngineConfig, EngineStats, LatePolicy, RouteError, Router};
+pub use settings::WindowSettings;
 pub use snapshot::{Snapshot, TopN};
 pub use state::Caps;
 pub use time::{TimeField, TimeMode, WindowSpec};

@@ -1,0 +1,118 @@
+//! Window settings: what `--window`, `--slide` … and the `[window]` table of `serve`'s
+//! configuration file set. The doc comments on the fields are the reference documentation.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::engine::{EngineConfig, LatePolicy};
+use super::snapshot::TopN;
+use super::state::Caps;
+use super::time::{TimeField, TimeMode, WindowSpec};
+
+/// Sliding windows, lateness, list lengths and memory caps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WindowSettings {
+    /// Window length (e.g. `5m`); a whole multiple of `slide`.
+    #[serde(with = "humantime_serde")]
+    pub window: Duration,
+    /// How often a window closes; windows are aligned to multiples of it since the Unix epoch.
+    #[serde(with = "humantime_serde")]
+    pub slide: Duration,
+    /// How far the watermark trails the newest event time. Flow-log records arrive up to 10
+    /// minutes after capture, plus delivery delay.
+    #[serde(with = "humantime_serde")]
+    pub lateness: Duration,
+    /// With no record for this long, the watermark moves on with the wall clock so that the
+    /// last windows of a live stream close.
+    #[serde(with = "humantime_serde")]
+    pub idle_timeout: Duration,
+    /// `event` (the record's own time) or `processing` (arrival time).
+    pub time: TimeMode,
+    /// `start` or `end`: the record field that gives event time.
+    pub time_field: TimeField,
+    /// `drop` (count late records) or `update` (apply them and re-emit corrected snapshots).
+    pub late: LatePolicy,
+    /// Sources listed per snapshot; the rest is in `other_sources`.
+    pub top_sources: usize,
+    /// Destinations listed per snapshot; the rest is in `other_destinations`.
+    pub top_destinations: usize,
+    /// Largest flows listed per listed source.
+    pub top_flows: usize,
+    /// Sources tracked exactly per interface per pane; beyond, heavy hitters with an error bound.
+    pub max_sources: usize,
+    /// Destinations tracked exactly per interface per pane.
+    pub max_destinations: usize,
+    /// Flows tracked exactly per source per pane.
+    pub max_flows: usize,
+    /// Worker shards; unset means the number of cores.
+    pub shards: Option<usize>,
+    /// The AWS region reported for records that carry no `region` field.
+    pub region: Option<String>,
+}
+
+impl Default for WindowSettings {
+    fn default() -> Self {
+        WindowSettings {
+            window: Duration::from_secs(300),
+            slide: Duration::from_secs(60),
+            lateness: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(30),
+            time: TimeMode::Event,
+            time_field: TimeField::Start,
+            late: LatePolicy::Drop,
+            top_sources: 15,
+            top_destinations: 15,
+            top_flows: 10,
+            max_sources: 10_000,
+            max_destinations: 10_000,
+            max_flows: 64,
+            shards: None,
+            region: None,
+        }
+    }
+}
+
+impl WindowSettings {
+    /// The engine configuration, or a message naming the bad setting.
+    pub fn to_engine_config(&self) -> Result<EngineConfig, String> {
+        let spec = WindowSpec::new(self.window, self.slide).map_err(|e| e.to_string())?;
+        if self.lateness.subsec_nanos() != 0 {
+            return Err(format!("lateness must be whole seconds (got {:?})", self.lateness));
+        }
+        if self.shards == Some(0) {
+            return Err("shards must be at least 1".into());
+        }
+        for (name, v) in [
+            ("max_sources", self.max_sources),
+            ("max_destinations", self.max_destinations),
+            ("max_flows", self.max_flows),
+        ] {
+            if v < 2 {
+                return Err(format!("{name} must be at least 2 (got {v})"));
+            }
+        }
+        let mut c = EngineConfig::new(spec);
+        c.lateness_secs = self.lateness.as_secs();
+        c.idle_timeout = self.idle_timeout;
+        c.time = self.time;
+        c.time_field = self.time_field;
+        c.late = self.late;
+        c.top = TopN {
+            sources: self.top_sources,
+            destinations: self.top_destinations,
+            flows: self.top_flows,
+        };
+        c.caps = Caps {
+            sources: self.max_sources,
+            destinations: self.max_destinations,
+            flows: self.max_flows,
+        };
+        if let Some(n) = self.shards {
+            c.shards = n;
+        }
+        c.region = self.region.clone();
+        Ok(c)
+    }
+}
