@@ -5,5 +5,6 @@
 pub mod cli;
 pub mod decode;
 pub mod generate;
+pub mod serve;
 pub mod source;
 pub mod window;

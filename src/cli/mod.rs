@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod generate;
 pub mod parse;
 pub mod replay;
+pub mod serve;
 pub mod window_args;
 
 /// Exit code for bad usage or a bad format/configuration (clap uses 2 as well).
@@ -31,6 +32,9 @@ pub enum Command {
     Replay(replay::ReplayArgs),
     /// Write seeded synthetic flow-log lines (for demos, benchmarks and tests).
     Generate(generate::GenerateArgs),
+    /// Run the engine live as an Amazon Data Firehose HTTP endpoint destination, with the
+    /// admin API.
+    Serve(serve::ServeArgs),
 }
 
 impl Cli {
@@ -39,6 +43,15 @@ impl Cli {
             Command::Parse(args) => parse::run(&args),
             Command::Replay(args) => replay::run(&args),
             Command::Generate(args) => generate::run(&args),
+            Command::Serve(args) => serve::run(&args),
         }
     }
+}
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }

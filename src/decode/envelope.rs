@@ -37,6 +37,8 @@ pub struct LineContext<'a> {
     pub log_group: Option<&'a str>,
     /// For VPC flow logs, the interface (`eni-…-all`).
     pub log_stream: Option<&'a str>,
+    /// The region, when the transport says it (Firehose common attributes).
+    pub region: Option<&'a str>,
 }
 
 /// What kind of envelope a record was.
@@ -191,6 +193,7 @@ where
                     owner: value.owner.as_deref(),
                     log_group: value.log_group.as_deref(),
                     log_stream: value.log_stream.as_deref(),
+                    region: None,
                 };
                 match &*message_type.0 {
                     "DATA_MESSAGE" => {

@@ -2,8 +2,10 @@
 //!
 //! - [`file`]: flow-log files and standard input (plain or gzip, S3 header lines), for `parse`
 //!   and `replay`.
+//! - [`firehose`]: the Firehose HTTP endpoint delivery protocol (requests, answers, auth).
 //!
 //! A source owns reading and framing; it hands records to the decoder and never interprets
 //! fields itself.
 
 pub mod file;
+pub mod firehose;

@@ -125,6 +125,8 @@ pub struct EngineStats {
     /// The watermark (0 before the first record; u64::MAX once finished).
     pub watermark: AtomicU64,
     pub last_close_micros: AtomicU64,
+    /// Windows with data that have not closed yet.
+    pub open_windows: AtomicU64,
 }
 
 /// A record the router refused.
@@ -361,7 +363,7 @@ impl Router {
             .account_id
             .or(ctx.owner)
             .map(|a| self.last_account.intern(&mut self.interner, a));
-        let region = match record.region {
+        let region = match record.region.or(ctx.region) {
             Some(r) => Some(self.last_region.intern(&mut self.interner, r)),
             None => self.default_region,
         };
@@ -652,6 +654,16 @@ impl Closer {
         let late_horizon = self.config.late_horizon(wm);
         self.revisions.retain(|&(_, k), _| k.saturating_add(n) > late_horizon);
 
+        let open = match (self.live_panes.first(), self.live_panes.last()) {
+            (Some(&lo), Some(&hi)) => {
+                let first = self
+                    .last_closed
+                    .map_or(lo.saturating_sub(n - 1), |l| (l + 1).max(lo.saturating_sub(n - 1)));
+                hi.saturating_add(1).saturating_sub(first)
+            }
+            _ => 0,
+        };
+        self.stats.open_windows.store(open, Ordering::Relaxed);
         out.sort_by(|a, b| {
             (a.window_start, &a.interface_id, a.revision).cmp(&(
                 b.window_start,

@@ -1,0 +1,154 @@
+//! `vpcflowd serve`: run the engine live as a Firehose HTTP endpoint destination.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+use serde_json::{Map, Value, json};
+
+use super::window_args::WindowArgs;
+use super::{EXIT_IO, EXIT_USAGE};
+use crate::serve::config::ServeConfig;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (see docs). Environment variables `VPCFLOWD_…` override it,
+    /// and flags override both.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+
+    /// Ingest (Firehose) listener address [default: 127.0.0.1:8080].
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Admin listener address [default: 127.0.0.1:9464].
+    #[arg(long, value_name = "ADDR")]
+    pub admin_listen: Option<SocketAddr>,
+
+    /// PEM certificate chain for HTTPS on the ingest listener (with --tls-key).
+    #[arg(long, value_name = "FILE")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key for --tls-cert.
+    #[arg(long, value_name = "FILE")]
+    pub tls_key: Option<PathBuf>,
+
+    /// An accepted X-Amz-Firehose-Access-Key (repeatable).
+    #[arg(long = "access-key", value_name = "KEY")]
+    pub access_keys: Vec<String>,
+
+    /// A file of accepted access keys, one per line, or `{"api_key": …}`.
+    #[arg(long, value_name = "FILE")]
+    pub access_keys_file: Option<PathBuf>,
+
+    /// The flow log's format (see `vpcflowd parse --help`); repeatable.
+    #[arg(long = "format", short = 'f', value_name = "FMT")]
+    pub formats: Vec<String>,
+
+    #[command(flatten)]
+    pub window: WindowArgs,
+}
+
+impl ServeArgs {
+    /// The flags that were given, shaped like [`ServeConfig`].
+    fn overrides(&self) -> Value {
+        let mut ingest = Map::new();
+        let path =
+            |p: &Option<PathBuf>| p.as_ref().map(|p| Value::from(p.to_string_lossy().into_owned()));
+        for (k, v) in [
+            ("listen", self.listen.map(|a| Value::from(a.to_string()))),
+            ("tls_cert", path(&self.tls_cert)),
+            ("tls_key", path(&self.tls_key)),
+            ("access_keys_file", path(&self.access_keys_file)),
+            ("access_keys", (!self.access_keys.is_empty()).then(|| json!(self.access_keys))),
+        ] {
+            if let Some(v) = v {
+                ingest.insert(k.into(), v);
+            }
+        }
+        let mut root = Map::new();
+        root.insert("ingest".into(), Value::Object(ingest));
+        if let Some(a) = self.admin_listen {
+            root.insert("admin".into(), json!({"listen": a.to_string()}));
+        }
+        root.insert("window".into(), Value::Object(self.window.overrides()));
+        if !self.formats.is_empty() {
+            root.insert("formats".into(), json!(self.formats));
+        }
+        Value::Object(root)
+    }
+}
+
+pub fn run(args: &ServeArgs) -> ExitCode {
+    let config = match ServeConfig::load(args.config.as_deref(), args.overrides()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("vpcflowd serve: invalid configuration: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    if args.print_config {
+        match toml::to_string_pretty(&config) {
+            Ok(text) => {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("vpcflowd serve: {e}");
+                return ExitCode::from(EXIT_IO);
+            }
+        }
+    }
+    super::init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("vpcflowd serve: {e}");
+            return ExitCode::from(EXIT_IO);
+        }
+    };
+    let result = runtime.block_on(async {
+        // Handlers are installed before the listeners bind, so a SIGTERM sent as soon as the
+        // addresses are printed is never missed.
+        let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
+        crate::serve::run(config, shutdown, |bound| {
+            // A line for scripts and tests: where to send traffic and where to look.
+            eprintln!("vpcflowd serve: ingest on {} admin on {}", bound.ingest, bound.admin);
+        })
+        .await
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("vpcflowd serve: {e}");
+            ExitCode::from(EXIT_IO)
+        }
+    }
+}
+
+/// Resolves at SIGTERM (what container runtimes send) or SIGINT (Ctrl-C); both handlers are
+/// installed when this is called.
+#[cfg(unix)]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+    })
+}
+
+#[cfg(not(unix))]
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    Ok(async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+}

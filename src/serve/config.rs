@@ -1,0 +1,246 @@
+//! `vpcflowd serve` configuration: a TOML file, `VPCFLOWD_…` environment variables, then flags,
+//! later sources winning. The doc comments on these structs are the reference documentation.
+//!
+//! Environment variables name a key path with `__` between levels:
+//! `VPCFLOWD_INGEST__LISTEN=0.0.0.0:8443`, `VPCFLOWD_WINDOW__LATENESS=15m`,
+//! `VPCFLOWD_INGEST__ACCESS_KEYS='["k1","k2"]'`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+use crate::window::WindowSettings;
+
+/// Everything `vpcflowd serve` reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServeConfig {
+    /// The Firehose HTTP endpoint listener.
+    pub ingest: IngestConfig,
+    /// The admin listener: health checks and the JSON API.
+    pub admin: AdminConfig,
+    /// Windows, lateness, list lengths and memory caps.
+    pub window: WindowSettings,
+    /// Flow-log formats of the records (see `vpcflowd parse --help`); empty means the VPC and
+    /// transit-gateway default formats.
+    pub formats: Vec<String>,
+    /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the process exits anyway.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+/// The Firehose HTTP endpoint destination.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct IngestConfig {
+    /// Address to listen on. Firehose delivers only to HTTPS on port 443: terminate TLS here
+    /// (`tls_cert`, `tls_key`) or at a load balancer in front.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`, the listener speaks HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Accepted `X-Amz-Firehose-Access-Key` values. Empty (and no `access_keys_file`) accepts
+    /// any request: only for trusted networks.
+    pub access_keys: Vec<String>,
+    /// A file with one accepted access key per line (e.g. a mounted secret), read at start.
+    /// A Secrets Manager style JSON `{"api_key": "…"}` is accepted too.
+    pub access_keys_file: Option<PathBuf>,
+    /// Largest request body accepted as sent (compressed or not); larger is answered 413.
+    pub max_body_bytes: usize,
+    /// Largest request body after gzip decompression; larger is answered 413. Decompression is
+    /// streamed and stops at this size.
+    pub max_decompressed_bytes: usize,
+    /// Requests queued for the engine; when full, requests are answered 503 at once so that
+    /// Firehose retries later.
+    pub queue_requests: usize,
+    /// How long a request id is remembered to answer Firehose's retries without counting them
+    /// twice. Firehose retries for up to its retry duration (at most 2 hours).
+    #[serde(with = "humantime_serde")]
+    pub dedup_ttl: Duration,
+    /// At most this many request ids are remembered (the oldest are forgotten first).
+    pub dedup_max_entries: usize,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Address of `/healthz`, `/readyz`, `/api/v1/…` (and `/metrics` once exported).
+    pub listen: SocketAddr,
+    /// Closed windows kept per interface for `/api/v1/interfaces/{id}/snapshots`.
+    pub history: usize,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            ingest: IngestConfig::default(),
+            admin: AdminConfig::default(),
+            window: WindowSettings::default(),
+            formats: Vec::new(),
+            shutdown_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            tls_cert: None,
+            tls_key: None,
+            access_keys: Vec::new(),
+            access_keys_file: None,
+            max_body_bytes: 64 * 1024 * 1024,
+            max_decompressed_bytes: 64 * 1024 * 1024,
+            queue_requests: 64,
+            dedup_ttl: Duration::from_secs(3 * 3600),
+            dedup_max_entries: 200_000,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        AdminConfig { listen: SocketAddr::from(([127, 0, 0, 1], 9464)), history: 60 }
+    }
+}
+
+/// The prefix of environment variables.
+pub const ENV_PREFIX: &str = "VPCFLOWD_";
+
+impl ServeConfig {
+    /// Loads the configuration: defaults, then `file`, then the environment, then `overrides`
+    /// (the flags that were given, shaped like this struct). Errors name the offending key.
+    pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<ServeConfig, String> {
+        let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(format!("configuration file {} does not exist", path.display()));
+            }
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        figment = figment
+            .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["LOG"]))
+            .merge(Serialized::defaults(overrides));
+        let config: ServeConfig = figment
+            .extract()
+            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks what types alone cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        self.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
+        if self.ingest.tls_cert.is_some() != self.ingest.tls_key.is_some() {
+            return Err("ingest.tls_cert and ingest.tls_key must be set together".into());
+        }
+        if self.ingest.queue_requests == 0 {
+            return Err("ingest.queue_requests must be at least 1".into());
+        }
+        if self.ingest.max_body_bytes == 0 || self.ingest.max_decompressed_bytes == 0 {
+            return Err(
+                "ingest.max_body_bytes and ingest.max_decompressed_bytes must be positive".into()
+            );
+        }
+        crate::decode::LayoutSet::from_formats(&self.formats)
+            .map_err(|e| format!("formats: {e}"))?;
+        Ok(())
+    }
+
+    /// The accepted access keys: `access_keys` plus the lines of `access_keys_file`.
+    pub fn access_keys(&self) -> Result<Vec<String>, String> {
+        let mut keys = self.ingest.access_keys.clone();
+        if let Some(path) = &self.ingest.access_keys_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("ingest.access_keys_file {}: {e}", path.display()))?;
+            let trimmed = text.trim();
+            if trimmed.starts_with('{') {
+                #[derive(Deserialize)]
+                struct Secret {
+                    api_key: String,
+                }
+                let secret: Secret = serde_json::from_str(trimmed).map_err(|e| {
+                    format!(
+                        "ingest.access_keys_file {}: not {{\"api_key\": …}}: {e}",
+                        path.display()
+                    )
+                })?;
+                keys.push(secret.api_key);
+            } else {
+                keys.extend(
+                    trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from),
+                );
+            }
+        }
+        Ok(keys)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn layers_file_env_and_flags_in_order() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "vpcflowd.toml",
+                "formats = [\"default\"]\n[ingest]\nlisten = \"127.0.0.1:9000\"\nqueue_requests = 5\n[window]\nlateness = \"15m\"\ntop_sources = 3\n",
+            )?;
+            jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUESTS", "7");
+            jail.set_env("VPCFLOWD_WINDOW__TOP_SOURCES", "4");
+            let c = ServeConfig::load(
+                Some(Path::new("vpcflowd.toml")),
+                json!({"window": {"top_sources": 5}}),
+            )
+            .map_err(figment::Error::from)?;
+            assert_eq!(c.ingest.listen, "127.0.0.1:9000".parse().unwrap());
+            assert_eq!(c.ingest.queue_requests, 7, "env beats file");
+            assert_eq!(c.window.top_sources, 5, "flags beat env");
+            assert_eq!(c.window.lateness, Duration::from_secs(900));
+            assert_eq!(c.window.slide, Duration::from_secs(60), "defaults fill the rest");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("bad.toml", "[ingest]\nqueue_requests = \"many\"\n")?;
+            let e = ServeConfig::load(Some(Path::new("bad.toml")), json!({})).unwrap_err();
+            assert!(e.contains("ingest.queue_requests"), "{e}");
+            jail.create_file("bad2.toml", "[window]\nwindow = \"7m\"\nslide = \"2m\"\n")?;
+            let e = ServeConfig::load(Some(Path::new("bad2.toml")), json!({})).unwrap_err();
+            assert!(e.starts_with("window:"), "{e}");
+            jail.create_file("bad3.toml", "[ingest]\nlisten_on = \"x\"\n")?;
+            let e = ServeConfig::load(Some(Path::new("bad3.toml")), json!({})).unwrap_err();
+            assert!(e.contains("listen_on"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn access_keys_come_from_config_and_a_secret_file() {
+        let dir = std::env::temp_dir().join(format!("vpcflowd-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let lines = dir.join("keys");
+        std::fs::write(&lines, "k2\n\n k3 \n").unwrap();
+        let json_secret = dir.join("secret.json");
+        std::fs::write(&json_secret, "{\"api_key\": \"k4\"}").unwrap();
+        let mut c = ServeConfig::default();
+        c.ingest.access_keys = vec!["k1".into()];
+        c.ingest.access_keys_file = Some(lines);
+        assert_eq!(c.access_keys().unwrap(), ["k1", "k2", "k3"]);
+        c.ingest.access_keys_file = Some(json_secret);
+        assert_eq!(c.access_keys().unwrap(), ["k1", "k4"]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

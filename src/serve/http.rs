@@ -1,0 +1,220 @@
+//! The two HTTP listeners' routes: the Firehose ingest endpoint and the admin API.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::dedup::{Claim, Dedup};
+use super::pipeline::{IngestJob, IngestStats, PipelineMsg};
+use super::store::SnapshotStore;
+use crate::decode::RejectSample;
+use crate::source::firehose::{self, RequestError, respond};
+use crate::window::EngineStats;
+
+/// What the handlers share.
+pub struct ServeState {
+    pub access_keys: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_decompressed_bytes: usize,
+    pub dedup: Dedup,
+    pub pipeline: mpsc::Sender<PipelineMsg>,
+    /// Set at SIGTERM/SIGINT: new requests are answered 503, `/readyz` fails.
+    pub shutting_down: AtomicBool,
+    pub stats: Arc<IngestStats>,
+    pub engine: Arc<EngineStats>,
+    pub store: Arc<SnapshotStore>,
+}
+
+/// The ingest listener: Firehose POSTs to the configured URL (any path); load balancers and
+/// Firehose's own checks GET or HEAD it.
+pub fn ingest_router(state: Arc<ServeState>) -> axum::Router {
+    axum::Router::new().route("/", any(ingest)).fallback(ingest).with_state(state)
+}
+
+async fn ingest(
+    State(state): State<Arc<ServeState>>,
+    method: Method,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    if method == Method::GET || method == Method::HEAD {
+        state.stats.count_response(200);
+        return StatusCode::OK.into_response();
+    }
+    let header_id = firehose::header_request_id(&headers);
+    if method != Method::POST {
+        state.stats.count_response(405);
+        return respond(
+            StatusCode::METHOD_NOT_ALLOWED,
+            &header_id,
+            Some(format!("{method} is not supported")),
+        );
+    }
+    match handle(&state, &headers, body).await {
+        Ok(id) => {
+            state.stats.count_response(200);
+            respond(StatusCode::OK, &id, None)
+        }
+        Err((id, e)) => {
+            let status = e.status();
+            state.stats.count_response(status.as_u16());
+            tracing::debug!(%status, request_id = %id, error = %e, "request refused");
+            respond(status, if id.is_empty() { &header_id } else { &id }, Some(e.to_string()))
+        }
+    }
+}
+
+/// Accepts one request; returns its id, or the id and why it was refused.
+async fn handle(
+    state: &ServeState,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<String, (String, RequestError)> {
+    let header_id = firehose::header_request_id(headers);
+    let fail = |e: RequestError| (header_id.clone(), e);
+    if state.shutting_down.load(Ordering::Relaxed) {
+        return Err(fail(RequestError::Unavailable("shutting down")));
+    }
+    firehose::check_access_key(headers, &state.access_keys).map_err(fail)?;
+    firehose::check_protocol_version(headers).map_err(fail)?;
+    let bytes = to_bytes(body, state.max_body_bytes).await.map_err(|e| {
+        // The only error with a limit in play is the limit (or a broken connection).
+        fail(RequestError::TooLarge(format!("body over {} bytes ({e})", state.max_body_bytes)))
+    })?;
+    let decoded =
+        firehose::decode_body(headers, &bytes, state.max_decompressed_bytes).map_err(fail)?;
+    let request = firehose::decode_request(&decoded).map_err(fail)?;
+    drop(decoded);
+    let id = request.request_id.clone();
+    let now = firehose::now_millis();
+    match state.dedup.claim(&id, now) {
+        Claim::Applied => return Ok(id),
+        Claim::InFlight => {
+            return Err((id, RequestError::Unavailable("the same request id is being applied")));
+        }
+        Claim::New => {}
+    }
+    let (account, region) = firehose::common_attributes(headers);
+    let (reply, outcome) = oneshot::channel();
+    let job = IngestJob { request, account, region, reply };
+    if state.pipeline.try_send(PipelineMsg::Job(job)).is_err() {
+        state.dedup.abandon(&id);
+        return Err((id, RequestError::Unavailable("ingest queue full, retry later")));
+    }
+    match outcome.await {
+        Ok(_) => {
+            state.dedup.complete(&id, firehose::now_millis());
+            Ok(id)
+        }
+        Err(_) => {
+            state.dedup.abandon(&id);
+            Err((id, RequestError::Unavailable("engine stopped")))
+        }
+    }
+}
+
+/// The admin listener's routes.
+pub fn admin_router(state: Arc<ServeState>) -> axum::Router {
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .route("/api/v1/snapshots/latest", get(latest))
+        .route("/api/v1/interfaces", get(interfaces))
+        .route("/api/v1/interfaces/{id}/snapshots", get(interface_snapshots))
+        .route("/api/v1/status", get(status))
+        .with_state(state)
+}
+
+async fn readyz(State(state): State<Arc<ServeState>>) -> Response {
+    if state.shutting_down.load(Ordering::Relaxed) {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
+    } else {
+        (StatusCode::OK, "ready\n").into_response()
+    }
+}
+
+async fn latest(State(state): State<Arc<ServeState>>) -> Response {
+    Json(state.store.latest()).into_response()
+}
+
+async fn interfaces(State(state): State<Arc<ServeState>>) -> Response {
+    Json(state.store.interfaces()).into_response()
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+async fn interface_snapshots(
+    State(state): State<Arc<ServeState>>,
+    Path(id): Path<String>,
+    Query(q): Query<Limit>,
+) -> Response {
+    match state.store.interface(&id, q.limit.unwrap_or(usize::MAX)) {
+        Some(snapshots) => Json(snapshots).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("unknown interface {id}")})),
+        )
+            .into_response(),
+    }
+}
+
+#[derive(Serialize)]
+struct RejectStatus {
+    count: u64,
+    latest: Option<RejectSample>,
+}
+
+async fn status(State(state): State<Arc<ServeState>>) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    let s = &state.stats;
+    let e = &state.engine;
+    let responses = s.responses.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let rejects: std::collections::BTreeMap<&str, RejectStatus> = {
+        let r = s.rejects.lock().unwrap_or_else(|e| e.into_inner());
+        r.iter()
+            .map(|(reason, count)| {
+                (reason.as_str(), RejectStatus { count, latest: r.sample(reason).cloned() })
+            })
+            .collect()
+    };
+    let watermark = e.watermark.load(Relaxed);
+    let body = serde_json::json!({
+        "ingest": {
+            "responses": responses,
+            "records": s.records.load(Relaxed),
+            "rejected": s.rejected.load(Relaxed),
+            "bytes": s.bytes.load(Relaxed),
+            "dedup_hits": state.dedup.hits.load(Relaxed),
+            "dedup_remembered": state.dedup.len(),
+            "queue_depth": state.pipeline.max_capacity() - state.pipeline.capacity(),
+            "queue_capacity": state.pipeline.max_capacity(),
+            "shutting_down": state.shutting_down.load(Relaxed),
+        },
+        "rejects": rejects,
+        "engine": {
+            "records": e.records.load(Relaxed),
+            "late_records": e.late_records.load(Relaxed),
+            "expired_late_records": e.expired_late_records.load(Relaxed),
+            "missing_interface": e.missing_interface.load(Relaxed),
+            "watermark": if watermark == 0 { None } else { Some(watermark) },
+            "open_windows": e.open_windows.load(Relaxed),
+            "windows_closed": e.windows_closed.load(Relaxed),
+            "snapshots": e.snapshots.load(Relaxed),
+            "revisions": e.revisions.load(Relaxed),
+            "last_close_micros": e.last_close_micros.load(Relaxed),
+        },
+        "latest_window": state.store.latest_window(),
+    });
+    Json(body).into_response()
+}

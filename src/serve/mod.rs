@@ -1,0 +1,185 @@
+//! Serving: the engine run live behind the Firehose HTTP endpoint, with the admin API.
+//!
+//! This module owns the process's life: listeners, the pipeline thread, the snapshot store, the
+//! idle ticker and graceful shutdown.
+//!
+//! ```text
+//! Firehose ──POST──► ingest listener ──try_send──► pipeline thread ──► engine ──► snapshots
+//!                     (auth, limits, gzip,          (decode, parse,                  │
+//!                      base64, dedup, 503           route in order)                  ▼
+//!                      when the queue is full)                         SnapshotStore ◄── admin API
+//! ```
+//!
+//! Shutdown (SIGTERM or SIGINT): new requests get 503 and `/readyz` fails; the ingest listener
+//! stops accepting and finishes the requests in flight; the pipeline applies everything queued,
+//! then every window closes so that every acknowledged record reaches the results; the process
+//! exits 0, or 1 if that took longer than `shutdown_timeout`.
+
+pub mod config;
+pub mod dedup;
+pub mod http;
+pub mod pipeline;
+pub mod store;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use self::config::ServeConfig;
+use self::dedup::Dedup;
+use self::http::ServeState;
+use self::pipeline::{IngestStats, PipelineMsg};
+use self::store::SnapshotStore;
+use crate::decode::LayoutSet;
+use crate::window::Engine;
+
+/// The addresses the listeners bound (a configured port 0 picks a free one).
+#[derive(Debug, Clone, Copy)]
+pub struct Bound {
+    pub ingest: SocketAddr,
+    pub admin: SocketAddr,
+}
+
+fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    let listener =
+        TcpListener::bind(addr).map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| format!("{what}: {e}"))?;
+    Ok(listener)
+}
+
+/// Runs until `shutdown` resolves, then shuts down gracefully. `on_bound` learns the addresses.
+pub async fn run(
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+    on_bound: impl FnOnce(Bound),
+) -> Result<(), String> {
+    let access_keys = config.access_keys()?;
+    if access_keys.is_empty() {
+        tracing::warn!("no ingest access keys configured: every request is accepted");
+    }
+    let layouts = LayoutSet::from_formats(&config.formats).map_err(|e| format!("formats: {e}"))?;
+    let engine_config = config.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
+    let ingest_listener = bind(config.ingest.listen, "ingest")?;
+    let admin_listener = bind(config.admin.listen, "admin")?;
+    let bound = Bound {
+        ingest: ingest_listener.local_addr().map_err(|e| e.to_string())?,
+        admin: admin_listener.local_addr().map_err(|e| e.to_string())?,
+    };
+    let tls = match (&config.ingest.tls_cert, &config.ingest.tls_key) {
+        (Some(cert), Some(key)) => Some(
+            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| format!("ingest TLS ({}, {}): {e}", cert.display(), key.display()))?,
+        ),
+        _ => None,
+    };
+
+    let engine = Engine::start(engine_config);
+    let engine_stats = engine.stats.clone();
+    let (router, snapshots, engine_join) = engine.into_parts();
+    let store = Arc::new(SnapshotStore::new(config.admin.history));
+    let stats = Arc::new(IngestStats::default());
+    let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
+    let pipeline = {
+        let stats = stats.clone();
+        std::thread::Builder::new()
+            .name("vpcflowd-pipeline".into())
+            .spawn(move || pipeline::run(router, layouts, pipeline_rx, stats))
+            .map_err(|e| e.to_string())?
+    };
+    let consumer = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut stream = ReceiverStream::new(snapshots);
+            while let Some(batch) = stream.next().await {
+                store.insert(batch);
+            }
+        })
+    };
+    let ticker = {
+        let tx = pipeline_tx.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                interval.tick().await;
+                if tx.send(PipelineMsg::Tick).await.is_err() {
+                    return;
+                }
+            }
+        })
+    };
+
+    let state = Arc::new(ServeState {
+        access_keys,
+        max_body_bytes: config.ingest.max_body_bytes,
+        max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+        dedup: Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries),
+        pipeline: pipeline_tx.clone(),
+        shutting_down: Default::default(),
+        stats,
+        engine: engine_stats,
+        store,
+    });
+
+    let ingest_handle = axum_server::Handle::new();
+    let admin_handle = axum_server::Handle::new();
+    let ingest_app = http::ingest_router(state.clone()).into_make_service();
+    let ingest_server = {
+        let handle = ingest_handle.clone();
+        let listener = ingest_listener;
+        tokio::spawn(async move {
+            match tls {
+                Some(tls) => {
+                    axum_server::from_tcp_rustls(listener, tls)?
+                        .handle(handle)
+                        .serve(ingest_app)
+                        .await
+                }
+                None => axum_server::from_tcp(listener)?.handle(handle).serve(ingest_app).await,
+            }
+        })
+    };
+    let admin_server = {
+        let handle = admin_handle.clone();
+        let app = http::admin_router(state.clone()).into_make_service();
+        tokio::spawn(async move {
+            axum_server::from_tcp(admin_listener)?.handle(handle).serve(app).await
+        })
+    };
+    let scheme = if config.ingest.tls_cert.is_some() { "https" } else { "http" };
+    tracing::info!(ingest = %format!("{scheme}://{}", bound.ingest), admin = %format!("http://{}", bound.admin), "listening");
+    on_bound(bound);
+
+    shutdown.await;
+    tracing::info!("shutting down: refusing new requests, draining, closing every window");
+    state.shutting_down.store(true, Ordering::Relaxed);
+    let drain = async {
+        ingest_handle.graceful_shutdown(Some(config.shutdown_timeout));
+        let _ = ingest_server.await;
+        ticker.abort();
+        let _ = pipeline_tx.send(PipelineMsg::Finish).await;
+        drop(pipeline_tx);
+        // The pipeline thread closes every window, then the engine's threads end and the
+        // snapshot stream with them.
+        let _ = tokio::task::spawn_blocking(move || {
+            let _ = pipeline.join();
+            engine_join.join();
+        })
+        .await;
+        let _ = consumer.await;
+    };
+    let finished = tokio::time::timeout(config.shutdown_timeout, drain).await.is_ok();
+    admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
+    let _ = admin_server.await;
+    if finished {
+        tracing::info!("shut down cleanly");
+        Ok(())
+    } else {
+        Err(format!("shutdown took longer than {:?}", config.shutdown_timeout))
+    }
+}

@@ -1,0 +1,137 @@
+//! The pipeline thread: the one owner of the engine's [`Router`]. Requests accepted by the
+//! ingest listener arrive here in order; each record is envelope-decoded, parsed and routed,
+//! and the request is answered once all its records are in the engine.
+//!
+//! A 200 therefore means: every record of the request is in the engine's ordered pipeline, so
+//! every later snapshot, checkpoint and shutdown includes it.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::Serialize;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects, parse_line};
+use crate::source::firehose::DecodedRequest;
+use crate::window::{RouteError, Router};
+
+/// A request for the pipeline.
+#[derive(Debug)]
+pub struct IngestJob {
+    pub request: DecodedRequest,
+    /// From `X-Amz-Firehose-Common-Attributes`, for records that lack them.
+    pub account: Option<String>,
+    pub region: Option<String>,
+    pub reply: oneshot::Sender<JobOutcome>,
+}
+
+/// What became of a request's records.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct JobOutcome {
+    /// Flow-log records routed into the engine.
+    pub records: u64,
+    /// Lines or envelopes rejected (counted by reason in [`IngestStats::rejects`]).
+    pub rejected: u64,
+}
+
+pub enum PipelineMsg {
+    Job(IngestJob),
+    /// Lets the watermark follow the wall clock when idle.
+    Tick,
+    /// Stop after everything queued before this message.
+    Finish,
+}
+
+/// Counters of the ingest path.
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// Responses by HTTP status.
+    pub responses: Mutex<BTreeMap<u16, u64>>,
+    pub records: AtomicU64,
+    pub rejected: AtomicU64,
+    /// Record bytes after base64 and body decompression.
+    pub bytes: AtomicU64,
+    pub rejects: Mutex<Rejects>,
+}
+
+impl IngestStats {
+    pub fn count_response(&self, status: u16) {
+        *self.responses.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
+    }
+
+    fn reject(&self, reason: RejectReason, detail: &dyn std::fmt::Display, input: &[u8]) {
+        let mut rejects = self.rejects.lock().unwrap_or_else(|e| e.into_inner());
+        rejects.record(reason, detail, input);
+        // The first of each reason is worth a warning; the rest are counted (and in /status).
+        if rejects.count(reason) == 1 {
+            tracing::warn!(%reason, %detail, "rejected input (further ones of this reason are counted, not logged)");
+        } else {
+            tracing::debug!(%reason, %detail, "rejected input");
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Runs until [`PipelineMsg::Finish`] or until every sender is gone, then closes every window.
+pub fn run(
+    mut router: Router,
+    layouts: LayoutSet,
+    mut rx: mpsc::Receiver<PipelineMsg>,
+    stats: Arc<IngestStats>,
+) {
+    let mut decoder = EnvelopeDecoder::default();
+    while let Some(msg) = rx.blocking_recv() {
+        match msg {
+            PipelineMsg::Job(job) => {
+                let outcome = apply(&mut router, &layouts, &mut decoder, &job, &stats);
+                let _ = job.reply.send(outcome);
+            }
+            PipelineMsg::Tick => router.tick(now_secs()),
+            PipelineMsg::Finish => break,
+        }
+    }
+    router.finish();
+}
+
+fn apply(
+    router: &mut Router,
+    layouts: &LayoutSet,
+    decoder: &mut EnvelopeDecoder,
+    job: &IngestJob,
+    stats: &IngestStats,
+) -> JobOutcome {
+    let now = now_secs();
+    let mut outcome = JobOutcome::default();
+    stats.bytes.fetch_add(job.request.data.len() as u64, Ordering::Relaxed);
+    for record in job.request.records() {
+        let decoded = decoder.decode(record, |line, ctx| {
+            let mut ctx = *ctx;
+            ctx.owner = ctx.owner.or(job.account.as_deref());
+            ctx.region = ctx.region.or(job.region.as_deref());
+            match parse_line(layouts, line) {
+                Ok(parsed) => match router.push(&parsed.record, &ctx, now) {
+                    Ok(()) => outcome.records += 1,
+                    Err(e @ RouteError::MissingInterface) => {
+                        outcome.rejected += 1;
+                        stats.reject(RejectReason::MissingInterface, &e, line);
+                    }
+                },
+                Err(e) => {
+                    outcome.rejected += 1;
+                    stats.reject(e.reason, &e, line);
+                }
+            }
+        });
+        if let Err(e) = decoded {
+            outcome.rejected += 1;
+            stats.reject(e.reason, &e.detail, record);
+        }
+    }
+    stats.records.fetch_add(outcome.records, Ordering::Relaxed);
+    stats.rejected.fetch_add(outcome.rejected, Ordering::Relaxed);
+    outcome
+}

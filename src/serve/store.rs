@@ -1,0 +1,112 @@
+//! The snapshots the API serves: the most recent closed windows of every interface.
+//!
+//! Fed by the engine's snapshot stream; a correction (`revision` > 0) replaces the snapshot of
+//! its window. Each interface keeps its newest `history` windows.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, RwLock};
+
+use serde::Serialize;
+
+use crate::window::Snapshot;
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// The newest window start among closed windows.
+    latest_window: Option<u64>,
+    by_interface: BTreeMap<Arc<str>, VecDeque<Arc<Snapshot>>>,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct SnapshotStore {
+    history: usize,
+    inner: RwLock<Inner>,
+}
+
+/// One interface's latest totals, for `/api/v1/interfaces`.
+#[derive(Debug, Clone, Serialize)]
+pub struct InterfaceSummary {
+    pub interface_id: Arc<str>,
+    pub account_id: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
+    pub window_start: u64,
+    pub window_end: u64,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+    pub rejected_bytes: u64,
+    pub windows_kept: usize,
+}
+
+impl SnapshotStore {
+    pub fn new(history: usize) -> Self {
+        SnapshotStore { history: history.max(1), inner: RwLock::default() }
+    }
+
+    /// Takes in one batch from the engine.
+    pub fn insert(&self, batch: Vec<Snapshot>) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        for s in batch {
+            let s = Arc::new(s);
+            if s.revision == 0 {
+                inner.latest_window = inner.latest_window.max(Some(s.window_start));
+            }
+            let kept = inner.by_interface.entry(s.interface_id.clone()).or_default();
+            match kept.iter().position(|k| k.window_start <= s.window_start) {
+                Some(i) if kept[i].window_start == s.window_start => kept[i] = s,
+                Some(i) => kept.insert(i, s),
+                None => kept.push_back(s),
+            }
+            kept.truncate(self.history);
+        }
+    }
+
+    /// Every interface's snapshot of the most recent closed window, by interface id.
+    pub fn latest(&self) -> Vec<Arc<Snapshot>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        let Some(w) = inner.latest_window else { return Vec::new() };
+        inner
+            .by_interface
+            .values()
+            .filter_map(|kept| kept.iter().find(|s| s.window_start == w).cloned())
+            .collect()
+    }
+
+    /// Each interface with its newest window's totals.
+    pub fn interfaces(&self) -> Vec<InterfaceSummary> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .by_interface
+            .values()
+            .filter_map(|kept| {
+                let s = kept.front()?;
+                Some(InterfaceSummary {
+                    interface_id: s.interface_id.clone(),
+                    account_id: s.account_id.clone(),
+                    region: s.region.clone(),
+                    window_start: s.window_start,
+                    window_end: s.window_end,
+                    packets: s.packets,
+                    bytes: s.bytes,
+                    flows: s.flows,
+                    rejected_flows: s.rejected_flows,
+                    rejected_bytes: s.rejected_bytes,
+                    windows_kept: kept.len(),
+                })
+            })
+            .collect()
+    }
+
+    /// An interface's newest `limit` windows, newest first; `None` for an unknown interface.
+    pub fn interface(&self, id: &str, limit: usize) -> Option<Vec<Arc<Snapshot>>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.by_interface.get(id).map(|kept| kept.iter().take(limit).cloned().collect())
+    }
+
+    /// The newest closed window's start.
+    pub fn latest_window(&self) -> Option<u64> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).latest_window
+    }
+}

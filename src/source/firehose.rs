@@ -1,0 +1,313 @@
+//! The Amazon Data Firehose HTTP endpoint delivery protocol, as `shared/reference` (section 3)
+//! describes it: what a request must look like, how its body is read and decoded, and how every
+//! answer is shaped. The HTTP server that uses it lives in `serve`.
+//!
+//! - Only 200 is success for Firehose; 413 is permanent; every other status is retried with the
+//!   same request id. So bad flow-log *lines* inside a good request are counted and answered
+//!   200, and only an unreadable request (JSON, base64, gzip) is answered 400.
+//! - The response is JSON `{"requestId", "timestamp"}` (milliseconds, a number), plus
+//!   `"errorMessage"` on failure, with `Content-Type: application/json`.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+pub const REQUEST_ID: &str = "x-amz-firehose-request-id";
+pub const ACCESS_KEY: &str = "x-amz-firehose-access-key";
+pub const PROTOCOL_VERSION: &str = "x-amz-firehose-protocol-version";
+pub const COMMON_ATTRIBUTES: &str = "x-amz-firehose-common-attributes";
+pub const SOURCE_ARN: &str = "x-amz-firehose-source-arn";
+
+/// Why a request was refused, and so its status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RequestError {
+    /// Missing or wrong access key (401).
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// Body over a size limit (413: Firehose does not retry it).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Unreadable body: JSON, base64, gzip, protocol version (400).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Not now: queue full, shutting down, same request in flight (503: Firehose retries).
+    #[error("{0}")]
+    Unavailable(&'static str),
+}
+
+impl RequestError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            RequestError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+/// The response body Firehose requires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FirehoseResponse {
+    #[serde(rename = "requestId")]
+    pub request_id: String,
+    /// Milliseconds since the epoch, as a JSON number.
+    pub timestamp: u64,
+    #[serde(rename = "errorMessage", skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A Firehose-shaped response: JSON body, `Content-Type: application/json`, a content length.
+pub fn respond(status: StatusCode, request_id: &str, error: Option<String>) -> Response {
+    let body = FirehoseResponse {
+        request_id: request_id.to_string(),
+        timestamp: now_millis(),
+        // The spec caps it at 8192 characters.
+        error_message: error.map(|e| e.chars().take(8192).collect()),
+    };
+    let json = serde_json::to_vec(&body).expect("a response serializes");
+    let mut response = (status, json).into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
+
+/// Whether the request's access key is one of `keys` (any key when `keys` is empty), compared
+/// in constant time.
+pub fn check_access_key(headers: &HeaderMap, keys: &[String]) -> Result<(), RequestError> {
+    if keys.is_empty() {
+        return Ok(());
+    }
+    let Some(given) = headers.get(ACCESS_KEY) else {
+        return Err(RequestError::Unauthorized("missing X-Amz-Firehose-Access-Key"));
+    };
+    let given = given.as_bytes();
+    // Compare against every key so that the time does not say which one matched.
+    let mut ok = subtle::Choice::from(0);
+    for key in keys {
+        ok |= key.as_bytes().ct_eq(given);
+    }
+    if bool::from(ok) {
+        Ok(())
+    } else {
+        Err(RequestError::Unauthorized("wrong X-Amz-Firehose-Access-Key"))
+    }
+}
+
+/// Refuses protocol versions other than 1.0 (a missing header is accepted: some senders omit it).
+pub fn check_protocol_version(headers: &HeaderMap) -> Result<(), RequestError> {
+    match headers.get(PROTOCOL_VERSION) {
+        None => Ok(()),
+        Some(v) if v.as_bytes() == b"1.0" => Ok(()),
+        Some(v) => Err(RequestError::BadRequest(format!(
+            "unsupported X-Amz-Firehose-Protocol-Version {:?}",
+            String::from_utf8_lossy(v.as_bytes())
+        ))),
+    }
+}
+
+/// The request body after `Content-Encoding`, decompressed under `max_decompressed` bytes.
+pub fn decode_body<'b>(
+    headers: &HeaderMap,
+    body: &'b [u8],
+    max_decompressed: usize,
+) -> Result<Cow<'b, [u8]>, RequestError> {
+    let encoding = headers.get(header::CONTENT_ENCODING).map(|v| v.as_bytes().to_ascii_lowercase());
+    match encoding.as_deref() {
+        None | Some(b"identity") => {
+            if body.len() > max_decompressed {
+                return Err(RequestError::TooLarge(format!("body over {max_decompressed} bytes")));
+            }
+            Ok(Cow::Borrowed(body))
+        }
+        Some(b"gzip") => {
+            let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_decompressed));
+            // Streamed under the limit: a gzip bomb stops at max_decompressed + 1 bytes.
+            flate2::read::MultiGzDecoder::new(body)
+                .take(max_decompressed as u64 + 1)
+                .read_to_end(&mut out)
+                .map_err(|e| RequestError::BadRequest(format!("gzip body: {e}")))?;
+            if out.len() > max_decompressed {
+                return Err(RequestError::TooLarge(format!(
+                    "body decompresses to more than {max_decompressed} bytes"
+                )));
+            }
+            Ok(Cow::Owned(out))
+        }
+        Some(other) => Err(RequestError::BadRequest(format!(
+            "unsupported Content-Encoding {:?}",
+            String::from_utf8_lossy(other)
+        ))),
+    }
+}
+
+#[derive(Deserialize)]
+struct Body<'a> {
+    #[serde(rename = "requestId", borrow)]
+    request_id: Cow<'a, str>,
+    /// Milliseconds from Firehose (moto sends seconds); not used for windows, only checked.
+    #[serde(default)]
+    timestamp: Option<serde_json::Number>,
+    #[serde(borrow)]
+    records: Vec<RecordData<'a>>,
+}
+
+#[derive(Deserialize)]
+struct RecordData<'a> {
+    #[serde(borrow)]
+    data: Cow<'a, str>,
+}
+
+/// A request whose records are decoded from base64 into one buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DecodedRequest {
+    pub request_id: String,
+    pub timestamp: Option<u64>,
+    /// Every record's bytes, back to back.
+    pub data: Vec<u8>,
+    /// Where each record ends in `data`.
+    pub ends: Vec<usize>,
+}
+
+impl DecodedRequest {
+    /// The records' bytes.
+    pub fn records(&self) -> impl Iterator<Item = &[u8]> {
+        let mut start = 0;
+        self.ends.iter().map(move |&end| {
+            let r = &self.data[start..end];
+            start = end;
+            r
+        })
+    }
+}
+
+/// The request id a response must echo when the body could not be read: the header's.
+pub fn header_request_id(headers: &HeaderMap) -> String {
+    headers.get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or_default().to_string()
+}
+
+/// Parses the (decompressed) JSON body and decodes every record from base64.
+pub fn decode_request(body: &[u8]) -> Result<DecodedRequest, RequestError> {
+    let parsed: Body<'_> = serde_json::from_slice(body)
+        .map_err(|e| RequestError::BadRequest(format!("request body is not Firehose JSON: {e}")))?;
+    let mut request = DecodedRequest {
+        request_id: parsed.request_id.into_owned(),
+        timestamp: parsed.timestamp.as_ref().and_then(serde_json::Number::as_u64),
+        data: Vec::with_capacity(body.len() * 3 / 4),
+        ends: Vec::with_capacity(parsed.records.len()),
+    };
+    for (i, record) in parsed.records.iter().enumerate() {
+        BASE64.decode_vec(record.data.as_bytes(), &mut request.data).map_err(|e| {
+            RequestError::BadRequest(format!("record {i}: data is not base64: {e}"))
+        })?;
+        request.ends.push(request.data.len());
+    }
+    Ok(request)
+}
+
+/// Account and region from `X-Amz-Firehose-Common-Attributes`
+/// (`{"commonAttributes": {"region": "…", "account-id": "…"}}`; key spellings `region`,
+/// `aws_region`, `aws-region`; `account`, `account_id`, `account-id`, `accountId`).
+pub fn common_attributes(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    #[derive(Deserialize)]
+    struct Attributes {
+        #[serde(rename = "commonAttributes", default)]
+        common: std::collections::HashMap<String, String>,
+    }
+    let Some(raw) = headers.get(COMMON_ATTRIBUTES) else { return (None, None) };
+    let Ok(attrs) = serde_json::from_slice::<Attributes>(raw.as_bytes()) else {
+        return (None, None);
+    };
+    let find = |names: &[&str]| {
+        attrs
+            .common
+            .iter()
+            .find(|(k, _)| names.iter().any(|n| k.eq_ignore_ascii_case(n)))
+            .map(|(_, v)| v.clone())
+            .filter(|v| !v.is_empty())
+    };
+    (
+        find(&["account", "account_id", "account-id", "accountid"]),
+        find(&["region", "aws_region", "aws-region"]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn access_keys_are_checked() {
+        let keys = vec!["secret".to_string(), "other".to_string()];
+        assert!(check_access_key(&headers(&[]), &[]).is_ok());
+        assert!(check_access_key(&headers(&[(ACCESS_KEY, "other")]), &keys).is_ok());
+        assert_eq!(
+            check_access_key(&headers(&[(ACCESS_KEY, "nope")]), &keys).unwrap_err().status(),
+            401
+        );
+        assert_eq!(check_access_key(&headers(&[]), &keys).unwrap_err().status(), 401);
+    }
+
+    #[test]
+    fn bodies_decode_with_limits() {
+        let h = headers(&[("content-encoding", "gzip")]);
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut e, &vec![b'x'; 100_000]).unwrap();
+        let bomb = e.finish().unwrap();
+        assert_eq!(decode_body(&h, &bomb, 99_999).unwrap_err().status(), 413);
+        assert_eq!(decode_body(&h, &bomb, 100_000).unwrap().len(), 100_000);
+        assert_eq!(decode_body(&h, b"not gzip", 10).unwrap_err().status(), 400);
+        let br = headers(&[("content-encoding", "br")]);
+        assert_eq!(decode_body(&br, b"x", 10).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn requests_decode_records_and_refuse_bad_base64() {
+        let r = decode_request(br#"{"requestId":"a","timestamp":1700000000123,"records":[{"data":"aGk="},{"data":""},{"data":"eW8="}]}"#).unwrap();
+        assert_eq!(r.request_id, "a");
+        assert_eq!(r.timestamp, Some(1700000000123));
+        assert_eq!(r.records().collect::<Vec<_>>(), [&b"hi"[..], b"", b"yo"]);
+        let e = decode_request(br#"{"requestId":"a","records":[{"data":"!!"}]}"#).unwrap_err();
+        assert_eq!(e.status(), 400);
+        assert_eq!(decode_request(b"{").unwrap_err().status(), 400);
+        assert_eq!(decode_request(br#"{"records":[]}"#).unwrap_err().status(), 400);
+    }
+
+    #[test]
+    fn common_attributes_fill_account_and_region() {
+        let h = headers(&[(
+            COMMON_ATTRIBUTES,
+            r#"{"commonAttributes":{"Region":"eu-west-1","account-id":"000123456789"}}"#,
+        )]);
+        assert_eq!(common_attributes(&h), (Some("000123456789".into()), Some("eu-west-1".into())));
+        assert_eq!(common_attributes(&headers(&[(COMMON_ATTRIBUTES, "junk")])), (None, None));
+    }
+
+    #[test]
+    fn responses_have_the_required_shape() {
+        let r = respond(StatusCode::OK, "id-1", None);
+        assert_eq!(r.headers()[header::CONTENT_TYPE], "application/json");
+    }
+}
