@@ -46,6 +46,10 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub access_keys_file: Option<PathBuf>,
 
+    /// Also print every closed snapshot as a JSON line on standard output.
+    #[arg(long)]
+    pub print_snapshots: bool,
+
     /// The flow log's format (see `vpcflowd parse --help`); repeatable.
     #[arg(long = "format", short = 'f', value_name = "FMT")]
     pub formats: Vec<String>,
@@ -79,6 +83,9 @@ impl ServeArgs {
         root.insert("window".into(), Value::Object(self.window.overrides()));
         if !self.formats.is_empty() {
             root.insert("formats".into(), json!(self.formats));
+        }
+        if self.print_snapshots {
+            root.insert("print_snapshots".into(), Value::Bool(true));
         }
         Value::Object(root)
     }

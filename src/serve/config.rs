@@ -31,6 +31,8 @@ pub struct ServeConfig {
     /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the process exits anyway.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// Also print every closed snapshot as one JSON line on standard output (as `replay` does).
+    pub print_snapshots: bool,
 }
 
 /// The Firehose HTTP endpoint destination.
@@ -84,6 +86,7 @@ impl Default for ServeConfig {
             window: WindowSettings::default(),
             formats: Vec::new(),
             shutdown_timeout: Duration::from_secs(60),
+            print_snapshots: false,
         }
     }
 }
@@ -184,6 +187,8 @@ impl ServeConfig {
 }
 
 #[cfg(test)]
+// figment's Jail API returns its large error type; that is its signature, not ours.
+#[allow(clippy::result_large_err)]
 mod tests {
     use super::*;
     use serde_json::json;

@@ -94,9 +94,24 @@ pub async fn run(
     };
     let consumer = {
         let store = store.clone();
+        let print = config.print_snapshots;
         tokio::spawn(async move {
+            use tokio::io::AsyncWriteExt;
+            let mut stdout = tokio::io::stdout();
             let mut stream = ReceiverStream::new(snapshots);
             while let Some(batch) = stream.next().await {
+                if print {
+                    let mut lines = Vec::new();
+                    for s in &batch {
+                        if serde_json::to_writer(&mut lines, s).is_ok() {
+                            lines.push(b'\n');
+                        }
+                    }
+                    if let Err(e) = stdout.write_all(&lines).await {
+                        tracing::warn!("printing snapshots: {e}");
+                    }
+                    let _ = stdout.flush().await;
+                }
                 store.insert(batch);
             }
         })

@@ -50,3 +50,4 @@ pub fn corpus_file(name: &str) -> (String, Vec<String>) {
     let format = lines.next().unwrap().strip_prefix("# format: ").unwrap().to_string();
     (format, lines.map(str::to_string).collect())
 }
+pub mod serve;

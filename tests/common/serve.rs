@@ -1,0 +1,193 @@
+//! A real `vpcflowd serve` process on free loopback ports, and a Firehose sender that sends what
+//! Firehose sends (headers, access key, ms timestamp, base64 records, optional gzip body).
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::{Value, json};
+
+pub struct Server {
+    child: Child,
+    pub ingest: String,
+    pub admin: String,
+    stderr: mpsc::Receiver<String>,
+}
+
+impl Server {
+    /// Starts `vpcflowd serve` with `args` (listeners on port 0) and `env`.
+    pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpcflowd"));
+        cmd.args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--print-snapshots",
+        ])
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start vpcflowd serve");
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
+            }
+        });
+        // From here the Server owns the child: dropping it (also on a panic) kills and reaps it.
+        let mut server = Server { child, ingest: String::new(), admin: String::new(), stderr: rx };
+        let mut seen = Vec::new();
+        loop {
+            let Ok(line) = server.stderr.recv_timeout(Duration::from_secs(60)) else {
+                panic!("serve did not start; stderr: {seen:#?}");
+            };
+            if let Some(rest) = line.strip_prefix("vpcflowd serve: ingest on ") {
+                let (ingest, admin) = rest.split_once(" admin on ").unwrap();
+                server.ingest = format!("http://{ingest}/");
+                server.admin = format!("http://{admin}");
+                return server;
+            }
+            seen.push(line);
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends SIGTERM.
+    pub fn sigterm(&self) {
+        let ok = Command::new("kill").args(["-TERM", &self.pid().to_string()]).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits for the process to exit; returns its status, the snapshots it printed, its stderr.
+    pub fn wait(mut self) -> (ExitStatus, Vec<Value>, Vec<String>) {
+        let mut out = String::new();
+        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+        let status = self.child.wait().unwrap();
+        let snapshots = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let stderr = self.stderr.try_iter().collect();
+        (status, snapshots, stderr)
+    }
+
+    /// SIGTERM, then [`Server::wait`].
+    pub fn stop(self) -> (ExitStatus, Vec<Value>, Vec<String>) {
+        self.sigterm();
+        self.wait()
+    }
+
+    pub async fn status(&self) -> Value {
+        reqwest::get(format!("{}/api/v1/status", self.admin)).await.unwrap().json().await.unwrap()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The JSON body Firehose sends: request id, timestamp in ms, base64 records.
+pub fn firehose_body(request_id: &str, records: &[Vec<u8>]) -> Vec<u8> {
+    let ts = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+        as u64;
+    let records: Vec<Value> = records.iter().map(|r| json!({"data": BASE64.encode(r)})).collect();
+    serde_json::to_vec(&json!({"requestId": request_id, "timestamp": ts, "records": records}))
+        .unwrap()
+}
+
+/// `{"message":"…"}` records, as a flow log publishing straight to Firehose sends them.
+pub fn wrapped(lines: &[String]) -> Vec<Vec<u8>> {
+    lines.iter().map(|l| serde_json::to_vec(&json!({"message": l})).unwrap()).collect()
+}
+
+pub fn gzip(data: &[u8]) -> Vec<u8> {
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    e.write_all(data).unwrap();
+    e.finish().unwrap()
+}
+
+/// Sends like Firehose: every X-Amz-Firehose-* header, optional gzip body.
+pub struct Firehose {
+    client: reqwest::Client,
+    url: String,
+    pub key: Option<String>,
+    pub gzip: bool,
+}
+
+impl Firehose {
+    pub fn new(url: &str, key: Option<&str>) -> Firehose {
+        Firehose {
+            client: reqwest::Client::new(),
+            url: url.to_string(),
+            key: key.map(String::from),
+            gzip: false,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// Posts a body for `request_id`; returns the status and the JSON response.
+    pub async fn post(&self, request_id: &str, body: Vec<u8>) -> (u16, Value) {
+        let mut req = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("X-Amz-Firehose-Protocol-Version", "1.0")
+            .header("X-Amz-Firehose-Request-Id", request_id)
+            .header(
+                "X-Amz-Firehose-Source-Arn",
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/flows",
+            )
+            .header(
+                "X-Amz-Firehose-Common-Attributes",
+                r#"{"commonAttributes":{"region":"us-east-1"}}"#,
+            );
+        if let Some(k) = &self.key {
+            req = req.header("X-Amz-Firehose-Access-Key", k);
+        }
+        let body = if self.gzip {
+            req = req.header("Content-Encoding", "gzip");
+            gzip(&body)
+        } else {
+            body
+        };
+        let resp = req.body(body).send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        assert_eq!(
+            resp.headers()["content-type"],
+            "application/json",
+            "Firehose requires JSON answers"
+        );
+        let json: Value = resp.json().await.expect("a JSON answer");
+        (status, json)
+    }
+
+    /// Posts records as one request.
+    pub async fn send(&self, request_id: &str, records: &[Vec<u8>]) -> (u16, Value) {
+        self.post(request_id, firehose_body(request_id, records)).await
+    }
+}
+
+/// Sum of a numeric field over snapshots.
+pub fn total(snapshots: &[Value], field: &str) -> u64 {
+    snapshots.iter().map(|s| s[field].as_u64().unwrap()).sum()
+}
