@@ -496,3 +496,79 @@ fn a_late_record_in_drop_mode_is_counted_not_added() {
     let second = got.iter().find(|s| s["window_start"] == base).unwrap();
     assert_eq!((second["bytes"].as_u64(), second["late_records"].as_u64()), (Some(110), Some(1)));
 }
+
+/// Runs the engine over `records[..split]`, checkpoints, stops, restores into a new engine with
+/// `shards_after` shards (through a MessagePack round trip) and finishes the rest.
+fn engine_with_restart(
+    records: &[Rec],
+    cfg: &Cfg,
+    split: usize,
+    shards_after: usize,
+) -> Vec<Value> {
+    let spec =
+        WindowSpec::new(Duration::from_secs(cfg.window()), Duration::from_secs(cfg.slide)).unwrap();
+    let make = |shards: usize| {
+        let mut c = EngineConfig::new(spec);
+        c.lateness_secs = cfg.lateness;
+        c.late = cfg.late;
+        c.top = cfg.top;
+        c.shards = shards;
+        c.batch_size = 7;
+        c
+    };
+    let layouts = LayoutSet::default();
+    let lines: Vec<String> = records.iter().map(Rec::line).collect();
+    let collect = |mut rx: tokio::sync::mpsc::Receiver<Vec<vpcflowd::window::Snapshot>>| {
+        std::thread::spawn(move || {
+            let mut out = Vec::new();
+            while let Some(batch) = rx.blocking_recv() {
+                out.extend(batch.iter().map(|s| serde_json::to_value(s).unwrap()));
+            }
+            out
+        })
+    };
+    let (mut router, rx, join) = Engine::start(make(cfg.shards)).into_parts();
+    let first = collect(rx);
+    for l in &lines[..split] {
+        let p = parse_line(&layouts, l.as_bytes()).unwrap();
+        router.push(&p.record, &LineContext::default(), 0).unwrap();
+    }
+    let state = router.checkpoint();
+    router.stop();
+    join.join();
+    let bytes = rmp_serde::to_vec(&state).unwrap();
+    let state: vpcflowd::window::engine::EngineState = rmp_serde::from_slice(&bytes).unwrap();
+    let config = make(shards_after);
+    assert_eq!(state.incompatibility(&config), None);
+    let (mut router, rx, join) = Engine::start_from(config, Some(state)).into_parts();
+    let second = collect(rx);
+    for l in &lines[split..] {
+        let p = parse_line(&layouts, l.as_bytes()).unwrap();
+        router.push(&p.record, &LineContext::default(), 0).unwrap();
+    }
+    router.finish();
+    join.join();
+    let mut out = first.join().unwrap();
+    out.extend(second.join().unwrap());
+    out
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn a_checkpoint_and_restore_changes_nothing(
+        records in stream(),
+        cfg in cfg_strategy(),
+        split in any::<proptest::sample::Index>(),
+        shards_after in 1usize..5,
+    ) {
+        let split = split.index(records.len() + 1);
+        let expected = model(&records, &cfg);
+        let got = engine_with_restart(&records, &cfg, split, shards_after);
+        prop_assert_eq!(got.len(), expected.len());
+        for (i, (g, e)) in got.iter().zip(&expected).enumerate() {
+            prop_assert_eq!(g, e, "snapshot {}", i);
+        }
+    }
+}

@@ -4,7 +4,7 @@
 //! else is junk rather than a variant. Open sets such as `pkt-src-aws-service` and
 //! `reject-reason` are kept as strings, not enums, so new AWS values do not break parsing.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use strum::{EnumString, IntoStaticStr, VariantArray, VariantNames};
 
 /// `action`: whether the security group or network ACL let the traffic through.
@@ -22,6 +22,7 @@ use strum::{EnumString, IntoStaticStr, VariantArray, VariantNames};
     VariantArray,
     VariantNames,
     Serialize,
+    Deserialize,
 )]
 pub enum Action {
     #[strum(serialize = "ACCEPT")]
@@ -35,7 +36,18 @@ pub enum Action {
 
 /// `log-status`: whether the record carries traffic.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumString,
+    IntoStaticStr,
+    VariantArray,
+    VariantNames,
 )]
 pub enum LogStatus {
     /// Data is logging normally.

@@ -138,7 +138,67 @@ pub enum RouteError {
 
 enum ShardMsg {
     Batch(Vec<FlowEvent>),
-    Marker { seq: u64 },
+    Marker {
+        seq: u64,
+    },
+    /// Reply with a copy of the shard's state (everything before this message applied).
+    Checkpoint(tokio::sync::oneshot::Sender<ShardState>),
+}
+
+/// A shard's part of a checkpoint: its interfaces, and the late events it holds.
+type ShardState = (Vec<(u32, InterfaceState)>, Vec<FlowEvent>);
+
+/// The closer's part of a checkpoint, published after every close.
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
+pub struct CloserState {
+    pub live_panes: Vec<PaneId>,
+    pub last_closed: Option<PaneId>,
+    pub revisions: Vec<((u32, PaneId), u32)>,
+}
+
+/// Everything the engine needs to continue where it stopped: a consistent cut of the router,
+/// every shard and the closer.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct EngineState {
+    /// The window spec and late policy the state was built with; restoring under different
+    /// ones is refused.
+    pub spec: WindowSpec,
+    pub late: LatePolicy,
+    pub lateness_secs: u64,
+    pub names: Vec<String>,
+    pub watermark: Watermark,
+    pub marked_slide: Option<u64>,
+    pub seq: u64,
+    pub known_panes: Vec<PaneId>,
+    /// Panes seen since the last marker, not yet announced to the closer.
+    pub new_panes: Vec<PaneId>,
+    pub interfaces: Vec<(u32, InterfaceState)>,
+    pub held_late: Vec<FlowEvent>,
+    pub closer: CloserState,
+}
+
+impl EngineState {
+    /// Why this state cannot continue under `config`, if it cannot.
+    pub fn incompatibility(&self, config: &EngineConfig) -> Option<String> {
+        if self.spec != config.spec
+            || self.late != config.late
+            || self.lateness_secs != config.lateness_secs
+        {
+            return Some(format!(
+                "the state was written with window {}s, slide {}s, lateness {}s, late {:?}; \
+                 the configuration now says window {}s, slide {}s, lateness {}s, late {:?}",
+                self.spec.window(),
+                self.spec.slide(),
+                self.lateness_secs,
+                self.late,
+                config.spec.window(),
+                config.spec.slide(),
+                config.lateness_secs,
+                config.late
+            ));
+        }
+        None
+    }
 }
 
 struct MarkerInfo {
@@ -196,12 +256,36 @@ pub struct Engine {
 impl Engine {
     /// Starts the shard workers and the closer on their own threads.
     pub fn start(config: EngineConfig) -> Engine {
+        Engine::start_from(config, None)
+    }
+
+    /// Starts from a checkpoint (see [`Router::checkpoint`]); check
+    /// [`EngineState::incompatibility`] first.
+    pub fn start_from(config: EngineConfig, state: Option<EngineState>) -> Engine {
         let config = Arc::new(config);
         let n = config.shards.max(1);
         let stats = Arc::new(EngineStats::default());
         let progress = Arc::new(CloseProgress::default());
-        let interner = Interner::default();
+        let mut state = state;
+        let interner = match &mut state {
+            Some(s) => Interner::from_names(std::mem::take(&mut s.names)),
+            None => Interner::default(),
+        };
         let names = interner.names();
+        // Restored interfaces and held late events go to the shard that now owns them.
+        let mut restored: Vec<(Vec<(u32, InterfaceState)>, Vec<FlowEvent>)> =
+            (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        if let Some(s) = &mut state {
+            for (id, st) in std::mem::take(&mut s.interfaces) {
+                restored[shard_of(id, n)].0.push((id, st));
+            }
+            for ev in std::mem::take(&mut s.held_late) {
+                restored[shard_of(ev.interface, n)].1.push(ev);
+            }
+            progress.set(s.seq);
+        }
+        let closer_state =
+            Arc::new(Mutex::new(state.as_ref().map(|s| s.closer.clone()).unwrap_or_default()));
         let (ack_tx, ack_rx) = mpsc::channel::<Ack>(n * 4);
         let (marker_tx, marker_rx) = mpsc::channel::<MarkerInfo>(64);
         let (snap_tx, snap_rx) = mpsc::channel::<Vec<Snapshot>>(64);
@@ -210,14 +294,17 @@ impl Engine {
         let mut shards = Vec::with_capacity(n);
         let mut senders = Vec::with_capacity(n);
         let mut threads = Vec::new();
-        for i in 0..n {
+        for (i, (interfaces, late)) in restored.into_iter().enumerate() {
             let shard = Arc::new(Shard::default());
+            for (id, st) in interfaces {
+                shard.interfaces.insert(id, st);
+            }
             let (tx, rx) = mpsc::channel::<ShardMsg>(config.channel_capacity);
             senders.push(tx);
             let worker = Worker {
                 shard: shard.clone(),
                 config: config.clone(),
-                late: Vec::new(),
+                late,
                 progress: progress.clone(),
                 ack: ack_tx.clone(),
                 recycle: recycle_tx.clone(),
@@ -232,16 +319,18 @@ impl Engine {
         }
         drop(ack_tx);
 
+        let restored_closer = state.as_ref().map(|s| s.closer.clone()).unwrap_or_default();
         let closer = Closer {
             config: config.clone(),
             shards: shards.clone(),
             names: names.clone(),
             stats: stats.clone(),
-            progress,
-            live_panes: BTreeSet::new(),
-            last_closed: None,
-            revisions: HashMap::new(),
+            progress: progress.clone(),
+            live_panes: restored_closer.live_panes.iter().copied().collect(),
+            last_closed: restored_closer.last_closed,
+            revisions: restored_closer.revisions.iter().copied().collect(),
             pending: HashMap::new(),
+            published: closer_state.clone(),
         };
         threads.push(
             std::thread::Builder::new()
@@ -251,17 +340,23 @@ impl Engine {
         );
 
         let router = Router {
-            watermark: Watermark::new(config.lateness_secs),
+            watermark: state.as_ref().map_or(Watermark::new(config.lateness_secs), |s| s.watermark),
             batches: (0..n).map(|_| Vec::with_capacity(config.batch_size)).collect(),
             config,
             senders,
             markers: marker_tx,
             recycle: recycle_rx,
             interner,
-            seq: 0,
-            marked_slide: None,
-            known_panes: HashSet::default(),
-            new_panes: Vec::new(),
+            seq: state.as_ref().map_or(0, |s| s.seq),
+            marked_slide: state.as_ref().and_then(|s| s.marked_slide),
+            known_panes: state
+                .as_ref()
+                .map(|s| s.known_panes.iter().copied().collect())
+                .unwrap_or_default(),
+            new_panes: state.as_ref().map(|s| s.new_panes.clone()).unwrap_or_default(),
+            progress,
+            closer_state,
+            stopped: false,
             default_region: None,
             stats: stats.clone(),
             unpublished_records: 0,
@@ -323,6 +418,10 @@ pub struct Router {
     unpublished_records: u64,
     /// Arrival time (seconds) of the last record, for the idle timeout.
     last_record_at: Option<u64>,
+    progress: Arc<CloseProgress>,
+    closer_state: Arc<Mutex<CloserState>>,
+    /// Set by [`Router::stop`]: dropping does not close the windows.
+    stopped: bool,
     last_interface: LastInterned,
     last_account: LastInterned,
     last_region: LastInterned,
@@ -420,6 +519,54 @@ impl Router {
         self.mark_if_advanced();
     }
 
+    /// Stops the engine's threads once they have drained, without closing open windows (after
+    /// a [`Router::checkpoint`] that will be restored).
+    pub fn stop(mut self) {
+        for shard in 0..self.senders.len() {
+            self.flush_shard(shard);
+        }
+        self.stopped = true;
+    }
+
+    /// A consistent copy of the whole engine: everything routed so far applied, every marker
+    /// closed. Blocks while the shards and the closer catch up.
+    pub fn checkpoint(&mut self) -> EngineState {
+        for shard in 0..self.senders.len() {
+            self.flush_shard(shard);
+        }
+        // The closer has finished every marker sent, so its state and the shards' agree.
+        self.progress.wait_for(self.seq);
+        let mut interfaces = Vec::new();
+        let mut held_late = Vec::new();
+        for tx in &self.senders {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            if tx.blocking_send(ShardMsg::Checkpoint(reply)).is_err() {
+                continue;
+            }
+            if let Ok((i, l)) = answer.blocking_recv() {
+                interfaces.extend(i);
+                held_late.extend(l);
+            }
+        }
+        interfaces.sort_by_key(|(id, _)| *id);
+        let closer = self.closer_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let names = self.interner.names().read().iter().map(|n| n.to_string()).collect();
+        EngineState {
+            spec: self.config.spec,
+            late: self.config.late,
+            lateness_secs: self.config.lateness_secs,
+            names,
+            watermark: self.watermark,
+            marked_slide: self.marked_slide,
+            seq: self.seq,
+            known_panes: self.known_panes.iter().copied().collect(),
+            new_panes: self.new_panes.clone(),
+            interfaces,
+            held_late,
+            closer,
+        }
+    }
+
     fn flush_shard(&mut self, shard: usize) {
         if self.unpublished_records > 0 {
             self.stats.records.fetch_add(self.unpublished_records, Ordering::Relaxed);
@@ -461,7 +608,7 @@ impl Router {
 impl Drop for Router {
     /// A router dropped without [`Router::finish`] still closes every window.
     fn drop(&mut self) {
-        if self.watermark.get() != Some(u64::MAX) {
+        if !self.stopped && self.watermark.get() != Some(u64::MAX) {
             self.watermark.finish();
             self.mark_if_advanced();
         }
@@ -498,6 +645,15 @@ impl Worker {
                     if self.ack.blocking_send(Ack { seq, dirty }).is_err() {
                         return;
                     }
+                }
+                ShardMsg::Checkpoint(reply) => {
+                    let interfaces = self
+                        .shard
+                        .interfaces
+                        .iter()
+                        .map(|e| (*e.key(), e.value().clone()))
+                        .collect();
+                    let _ = reply.send((interfaces, self.late.clone()));
                 }
             }
         }
@@ -557,6 +713,8 @@ struct Closer {
     revisions: HashMap<(u32, PaneId), u32>,
     /// Acks received for markers not yet closed: (count, dirty panes).
     pending: HashMap<u64, (usize, Vec<(u32, PaneId)>)>,
+    /// A copy of the state above, for checkpoints.
+    published: Arc<Mutex<CloserState>>,
 }
 
 impl Closer {
@@ -574,6 +732,11 @@ impl Closer {
             self.stats
                 .last_close_micros
                 .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            *self.published.lock().unwrap_or_else(|e| e.into_inner()) = CloserState {
+                live_panes: self.live_panes.iter().copied().collect(),
+                last_closed: self.last_closed,
+                revisions: self.revisions.iter().map(|(k, v)| (*k, *v)).collect(),
+            };
             self.progress.set(marker.seq);
             if !snapshots.is_empty() && out.blocking_send(snapshots).is_err() {
                 // Nobody reads snapshots any more; keep closing so that shards never wait.

@@ -12,7 +12,7 @@ use super::time::PaneId;
 use crate::decode::{Action, FlowRecord, LineContext, LogStatus};
 
 /// One record as a shard sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FlowEvent {
     /// Interned interface id.
     pub interface: u32,
@@ -108,6 +108,15 @@ impl Interner {
         names.push(Arc::from(s));
         self.ids.insert(Box::from(s), id);
         id
+    }
+
+    /// An interner holding `names` with ids 0, 1, … in order (restoring a checkpoint).
+    pub fn from_names(names: Vec<String>) -> Interner {
+        let mut interner = Interner::default();
+        for n in names {
+            interner.intern(&n);
+        }
+        interner
     }
 
     pub fn len(&self) -> usize {

@@ -7,7 +7,7 @@
 use std::collections::VecDeque;
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::event::FlowEvent;
 use super::table::{BoundedTable, Measure, SmallTable};
@@ -32,7 +32,7 @@ impl Default for Caps {
 }
 
 /// Interface-wide counters of a pane.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Totals {
     pub packets: u64,
     pub bytes: u64,
@@ -60,7 +60,7 @@ impl Totals {
 }
 
 /// Traffic counters of a source, destination or protocol.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Traffic {
     pub packets: u64,
     pub bytes: u64,
@@ -100,7 +100,7 @@ impl Measure for Traffic {
 
 /// A flow of one source: (srcport, dstaddr, dstport, protocol, action). The source address is
 /// the key of the table the flow lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct FlowKey {
     pub srcport: Option<u16>,
     pub dstaddr: Option<IpAddr>,
@@ -110,7 +110,7 @@ pub struct FlowKey {
 }
 
 /// Packets and bytes of a flow.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowCounters {
     pub packets: u64,
     pub bytes: u64,
@@ -130,7 +130,7 @@ impl Measure for FlowCounters {
 }
 
 /// A source's counters and its flows (inline: most sources have one flow per pane).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct SourceEntry {
     pub traffic: Traffic,
     pub flows: SmallTable<FlowKey, FlowCounters>,
@@ -150,7 +150,7 @@ impl Measure for SourceEntry {
 }
 
 /// One slide of one interface.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pane {
     pub totals: Totals,
     pub sources: BoundedTable<IpAddr, SourceEntry>,
@@ -247,7 +247,7 @@ impl Pane {
 }
 
 /// An interface's panes, oldest first.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct InterfaceState {
     pub panes: VecDeque<(PaneId, Pane)>,
 }

@@ -32,7 +32,11 @@ pub trait Measure: Default {
 type Hasher = foldhash::fast::RandomState;
 
 /// See the module documentation.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "K: serde::Serialize + Hash + Eq, V: serde::Serialize",
+    deserialize = "K: serde::Deserialize<'de> + Hash + Eq, V: serde::Deserialize<'de>"
+))]
 pub struct BoundedTable<K, V> {
     entries: HashMap<K, V, Hasher>,
     cap: usize,
@@ -134,7 +138,11 @@ fn evict_lightest<K: Ord, V: Measure>(
 /// miss in a full table reads a few cache lines rather than every entry. Same guarantees as
 /// [`BoundedTable`], except that the remainder's counters are not kept (only how much was
 /// evicted), and the cap is passed in so that millions of these tables do not each store it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(bound(
+    serialize = "K: serde::Serialize, V: serde::Serialize",
+    deserialize = "K: serde::Deserialize<'de>, V: serde::Deserialize<'de>"
+))]
 pub struct SmallTable<K, V> {
     fingerprints: SmallVec<[u16; 4]>,
     items: SmallVec<[(K, V); 1]>,

@@ -17,7 +17,8 @@ use crate::decode::FlowRecord;
 pub type PaneId = u64;
 
 /// Window length and slide, both whole seconds, the window a multiple of the slide.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+/// (Deserialized only from state files, which are checked against the configured spec.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowSpec {
     #[serde(rename = "window_secs")]
     window: u64,
@@ -176,7 +177,7 @@ pub fn event_time(record: &FlowRecord<'_>, mode: TimeMode, field: TimeField, arr
 /// wm.observe(900); // older events never move it back
 /// assert_eq!(wm.get(), Some(400));
 /// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Watermark {
     lateness: u64,
     max_event: Option<u64>,
