@@ -46,6 +46,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE")]
     pub access_keys_file: Option<PathBuf>,
 
+    /// Directory of the state file kept across restarts.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Start empty if the state file is corrupt or unusable (it is renamed aside).
+    #[arg(long)]
+    pub discard_bad_state: bool,
+
+    /// How often the state is written while running [default: 1m].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub checkpoint_interval: Option<std::time::Duration>,
+
     /// Also print every closed snapshot as a JSON line on standard output.
     #[arg(long)]
     pub print_snapshots: bool,
@@ -84,6 +96,20 @@ impl ServeArgs {
         if !self.formats.is_empty() {
             root.insert("formats".into(), json!(self.formats));
         }
+        let mut state = Map::new();
+        if let Some(d) = &self.state_dir {
+            state.insert("dir".into(), Value::from(d.to_string_lossy().into_owned()));
+        }
+        if self.discard_bad_state {
+            state.insert("discard_bad_state".into(), Value::Bool(true));
+        }
+        if let Some(i) = self.checkpoint_interval {
+            state.insert(
+                "checkpoint_interval".into(),
+                Value::from(humantime::format_duration(i).to_string()),
+            );
+        }
+        root.insert("state".into(), Value::Object(state));
         if self.print_snapshots {
             root.insert("print_snapshots".into(), Value::Bool(true));
         }

@@ -25,6 +25,8 @@ pub struct ServeConfig {
     pub admin: AdminConfig,
     /// Windows, lateness, list lengths and memory caps.
     pub window: WindowSettings,
+    /// Where state is kept across restarts.
+    pub state: StateConfig,
     /// Flow-log formats of the records (see `vpcflowd parse --help`); empty means the VPC and
     /// transit-gateway default formats.
     pub formats: Vec<String>,
@@ -68,6 +70,34 @@ pub struct IngestConfig {
     pub dedup_max_entries: usize,
 }
 
+/// State across restarts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StateConfig {
+    /// Directory of the state file (`vpcflowd.state`). With it, shutdown writes the open
+    /// windows and the dedup memory there and the next start continues from them; without it,
+    /// nothing is kept and shutdown closes every window.
+    pub dir: Option<PathBuf>,
+    /// How often the state is also written while running: a crash loses at most this much of
+    /// acknowledged data (Firehose re-delivers only what it was not answered 200 for).
+    #[serde(with = "humantime_serde")]
+    pub checkpoint_interval: Duration,
+    /// Start empty when the state file is corrupt, of an unknown version or written under other
+    /// window settings (it is renamed aside to `vpcflowd.state.bad-<ms>`); without this such a
+    /// file stops the start with an error.
+    pub discard_bad_state: bool,
+}
+
+impl Default for StateConfig {
+    fn default() -> Self {
+        StateConfig {
+            dir: None,
+            checkpoint_interval: Duration::from_secs(60),
+            discard_bad_state: false,
+        }
+    }
+}
+
 /// The admin listener.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -85,6 +115,7 @@ impl Default for ServeConfig {
             admin: AdminConfig::default(),
             window: WindowSettings::default(),
             formats: Vec::new(),
+            state: StateConfig::default(),
             shutdown_timeout: Duration::from_secs(60),
             print_snapshots: false,
         }
@@ -143,6 +174,9 @@ impl ServeConfig {
         self.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
         if self.ingest.tls_cert.is_some() != self.ingest.tls_key.is_some() {
             return Err("ingest.tls_cert and ingest.tls_key must be set together".into());
+        }
+        if self.state.checkpoint_interval.is_zero() {
+            return Err("state.checkpoint_interval must be positive".into());
         }
         if self.ingest.queue_requests == 0 {
             return Err("ingest.queue_requests must be at least 1".into());

@@ -24,7 +24,7 @@ pub struct ServeState {
     pub access_keys: Vec<String>,
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
-    pub dedup: Dedup,
+    pub dedup: Arc<Dedup>,
     pub pipeline: mpsc::Sender<PipelineMsg>,
     /// Set at SIGTERM/SIGINT: new requests are answered 503, `/readyz` fails.
     pub shutting_down: AtomicBool,
@@ -110,10 +110,8 @@ async fn handle(
         return Err((id, RequestError::Unavailable("ingest queue full, retry later")));
     }
     match outcome.await {
-        Ok(_) => {
-            state.dedup.complete(&id, firehose::now_millis());
-            Ok(id)
-        }
+        // The pipeline marked the id applied before answering.
+        Ok(_) => Ok(id),
         Err(_) => {
             state.dedup.abandon(&id);
             Err((id, RequestError::Unavailable("engine stopped")))
@@ -200,6 +198,11 @@ async fn status(State(state): State<Arc<ServeState>>) -> Response {
             "queue_depth": state.pipeline.max_capacity() - state.pipeline.capacity(),
             "queue_capacity": state.pipeline.max_capacity(),
             "shutting_down": state.shutting_down.load(Relaxed),
+        },
+        "state": {
+            "checkpoints": s.checkpoints.load(Relaxed),
+            "checkpoint_failures": s.checkpoint_failures.load(Relaxed),
+            "last_checkpoint_ms": s.last_checkpoint_ms.load(Relaxed),
         },
         "rejects": rejects,
         "engine": {

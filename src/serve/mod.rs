@@ -11,14 +11,18 @@
 //! ```
 //!
 //! Shutdown (SIGTERM or SIGINT): new requests get 503 and `/readyz` fails; the ingest listener
-//! stops accepting and finishes the requests in flight; the pipeline applies everything queued,
-//! then every window closes so that every acknowledged record reaches the results; the process
-//! exits 0, or 1 if that took longer than `shutdown_timeout`.
+//! stops accepting and finishes the requests in flight; the pipeline applies everything queued;
+//! then, with a state directory, the state file is written (open windows, watermark, request
+//! ids) and the next start continues from it, or without one every window closes so that every
+//! acknowledged record reaches the results. The process exits 0, or 1 if that took longer than
+//! `shutdown_timeout`. With a state directory the state is also written every
+//! `checkpoint_interval`, so a crash loses at most that much.
 
 pub mod config;
 pub mod dedup;
 pub mod http;
 pub mod pipeline;
+pub mod state;
 pub mod store;
 
 use std::net::{SocketAddr, TcpListener};
@@ -52,6 +56,43 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
     Ok(listener)
 }
 
+/// Reads the state file in `dir` for a restart. An unusable file is an error, or with
+/// `discard_bad_state` is renamed aside.
+fn restore(
+    dir: &std::path::Path,
+    config: &ServeConfig,
+    engine_config: &crate::window::EngineConfig,
+    dedup: &Dedup,
+) -> Result<Option<crate::window::engine::EngineState>, String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+    let problem = match state::read(dir) {
+        Ok(None) => return Ok(None),
+        Ok(Some(file)) => match file.engine.incompatibility(engine_config) {
+            None => {
+                let now = crate::source::firehose::now_millis();
+                tracing::info!(
+                    interfaces = file.engine.interfaces.len(),
+                    request_ids = file.dedup.len(),
+                    age_ms = now.saturating_sub(file.written_at_ms),
+                    "restored state"
+                );
+                dedup.import(file.dedup, now);
+                return Ok(Some(file.engine));
+            }
+            Some(why) => format!("{}: {why}", state::path_in(dir).display()),
+        },
+        Err(e) => e.to_string(),
+    };
+    if config.state.discard_bad_state {
+        let aside = state::set_aside(dir, crate::source::firehose::now_millis())
+            .map_err(|e| format!("{problem}; and it could not be set aside: {e}"))?;
+        tracing::warn!("{problem}; starting empty (the file is now {})", aside.display());
+        Ok(None)
+    } else {
+        Err(format!("{problem} (start with --discard-bad-state to set it aside and start empty)"))
+    }
+}
+
 /// Runs until `shutdown` resolves, then shuts down gracefully. `on_bound` learns the addresses.
 pub async fn run(
     config: ServeConfig,
@@ -79,17 +120,27 @@ pub async fn run(
         _ => None,
     };
 
-    let engine = Engine::start(engine_config);
+    let dedup = Arc::new(Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries));
+    let restored = match &config.state.dir {
+        Some(dir) => restore(dir, &config, &engine_config, &dedup)?,
+        None => None,
+    };
+    let engine = Engine::start_from(engine_config, restored);
     let engine_stats = engine.stats.clone();
     let (router, snapshots, engine_join) = engine.into_parts();
     let store = Arc::new(SnapshotStore::new(config.admin.history));
     let stats = Arc::new(IngestStats::default());
     let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
     let pipeline = {
-        let stats = stats.clone();
+        let p = pipeline::Pipeline {
+            layouts,
+            stats: stats.clone(),
+            dedup: dedup.clone(),
+            state_dir: config.state.dir.clone(),
+        };
         std::thread::Builder::new()
             .name("vpcflowd-pipeline".into())
-            .spawn(move || pipeline::run(router, layouts, pipeline_rx, stats))
+            .spawn(move || pipeline::run(router, p, pipeline_rx))
             .map_err(|e| e.to_string())?
     };
     let consumer = {
@@ -118,11 +169,18 @@ pub async fn run(
     };
     let ticker = {
         let tx = pipeline_tx.clone();
+        let checkpoints = config.state.dir.is_some().then_some(config.state.checkpoint_interval);
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(Duration::from_secs(1));
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            let mut checkpoint =
+                tokio::time::interval(checkpoints.unwrap_or(Duration::from_secs(3600)));
+            checkpoint.tick().await; // the first tick is immediate: skip it
             loop {
-                interval.tick().await;
-                if tx.send(PipelineMsg::Tick).await.is_err() {
+                let msg = tokio::select! {
+                    _ = tick.tick() => PipelineMsg::Tick,
+                    _ = checkpoint.tick(), if checkpoints.is_some() => PipelineMsg::Checkpoint,
+                };
+                if tx.send(msg).await.is_err() {
                     return;
                 }
             }
@@ -133,7 +191,7 @@ pub async fn run(
         access_keys,
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
-        dedup: Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries),
+        dedup,
         pipeline: pipeline_tx.clone(),
         shutting_down: Default::default(),
         stats,

@@ -12,8 +12,12 @@ use std::sync::{Arc, Mutex};
 use serde::Serialize;
 use tokio::sync::{mpsc, oneshot};
 
+use std::path::PathBuf;
+
+use super::dedup::Dedup;
+use super::state::{self, StateFile};
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects, parse_line};
-use crate::source::firehose::DecodedRequest;
+use crate::source::firehose::{DecodedRequest, now_millis};
 use crate::window::{RouteError, Router};
 
 /// A request for the pipeline.
@@ -39,8 +43,19 @@ pub enum PipelineMsg {
     Job(IngestJob),
     /// Lets the watermark follow the wall clock when idle.
     Tick,
-    /// Stop after everything queued before this message.
+    /// Write the state file (with a state directory).
+    Checkpoint,
+    /// Stop after everything queued before this message: write the state file and keep the
+    /// windows open when there is a state directory, else close every window.
     Finish,
+}
+
+/// What the pipeline thread owns besides the router.
+pub struct Pipeline {
+    pub layouts: LayoutSet,
+    pub stats: Arc<IngestStats>,
+    pub dedup: Arc<Dedup>,
+    pub state_dir: Option<PathBuf>,
 }
 
 /// Counters of the ingest path.
@@ -53,6 +68,10 @@ pub struct IngestStats {
     /// Record bytes after base64 and body decompression.
     pub bytes: AtomicU64,
     pub rejects: Mutex<Rejects>,
+    /// State files written, failures to write one, and when the last one was written.
+    pub checkpoints: AtomicU64,
+    pub checkpoint_failures: AtomicU64,
+    pub last_checkpoint_ms: AtomicU64,
 }
 
 impl IngestStats {
@@ -76,25 +95,50 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Runs until [`PipelineMsg::Finish`] or until every sender is gone, then closes every window.
-pub fn run(
-    mut router: Router,
-    layouts: LayoutSet,
-    mut rx: mpsc::Receiver<PipelineMsg>,
-    stats: Arc<IngestStats>,
-) {
+/// Runs until [`PipelineMsg::Finish`] or until every sender is gone.
+pub fn run(mut router: Router, p: Pipeline, mut rx: mpsc::Receiver<PipelineMsg>) {
     let mut decoder = EnvelopeDecoder::default();
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             PipelineMsg::Job(job) => {
-                let outcome = apply(&mut router, &layouts, &mut decoder, &job, &stats);
+                let outcome = apply(&mut router, &p.layouts, &mut decoder, &job, &p.stats);
+                // Marked applied here, in the same thread as checkpoints, so that a state file
+                // never holds the records of a request without its id (or the reverse).
+                p.dedup.complete(&job.request.request_id, now_millis());
                 let _ = job.reply.send(outcome);
             }
             PipelineMsg::Tick => router.tick(now_secs()),
+            PipelineMsg::Checkpoint => checkpoint(&mut router, &p),
             PipelineMsg::Finish => break,
         }
     }
-    router.finish();
+    if p.state_dir.is_some() {
+        checkpoint(&mut router, &p);
+        router.stop();
+    } else {
+        router.finish();
+    }
+}
+
+fn checkpoint(router: &mut Router, p: &Pipeline) {
+    let Some(dir) = &p.state_dir else { return };
+    let started = std::time::Instant::now();
+    let file = StateFile {
+        written_at_ms: now_millis(),
+        engine: router.checkpoint(),
+        dedup: p.dedup.export(),
+    };
+    match state::write(dir, &file) {
+        Ok(()) => {
+            p.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+            p.stats.last_checkpoint_ms.store(file.written_at_ms, Ordering::Relaxed);
+            tracing::debug!(elapsed = ?started.elapsed(), interfaces = file.engine.interfaces.len(), "state written");
+        }
+        Err(e) => {
+            p.stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("writing the state file: {e}");
+        }
+    }
 }
 
 fn apply(

@@ -1,0 +1,158 @@
+//! The state file: what `serve` keeps across restarts, in `<state.dir>/vpcflowd.state`.
+//!
+//! Layout: the 16-byte magic `VPCFLOWD-STATE\n\0`, the format version (u32, little-endian), the
+//! payload length (u64) and its CRC-32 (u32), then the payload: MessagePack (rmp-serde) of
+//! [`StateFile`]. It is written to a temporary file, synced and renamed over the old one, so a
+//! crash leaves either the old or the new file, never half of one. A file with a wrong magic,
+//! an unknown version, a bad length or checksum, or an undecodable payload is refused with an
+//! error saying which.
+
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::window::engine::EngineState;
+
+pub const FILE_NAME: &str = "vpcflowd.state";
+const MAGIC: &[u8; 16] = b"VPCFLOWD-STATE\n\0";
+/// The format this build writes and reads.
+pub const VERSION: u32 = 1;
+const HEADER: usize = 16 + 4 + 8 + 4;
+
+/// Everything kept across a restart.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StateFile {
+    /// When it was written (Unix milliseconds).
+    pub written_at_ms: u64,
+    /// The engine's open windows, watermark and bookkeeping.
+    pub engine: EngineState,
+    /// Applied Firehose request ids with the time they were applied (oldest first).
+    pub dedup: Vec<(u64, String)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{0}: not a vpcflowd state file")]
+    NotAStateFile(PathBuf),
+    #[error(
+        "{path}: state file version {found} is not supported (this build reads version {VERSION})"
+    )]
+    UnknownVersion { path: PathBuf, found: u32 },
+    #[error("{path}: corrupt state file: {detail}")]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+}
+
+pub fn path_in(dir: &Path) -> PathBuf {
+    dir.join(FILE_NAME)
+}
+
+/// Encodes a state file.
+pub fn encode(state: &StateFile) -> Result<Vec<u8>, String> {
+    let payload = rmp_serde::to_vec(state).map_err(|e| e.to_string())?;
+    let mut out = Vec::with_capacity(HEADER + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
+    out.extend_from_slice(&payload);
+    Ok(out)
+}
+
+/// Decodes a state file read from `path` (for messages).
+pub fn decode(bytes: &[u8], path: &Path) -> Result<StateFile, StateError> {
+    let corrupt = |detail: String| StateError::Corrupt { path: path.to_owned(), detail };
+    if bytes.len() < 16 || &bytes[..16] != MAGIC {
+        return Err(StateError::NotAStateFile(path.to_owned()));
+    }
+    if bytes.len() < HEADER {
+        return Err(corrupt(format!("{} bytes, shorter than the header", bytes.len())));
+    }
+    let u32_at = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
+    let version = u32_at(16);
+    if version != VERSION {
+        return Err(StateError::UnknownVersion { path: path.to_owned(), found: version });
+    }
+    let len = u64::from_le_bytes(bytes[20..28].try_into().expect("8 bytes"));
+    let payload = &bytes[HEADER..];
+    if payload.len() as u64 != len {
+        return Err(corrupt(format!("payload is {} bytes, the header says {len}", payload.len())));
+    }
+    if crc32fast::hash(payload) != u32_at(28) {
+        return Err(corrupt("checksum mismatch".into()));
+    }
+    rmp_serde::from_slice(payload).map_err(|e| corrupt(e.to_string()))
+}
+
+/// Writes the state file atomically (temporary file, fsync, rename, fsync of the directory).
+pub fn write(dir: &Path, state: &StateFile) -> Result<(), StateError> {
+    let path = path_in(dir);
+    let io_err = |source| StateError::Io { path: path.clone(), source };
+    let bytes =
+        encode(state).map_err(|detail| StateError::Corrupt { path: path.clone(), detail })?;
+    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
+    let mut f = File::create(&tmp).map_err(io_err)?;
+    f.write_all(&bytes).map_err(io_err)?;
+    f.sync_all().map_err(io_err)?;
+    drop(f);
+    fs::rename(&tmp, &path).map_err(io_err)?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Reads the state file; `None` when there is none.
+pub fn read(dir: &Path) -> Result<Option<StateFile>, StateError> {
+    let path = path_in(dir);
+    match fs::read(&path) {
+        Ok(bytes) => decode(&bytes, &path).map(Some),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(StateError::Io { path, source }),
+    }
+}
+
+/// Moves a state file that cannot be used out of the way; returns where it went.
+pub fn set_aside(dir: &Path, now_ms: u64) -> io::Result<PathBuf> {
+    let to = dir.join(format!("{FILE_NAME}.bad-{now_ms}"));
+    fs::rename(path_in(dir), &to)?;
+    Ok(to)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::window::{Engine, EngineConfig, WindowSpec};
+    use std::time::Duration;
+
+    fn sample() -> StateFile {
+        let spec = WindowSpec::new(Duration::from_secs(300), Duration::from_secs(60)).unwrap();
+        let mut c = EngineConfig::new(spec);
+        c.shards = 1;
+        let (mut router, _rx, join) = Engine::start(c).into_parts();
+        let engine = router.checkpoint();
+        router.stop();
+        join.join();
+        StateFile { written_at_ms: 1, engine, dedup: vec![(5, "id".into())] }
+    }
+
+    #[test]
+    fn round_trips_and_refuses_damage() {
+        let p = Path::new("x");
+        let bytes = encode(&sample()).unwrap();
+        let back = decode(&bytes, p).unwrap();
+        assert_eq!(back.dedup, [(5, "id".to_string())]);
+        assert!(matches!(decode(b"garbage", p), Err(StateError::NotAStateFile(_))));
+        let mut v2 = bytes.clone();
+        v2[16] = 2;
+        assert!(matches!(decode(&v2, p), Err(StateError::UnknownVersion { found: 2, .. })));
+        let mut flipped = bytes.clone();
+        let last = flipped.len() - 1;
+        flipped[last] ^= 1;
+        assert!(matches!(decode(&flipped, p), Err(StateError::Corrupt { .. })));
+        assert!(matches!(decode(&bytes[..bytes.len() - 1], p), Err(StateError::Corrupt { .. })));
+    }
+}

@@ -1,0 +1,195 @@
+//! `vpcflowd serve` across restarts: state written at shutdown and periodically, restored at
+//! start; kill -9 after a checkpoint; corrupt, unknown-version and incompatible state files.
+
+mod common;
+
+use common::serve::{Firehose, Server, total, wrapped};
+
+const KEY: &str = "k";
+
+fn state_dir(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("vpcflowd-state-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+const T0: u64 = 1_700_000_040;
+
+/// One record of `bytes` for interface `iface` at time `t`.
+fn line(iface: u32, t: u64, bytes: u64) -> String {
+    format!(
+        "2 123456789012 eni-{iface:017x} 10.0.0.{} 172.16.0.1 40000 443 6 1 {bytes} {t} {} ACCEPT OK",
+        iface % 200,
+        t + 30
+    )
+}
+
+fn args<'a>(dir: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "--access-key",
+        KEY,
+        "--state-dir",
+        dir,
+        "--window",
+        "2m",
+        "--slide",
+        "1m",
+        "--lateness",
+        "5m",
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_continues_the_open_windows_and_remembers_request_ids() {
+    let dir = state_dir("restart");
+    let d = dir.to_str().unwrap();
+    let first: Vec<String> = (0..50).map(|i| line(i % 5, T0 + (i as u64) % 90, 100)).collect();
+
+    let server = Server::start(&args(d, &[]), &[]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    assert_eq!(fh.send("before-restart", &wrapped(&first)).await.0, 200);
+    let (exit, printed, _) = server.stop();
+    assert!(exit.success());
+    assert!(printed.is_empty(), "with a state dir, shutdown keeps windows open: {printed:?}");
+    assert!(dir.join("vpcflowd.state").exists());
+
+    let server = Server::start(&args(d, &[]), &[]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    // Firehose retrying the first request after the restart: applied already.
+    assert_eq!(fh.send("before-restart", &wrapped(&first)).await.0, 200);
+    assert_eq!(server.status().await["ingest"]["dedup_hits"], 1);
+    let second: Vec<String> = (0..30).map(|i| line(i % 3, T0 + 30 + (i as u64) % 60, 10)).collect();
+    assert_eq!(fh.send("after-restart", &wrapped(&second)).await.0, 200);
+    // Far enough ahead to close every window holding the records above.
+    assert_eq!(fh.send("closer", &wrapped(&[line(9, T0 + 7200, 1)])).await.0, 200);
+    let mut status = server.status().await;
+    for _ in 0..500 {
+        if status["engine"]["windows_closed"].as_u64() >= Some(4) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        status = server.status().await;
+    }
+    let (exit, printed, _) = server.stop();
+    assert!(exit.success());
+    // Windows of one minute's slide over two panes: every record is in two windows.
+    let early: Vec<_> =
+        printed.iter().filter(|s| s["window_start"].as_u64() < Some(T0 + 3600)).cloned().collect();
+    assert_eq!(total(&early, "bytes"), 2 * (50 * 100 + 30 * 10));
+    assert_eq!(total(&early, "flows"), 2 * 80);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_after_a_checkpoint_loses_nothing_it_holds() {
+    let dir = state_dir("kill9");
+    let d = dir.to_str().unwrap();
+    let server = Server::start(&args(d, &["--checkpoint-interval", "200ms"]), &[]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    let records: Vec<String> = (0..40).map(|i| line(i % 4, T0 + (i as u64) % 50, 7)).collect();
+    assert_eq!(fh.send("r1", &wrapped(&records)).await.0, 200);
+    // The next checkpoint after the acknowledgement holds r1.
+    let before = server.status().await["state"]["checkpoints"].as_u64().unwrap();
+    let mut now = before;
+    for _ in 0..500 {
+        if now > before {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        now = server.status().await["state"]["checkpoints"].as_u64().unwrap();
+    }
+    assert!(now > before, "no checkpoint was written");
+    let pid = server.pid();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let (exit, _, _) = server.wait();
+    assert!(!exit.success());
+
+    let server = Server::start(&args(d, &[]), &[]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    assert_eq!(fh.send("r1", &wrapped(&records)).await.0, 200, "the retry is recognised");
+    assert_eq!(server.status().await["ingest"]["dedup_hits"], 1);
+    assert_eq!(fh.send("closer", &wrapped(&[line(9, T0 + 7200, 1)])).await.0, 200);
+    // Closing at shutdown is not done with a state dir: wait for the windows to close now.
+    let mut status = server.status().await;
+    for _ in 0..500 {
+        if status["latest_window"].as_u64().is_some() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        status = server.status().await;
+    }
+    let (_, printed, _) = server.stop();
+    let early: Vec<_> =
+        printed.iter().filter(|s| s["window_start"].as_u64() < Some(T0 + 3600)).cloned().collect();
+    assert_eq!(total(&early, "bytes"), 2 * 40 * 7);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+fn start_fails(args: &[&str]) -> String {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcflowd"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve must refuse to start");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_state_files_stop_the_start_unless_discarded() {
+    let dir = state_dir("bad");
+    let d = dir.to_str().unwrap();
+    let file = dir.join("vpcflowd.state");
+
+    std::fs::write(&file, b"definitely not a state file").unwrap();
+    let err = start_fails(&["--state-dir", d]);
+    assert!(
+        err.contains("not a vpcflowd state file") && err.contains("--discard-bad-state"),
+        "{err}"
+    );
+
+    // A real file from a run, then damaged in three ways.
+    let server = Server::start(&args(d, &["--discard-bad-state"]), &[]);
+    assert!(
+        dir.read_dir().unwrap().any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("vpcflowd.state.bad-"))
+    );
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    assert_eq!(fh.send("x", &wrapped(&[line(1, T0, 5)])).await.0, 200);
+    assert!(server.stop().0.success());
+    let good = std::fs::read(&file).unwrap();
+
+    let mut flipped = good.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0xff;
+    std::fs::write(&file, &flipped).unwrap();
+    let err = start_fails(&["--state-dir", d]);
+    assert!(err.contains("corrupt state file: checksum mismatch"), "{err}");
+
+    let mut future = good.clone();
+    future[16] = 9;
+    std::fs::write(&file, &future).unwrap();
+    let err = start_fails(&["--state-dir", d]);
+    assert!(err.contains("state file version 9 is not supported"), "{err}");
+
+    std::fs::write(&file, &good).unwrap();
+    let err = start_fails(&["--state-dir", d, "--window", "3m"]);
+    assert!(err.contains("written with window 120s"), "{err}");
+
+    // The good file still restores.
+    let server = Server::start(&args(d, &[]), &[]);
+    assert!(server.stop().0.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}
