@@ -273,8 +273,7 @@ impl Engine {
         };
         let names = interner.names();
         // Restored interfaces and held late events go to the shard that now owns them.
-        let mut restored: Vec<(Vec<(u32, InterfaceState)>, Vec<FlowEvent>)> =
-            (0..n).map(|_| (Vec::new(), Vec::new())).collect();
+        let mut restored: Vec<ShardState> = (0..n).map(|_| (Vec::new(), Vec::new())).collect();
         if let Some(s) = &mut state {
             for (id, st) in std::mem::take(&mut s.interfaces) {
                 restored[shard_of(id, n)].0.push((id, st));
