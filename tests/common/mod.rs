@@ -51,3 +51,4 @@ pub fn corpus_file(name: &str) -> (String, Vec<String>) {
     (format, lines.map(str::to_string).collect())
 }
 pub mod serve;
+pub mod tools;
