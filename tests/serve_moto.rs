@@ -9,7 +9,8 @@ mod common;
 use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::{
-    HttpEndpointConfiguration, HttpEndpointDestinationConfiguration, Record, S3DestinationConfiguration,
+    HttpEndpointConfiguration, HttpEndpointDestinationConfiguration, Record,
+    S3DestinationConfiguration,
 };
 use common::serve::{Server, total};
 use common::tools::Moto;
@@ -18,7 +19,10 @@ use common::tools::Moto;
 async fn put_record_batch_through_moto_reaches_the_windows() {
     let moto = Moto::start();
     // moto sends no access key, so this server accepts any request.
-    let server = Server::start(&["--time", "processing", "--window", "1m", "--slide", "1m", "--lateness", "0s"], &[]);
+    let server = Server::start(
+        &["--time", "processing", "--window", "1m", "--slide", "1m", "--lateness", "0s"],
+        &[],
+    );
     let config = aws_sdk_firehose::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -32,7 +36,11 @@ async fn put_record_batch_through_moto_reaches_the_windows() {
         .http_endpoint_destination_configuration(
             HttpEndpointDestinationConfiguration::builder()
                 .endpoint_configuration(
-                    HttpEndpointConfiguration::builder().url(&server.ingest).name("vpcflowd").build().unwrap(),
+                    HttpEndpointConfiguration::builder()
+                        .url(&server.ingest)
+                        .name("vpcflowd")
+                        .build()
+                        .unwrap(),
                 )
                 .s3_configuration(
                     S3DestinationConfiguration::builder()
