@@ -193,3 +193,20 @@ async fn bad_state_files_stop_the_start_unless_discarded() {
     assert!(server.stop().0.success());
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn when_the_final_state_cannot_be_written_every_window_closes_instead() {
+    let dir = state_dir("unwritable");
+    let d = dir.to_str().unwrap();
+    let server = Server::start(&args(d, &[]), &[]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    let records: Vec<String> = (0..25).map(|i| line(i % 5, T0 + (i as u64) % 50, 3)).collect();
+    assert_eq!(fh.send("r", &wrapped(&records)).await.0, 200);
+    // A directory where the temporary state file must go: the write fails, even for root.
+    std::fs::create_dir_all(dir.join("vpcflowd.state.tmp")).unwrap();
+    let (exit, printed, stderr) = server.stop();
+    assert!(!exit.success(), "a failed final checkpoint is an error exit");
+    assert!(stderr.iter().any(|l| l.contains("every window was closed instead")), "{stderr:?}");
+    assert_eq!(total(&printed, "bytes"), 2 * 25 * 3, "nothing acknowledged is lost");
+    std::fs::remove_dir_all(dir).unwrap();
+}

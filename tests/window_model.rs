@@ -572,3 +572,85 @@ proptest! {
         }
     }
 }
+
+/// The review's scenario: a source evicted and seen again restarts its flows empty, so the flow
+/// bound must cover what the source lost.
+#[test]
+fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
+    use vpcflowd::window::snapshot::{SnapshotKey, build};
+    use vpcflowd::window::state::{Caps, Pane};
+    let caps = Caps { sources: 2, destinations: 100, flows: 64 };
+    let mut pane = Pane::new(&caps);
+    let ev = |src: u8, bytes: u64| vpcflowd::window::event::FlowEvent {
+        interface: 0,
+        pane: 1,
+        late: false,
+        status: Some(vpcflowd::decode::LogStatus::Ok),
+        action: Some(vpcflowd::decode::Action::Accept),
+        srcaddr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, src))),
+        dstaddr: Some(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1))),
+        srcport: Some(1),
+        dstport: Some(443),
+        protocol: Some(6),
+        packets: 1,
+        bytes,
+        account: None,
+        region: None,
+    };
+    for (src, bytes) in [(1, 10), (2, 100), (3, 100), (1, 10)] {
+        pane.apply(&ev(src, bytes), &caps, true);
+    }
+    let key = SnapshotKey {
+        window_start: 0,
+        window_end: 60,
+        interface_id: "eni-1".into(),
+        account_id: None,
+        region: None,
+        revision: 0,
+    };
+    let s = build(key, &[&pane], &TopN { sources: 3, destinations: 3, flows: 3 });
+    let a = s.sources.iter().find(|x| x.address == IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).unwrap();
+    let listed = a.top_flows[0].bytes;
+    assert_eq!(listed, 10, "the flow restarted after its source was evicted");
+    assert!(20 - listed <= s.approximation.flow_bytes_error, "{:?}", s.approximation);
+    assert!(s.approximate);
+}
+
+#[test]
+fn the_idle_timeout_goes_on_after_a_restore() {
+    let spec = WindowSpec::new(Duration::from_secs(60), Duration::from_secs(60)).unwrap();
+    let mut c = EngineConfig::new(spec);
+    c.lateness_secs = 0;
+    c.idle_timeout = Duration::from_secs(30);
+    c.shards = 1;
+    let (mut router, rx, join) = Engine::start(c.clone()).into_parts();
+    drop(rx);
+    let layouts = LayoutSet::default();
+    let line = Rec {
+        iface: 1,
+        t: BASE,
+        status: "OK",
+        action: "ACCEPT",
+        src: 1,
+        dst: 1,
+        sport: 1,
+        dport: 443,
+        proto: 6,
+        packets: 1,
+        bytes: 10,
+    }
+    .line();
+    let p = parse_line(&layouts, line.as_bytes()).unwrap();
+    router.push(&p.record, &LineContext::default(), 5_000).unwrap();
+    let state = router.checkpoint();
+    router.stop();
+    join.join();
+    assert_eq!(state.last_record_at, Some(5_000));
+    let (mut router, mut rx, join) = Engine::start_from(c, Some(state)).into_parts();
+    // 1000 s of wall clock without records: the window holding the record closes.
+    router.tick(6_000);
+    router.stop();
+    join.join();
+    let batch = rx.blocking_recv().expect("the tick closed the window before the stop");
+    assert_eq!(batch[0].bytes, 10);
+}

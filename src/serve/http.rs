@@ -216,6 +216,7 @@ async fn status(State(state): State<Arc<ServeState>>) -> Response {
             "snapshots": e.snapshots.load(Relaxed),
             "revisions": e.revisions.load(Relaxed),
             "last_close_micros": e.last_close_micros.load(Relaxed),
+            "events_lost_to_stopped_shard": e.events_lost_to_stopped_shard.load(Relaxed),
         },
         "latest_window": state.store.latest_window(),
     });

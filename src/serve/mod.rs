@@ -137,6 +137,7 @@ pub async fn run(
             stats: stats.clone(),
             dedup: dedup.clone(),
             state_dir: config.state.dir.clone(),
+            checkpoint_interval: config.state.checkpoint_interval,
         };
         std::thread::Builder::new()
             .name("vpcflowd-pipeline".into())
@@ -167,20 +168,14 @@ pub async fn run(
             }
         })
     };
+    // Wakes an idle pipeline every second for its timed work; never waits for a queue slot.
     let ticker = {
         let tx = pipeline_tx.clone();
-        let checkpoints = config.state.dir.is_some().then_some(config.state.checkpoint_interval);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
-            let mut checkpoint =
-                tokio::time::interval(checkpoints.unwrap_or(Duration::from_secs(3600)));
-            checkpoint.tick().await; // the first tick is immediate: skip it
             loop {
-                let msg = tokio::select! {
-                    _ = tick.tick() => PipelineMsg::Tick,
-                    _ = checkpoint.tick(), if checkpoints.is_some() => PipelineMsg::Checkpoint,
-                };
-                if tx.send(msg).await.is_err() {
+                tick.tick().await;
+                if let Err(mpsc::error::TrySendError::Closed(_)) = tx.try_send(PipelineMsg::Wake) {
                     return;
                 }
             }
@@ -229,30 +224,39 @@ pub async fn run(
     on_bound(bound);
 
     shutdown.await;
-    tracing::info!("shutting down: refusing new requests, draining, closing every window");
+    let started = std::time::Instant::now();
+    tracing::info!("shutting down: refusing new requests, finishing those in flight, draining");
     state.shutting_down.store(true, Ordering::Relaxed);
-    let drain = async {
-        ingest_handle.graceful_shutdown(Some(config.shutdown_timeout));
-        let _ = ingest_server.await;
-        ticker.abort();
-        let _ = pipeline_tx.send(PipelineMsg::Finish).await;
-        drop(pipeline_tx);
-        // The pipeline thread closes every window, then the engine's threads end and the
-        // snapshot stream with them.
-        let _ = tokio::task::spawn_blocking(move || {
-            let _ = pipeline.join();
-            engine_join.join();
-        })
-        .await;
-        let _ = consumer.await;
-    };
-    let finished = tokio::time::timeout(config.shutdown_timeout, drain).await.is_ok();
+    // Requests in flight get half the budget; connections still open then are closed (their
+    // requests, if already queued, are still applied and their ids kept, so retries dedup).
+    let http_grace = config.shutdown_timeout / 2;
+    ingest_handle.graceful_shutdown(Some(http_grace));
+    let _ = tokio::time::timeout(http_grace + Duration::from_secs(1), ingest_server).await;
+    ticker.abort();
+    // Always finish the pipeline, however long it takes: what it holds was acknowledged. Its
+    // work is bounded by the queue (`queue_requests` requests) and one checkpoint.
+    let _ = pipeline_tx.send(PipelineMsg::Finish).await;
+    drop(pipeline_tx);
+    let stopped = tokio::task::spawn_blocking(move || {
+        let result = pipeline.join().unwrap_or_else(|_| Err("the pipeline thread panicked".into()));
+        engine_join.join();
+        result
+    })
+    .await
+    .unwrap_or_else(|e| Err(e.to_string()));
+    let _ = consumer.await;
     admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
     let _ = admin_server.await;
+    stopped?;
+    let finished = started.elapsed() <= config.shutdown_timeout;
     if finished {
         tracing::info!("shut down cleanly");
         Ok(())
     } else {
-        Err(format!("shutdown took longer than {:?}", config.shutdown_timeout))
+        Err(format!(
+            "shutdown took {:?}, longer than {:?} (nothing acknowledged was lost)",
+            started.elapsed(),
+            config.shutdown_timeout
+        ))
     }
 }

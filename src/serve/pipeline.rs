@@ -41,10 +41,9 @@ pub struct JobOutcome {
 
 pub enum PipelineMsg {
     Job(IngestJob),
-    /// Lets the watermark follow the wall clock when idle.
-    Tick,
-    /// Write the state file (with a state directory).
-    Checkpoint,
+    /// Wakes an idle pipeline so that it can do its timed work (idle watermark, checkpoints).
+    /// Sent with `try_send`: a full queue means the pipeline is busy and will do it anyway.
+    Wake,
     /// Stop after everything queued before this message: write the state file and keep the
     /// windows open when there is a state directory, else close every window.
     Finish,
@@ -56,6 +55,7 @@ pub struct Pipeline {
     pub stats: Arc<IngestStats>,
     pub dedup: Arc<Dedup>,
     pub state_dir: Option<PathBuf>,
+    pub checkpoint_interval: std::time::Duration,
 }
 
 /// Counters of the ingest path.
@@ -95,9 +95,17 @@ fn now_secs() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// Runs until [`PipelineMsg::Finish`] or until every sender is gone.
-pub fn run(mut router: Router, p: Pipeline, mut rx: mpsc::Receiver<PipelineMsg>) {
+/// Runs until [`PipelineMsg::Finish`] or until every sender is gone. Fails when the final
+/// state file could not be written (every window is closed instead, so nothing is lost).
+pub fn run(
+    mut router: Router,
+    p: Pipeline,
+    mut rx: mpsc::Receiver<PipelineMsg>,
+) -> Result<(), String> {
+    use std::time::{Duration, Instant};
     let mut decoder = EnvelopeDecoder::default();
+    let mut next_tick = Instant::now() + Duration::from_secs(1);
+    let mut next_checkpoint = Instant::now() + p.checkpoint_interval;
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             PipelineMsg::Job(job) => {
@@ -107,21 +115,41 @@ pub fn run(mut router: Router, p: Pipeline, mut rx: mpsc::Receiver<PipelineMsg>)
                 p.dedup.complete(&job.request.request_id, now_millis());
                 let _ = job.reply.send(outcome);
             }
-            PipelineMsg::Tick => router.tick(now_secs()),
-            PipelineMsg::Checkpoint => checkpoint(&mut router, &p),
+            PipelineMsg::Wake => {}
             PipelineMsg::Finish => break,
         }
+        // Timed work, between requests: it never takes a queue slot from one.
+        let now = Instant::now();
+        if now >= next_tick {
+            router.tick(now_secs());
+            next_tick = now + Duration::from_secs(1);
+        }
+        if p.state_dir.is_some() && now >= next_checkpoint {
+            let _ = checkpoint(&mut router, &p);
+            next_checkpoint = Instant::now() + p.checkpoint_interval;
+        }
     }
-    if p.state_dir.is_some() {
-        checkpoint(&mut router, &p);
-        router.stop();
-    } else {
+    if p.state_dir.is_none() {
         router.finish();
+        return Ok(());
+    }
+    match checkpoint(&mut router, &p) {
+        Ok(()) => {
+            router.stop();
+            Ok(())
+        }
+        Err(e) => {
+            // The open windows cannot be kept: emit them rather than lose them.
+            router.finish();
+            Err(format!(
+                "the final state file could not be written ({e}); every window was closed instead"
+            ))
+        }
     }
 }
 
-fn checkpoint(router: &mut Router, p: &Pipeline) {
-    let Some(dir) = &p.state_dir else { return };
+fn checkpoint(router: &mut Router, p: &Pipeline) -> Result<(), String> {
+    let Some(dir) = &p.state_dir else { return Ok(()) };
     let started = std::time::Instant::now();
     let file = StateFile {
         written_at_ms: now_millis(),
@@ -133,10 +161,12 @@ fn checkpoint(router: &mut Router, p: &Pipeline) {
             p.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
             p.stats.last_checkpoint_ms.store(file.written_at_ms, Ordering::Relaxed);
             tracing::debug!(elapsed = ?started.elapsed(), interfaces = file.engine.interfaces.len(), "state written");
+            Ok(())
         }
         Err(e) => {
             p.stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!("writing the state file: {e}");
+            Err(e.to_string())
         }
     }
 }

@@ -127,6 +127,9 @@ pub struct EngineStats {
     pub last_close_micros: AtomicU64,
     /// Windows with data that have not closed yet.
     pub open_windows: AtomicU64,
+    /// Events that could not be handed to their shard because its worker had stopped (only
+    /// after a worker panic): counted so that /status shows it, never silent.
+    pub events_lost_to_stopped_shard: AtomicU64,
 }
 
 /// A record the router refused.
@@ -175,6 +178,8 @@ pub struct EngineState {
     pub interfaces: Vec<(u32, InterfaceState)>,
     pub held_late: Vec<FlowEvent>,
     pub closer: CloserState,
+    /// Arrival time of the last record, so that the idle timeout goes on after a restart.
+    pub last_record_at: Option<u64>,
 }
 
 impl EngineState {
@@ -359,7 +364,7 @@ impl Engine {
             default_region: None,
             stats: stats.clone(),
             unpublished_records: 0,
-            last_record_at: None,
+            last_record_at: state.as_ref().and_then(|s| s.last_record_at),
             last_interface: LastInterned::default(),
             last_account: LastInterned::default(),
             last_region: LastInterned::default(),
@@ -563,6 +568,7 @@ impl Router {
             interfaces,
             held_late,
             closer,
+            last_record_at: self.last_record_at,
         }
     }
 
@@ -577,8 +583,10 @@ impl Router {
         let fresh =
             self.recycle.try_recv().unwrap_or_else(|_| Vec::with_capacity(self.config.batch_size));
         let batch = std::mem::replace(&mut self.batches[shard], fresh);
-        // A closed channel means the worker died; its panic is reported when joining.
-        let _ = self.senders[shard].blocking_send(ShardMsg::Batch(batch));
+        let n = batch.len() as u64;
+        if self.senders[shard].blocking_send(ShardMsg::Batch(batch)).is_err() {
+            self.stats.events_lost_to_stopped_shard.fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     fn mark_if_advanced(&mut self) {

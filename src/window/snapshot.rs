@@ -123,9 +123,9 @@ pub struct Other {
 
 impl Other {
     fn add(&mut self, t: &Traffic) {
-        self.packets += t.packets;
-        self.bytes += t.bytes;
-        self.flows += t.flows;
+        self.packets = self.packets.saturating_add(t.packets);
+        self.bytes = self.bytes.saturating_add(t.bytes);
+        self.flows = self.flows.saturating_add(t.flows);
     }
 }
 
@@ -151,10 +151,16 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
     let mut approx = Approximation::default();
     for p in panes {
         totals.add(&p.totals);
-        approx.source_bytes_error += p.sources.error_bound();
-        approx.evicted_sources += p.sources.evicted();
-        approx.destination_bytes_error += p.destinations.error_bound();
-        approx.evicted_destinations += p.destinations.evicted();
+        approx.source_bytes_error =
+            approx.source_bytes_error.saturating_add(p.sources.error_bound());
+        // A source evicted and seen again restarts its flows empty: a listed flow may be short
+        // by what its source lost, on top of its own table's bound.
+        approx.flow_bytes_error = approx.flow_bytes_error.saturating_add(p.sources.error_bound());
+        approx.evicted_sources = approx.evicted_sources.saturating_add(p.sources.evicted());
+        approx.destination_bytes_error =
+            approx.destination_bytes_error.saturating_add(p.destinations.error_bound());
+        approx.evicted_destinations =
+            approx.evicted_destinations.saturating_add(p.destinations.evicted());
     }
 
     // Sources: sum across panes, rank, keep the top N with their flows.
@@ -176,8 +182,8 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         .into_iter()
         .map(|(addr, t)| {
             let (top_flows, flow_approx) = source_flows(addr, panes, top.flows);
-            approx.flow_bytes_error += flow_approx.0;
-            approx.evicted_flows += flow_approx.1;
+            approx.flow_bytes_error = approx.flow_bytes_error.saturating_add(flow_approx.0);
+            approx.evicted_flows = approx.evicted_flows.saturating_add(flow_approx.1);
             SourceSnapshot {
                 address: addr,
                 packets: t.packets,
@@ -287,16 +293,16 @@ fn top_n<K: Ord, V: Measure>(
 /// The top flows of one source across the panes, and (error bound, evictions) of its flows.
 fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, (u64, u64)) {
     let mut flows: HashMap<FlowKey, FlowCounters, foldhash::fast::RandomState> = HashMap::default();
-    let mut bound = 0;
-    let mut evicted = 0;
+    let mut bound = 0u64;
+    let mut evicted = 0u64;
     for p in panes {
         let Some(entry) = p.sources.get(&addr) else { continue };
         let table = &entry.flows;
         for (k, c) in table.iter() {
             flows.entry(*k).or_default().absorb(c);
         }
-        bound += table.error_bound();
-        evicted += table.evicted();
+        bound = bound.saturating_add(table.error_bound());
+        evicted = evicted.saturating_add(table.evicted());
     }
     let (listed, _) = top_n(flows, n);
     let snapshots = listed

@@ -1,5 +1,8 @@
 //! Per-interface window state: one [`Pane`] of counters per slide, and what one event adds.
 //!
+//! Counters saturate rather than wrap: a record may claim up to u64::MAX bytes, and a sum of
+//! such claims must not come out small.
+//!
 //! A pane holds the interface's totals, its sources (each with its flows), its destinations and
 //! its protocols for one slide. Sources, destinations and each source's flows are
 //! [`BoundedTable`]s, so a pane's memory is capped however many distinct keys arrive.
@@ -47,15 +50,15 @@ pub struct Totals {
 
 impl Totals {
     pub fn add(&mut self, o: &Totals) {
-        self.packets += o.packets;
-        self.bytes += o.bytes;
-        self.flows += o.flows;
-        self.rejected_flows += o.rejected_flows;
-        self.rejected_packets += o.rejected_packets;
-        self.rejected_bytes += o.rejected_bytes;
-        self.nodata_records += o.nodata_records;
-        self.skipdata_records += o.skipdata_records;
-        self.late_records += o.late_records;
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.flows = self.flows.saturating_add(o.flows);
+        self.rejected_flows = self.rejected_flows.saturating_add(o.rejected_flows);
+        self.rejected_packets = self.rejected_packets.saturating_add(o.rejected_packets);
+        self.rejected_bytes = self.rejected_bytes.saturating_add(o.rejected_bytes);
+        self.nodata_records = self.nodata_records.saturating_add(o.nodata_records);
+        self.skipdata_records = self.skipdata_records.saturating_add(o.skipdata_records);
+        self.late_records = self.late_records.saturating_add(o.late_records);
     }
 }
 
@@ -72,12 +75,12 @@ pub struct Traffic {
 impl Traffic {
     #[inline]
     fn record(&mut self, ev: &FlowEvent) {
-        self.packets += ev.packets;
-        self.bytes += ev.bytes;
-        self.flows += 1;
+        self.packets = self.packets.saturating_add(ev.packets);
+        self.bytes = self.bytes.saturating_add(ev.bytes);
+        self.flows = self.flows.saturating_add(1);
         if ev.action == Some(Action::Reject) {
-            self.rejected_flows += 1;
-            self.rejected_bytes += ev.bytes;
+            self.rejected_flows = self.rejected_flows.saturating_add(1);
+            self.rejected_bytes = self.rejected_bytes.saturating_add(ev.bytes);
         }
     }
 }
@@ -90,11 +93,11 @@ impl Measure for Traffic {
         self.packets
     }
     fn absorb(&mut self, o: &Self) {
-        self.packets += o.packets;
-        self.bytes += o.bytes;
-        self.flows += o.flows;
-        self.rejected_flows += o.rejected_flows;
-        self.rejected_bytes += o.rejected_bytes;
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
+        self.flows = self.flows.saturating_add(o.flows);
+        self.rejected_flows = self.rejected_flows.saturating_add(o.rejected_flows);
+        self.rejected_bytes = self.rejected_bytes.saturating_add(o.rejected_bytes);
     }
 }
 
@@ -124,8 +127,8 @@ impl Measure for FlowCounters {
         self.packets
     }
     fn absorb(&mut self, o: &Self) {
-        self.packets += o.packets;
-        self.bytes += o.bytes;
+        self.packets = self.packets.saturating_add(o.packets);
+        self.bytes = self.bytes.saturating_add(o.bytes);
     }
 }
 
@@ -183,7 +186,7 @@ impl Pane {
     /// Adds one event. `late` events only count as late unless `apply_traffic`.
     pub fn apply(&mut self, ev: &FlowEvent, caps: &Caps, apply_traffic: bool) {
         if ev.late {
-            self.totals.late_records += 1;
+            self.totals.late_records = self.totals.late_records.saturating_add(1);
         }
         if self.account.is_none() {
             self.account = ev.account;
@@ -195,7 +198,9 @@ impl Pane {
             return;
         }
         match ev.status {
-            Some(LogStatus::NoData) => self.totals.nodata_records += 1,
+            Some(LogStatus::NoData) => {
+                self.totals.nodata_records = self.totals.nodata_records.saturating_add(1)
+            }
             Some(LogStatus::SkipData) => self.totals.skipdata_records += 1,
             Some(LogStatus::Ok) | None => self.apply_traffic(ev, caps),
         }
@@ -204,13 +209,13 @@ impl Pane {
     #[inline]
     fn apply_traffic(&mut self, ev: &FlowEvent, caps: &Caps) {
         let t = &mut self.totals;
-        t.packets += ev.packets;
-        t.bytes += ev.bytes;
-        t.flows += 1;
+        t.packets = t.packets.saturating_add(ev.packets);
+        t.bytes = t.bytes.saturating_add(ev.bytes);
+        t.flows = t.flows.saturating_add(1);
         if ev.action == Some(Action::Reject) {
-            t.rejected_flows += 1;
-            t.rejected_packets += ev.packets;
-            t.rejected_bytes += ev.bytes;
+            t.rejected_flows = t.rejected_flows.saturating_add(1);
+            t.rejected_packets = t.rejected_packets.saturating_add(ev.packets);
+            t.rejected_bytes = t.rejected_bytes.saturating_add(ev.bytes);
         }
         match ev.srcaddr {
             Some(src) => {
@@ -224,8 +229,8 @@ impl Pane {
                     action: ev.action,
                 };
                 let flow = entry.flows.entry(key, caps.flows);
-                flow.packets += ev.packets;
-                flow.bytes += ev.bytes;
+                flow.packets = flow.packets.saturating_add(ev.packets);
+                flow.bytes = flow.bytes.saturating_add(ev.bytes);
             }
             None => self.unattributed_sources.record(ev),
         }
@@ -283,5 +288,45 @@ impl InterfaceState {
             self.panes.pop_front();
         }
         !self.panes.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(bytes: u64) -> FlowEvent {
+        FlowEvent {
+            interface: 0,
+            pane: 1,
+            late: false,
+            status: Some(LogStatus::Ok),
+            action: Some(Action::Reject),
+            srcaddr: Some("10.0.0.1".parse().unwrap()),
+            dstaddr: Some("10.0.0.2".parse().unwrap()),
+            srcport: Some(1),
+            dstport: Some(2),
+            protocol: Some(6),
+            packets: bytes,
+            bytes,
+            account: None,
+            region: None,
+        }
+    }
+
+    #[test]
+    fn counters_saturate_instead_of_wrapping() {
+        let caps = Caps::default();
+        let mut pane = Pane::new(&caps);
+        pane.apply(&event(u64::MAX / 2 + 1), &caps, true);
+        pane.apply(&event(u64::MAX / 2 + 1), &caps, true);
+        assert_eq!(pane.totals.bytes, u64::MAX);
+        assert_eq!(pane.totals.rejected_packets, u64::MAX);
+        let src = pane.sources.get(&"10.0.0.1".parse().unwrap()).unwrap();
+        assert_eq!(src.traffic.bytes, u64::MAX);
+        assert_eq!(src.flows.iter().next().unwrap().1.bytes, u64::MAX);
+        let mut t = pane.totals;
+        t.add(&pane.totals);
+        assert_eq!(t.bytes, u64::MAX);
     }
 }
