@@ -309,6 +309,10 @@ async fn sigterm_with_requests_in_flight_loses_nothing_acknowledged() {
     assert_eq!(total(&snapshots, "flows"), acked, "every acknowledged record, and nothing else");
 }
 
+async fn get_json<T: serde::de::DeserializeOwned>(url: String) -> T {
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
 fn fh_url(fh: &Firehose) -> String {
     // The sender's URL (kept private in Firehose); the ingest URL it was built with.
     fh.url().to_string()
@@ -348,12 +352,7 @@ async fn the_admin_api_serves_closed_windows() {
         status = server.status().await;
     }
     assert_eq!(status["latest_window"].as_u64(), Some(newest_closed), "{status}");
-    let latest: Vec<Value> = reqwest::get(format!("{}/api/v1/snapshots/latest", server.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let latest: Vec<Value> = get_json(format!("{}/api/v1/snapshots/latest", server.admin)).await;
     assert_eq!(latest.len(), 2);
     assert_eq!(latest[0]["interface_id"], "eni-0000000000000000a");
     assert_eq!(latest[0]["window_start"], t0);
@@ -364,37 +363,24 @@ async fn the_admin_api_serves_closed_windows() {
         latest[0]["sources"][0]["traffic_share_pct"].as_f64(),
         Some(100.0 * 5000.0 / 6000.0)
     );
-    let interfaces: Vec<Value> = reqwest::get(format!("{}/api/v1/interfaces", server.admin))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let interfaces: Vec<Value> = get_json(format!("{}/api/v1/interfaces", server.admin)).await;
     assert_eq!(interfaces.len(), 2);
     assert_eq!(interfaces[1]["interface_id"], "eni-0000000000000000b");
     assert_eq!(interfaces[1]["bytes"], 700);
-    let history: Vec<Value> = reqwest::get(format!(
+    let history: Vec<Value> = get_json(format!(
         "{}/api/v1/interfaces/eni-0000000000000000a/snapshots?limit=5",
         server.admin
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         history.iter().map(|s| s["window_start"].as_u64().unwrap()).collect::<Vec<_>>(),
         [t0, t0 - 60]
     );
-    let limited: Vec<Value> = reqwest::get(format!(
+    let limited: Vec<Value> = get_json(format!(
         "{}/api/v1/interfaces/eni-0000000000000000a/snapshots?limit=1",
         server.admin
     ))
-    .await
-    .unwrap()
-    .json()
-    .await
-    .unwrap();
+    .await;
     assert_eq!(limited.len(), 1);
     let missing = reqwest::get(format!("{}/api/v1/interfaces/eni-none/snapshots", server.admin))
         .await

@@ -428,17 +428,9 @@ proptest! {
     }
 }
 
-#[test]
-fn a_late_record_in_update_mode_re_emits_a_corrected_window() {
-    let cfg = Cfg {
-        slide: 60,
-        panes: 1,
-        lateness: 60,
-        late: LatePolicy::Update,
-        top: TopN::default(),
-        shards: 2,
-    };
-    let r = |t: u64, bytes: u64| Rec {
+/// One accepted record of interface 1 from 10.0.0.1 at `t`.
+fn one(t: u64, bytes: u64) -> Rec {
+    Rec {
         iface: 1,
         t,
         status: "OK",
@@ -450,12 +442,24 @@ fn a_late_record_in_update_mode_re_emits_a_corrected_window() {
         proto: 6,
         packets: 1,
         bytes,
+    }
+}
+
+#[test]
+fn a_late_record_in_update_mode_re_emits_a_corrected_window() {
+    let cfg = Cfg {
+        slide: 60,
+        panes: 1,
+        lateness: 60,
+        late: LatePolicy::Update,
+        top: TopN::default(),
+        shards: 2,
     };
     // Window [base, base+60) closes when the third record moves the watermark (event time
     // minus 60 s) to its end; the fourth is late for it, within the extra lateness, and
     // corrects it.
     let base = BASE - BASE % 60;
-    let records = [r(base, 100), r(base + 60, 100), r(base + 120, 100), r(base + 1, 50)];
+    let records = [one(base, 100), one(base + 60, 100), one(base + 120, 100), one(base + 1, 50)];
     let got = engine(&records, &cfg);
     assert_eq!(got, model(&records, &cfg));
     let first: Vec<_> = got.iter().filter(|s| s["window_start"] == base).collect();
@@ -475,22 +479,9 @@ fn a_late_record_in_drop_mode_is_counted_not_added() {
         top: TopN::default(),
         shards: 1,
     };
-    let r = |t: u64, bytes: u64| Rec {
-        iface: 1,
-        t,
-        status: "OK",
-        action: "ACCEPT",
-        src: 1,
-        dst: 1,
-        sport: 1,
-        dport: 443,
-        proto: 6,
-        packets: 1,
-        bytes,
-    };
     let base = BASE - BASE % 60;
     // Pane `base` is sealed once the watermark reaches base+60; its second window is still open.
-    let records = [r(base, 100), r(base + 60, 10), r(base + 5, 50), r(base + 500, 1)];
+    let records = [one(base, 100), one(base + 60, 10), one(base + 5, 50), one(base + 500, 1)];
     let got = engine(&records, &cfg);
     assert_eq!(got, model(&records, &cfg));
     let second = got.iter().find(|s| s["window_start"] == base).unwrap();
