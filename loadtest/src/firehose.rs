@@ -1,0 +1,130 @@
+//! The Firehose HTTP endpoint sender: requests exactly as Amazon Data Firehose sends them.
+//!
+//! Headers `X-Amz-Firehose-Request-Id`, `-Protocol-Version: 1.0`, `-Access-Key`, `-Source-Arn`,
+//! `-Common-Attributes`; `Content-Type: application/json`; optionally `Content-Encoding: gzip`;
+//! the body `{"requestId", "timestamp" (ms), "records": [{"data": base64}]}`. Anything but 200
+//! is retried with the same request id, with Firehose's backoff: 1 s doubling, ±15 % jitter,
+//! capped at 2 minutes (all scaled by `--retry-initial` for tests). 413 is not retried.
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use serde_json::json;
+
+/// A request ready to send: its id, its body (compressed if gzip is on) and its record count.
+pub struct Prepared {
+    pub id: String,
+    pub body: Vec<u8>,
+    pub records: usize,
+    pub raw_bytes: usize,
+}
+
+/// Builds the request for `records` (already packaged: `{"message":…}` or CloudWatch gzip).
+pub fn prepare(records: &[Vec<u8>], gzip: bool) -> Prepared {
+    let id = uuid::Uuid::new_v4().to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let data: Vec<_> = records.iter().map(|r| json!({"data": BASE64.encode(r)})).collect();
+    let raw = serde_json::to_vec(&json!({"requestId": id, "timestamp": ts, "records": data}))
+        .expect("JSON");
+    let raw_bytes = raw.len();
+    let body = if gzip {
+        let mut e = flate2::write::GzEncoder::new(
+            Vec::with_capacity(raw.len() / 4),
+            flate2::Compression::fast(),
+        );
+        e.write_all(&raw).expect("in-memory gzip");
+        e.finish().expect("in-memory gzip")
+    } else {
+        raw
+    };
+    Prepared { id, body, records: records.len(), raw_bytes }
+}
+
+/// Where and how to send.
+#[derive(Clone)]
+pub struct Sender {
+    pub client: reqwest::Client,
+    pub url: String,
+    pub access_key: Option<String>,
+    pub gzip: bool,
+    pub region: String,
+    pub retry_initial: Duration,
+    pub max_attempts: u32,
+}
+
+/// What one request went through.
+pub struct Outcome {
+    /// Status of every attempt, in order (0 for a transport error).
+    pub statuses: Vec<u16>,
+    /// Time from the first attempt to the final answer.
+    pub latency: Duration,
+    pub accepted: bool,
+}
+
+impl Sender {
+    /// Sends until a 200, a 413, or `max_attempts` attempts.
+    pub async fn send(&self, req: &Prepared) -> Outcome {
+        let started = Instant::now();
+        let mut statuses = Vec::new();
+        let mut delay = self.retry_initial;
+        for attempt in 0..self.max_attempts {
+            let status = self.attempt(req).await;
+            statuses.push(status);
+            if status == 200 {
+                return Outcome { statuses, latency: started.elapsed(), accepted: true };
+            }
+            if status == 413 || attempt + 1 == self.max_attempts {
+                break;
+            }
+            tokio::time::sleep(jitter(delay)).await;
+            delay = (delay * 2).min(self.retry_initial * 120);
+        }
+        Outcome { statuses, latency: started.elapsed(), accepted: false }
+    }
+
+    async fn attempt(&self, req: &Prepared) -> u16 {
+        let mut r = self
+            .client
+            .post(&self.url)
+            .header("Content-Type", "application/json")
+            .header("X-Amz-Firehose-Protocol-Version", "1.0")
+            .header("X-Amz-Firehose-Request-Id", &req.id)
+            .header(
+                "X-Amz-Firehose-Source-Arn",
+                "arn:aws:firehose:us-east-1:123456789012:deliverystream/vpcflowd-loadtest",
+            )
+            .header(
+                "X-Amz-Firehose-Common-Attributes",
+                json!({"commonAttributes": {"region": self.region}}).to_string(),
+            )
+            .body(req.body.clone());
+        if self.gzip {
+            r = r.header("Content-Encoding", "gzip");
+        }
+        if let Some(k) = &self.access_key {
+            r = r.header("X-Amz-Firehose-Access-Key", k);
+        }
+        match r.send().await {
+            Ok(resp) => {
+                let status = resp.status().as_u16();
+                // Firehose reads the answer; so do we (and check it is the required JSON).
+                match resp.json::<serde_json::Value>().await {
+                    Ok(v) if v["requestId"] == req.id.as_str() && v["timestamp"].is_u64() => status,
+                    _ if status == 200 => 500, // a 200 with a bad body is a failure to Firehose
+                    _ => status,
+                }
+            }
+            Err(_) => 0,
+        }
+    }
+}
+
+/// ±15 % jitter, as Firehose applies.
+fn jitter(d: Duration) -> Duration {
+    let r = (uuid::Uuid::new_v4().as_u128() % 3001) as f64 / 10_000.0; // 0 .. 0.3
+    d.mul_f64(0.85 + r)
+}
