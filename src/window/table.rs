@@ -133,19 +133,26 @@ fn evict_lightest<K: Ord, V: Measure>(
     ((items.len() - keep) as u64, heaviest)
 }
 
+/// Entries a [`SmallTable`] scans linearly; with a larger cap it moves them into a hashed
+/// [`BoundedTable`] when it grows past this (64 fingerprints are four vector compares).
+const SPILL: usize = 64;
+
 /// A capped table for usually-few keys: entries inline in a small vector (the first without any
 /// allocation), found by a linear scan over 16-bit fingerprints kept in a parallel array, so a
-/// miss in a full table reads a few cache lines rather than every entry. Same guarantees as
-/// [`BoundedTable`], except that the remainder's counters are not kept (only how much was
-/// evicted), and the cap is passed in so that millions of these tables do not each store it.
+/// miss reads a few cache lines rather than every entry; past [`SPILL`] entries (when the cap
+/// allows more) a hashed [`BoundedTable`], so a large cap never makes inserts linear. Same
+/// guarantees as [`BoundedTable`], except that the remainder's counters are not kept (only how
+/// much was evicted), and the cap is passed in so that millions of these tables do not each
+/// store it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(bound(
-    serialize = "K: serde::Serialize, V: serde::Serialize",
-    deserialize = "K: serde::Deserialize<'de>, V: serde::Deserialize<'de>"
+    serialize = "K: serde::Serialize + Hash + Eq, V: serde::Serialize",
+    deserialize = "K: serde::Deserialize<'de> + Hash + Eq, V: serde::Deserialize<'de>"
 ))]
 pub struct SmallTable<K, V> {
     fingerprints: SmallVec<[u16; 4]>,
     items: SmallVec<[(K, V); 1]>,
+    big: Option<Box<BoundedTable<K, V>>>,
     evicted: u32,
     error_bound: u64,
 }
@@ -155,6 +162,7 @@ impl<K, V> Default for SmallTable<K, V> {
         SmallTable {
             fingerprints: SmallVec::new(),
             items: SmallVec::new(),
+            big: None,
             evicted: 0,
             error_bound: 0,
         }
@@ -167,15 +175,26 @@ fn fingerprint<K: Hash>(key: &K) -> u16 {
     (foldhash::fast::FixedState::with_seed(0x5eed).hash_one(key) >> 48) as u16
 }
 
-impl<K: Hash + Eq + Ord, V: Measure> SmallTable<K, V> {
+impl<K: Hash + Eq + Ord + Clone, V: Measure> SmallTable<K, V> {
     /// The counters of `key`, inserted empty if absent (compacting first at `cap` entries).
     #[inline]
     pub fn entry(&mut self, key: K, cap: usize) -> &mut V {
+        if self.big.is_some() {
+            return self.big.as_mut().expect("checked").entry(key);
+        }
         let fp = fingerprint(&key);
         if let Some(i) = self.find(fp, &key) {
             return &mut self.items[i].1;
         }
         let cap = cap.max(2);
+        if self.items.len() >= SPILL && cap > SPILL {
+            let mut big = BoundedTable::new(cap);
+            for (k, v) in self.items.drain(..) {
+                *big.entry(k) = v;
+            }
+            self.fingerprints = SmallVec::new();
+            return self.big.insert(Box::new(big)).entry(key);
+        }
         if self.items.len() >= cap {
             let keep = cap.div_ceil(2);
             let (n, heaviest) = evict_lightest(&mut self.items, keep, |_| {});
@@ -210,23 +229,23 @@ impl<K: Hash + Eq + Ord, V: Measure> SmallTable<K, V> {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.items.iter().map(|(k, v)| (k, v))
+        self.items.iter().map(|(k, v)| (k, v)).chain(self.big.iter().flat_map(|b| b.iter()))
     }
 
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len() + self.big.as_ref().map_or(0, |b| b.len())
     }
 
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.len() == 0
     }
 
     pub fn evicted(&self) -> u64 {
-        u64::from(self.evicted)
+        u64::from(self.evicted) + self.big.as_ref().map_or(0, |b| b.evicted())
     }
 
     pub fn error_bound(&self) -> u64 {
-        self.error_bound
+        self.error_bound.saturating_add(self.big.as_ref().map_or(0, |b| b.error_bound()))
     }
 }
 
@@ -300,6 +319,24 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
         assert!(small.evicted() > 0);
+    }
+
+    #[test]
+    fn small_table_spills_past_64_entries_and_keeps_the_guarantees() {
+        let mut big = BoundedTable::<u32, W>::new(150);
+        let mut small = SmallTable::<u32, W>::default();
+        for i in 0..2000u32 {
+            let (k, w) = (i * 7 % 401, u64::from(i * 13 % 17));
+            big.entry(k).absorb(&W(w, 1));
+            small.entry(k, 150).absorb(&W(w, 1));
+        }
+        assert!(small.big.is_some());
+        let mut a: Vec<_> = big.iter().map(|(k, v)| (*k, *v)).collect();
+        let mut b: Vec<_> = small.iter().map(|(k, v)| (*k, *v)).collect();
+        a.sort_by_key(|e| e.0);
+        b.sort_by_key(|e| e.0);
+        assert_eq!(a, b, "spilled at 64 entries, then the same compactions as a BoundedTable");
+        assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
     }
 
     #[test]
