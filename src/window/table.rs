@@ -179,9 +179,14 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> SmallTable<K, V> {
     /// The counters of `key`, inserted empty if absent (compacting first at `cap` entries).
     #[inline]
     pub fn entry(&mut self, key: K, cap: usize) -> &mut V {
-        if self.big.is_some() {
-            return self.big.as_mut().expect("checked").entry(key);
+        match self.big {
+            Some(ref mut big) => big.entry(key),
+            None => self.small_entry(key, cap),
         }
+    }
+
+    #[inline]
+    fn small_entry(&mut self, key: K, cap: usize) -> &mut V {
         let fp = fingerprint(&key);
         if let Some(i) = self.find(fp, &key) {
             return &mut self.items[i].1;
