@@ -70,9 +70,6 @@ struct FirehoseArgs {
     /// Records per second of event time in the generated traffic.
     #[arg(long, default_value_t = 20_000.0)]
     event_rate: f64,
-    /// Region sent in the common attributes (and expected in snapshots).
-    #[arg(long, default_value = "us-east-1")]
-    region: String,
     /// Initial retry delay (Firehose uses 1 s).
     #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
     retry_initial: Duration,
@@ -117,6 +114,9 @@ fn main() -> ExitCode {
 
 async fn run_firehose(args: FirehoseArgs) -> Result<()> {
     let settings = args.window.settings();
+    // Sent in the common attributes, so expected in every snapshot (`--region`, shared with the
+    // window options).
+    let region = args.window.region.clone().unwrap_or_else(|| "us-east-1".into());
     let engine_config = settings.to_engine_config().map_err(anyhow::Error::msg)?;
     // Generate every line and package every request before the clock starts: Firehose sends
     // data it already holds, so the measured work is the sending and the serving.
@@ -148,7 +148,7 @@ async fn run_firehose(args: FirehoseArgs) -> Result<()> {
         url: args.url.clone(),
         access_key: args.access_key.clone(),
         gzip: args.gzip,
-        region: args.region.clone(),
+        region: region.clone(),
         retry_initial: args.retry_initial,
         max_attempts: args.max_attempts,
     };
@@ -215,7 +215,7 @@ async fn run_firehose(args: FirehoseArgs) -> Result<()> {
             expected_lines[0] = fixed.join(" ");
         }
         let mut config = engine_config.clone();
-        config.region = Some(args.region.clone());
+        config.region = Some(region.clone());
         // The engine's router blocks: run it off the async runtime.
         let expected =
             tokio::task::spawn_blocking(move || verify::expected(&expected_lines, config))
@@ -271,4 +271,13 @@ async fn close_windows(
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     bail!("the server did not close window {want} within 30 s")
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_command_line_definition_is_consistent() {
+        use clap::CommandFactory;
+        super::Cli::command().debug_assert();
+    }
 }
