@@ -7,6 +7,7 @@
 //!     --access-key K --records 1000000 --batch 500 --gzip --concurrency 8 --verify
 //! ```
 
+mod demo;
 mod firehose;
 mod report;
 mod verify;
@@ -33,6 +34,9 @@ struct Cli {
 enum Target {
     /// Send to a Firehose HTTP endpoint (vpcflowd serve's ingest listener).
     Firehose(FirehoseArgs),
+    /// Run vpcflowd serve fed live by generated traffic over the real HTTP path: results within
+    /// a minute, no AWS account needed.
+    Demo(demo::DemoArgs),
 }
 
 #[derive(Args)]
@@ -102,6 +106,7 @@ fn main() -> ExitCode {
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = match cli.target {
         Target::Firehose(args) => runtime.block_on(run_firehose(args)),
+        Target::Demo(args) => runtime.block_on(demo::run(args)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

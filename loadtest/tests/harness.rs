@@ -81,3 +81,29 @@ async fn verify_passes_on_what_was_sent_and_fails_on_a_wrong_expectation() {
     let _ = stop.send(());
     server.await.unwrap().unwrap();
 }
+
+#[test]
+fn the_demo_shows_closed_windows_within_its_run() {
+    let out = Command::new(env!("CARGO_BIN_EXE_vpcflowd-loadtest"))
+        .args(["demo", "--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .args([
+            "--window",
+            "2s",
+            "--slide",
+            "1s",
+            "--lateness",
+            "1s",
+            "--rate",
+            "2000",
+            "--duration",
+            "8s",
+        ])
+        .output()
+        .expect("run the demo");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("look at:  curl http://127.0.0.1:"), "{stdout}");
+    let windows = stdout.lines().filter(|l| l.starts_with("window ")).count();
+    assert!(windows >= 2, "closed windows shown: {stdout}");
+    assert!(stdout.contains("eni-00abc"), "{stdout}");
+}
