@@ -33,7 +33,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Target {
     /// Send to a Firehose HTTP endpoint (vpcflowd serve's ingest listener).
-    Firehose(FirehoseArgs),
+    Firehose(Box<FirehoseArgs>),
     /// Run vpcflowd serve fed live by generated traffic over the real HTTP path: results within
     /// a minute, no AWS account needed.
     Demo(demo::DemoArgs),
@@ -105,7 +105,7 @@ fn main() -> ExitCode {
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
     let result = match cli.target {
-        Target::Firehose(args) => runtime.block_on(run_firehose(args)),
+        Target::Firehose(args) => runtime.block_on(run_firehose(*args)),
         Target::Demo(args) => runtime.block_on(demo::run(args)),
     };
     match result {
