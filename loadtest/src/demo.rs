@@ -57,18 +57,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     config.window.region = Some("us-east-1".into());
     config.validate().map_err(anyhow::Error::msg)?;
 
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(vpcflowd::serve::run(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        move |b| {
-            let _ = bound_tx.send(b);
-        },
-    ));
-    let bound = bound_rx.await.map_err(|_| anyhow::anyhow!("vpcflowd did not start"))?;
+    let running = vpcflowd::serve::spawn(config).await.map_err(anyhow::Error::msg)?;
+    let bound = running.bound;
     let admin = format!("http://{}", bound.admin);
     println!(
         "vpcflowd demo: Firehose HTTP endpoint on http://{} (access key demo-access-key)",
@@ -157,9 +147,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     feeder.abort();
     printer.abort();
-    let _ = stop_tx.send(());
-    server.await?.map_err(anyhow::Error::msg)?;
-    Ok(())
+    running.stop().await.map_err(anyhow::Error::msg)
 }
 
 fn print_window(latest: &[serde_json::Value]) {

@@ -6,26 +6,14 @@ use std::process::Command;
 use vpcflowd::serve::Bound;
 use vpcflowd::serve::config::ServeConfig;
 
-/// Starts `serve` in this process; returns its addresses and a trigger that shuts it down.
-async fn start_server()
--> (Bound, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<Result<(), String>>) {
+/// Starts `serve` in this process on free ports, with caps above the test traffic.
+async fn start_server() -> vpcflowd::serve::Running {
     let mut config = ServeConfig::default();
     config.ingest.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.access_keys = vec!["k".into()];
     config.window.max_flows = 1_000_000;
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
-    let server = tokio::spawn(vpcflowd::serve::run(
-        config,
-        async {
-            let _ = stop_rx.await;
-        },
-        move |b| {
-            let _ = bound_tx.send(b);
-        },
-    ));
-    (bound_rx.await.expect("serve started"), stop_tx, server)
+    vpcflowd::serve::spawn(config).await.expect("serve started")
 }
 
 fn harness(bound: Bound, extra: &[&str]) -> std::process::Output {
@@ -56,7 +44,8 @@ fn harness(bound: Bound, extra: &[&str]) -> std::process::Output {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_passes_on_what_was_sent_and_fails_on_a_wrong_expectation() {
-    let (bound, stop, server) = start_server().await;
+    let server = start_server().await;
+    let bound = server.bound;
     let out = tokio::task::spawn_blocking(move || harness(bound, &["--json"])).await.unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -64,11 +53,11 @@ async fn verify_passes_on_what_was_sent_and_fails_on_a_wrong_expectation() {
     assert_eq!(report["requests_never_accepted"], 0);
     assert!(report["verified_snapshots"].as_u64().unwrap() > 0);
     assert!(report["ack_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 
     // A fresh server: the same traffic, one byte more expected on one record.
-    let (bound, stop, server) = start_server().await;
+    let server = start_server().await;
+    let bound = server.bound;
     let out = tokio::task::spawn_blocking(move || harness(bound, &["--wrong-expectation"]))
         .await
         .unwrap();
@@ -78,8 +67,7 @@ async fn verify_passes_on_what_was_sent_and_fails_on_a_wrong_expectation() {
         stderr.contains("snapshots differ") && stderr.contains("at /bytes: expected"),
         "{stderr}"
     );
-    let _ = stop.send(());
-    server.await.unwrap().unwrap();
+    server.stop().await.unwrap();
 }
 
 #[test]

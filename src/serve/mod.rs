@@ -56,6 +56,57 @@ fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
     Ok(listener)
 }
 
+/// A `serve` running in this process (see [`spawn`]).
+pub struct Running {
+    pub bound: Bound,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), String>>,
+}
+
+impl Running {
+    /// Shuts it down gracefully (as SIGTERM would) and waits for the end.
+    pub async fn stop(self) -> Result<(), String> {
+        let _ = self.stop.send(());
+        self.task.await.map_err(|e| e.to_string())?
+    }
+}
+
+/// Starts `serve` inside this process (for tests, the demo, or embedding), returning once the
+/// listeners are bound.
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), String> {
+/// let mut config = vpcflowd::serve::config::ServeConfig::default();
+/// config.ingest.listen = "127.0.0.1:0".parse().unwrap();
+/// config.admin.listen = "127.0.0.1:0".parse().unwrap();
+/// let running = vpcflowd::serve::spawn(config).await?;
+/// println!("POST Firehose requests to http://{}/", running.bound.ingest);
+/// running.stop().await
+/// # }
+/// ```
+pub async fn spawn(config: ServeConfig) -> Result<Running, String> {
+    let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
+    let task = tokio::spawn(run(
+        config,
+        async {
+            let _ = stop_rx.await;
+        },
+        move |b| {
+            let _ = bound_tx.send(b);
+        },
+    ));
+    match bound_rx.await {
+        Ok(bound) => Ok(Running { bound, stop, task }),
+        // It stopped before binding: its error says why.
+        Err(_) => Err(task
+            .await
+            .map_err(|e| e.to_string())?
+            .err()
+            .unwrap_or_else(|| "serve stopped".into())),
+    }
+}
+
 /// Reads the state file in `dir` for a restart. An unusable file is an error, or with
 /// `discard_bad_state` is renamed aside.
 fn restore(
