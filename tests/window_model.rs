@@ -316,32 +316,50 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
     }))
 }
 
-/// Runs the real engine over the records' lines.
-fn engine(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
+/// The engine configuration for `cfg` with `shards` shards.
+fn engine_config(cfg: &Cfg, shards: usize) -> EngineConfig {
     let spec =
         WindowSpec::new(Duration::from_secs(cfg.window()), Duration::from_secs(cfg.slide)).unwrap();
     let mut c = EngineConfig::new(spec);
     c.lateness_secs = cfg.lateness;
     c.late = cfg.late;
     c.top = cfg.top;
-    c.shards = cfg.shards;
+    c.shards = shards;
     c.batch_size = 7; // small batches: many interleavings of batches and markers
-    let Engine { mut router, mut snapshots, .. } = Engine::start(c);
-    let lines: Vec<String> = records.iter().map(Rec::line).collect();
-    let feeder = std::thread::spawn(move || {
-        let layouts = LayoutSet::default();
-        for l in &lines {
-            let p = parse_line(&layouts, l.as_bytes()).unwrap();
-            router.push(&p.record, &LineContext::default(), 0).unwrap();
+    c
+}
+
+/// Collects every snapshot batch on a thread, as JSON.
+fn collect(
+    mut rx: tokio::sync::mpsc::Receiver<Vec<vpcflowd::window::Snapshot>>,
+) -> std::thread::JoinHandle<Vec<Value>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        while let Some(batch) = rx.blocking_recv() {
+            out.extend(batch.iter().map(|s| serde_json::to_value(s).unwrap()));
         }
-        router.finish();
-    });
-    let mut out = Vec::new();
-    while let Some(batch) = snapshots.blocking_recv() {
-        out.extend(batch.iter().map(|s| serde_json::to_value(s).unwrap()));
+        out
+    })
+}
+
+/// Parses each line and routes it.
+fn feed(router: &mut vpcflowd::window::Router, lines: &[String]) {
+    let layouts = LayoutSet::default();
+    for l in lines {
+        let p = parse_line(&layouts, l.as_bytes()).unwrap();
+        router.push(&p.record, &LineContext::default(), 0).unwrap();
     }
-    feeder.join().unwrap();
-    out
+}
+
+/// Runs the real engine over the records' lines.
+fn engine(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
+    let (mut router, rx, join) = Engine::start(engine_config(cfg, cfg.shards)).into_parts();
+    let out = collect(rx);
+    let lines: Vec<String> = records.iter().map(Rec::line).collect();
+    feed(&mut router, &lines);
+    router.finish();
+    join.join();
+    out.join().unwrap()
 }
 
 const BASE: u64 = 1_700_000_000;
@@ -496,47 +514,20 @@ fn engine_with_restart(
     split: usize,
     shards_after: usize,
 ) -> Vec<Value> {
-    let spec =
-        WindowSpec::new(Duration::from_secs(cfg.window()), Duration::from_secs(cfg.slide)).unwrap();
-    let make = |shards: usize| {
-        let mut c = EngineConfig::new(spec);
-        c.lateness_secs = cfg.lateness;
-        c.late = cfg.late;
-        c.top = cfg.top;
-        c.shards = shards;
-        c.batch_size = 7;
-        c
-    };
-    let layouts = LayoutSet::default();
     let lines: Vec<String> = records.iter().map(Rec::line).collect();
-    let collect = |mut rx: tokio::sync::mpsc::Receiver<Vec<vpcflowd::window::Snapshot>>| {
-        std::thread::spawn(move || {
-            let mut out = Vec::new();
-            while let Some(batch) = rx.blocking_recv() {
-                out.extend(batch.iter().map(|s| serde_json::to_value(s).unwrap()));
-            }
-            out
-        })
-    };
-    let (mut router, rx, join) = Engine::start(make(cfg.shards)).into_parts();
+    let (mut router, rx, join) = Engine::start(engine_config(cfg, cfg.shards)).into_parts();
     let first = collect(rx);
-    for l in &lines[..split] {
-        let p = parse_line(&layouts, l.as_bytes()).unwrap();
-        router.push(&p.record, &LineContext::default(), 0).unwrap();
-    }
+    feed(&mut router, &lines[..split]);
     let state = router.checkpoint();
     router.stop();
     join.join();
     let bytes = rmp_serde::to_vec(&state).unwrap();
     let state: vpcflowd::window::engine::EngineState = rmp_serde::from_slice(&bytes).unwrap();
-    let config = make(shards_after);
+    let config = engine_config(cfg, shards_after);
     assert_eq!(state.incompatibility(&config), None);
     let (mut router, rx, join) = Engine::start_from(config, Some(state)).into_parts();
     let second = collect(rx);
-    for l in &lines[split..] {
-        let p = parse_line(&layouts, l.as_bytes()).unwrap();
-        router.push(&p.record, &LineContext::default(), 0).unwrap();
-    }
+    feed(&mut router, &lines[split..]);
     router.finish();
     join.join();
     let mut out = first.join().unwrap();
