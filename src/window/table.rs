@@ -147,14 +147,55 @@ const SPILL: usize = 64;
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(bound(
     serialize = "K: serde::Serialize + Hash + Eq, V: serde::Serialize",
-    deserialize = "K: serde::Deserialize<'de> + Hash + Eq, V: serde::Deserialize<'de>"
+    deserialize = "K: serde::Deserialize<'de> + Hash + Eq + Ord + Clone, V: serde::Deserialize<'de> + Measure"
 ))]
+// Read through `SmallTableData`: its Vec caps what a declared length can pre-allocate (a
+// SmallVec reserves whatever a state file claims), and the fingerprints are rebuilt from the
+// items rather than trusted.
+#[serde(from = "SmallTableData<K, V>")]
 pub struct SmallTable<K, V> {
+    #[serde(skip)]
     fingerprints: SmallVec<[u16; 4]>,
     items: SmallVec<[(K, V); 1]>,
     big: Option<Box<BoundedTable<K, V>>>,
     evicted: u32,
     error_bound: u64,
+}
+
+/// The serialized form of a [`SmallTable`] (field names as the table serializes them).
+#[derive(serde::Deserialize)]
+#[serde(bound(deserialize = "K: serde::Deserialize<'de> + Hash + Eq, V: serde::Deserialize<'de>"))]
+struct SmallTableData<K, V> {
+    items: Vec<(K, V)>,
+    big: Option<Box<BoundedTable<K, V>>>,
+    evicted: u32,
+    error_bound: u64,
+}
+
+impl<K: Hash + Eq + Ord + Clone, V: Measure> From<SmallTableData<K, V>> for SmallTable<K, V> {
+    fn from(d: SmallTableData<K, V>) -> Self {
+        // Fingerprints only index inline items; a spilled table has none.
+        let mut table = SmallTable {
+            fingerprints: SmallVec::new(),
+            items: SmallVec::new(),
+            big: d.big,
+            evicted: d.evicted,
+            error_bound: d.error_bound,
+        };
+        match &mut table.big {
+            // A spilled table keeps nothing inline; fold any stray items into its map.
+            Some(big) => {
+                for (k, v) in d.items {
+                    big.entry(k).absorb(&v);
+                }
+            }
+            None => {
+                table.fingerprints = d.items.iter().map(|(k, _)| fingerprint(k)).collect();
+                table.items = SmallVec::from_vec(d.items);
+            }
+        }
+        table
+    }
 }
 
 impl<K, V> Default for SmallTable<K, V> {
@@ -268,7 +309,7 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::BTreeMap;
 
-    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
     struct W(u64, u64);
     impl Measure for W {
         fn weight(&self) -> u64 {
@@ -342,6 +383,26 @@ mod tests {
         b.sort_by_key(|e| e.0);
         assert_eq!(a, b, "spilled at 64 entries, then the same compactions as a BoundedTable");
         assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
+    }
+
+    #[test]
+    fn small_tables_round_trip_through_messagepack_with_working_lookups() {
+        for n in [0u32, 1, 5, 100] {
+            let mut t = SmallTable::<u32, W>::default();
+            for k in 0..n {
+                t.entry(k, 1000).absorb(&W(u64::from(k), 1));
+            }
+            let bytes = rmp_serde::to_vec(&t).unwrap();
+            let mut back: SmallTable<u32, W> = rmp_serde::from_slice(&bytes).unwrap();
+            assert_eq!(back.len(), t.len());
+            for k in 0..n {
+                back.entry(k, 1000).absorb(&W(1, 0));
+            }
+            assert_eq!(back.len(), t.len(), "existing keys are found after a restore (n = {n})");
+        }
+        // A declared length far beyond the input is refused, not reserved.
+        let huge = [0x83, 0xa5, b'i', b't', b'e', b'm', b's', 0xdd, 0xff, 0xff, 0xff, 0xf0];
+        assert!(rmp_serde::from_slice::<SmallTable<u32, W>>(&huge).is_err());
     }
 
     #[test]
