@@ -595,6 +595,10 @@ fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
     let listed = a.top_flows[0].bytes;
     assert_eq!(listed, 10, "the flow restarted after its source was evicted");
     assert!(20 - listed <= s.approximation.flow_bytes_error, "{:?}", s.approximation);
+    // A left when C arrived; C (tied with B on bytes and packets, higher address) when A came
+    // back: two flows left with their sources.
+    assert_eq!(s.approximation.evicted_flows, 2);
+    assert_eq!(s.approximation.evicted_sources, 2);
     assert!(s.approximate);
 }
 

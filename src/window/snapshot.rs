@@ -156,6 +156,8 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         // A source evicted and seen again restarts its flows empty: a listed flow may be short
         // by what its source lost, on top of its own table's bound.
         approx.flow_bytes_error = approx.flow_bytes_error.saturating_add(p.sources.error_bound());
+        approx.evicted_flows =
+            approx.evicted_flows.saturating_add(p.sources.folded().flows.evicted());
         approx.evicted_sources = approx.evicted_sources.saturating_add(p.sources.evicted());
         approx.destination_bytes_error =
             approx.destination_bytes_error.saturating_add(p.destinations.error_bound());

@@ -146,9 +146,11 @@ impl Measure for SourceEntry {
     fn tiebreak(&self) -> u64 {
         self.traffic.packets
     }
-    /// Folding an evicted source keeps its traffic in the remainder; its flows go with it.
+    /// Folding an evicted source keeps its traffic in the remainder; its flows go with it, and
+    /// the remainder's (otherwise unused) flow table counts them as evicted.
     fn absorb(&mut self, o: &Self) {
         self.traffic.absorb(&o.traffic);
+        self.flows.add_evicted((o.flows.len() as u64).saturating_add(o.flows.evicted()));
     }
 }
 

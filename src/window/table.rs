@@ -290,6 +290,11 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> SmallTable<K, V> {
         u64::from(self.evicted) + self.big.as_ref().map_or(0, |b| b.evicted())
     }
 
+    /// Counts `n` more entries as evicted (a remainder recording what it absorbed).
+    pub fn add_evicted(&mut self, n: u64) {
+        self.evicted = self.evicted.saturating_add(u32::try_from(n).unwrap_or(u32::MAX));
+    }
+
     pub fn error_bound(&self) -> u64 {
         self.error_bound.saturating_add(self.big.as_ref().map_or(0, |b| b.error_bound()))
     }
