@@ -87,6 +87,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             let layout = Layout::default_format();
             let mut text = String::with_capacity(64 * 1024);
             let mut remaining = n;
+            let mut clock = CoarseClock::default();
             while remaining > 0 {
                 text.clear();
                 for _ in 0..remaining.min(512) {
@@ -95,7 +96,6 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                 }
                 remaining -= remaining.min(512);
                 let mut chunk = io::Cursor::new(text.as_bytes());
-                let mut clock = CoarseClock::default();
                 let _ = reader.read(
                     &mut chunk,
                     |parsed, ctx| router.push(&parsed.record, ctx, clock.now()).map_err(refusal),

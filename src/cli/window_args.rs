@@ -86,16 +86,15 @@ impl WindowArgs {
         let dur = |d: &Option<Duration>| {
             d.map(|d| Value::from(humantime::format_duration(d).to_string()))
         };
-        let json = |v: Option<Value>| v;
         let mut m = Map::new();
         let entries = [
             ("window", dur(&self.window)),
             ("slide", dur(&self.slide)),
             ("lateness", dur(&self.lateness)),
             ("idle_timeout", dur(&self.idle_timeout)),
-            ("time", json(self.time.map(|t| serde_json::to_value(t).unwrap()))),
-            ("time_field", json(self.time_field.map(|t| serde_json::to_value(t).unwrap()))),
-            ("late", json(self.late.map(|t| serde_json::to_value(t).unwrap()))),
+            ("time", enum_value(self.time)),
+            ("time_field", enum_value(self.time_field)),
+            ("late", enum_value(self.late)),
             ("top_sources", self.top_sources.map(Value::from)),
             ("top_destinations", self.top_destinations.map(Value::from)),
             ("top_flows", self.top_flows.map(Value::from)),
@@ -112,6 +111,11 @@ impl WindowArgs {
         }
         m
     }
+}
+
+/// An enumerated setting as the settings serialize it (`"update"`, `"end"`, …).
+fn enum_value<T: serde::Serialize>(v: Option<T>) -> Option<Value> {
+    v.map(|t| serde_json::to_value(t).expect("a unit enum serializes"))
 }
 
 #[cfg(test)]

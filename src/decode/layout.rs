@@ -201,11 +201,6 @@ impl LayoutSet {
             _ => None,
         }
     }
-
-    /// The field counts of the layouts, for messages.
-    pub fn counts(&self) -> impl Iterator<Item = usize> + '_ {
-        self.layouts.iter().map(Layout::len)
-    }
 }
 
 impl Default for LayoutSet {

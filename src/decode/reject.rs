@@ -116,11 +116,6 @@ impl Rejects {
         sample.input.push_str(&String::from_utf8_lossy(cut));
     }
 
-    /// Adds counts without samples (for merging counters kept elsewhere).
-    pub fn add_count(&mut self, reason: RejectReason, n: u64) {
-        self.counts[reason as usize] += n;
-    }
-
     pub fn count(&self, reason: RejectReason) -> u64 {
         self.counts[reason as usize]
     }
@@ -136,16 +131,6 @@ impl Rejects {
     /// The reasons with a non-zero count, in declaration order.
     pub fn iter(&self) -> impl Iterator<Item = (RejectReason, u64)> + '_ {
         RejectReason::VARIANTS.iter().map(|&r| (r, self.count(r))).filter(|&(_, n)| n > 0)
-    }
-
-    /// Adds another set of counts and takes its samples where it has one.
-    pub fn merge(&mut self, other: &Rejects) {
-        for (i, n) in other.counts.iter().enumerate() {
-            self.counts[i] += n;
-            if let Some(sample) = &other.samples[i] {
-                self.samples[i] = Some(sample.clone());
-            }
-        }
     }
 }
 

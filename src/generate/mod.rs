@@ -50,8 +50,6 @@ pub struct GeneratorConfig {
     /// A scan storm: from `start` for `duration` seconds, this share of records come from fresh
     /// random sources, to the most active interface, rejected, on random ports.
     pub scan: Option<ScanStorm>,
-    pub account_id: String,
-    pub region: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -75,8 +73,6 @@ impl Default for GeneratorConfig {
             skipdata_ratio: 0.002,
             ipv6_ratio: 0.1,
             scan: None,
-            account_id: "123456789012".into(),
-            region: "us-east-1".into(),
         }
     }
 }
@@ -106,6 +102,11 @@ pub enum GenStatus {
     SkipData,
 }
 
+/// The account id of every generated record.
+pub const ACCOUNT: &str = "123456789012";
+/// The region of every generated record (in layouts with `region`).
+pub const REGION: &str = "us-east-1";
+
 /// Service ports and their protocols, most common first.
 const SERVICES: [(u16, u8); 10] = [
     (443, 6),
@@ -129,8 +130,6 @@ pub struct Generator {
     services: Zipf<f64>,
     flow_bytes: Pareto<f64>,
     clock: f64,
-    account: String,
-    region: String,
 }
 
 impl Generator {
@@ -144,14 +143,8 @@ impl Generator {
             // Flow sizes: minimum 60 bytes, heavy tail.
             flow_bytes: Pareto::new(60.0, 1.1).expect("valid Pareto"),
             clock: config.start as f64,
-            account: config.account_id.clone(),
-            region: config.region.clone(),
             config,
         }
-    }
-
-    pub fn config(&self) -> &GeneratorConfig {
-        &self.config
     }
 
     /// The interface id of interface number `i`.
@@ -277,25 +270,12 @@ impl Generator {
             egress,
         }
     }
-
-    /// The account and region every record carries.
-    pub fn account(&self) -> &str {
-        &self.account
-    }
-
-    pub fn region(&self) -> &str {
-        &self.region
-    }
 }
 
 impl GenRecord {
     /// Appends the record as a line (no newline) in `layout`, `-` for fields it does not set.
+    /// Every record has account [`ACCOUNT`] and region [`REGION`].
     pub fn render(&self, layout: &Layout, out: &mut String) {
-        self.render_with(layout, "123456789012", "us-east-1", out)
-    }
-
-    /// [`GenRecord::render`] with a given account and region.
-    pub fn render_with(&self, layout: &Layout, account: &str, region: &str, out: &mut String) {
         let ok = self.status == GenStatus::Ok;
         for (i, &field) in layout.fields().iter().enumerate() {
             if i > 0 {
@@ -303,7 +283,7 @@ impl GenRecord {
             }
             let _ = match field {
                 Field::Version => write!(out, "{}", layout.version()),
-                Field::AccountId => write!(out, "{account}"),
+                Field::AccountId => out.write_str(ACCOUNT),
                 Field::InterfaceId => write!(out, "{}", Generator::interface_id(self.interface)),
                 Field::Srcaddr | Field::PktSrcaddr if ok => write!(out, "{}", self.srcaddr),
                 Field::Dstaddr | Field::PktDstaddr if ok => write!(out, "{}", self.dstaddr),
@@ -329,7 +309,7 @@ impl GenRecord {
                 Field::Type if ok => {
                     out.write_str(if self.srcaddr.is_ipv6() { "IPv6" } else { "IPv4" })
                 }
-                Field::Region => out.write_str(region),
+                Field::Region => out.write_str(REGION),
                 Field::AzId => write!(out, "use1-az{}", self.interface % 6 + 1),
                 Field::FlowDirection if ok => {
                     out.write_str(if self.egress { "egress" } else { "ingress" })

@@ -58,7 +58,7 @@ async fn ingest(
             Some(format!("{method} is not supported")),
         );
     }
-    match handle(&state, &headers, body).await {
+    match handle(&state, &headers, &header_id, body).await {
         Ok(id) => {
             state.stats.count_response(200);
             respond(StatusCode::OK, &id, None)
@@ -76,10 +76,10 @@ async fn ingest(
 async fn handle(
     state: &ServeState,
     headers: &HeaderMap,
+    header_id: &str,
     body: Body,
 ) -> Result<String, (String, RequestError)> {
-    let header_id = firehose::header_request_id(headers);
-    let fail = |e: RequestError| (header_id.clone(), e);
+    let fail = |e: RequestError| (header_id.to_string(), e);
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(fail(RequestError::Unavailable("shutting down")));
     }

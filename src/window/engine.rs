@@ -375,14 +375,6 @@ impl Engine {
         Engine { router, snapshots: snap_rx, stats, shards, names, threads }
     }
 
-    /// Waits for the workers and the closer to exit (after [`Router::finish`]).
-    pub fn join(self) {
-        drop(self.router);
-        for t in self.threads {
-            let _ = t.join();
-        }
-    }
-
     /// Splits the engine into its router and a handle that joins the threads.
     pub fn into_parts(self) -> (Router, mpsc::Receiver<Vec<Snapshot>>, EngineJoin) {
         (self.router, self.snapshots, EngineJoin { threads: self.threads })

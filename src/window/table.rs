@@ -356,38 +356,16 @@ mod tests {
 
     #[test]
     fn small_table_has_the_bounded_table_guarantees() {
-        let mut big = BoundedTable::<u32, W>::new(12);
-        let mut small = SmallTable::<u32, W>::default();
-        for i in 0..100u32 {
-            let (k, w) = (i * 7 % 31, u64::from(i * 13 % 17));
-            big.entry(k).absorb(&W(w, 1));
-            small.entry(k, 12).absorb(&W(w, 1));
-        }
-        let mut a: Vec<_> = big.iter().map(|(k, v)| (*k, *v)).collect();
-        let mut b: Vec<_> = small.iter().map(|(k, v)| (*k, *v)).collect();
-        a.sort_by_key(|e| e.0);
-        b.sort_by_key(|e| e.0);
-        assert_eq!(a, b);
-        assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
+        let small = same_as_bounded(12, (0..100u32).map(|i| (i * 7 % 31, u64::from(i * 13 % 17))));
         assert!(small.evicted() > 0);
     }
 
     #[test]
     fn small_table_spills_past_64_entries_and_keeps_the_guarantees() {
-        let mut big = BoundedTable::<u32, W>::new(150);
-        let mut small = SmallTable::<u32, W>::default();
-        for i in 0..2000u32 {
-            let (k, w) = (i * 7 % 401, u64::from(i * 13 % 17));
-            big.entry(k).absorb(&W(w, 1));
-            small.entry(k, 150).absorb(&W(w, 1));
-        }
+        // Spilled at 64 entries, then the same compactions as a BoundedTable.
+        let small =
+            same_as_bounded(150, (0..2000u32).map(|i| (i * 7 % 401, u64::from(i * 13 % 17))));
         assert!(small.big.is_some());
-        let mut a: Vec<_> = big.iter().map(|(k, v)| (*k, *v)).collect();
-        let mut b: Vec<_> = small.iter().map(|(k, v)| (*k, *v)).collect();
-        a.sort_by_key(|e| e.0);
-        b.sort_by_key(|e| e.0);
-        assert_eq!(a, b, "spilled at 64 entries, then the same compactions as a BoundedTable");
-        assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
     }
 
     #[test]
@@ -412,11 +390,20 @@ mod tests {
 
     #[test]
     fn small_table_matches_the_bounded_table() {
-        let mut big = BoundedTable::<u32, W>::new(4);
+        same_as_bounded(4, [(1, 10), (2, 1), (3, 30), (4, 2), (5, 7), (1, 3), (6, 1), (7, 9)]);
+    }
+
+    /// Feeds the same updates to a `BoundedTable` and a `SmallTable` of the same cap, asserts
+    /// that they hold the same entries, evictions and bound, and returns the `SmallTable`.
+    fn same_as_bounded(
+        cap: usize,
+        ops: impl IntoIterator<Item = (u32, u64)>,
+    ) -> SmallTable<u32, W> {
+        let mut big = BoundedTable::<u32, W>::new(cap);
         let mut small = SmallTable::<u32, W>::default();
-        for (k, w) in [(1, 10), (2, 1), (3, 30), (4, 2), (5, 7), (1, 3), (6, 1), (7, 9)] {
+        for (k, w) in ops {
             big.entry(k).absorb(&W(w, 1));
-            small.entry(k, 4).absorb(&W(w, 1));
+            small.entry(k, cap).absorb(&W(w, 1));
         }
         let mut a: Vec<_> = big.iter().map(|(k, v)| (*k, *v)).collect();
         let mut b: Vec<_> = small.iter().map(|(k, v)| (*k, *v)).collect();
@@ -424,6 +411,7 @@ mod tests {
         b.sort_by_key(|e| e.0);
         assert_eq!(a, b);
         assert_eq!((big.evicted(), big.error_bound()), (small.evicted(), small.error_bound()));
+        small
     }
 
     proptest! {

@@ -194,14 +194,6 @@ impl Watermark {
         self.value
     }
 
-    pub fn max_event(&self) -> Option<u64> {
-        self.max_event
-    }
-
-    pub fn lateness(&self) -> u64 {
-        self.lateness
-    }
-
     /// Takes a record's event time into account.
     #[inline]
     pub fn observe(&mut self, t: u64) {
