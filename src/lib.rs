@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod decode;
+pub mod export;
 pub mod generate;
 pub mod serve;
 pub mod source;

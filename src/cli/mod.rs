@@ -20,8 +20,20 @@ pub const EXIT_IO: u8 = 1;
 #[derive(Debug, Parser)]
 #[command(name = "vpcflowd", version, about, long_about = None)]
 pub struct Cli {
+    /// Log format on standard error: `pretty` for people, `json` (one object per line) for log
+    /// pipelines. The level comes from RUST_LOG (default `info`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// See [`Cli::log_format`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +51,7 @@ pub enum Command {
 
 impl Cli {
     pub fn run(self) -> ExitCode {
+        LOG_FORMAT.store(self.log_format == LogFormat::Json, std::sync::atomic::Ordering::Relaxed);
         match self.command {
             Command::Parse(args) => parse::run(&args),
             Command::Replay(args) => replay::run(&args),
@@ -48,12 +61,19 @@ impl Cli {
     }
 }
 
-/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`).
+static LOG_FORMAT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Logs to stderr through `tracing`, filtered by `RUST_LOG` (default `info`), in the format of
+/// `--log-format`.
 pub fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = if LOG_FORMAT.load(std::sync::atomic::Ordering::Relaxed) {
+        builder.json().with_current_span(false).try_init()
+    } else {
+        builder.try_init()
+    };
 }
 
 #[cfg(test)]

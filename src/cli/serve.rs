@@ -9,6 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
+use crate::export::config::OtlpProtocol;
 use crate::serve::config::ServeConfig;
 
 #[derive(Debug, Args)]
@@ -66,8 +67,47 @@ pub struct ServeArgs {
     #[arg(long = "format", short = 'f', value_name = "FMT")]
     pub formats: Vec<String>,
 
+    /// OTLP collector endpoint for closed windows and self-metrics, e.g. http://collector:4317.
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+
+    /// OTLP transport [default: grpc].
+    #[arg(long, value_enum, value_name = "PROTO")]
+    pub otlp_protocol: Option<OtlpProtocol>,
+
+    /// An extra header (gRPC metadata) on every OTLP export, NAME=VALUE; repeatable.
+    #[arg(long = "otlp-header", value_name = "NAME=VALUE", value_parser = parse_header)]
+    pub otlp_headers: Vec<(String, String)>,
+
+    /// PEM CA bundle to verify the collector's TLS certificate.
+    #[arg(long, value_name = "FILE")]
+    pub otlp_ca_cert: Option<PathBuf>,
+
+    /// PEM client certificate for mutual TLS to the collector (with --otlp-client-key).
+    #[arg(long, value_name = "FILE")]
+    pub otlp_client_cert: Option<PathBuf>,
+
+    /// PEM private key of --otlp-client-cert.
+    #[arg(long, value_name = "FILE")]
+    pub otlp_client_key: Option<PathBuf>,
+
+    /// How often self-metrics are pushed over OTLP [default: 30s].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub otlp_interval: Option<std::time::Duration>,
+
+    /// Top-flow log records per interface and window over OTLP (0: none) [default: 10].
+    #[arg(long, value_name = "N")]
+    pub flow_logs_per_interface: Option<usize>,
+
     #[command(flatten)]
     pub window: WindowArgs,
+}
+
+fn parse_header(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not NAME=VALUE")),
+    }
 }
 
 impl ServeArgs {
@@ -110,6 +150,35 @@ impl ServeArgs {
             );
         }
         root.insert("state".into(), Value::Object(state));
+        let mut export = Map::new();
+        for (k, v) in [
+            ("otlp_endpoint", self.otlp_endpoint.clone().map(Value::from)),
+            ("otlp_protocol", self.otlp_protocol.map(|p| json!(p))),
+            ("otlp_ca_cert", path(&self.otlp_ca_cert)),
+            ("otlp_client_cert", path(&self.otlp_client_cert)),
+            ("otlp_client_key", path(&self.otlp_client_key)),
+            (
+                "otlp_interval",
+                self.otlp_interval.map(|i| Value::from(humantime::format_duration(i).to_string())),
+            ),
+            ("flow_logs_per_interface", self.flow_logs_per_interface.map(Value::from)),
+            (
+                "otlp_headers",
+                (!self.otlp_headers.is_empty()).then(|| {
+                    Value::Object(
+                        self.otlp_headers
+                            .iter()
+                            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                            .collect(),
+                    )
+                }),
+            ),
+        ] {
+            if let Some(v) = v {
+                export.insert(k.into(), v);
+            }
+        }
+        root.insert("export".into(), Value::Object(export));
         if self.print_snapshots {
             root.insert("print_snapshots".into(), Value::Bool(true));
         }

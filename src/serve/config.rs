@@ -13,6 +13,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::export::ExportConfig;
 use crate::window::WindowSettings;
 
 /// Everything `vpcflowd serve` reads.
@@ -27,6 +28,8 @@ pub struct ServeConfig {
     pub window: WindowSettings,
     /// Where state is kept across restarts.
     pub state: StateConfig,
+    /// OpenTelemetry (OTLP) export of closed windows and of vpcflowd's own metrics.
+    pub export: ExportConfig,
     /// Flow-log formats of the records (see `vpcflowd parse --help`); empty means the VPC and
     /// transit-gateway default formats.
     pub formats: Vec<String>,
@@ -102,7 +105,7 @@ impl Default for StateConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
-    /// Address of `/healthz`, `/readyz`, `/api/v1/…` (and `/metrics` once exported).
+    /// Address of `/healthz`, `/readyz`, `/metrics` (Prometheus) and `/api/v1/…`.
     pub listen: SocketAddr,
     /// Closed windows kept per interface for `/api/v1/interfaces/{id}/snapshots`.
     pub history: usize,
@@ -116,6 +119,7 @@ impl Default for ServeConfig {
             window: WindowSettings::default(),
             formats: Vec::new(),
             state: StateConfig::default(),
+            export: ExportConfig::default(),
             shutdown_timeout: Duration::from_secs(60),
             print_snapshots: false,
         }

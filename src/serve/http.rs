@@ -15,7 +15,9 @@ use tokio::sync::{mpsc, oneshot};
 use super::dedup::{Claim, Dedup};
 use super::pipeline::{IngestJob, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
+use super::telemetry::ShardLags;
 use crate::decode::RejectSample;
+use crate::export::ExportStats;
 use crate::source::firehose::{self, RequestError, respond};
 use crate::window::EngineStats;
 
@@ -31,6 +33,11 @@ pub struct ServeState {
     pub stats: Arc<IngestStats>,
     pub engine: Arc<EngineStats>,
     pub store: Arc<SnapshotStore>,
+    pub export: Arc<ExportStats>,
+    /// Kinesis shard lag, for the self-metrics.
+    pub kinesis_lag: Arc<ShardLags>,
+    /// What `/metrics` renders: the latest window's measures and the self-metrics.
+    pub registry: prometheus::Registry,
 }
 
 /// The ingest listener: Firehose POSTs to the configured URL (any path); load balancers and
@@ -128,6 +135,7 @@ pub fn admin_router(state: Arc<ServeState>) -> axum::Router {
         .route("/api/v1/interfaces", get(interfaces))
         .route("/api/v1/interfaces/{id}/snapshots", get(interface_snapshots))
         .route("/api/v1/status", get(status))
+        .route("/metrics", get(metrics))
         .with_state(state)
 }
 
@@ -136,6 +144,20 @@ async fn readyz(State(state): State<Arc<ServeState>>) -> Response {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {
         (StatusCode::OK, "ready\n").into_response()
+    }
+}
+
+/// The Prometheus scrape endpoint. Rendering walks every series of the latest window, so it
+/// runs on a blocking thread.
+async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
+    let registry = state.registry.clone();
+    match tokio::task::spawn_blocking(move || crate::export::prometheus::render(&registry)).await {
+        Ok(Ok(text)) => {
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
+                .into_response()
+        }
+        Ok(Err(e)) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("{e}\n")).into_response(),
     }
 }
 
@@ -217,6 +239,20 @@ async fn status(State(state): State<Arc<ServeState>>) -> Response {
             "revisions": e.revisions.load(Relaxed),
             "last_close_micros": e.last_close_micros.load(Relaxed),
             "events_lost_to_stopped_shard": e.events_lost_to_stopped_shard.load(Relaxed),
+        },
+        "export": {
+            "windows_exported": state.export.windows_exported.load(Relaxed),
+            "windows_failed": state.export.windows_failed.load(Relaxed),
+            "windows_dropped": state.export.windows_dropped.load(Relaxed),
+            "revisions_skipped": state.export.revisions_skipped.load(Relaxed),
+            "points_exported": state.export.points_exported.load(Relaxed),
+            "points_dropped": state.export.points_dropped.load(Relaxed),
+            "flow_logs_exported": state.export.flow_logs_exported.load(Relaxed),
+            "flow_logs_dropped": state.export.flow_logs_dropped.load(Relaxed),
+            "metric_errors": state.export.metric_errors.load(Relaxed),
+            "log_errors": state.export.log_errors.load(Relaxed),
+            "queue_depth": state.export.queue_depth.load(Relaxed),
+            "last_export_micros": state.export.last_export_micros.load(Relaxed),
         },
         "latest_window": state.store.latest_window(),
     });

@@ -24,6 +24,7 @@ pub mod http;
 pub mod pipeline;
 pub mod state;
 pub mod store;
+pub mod telemetry;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -154,6 +155,7 @@ pub async fn run(
     if access_keys.is_empty() {
         tracing::warn!("no ingest access keys configured: every request is accepted");
     }
+    config.export.validate()?;
     let layouts = LayoutSet::from_formats(&config.formats).map_err(|e| format!("formats: {e}"))?;
     let engine_config = config.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
     let ingest_listener = bind(config.ingest.listen, "ingest")?;
@@ -180,6 +182,31 @@ pub async fn run(
     let engine_stats = engine.stats.clone();
     let (router, snapshots, engine_join) = engine.into_parts();
     let store = Arc::new(SnapshotStore::new(config.admin.history));
+    let export_stats = Arc::new(crate::export::ExportStats::default());
+    let region = config.window.region.clone();
+    let exporter = match &config.export.otlp_endpoint {
+        Some(endpoint) => {
+            let e = crate::export::WindowExporter::start(
+                &config.export,
+                region.as_deref(),
+                config.window.top_sources,
+                config.window.top_destinations,
+                None,
+                export_stats.clone(),
+            )?;
+            tracing::info!(%endpoint, protocol = ?config.export.otlp_protocol, "exporting closed windows over OTLP");
+            Some(e)
+        }
+        None => None,
+    };
+    let registry = prometheus::Registry::new();
+    {
+        let store = store.clone();
+        let latest: crate::export::prometheus::Latest = Arc::new(move || store.latest());
+        registry
+            .register(Box::new(crate::export::prometheus::WindowCollector::new(latest)?))
+            .map_err(|e| format!("/metrics: {e}"))?;
+    }
     let stats = Arc::new(IngestStats::default());
     let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
     let pipeline = {
@@ -203,6 +230,8 @@ pub async fn run(
             let mut stdout = tokio::io::stdout();
             let mut stream = ReceiverStream::new(snapshots);
             while let Some(batch) = stream.next().await {
+                let batch: Vec<Arc<crate::window::Snapshot>> =
+                    batch.into_iter().map(Arc::new).collect();
                 if print {
                     let mut lines = Vec::new();
                     for s in &batch {
@@ -215,8 +244,12 @@ pub async fn run(
                     }
                     let _ = stdout.flush().await;
                 }
+                if let Some(exporter) = &exporter {
+                    exporter.offer(&batch);
+                }
                 store.insert(batch);
             }
+            exporter
         })
     };
     // Wakes an idle pipeline every second for its timed work; never waits for a queue slot.
@@ -243,7 +276,12 @@ pub async fn run(
         stats,
         engine: engine_stats,
         store,
+        export: export_stats,
+        kinesis_lag: Arc::default(),
+        registry: registry.clone(),
     });
+    let telemetry =
+        telemetry::Telemetry::start(&config.export, region.as_deref(), &registry, state.clone())?;
 
     let ingest_handle = axum_server::Handle::new();
     let admin_handle = axum_server::Handle::new();
@@ -295,7 +333,17 @@ pub async fn run(
     })
     .await
     .unwrap_or_else(|e| Err(e.to_string()));
-    let _ = consumer.await;
+    // Export what closed during shutdown, within what is left of the budget.
+    let exporter = consumer.await.ok().flatten();
+    let left =
+        config.shutdown_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+    let _ = tokio::task::spawn_blocking(move || {
+        if let Some(exporter) = exporter {
+            exporter.finish(left);
+        }
+        telemetry.shutdown();
+    })
+    .await;
     admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
     let _ = admin_server.await;
     stopped?;

@@ -46,10 +46,9 @@ impl SnapshotStore {
     }
 
     /// Takes in one batch from the engine.
-    pub fn insert(&self, batch: Vec<Snapshot>) {
+    pub fn insert(&self, batch: Vec<Arc<Snapshot>>) {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         for s in batch {
-            let s = Arc::new(s);
             if s.revision == 0 {
                 inner.latest_window = inner.latest_window.max(Some(s.window_start));
             }

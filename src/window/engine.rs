@@ -125,6 +125,8 @@ pub struct EngineStats {
     /// The watermark (0 before the first record; u64::MAX once finished).
     pub watermark: AtomicU64,
     pub last_close_micros: AtomicU64,
+    /// Time spent closing windows, in total.
+    pub close_micros_total: AtomicU64,
     /// Windows with data that have not closed yet.
     pub open_windows: AtomicU64,
     /// Events that could not be handed to their shard because its worker had stopped (only
@@ -728,9 +730,9 @@ impl Closer {
             let Some(dirty) = self.wait_for_acks(marker.seq, &mut acks) else { return };
             let started = std::time::Instant::now();
             let snapshots = self.close(marker.watermark, dirty);
-            self.stats
-                .last_close_micros
-                .store(started.elapsed().as_micros() as u64, Ordering::Relaxed);
+            let micros = started.elapsed().as_micros() as u64;
+            self.stats.last_close_micros.store(micros, Ordering::Relaxed);
+            self.stats.close_micros_total.fetch_add(micros, Ordering::Relaxed);
             *self.published.lock().unwrap_or_else(|e| e.into_inner()) = CloserState {
                 live_panes: self.live_panes.iter().copied().collect(),
                 last_closed: self.last_closed,

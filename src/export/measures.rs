@@ -1,0 +1,441 @@
+//! The window measures, defined once: each instrument's OpenTelemetry name, Prometheus name,
+//! unit, description and how it reads a [`Snapshot`]. The OTLP exporter and the `/metrics`
+//! collector both walk these tables, so the two can never disagree; the README's instrument
+//! reference lists the same rows.
+//!
+//! Every measure is a **gauge**: a window's total, as of its close. Sliding windows overlap
+//! (a 5-minute window every minute counts each record in five windows), so a cumulative or
+//! delta *sum* would count every byte `window / slide` times.
+
+use std::net::IpAddr;
+
+use crate::window::Snapshot;
+use crate::window::snapshot::{DestinationSnapshot, ProtocolSnapshot, SourceSnapshot};
+
+/// How a measure reads its value.
+pub enum Get<T: 'static> {
+    Int(fn(&Snapshot, &T) -> u64),
+    Float(fn(&Snapshot, &T) -> f64),
+}
+
+/// One instrument.
+pub struct Measure<T: 'static> {
+    /// OpenTelemetry instrument name.
+    pub name: &'static str,
+    /// Prometheus metric name (what the OpenTelemetry → Prometheus naming rules give).
+    pub prometheus: &'static str,
+    /// UCUM unit.
+    pub unit: &'static str,
+    pub description: &'static str,
+    pub get: Get<T>,
+}
+
+/// The attribute that tells the rows of a group apart (none for interface-level groups).
+pub struct Keyed<T: 'static> {
+    /// OpenTelemetry attribute name.
+    pub attribute: &'static str,
+    /// Prometheus label name.
+    pub label: &'static str,
+    pub value: fn(&T) -> String,
+}
+
+/// Measures over the rows of one list of a snapshot (one row for interface-level groups).
+pub struct Group<T: 'static> {
+    pub rows: fn(&Snapshot) -> &[T],
+    pub key: Option<Keyed<T>>,
+    pub measures: &'static [Measure<T>],
+}
+
+/// Interface-level attribute names: (OpenTelemetry attribute, Prometheus label).
+pub const INTERFACE_ID: (&str, &str) = ("interface.id", "interface_id");
+pub const ACCOUNT_ID: (&str, &str) = ("cloud.account.id", "cloud_account_id");
+pub const REGION: (&str, &str) = ("cloud.region", "cloud_region");
+
+fn one(_: &Snapshot) -> &[()] {
+    &[()]
+}
+
+fn address(a: &IpAddr) -> String {
+    a.to_string()
+}
+
+fn share(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
+}
+
+/// The `network.transport` value of an IP protocol number: the lowercase IANA keyword for
+/// common ones, else the number.
+pub fn transport(protocol: u8) -> String {
+    match protocol {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        47 => "gre".into(),
+        50 => "esp".into(),
+        51 => "ah".into(),
+        58 => "ipv6-icmp".into(),
+        132 => "sctp".into(),
+        n => n.to_string(),
+    }
+}
+
+macro_rules! int {
+    ($name:literal, $prom:literal, $unit:literal, $desc:literal, |$s:ident, $r:ident| $e:expr) => {
+        Measure {
+            name: $name,
+            prometheus: $prom,
+            unit: $unit,
+            description: $desc,
+            get: Get::Int(|$s, $r| $e),
+        }
+    };
+}
+
+/// Per interface.
+pub static INTERFACE: Group<()> = Group {
+    rows: one,
+    key: None,
+    measures: &[
+        int!(
+            "vpcflowd.interface.bytes",
+            "vpcflowd_interface_bytes",
+            "By",
+            "Bytes of the interface's flows (log-status OK) in the window",
+            |s, _r| s.bytes
+        ),
+        int!(
+            "vpcflowd.interface.packets",
+            "vpcflowd_interface_packets",
+            "{packet}",
+            "Packets of the interface's flows in the window",
+            |s, _r| s.packets
+        ),
+        int!(
+            "vpcflowd.interface.flows",
+            "vpcflowd_interface_flows",
+            "{flow}",
+            "Flow records with log-status OK in the window",
+            |s, _r| s.flows
+        ),
+        int!(
+            "vpcflowd.interface.rejected_flows",
+            "vpcflowd_interface_rejected_flows",
+            "{flow}",
+            "Flow records with action REJECT in the window",
+            |s, _r| s.rejected_flows
+        ),
+        int!(
+            "vpcflowd.interface.rejected_packets",
+            "vpcflowd_interface_rejected_packets",
+            "{packet}",
+            "Packets of rejected flows in the window",
+            |s, _r| s.rejected_packets
+        ),
+        int!(
+            "vpcflowd.interface.rejected_bytes",
+            "vpcflowd_interface_rejected_bytes",
+            "By",
+            "Bytes of rejected flows in the window",
+            |s, _r| s.rejected_bytes
+        ),
+        int!(
+            "vpcflowd.interface.nodata_records",
+            "vpcflowd_interface_nodata_records",
+            "{record}",
+            "Records with log-status NODATA in the window",
+            |s, _r| s.nodata_records
+        ),
+        int!(
+            "vpcflowd.interface.skipdata_records",
+            "vpcflowd_interface_skipdata_records",
+            "{record}",
+            "Records with log-status SKIPDATA in the window",
+            |s, _r| s.skipdata_records
+        ),
+        int!(
+            "vpcflowd.interface.late_records",
+            "vpcflowd_interface_late_records",
+            "{record}",
+            "Records that arrived after their panes had closed",
+            |s, _r| s.late_records
+        ),
+    ],
+};
+
+/// Per listed source (the top `top_sources` by bytes).
+pub static SOURCES: Group<SourceSnapshot> = Group {
+    rows: |s| &s.sources,
+    key: Some(Keyed {
+        attribute: "source.address",
+        label: "source_address",
+        value: |r| address(&r.address),
+    }),
+    measures: &[
+        int!(
+            "vpcflowd.source.bytes",
+            "vpcflowd_source_bytes",
+            "By",
+            "Bytes the source sent through the interface in the window",
+            |_s, r| r.bytes
+        ),
+        int!(
+            "vpcflowd.source.packets",
+            "vpcflowd_source_packets",
+            "{packet}",
+            "Packets the source sent in the window",
+            |_s, r| r.packets
+        ),
+        int!(
+            "vpcflowd.source.flows",
+            "vpcflowd_source_flows",
+            "{flow}",
+            "Flow records of the source in the window",
+            |_s, r| r.flows
+        ),
+        int!(
+            "vpcflowd.source.rejected_flows",
+            "vpcflowd_source_rejected_flows",
+            "{flow}",
+            "Rejected flow records of the source in the window",
+            |_s, r| r.rejected_flows
+        ),
+        int!(
+            "vpcflowd.source.rejected_bytes",
+            "vpcflowd_source_rejected_bytes",
+            "By",
+            "Bytes of the source's rejected flows in the window",
+            |_s, r| r.rejected_bytes
+        ),
+        Measure {
+            name: "vpcflowd.source.traffic_share",
+            prometheus: "vpcflowd_source_traffic_share_percent",
+            unit: "%",
+            description: "The source's share of the interface's bytes in the window",
+            get: Get::Float(|_s, r| r.traffic_share_pct),
+        },
+    ],
+};
+
+/// What the unlisted sources add up to, so that listed + other = the interface's totals.
+pub static OTHER_SOURCES: Group<()> = Group {
+    rows: one,
+    key: None,
+    measures: &[
+        int!(
+            "vpcflowd.other_sources.count",
+            "vpcflowd_other_sources_count",
+            "{source}",
+            "Sources not listed (beyond top_sources)",
+            |s, _r| s.other_sources.count
+        ),
+        int!(
+            "vpcflowd.other_sources.bytes",
+            "vpcflowd_other_sources_bytes",
+            "By",
+            "Bytes of the sources not listed",
+            |s, _r| s.other_sources.bytes
+        ),
+        int!(
+            "vpcflowd.other_sources.packets",
+            "vpcflowd_other_sources_packets",
+            "{packet}",
+            "Packets of the sources not listed",
+            |s, _r| s.other_sources.packets
+        ),
+        int!(
+            "vpcflowd.other_sources.flows",
+            "vpcflowd_other_sources_flows",
+            "{flow}",
+            "Flow records of the sources not listed",
+            |s, _r| s.other_sources.flows
+        ),
+    ],
+};
+
+/// Per listed destination (the top `top_destinations` by bytes).
+pub static DESTINATIONS: Group<DestinationSnapshot> = Group {
+    rows: |s| &s.destinations,
+    key: Some(Keyed {
+        attribute: "destination.address",
+        label: "destination_address",
+        value: |r| address(&r.address),
+    }),
+    measures: &[
+        int!(
+            "vpcflowd.destination.bytes",
+            "vpcflowd_destination_bytes",
+            "By",
+            "Bytes sent to the destination through the interface in the window",
+            |_s, r| r.bytes
+        ),
+        int!(
+            "vpcflowd.destination.packets",
+            "vpcflowd_destination_packets",
+            "{packet}",
+            "Packets sent to the destination in the window",
+            |_s, r| r.packets
+        ),
+        int!(
+            "vpcflowd.destination.flows",
+            "vpcflowd_destination_flows",
+            "{flow}",
+            "Flow records to the destination in the window",
+            |_s, r| r.flows
+        ),
+        int!(
+            "vpcflowd.destination.rejected_flows",
+            "vpcflowd_destination_rejected_flows",
+            "{flow}",
+            "Rejected flow records to the destination in the window",
+            |_s, r| r.rejected_flows
+        ),
+        Measure {
+            name: "vpcflowd.destination.traffic_share",
+            prometheus: "vpcflowd_destination_traffic_share_percent",
+            unit: "%",
+            description: "The destination's share of the interface's bytes in the window",
+            get: Get::Float(|s, r| share(r.bytes, s.bytes)),
+        },
+    ],
+};
+
+/// What the unlisted destinations add up to.
+pub static OTHER_DESTINATIONS: Group<()> = Group {
+    rows: one,
+    key: None,
+    measures: &[
+        int!(
+            "vpcflowd.other_destinations.count",
+            "vpcflowd_other_destinations_count",
+            "{destination}",
+            "Destinations not listed (beyond top_destinations)",
+            |s, _r| s.other_destinations.count
+        ),
+        int!(
+            "vpcflowd.other_destinations.bytes",
+            "vpcflowd_other_destinations_bytes",
+            "By",
+            "Bytes to the destinations not listed",
+            |s, _r| s.other_destinations.bytes
+        ),
+        int!(
+            "vpcflowd.other_destinations.packets",
+            "vpcflowd_other_destinations_packets",
+            "{packet}",
+            "Packets to the destinations not listed",
+            |s, _r| s.other_destinations.packets
+        ),
+        int!(
+            "vpcflowd.other_destinations.flows",
+            "vpcflowd_other_destinations_flows",
+            "{flow}",
+            "Flow records to the destinations not listed",
+            |s, _r| s.other_destinations.flows
+        ),
+    ],
+};
+
+/// Per IP protocol seen on the interface (at most 256 rows; all of them are listed).
+pub static PROTOCOLS: Group<ProtocolSnapshot> = Group {
+    rows: |s| &s.protocols,
+    key: Some(Keyed {
+        attribute: "network.transport",
+        label: "network_transport",
+        value: |r| transport(r.protocol),
+    }),
+    measures: &[
+        int!(
+            "vpcflowd.protocol.bytes",
+            "vpcflowd_protocol_bytes",
+            "By",
+            "Bytes of the protocol's flows in the window",
+            |_s, r| r.bytes
+        ),
+        int!(
+            "vpcflowd.protocol.packets",
+            "vpcflowd_protocol_packets",
+            "{packet}",
+            "Packets of the protocol's flows in the window",
+            |_s, r| r.packets
+        ),
+        int!(
+            "vpcflowd.protocol.flows",
+            "vpcflowd_protocol_flows",
+            "{flow}",
+            "Flow records of the protocol in the window",
+            |_s, r| r.flows
+        ),
+        int!(
+            "vpcflowd.protocol.rejected_flows",
+            "vpcflowd_protocol_rejected_flows",
+            "{flow}",
+            "Rejected flow records of the protocol in the window",
+            |_s, r| r.rejected_flows
+        ),
+        Measure {
+            name: "vpcflowd.protocol.traffic_share",
+            prometheus: "vpcflowd_protocol_traffic_share_percent",
+            unit: "%",
+            description: "The protocol's share of the interface's bytes in the window",
+            get: Get::Float(|s, r| share(r.bytes, s.bytes)),
+        },
+    ],
+};
+
+/// The window the other measures of an export describe (no attributes).
+pub static WINDOW: Group<()> = Group {
+    rows: one,
+    key: None,
+    measures: &[
+        int!(
+            "vpcflowd.window.start",
+            "vpcflowd_window_start_seconds",
+            "s",
+            "Start of the window the window measures describe (Unix time)",
+            |s, _r| s.window_start
+        ),
+        int!(
+            "vpcflowd.window.end",
+            "vpcflowd_window_end_seconds",
+            "s",
+            "End of the window the window measures describe (Unix time)",
+            |s, _r| s.window_end
+        ),
+    ],
+};
+
+/// A visitor over every group, with its row type.
+pub trait Visit {
+    fn group<T>(&mut self, group: &'static Group<T>);
+}
+
+/// Visits the groups measured per interface (every group but [`WINDOW`]).
+pub fn each_interface_group(v: &mut impl Visit) {
+    v.group(&INTERFACE);
+    v.group(&SOURCES);
+    v.group(&OTHER_SOURCES);
+    v.group(&DESTINATIONS);
+    v.group(&OTHER_DESTINATIONS);
+    v.group(&PROTOCOLS);
+}
+
+/// Data points one snapshot produces.
+pub fn points(s: &Snapshot) -> usize {
+    struct Count<'a>(&'a Snapshot, usize);
+    impl Visit for Count<'_> {
+        fn group<T>(&mut self, g: &'static Group<T>) {
+            self.1 += (g.rows)(self.0).len() * g.measures.len();
+        }
+    }
+    let mut c = Count(s, 0);
+    each_interface_group(&mut c);
+    c.1
+}
+
+/// The largest `n` flows of a snapshot's listed sources: bytes, then packets, descending.
+pub fn largest_flows(s: &Snapshot, n: usize) -> Vec<&crate::window::snapshot::FlowSnapshot> {
+    let mut flows: Vec<_> = s.sources.iter().flat_map(|src| src.top_flows.iter()).collect();
+    flows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets)));
+    flows.truncate(n);
+    flows
+}

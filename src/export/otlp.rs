@@ -1,0 +1,177 @@
+//! Building the OpenTelemetry SDK's OTLP exporters from [`ExportConfig`]: transport, endpoint,
+//! headers, TLS, timeout, retries, and the resource every signal carries.
+//!
+//! The gRPC exporter must be built inside a Tokio runtime (tonic spawns its connection task
+//! there); the HTTP exporter uses a blocking client and must be used off the runtime. Both are
+//! driven from plain threads (the SDK's periodic reader, our export worker).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use opentelemetry::KeyValue;
+use opentelemetry_otlp::{
+    LogExporter, MetricExporter, RetryPolicy, WithExportConfig, WithHttpConfig, WithTonicConfig,
+};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::metrics::Temporality;
+
+use super::config::{ExportConfig, OtlpProtocol};
+
+/// The resource of every exported signal: `service.*` and `cloud.*`.
+pub fn resource(config: &ExportConfig, default_region: Option<&str>) -> Resource {
+    let instance = config.instance_id.clone().unwrap_or_else(|| {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into());
+        format!("{host}-{}", std::process::id())
+    });
+    let mut attributes = vec![
+        KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
+        KeyValue::new("service.instance.id", instance),
+        KeyValue::new("cloud.provider", "aws"),
+    ];
+    if let Some(region) = config.region.as_deref().or(default_region) {
+        attributes.push(KeyValue::new("cloud.region", region.to_string()));
+    }
+    if let Some(account) = &config.account_id {
+        attributes.push(KeyValue::new("cloud.account.id", account.clone()));
+    }
+    Resource::builder_empty().with_service_name("vpcflowd").with_attributes(attributes).build()
+}
+
+fn retry(config: &ExportConfig) -> RetryPolicy {
+    RetryPolicy::recommended()
+        .with_max_retries(config.otlp_max_retries)
+        .with_initial_delay(Duration::from_millis(100))
+        .with_max_delay(Duration::from_secs(5))
+}
+
+fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("export.{what} {}: {e}", path.display()))
+}
+
+fn tonic_tls(
+    config: &ExportConfig,
+) -> Result<Option<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig>, String> {
+    use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
+    let endpoint = config.otlp_endpoint.as_deref().unwrap_or_default();
+    if !endpoint.starts_with("https://") {
+        return Ok(None);
+    }
+    let mut tls = ClientTlsConfig::new();
+    tls = match &config.otlp_ca_cert {
+        Some(ca) => tls.ca_certificate(Certificate::from_pem(read(ca, "otlp_ca_cert")?)),
+        None => tls.with_native_roots(),
+    };
+    if let (Some(cert), Some(key)) = (&config.otlp_client_cert, &config.otlp_client_key) {
+        tls = tls.identity(Identity::from_pem(
+            read(cert, "otlp_client_cert")?,
+            read(key, "otlp_client_key")?,
+        ));
+    }
+    Ok(Some(tls))
+}
+
+fn metadata(
+    config: &ExportConfig,
+) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, String> {
+    use std::str::FromStr;
+    let mut map = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
+    for (k, v) in &config.otlp_headers {
+        let key = tonic::metadata::MetadataKey::from_str(&k.to_ascii_lowercase())
+            .map_err(|e| format!("export.otlp_headers {k:?}: {e}"))?;
+        let value = v.parse().map_err(|e| format!("export.otlp_headers {k:?}: {e}"))?;
+        map.insert(key, value);
+    }
+    Ok(map)
+}
+
+fn http_client(config: &ExportConfig) -> Result<reqwest::blocking::Client, String> {
+    let mut b = reqwest::blocking::Client::builder().timeout(config.otlp_timeout);
+    if let Some(ca) = &config.otlp_ca_cert {
+        let cert = reqwest::Certificate::from_pem(&read(ca, "otlp_ca_cert")?)
+            .map_err(|e| format!("export.otlp_ca_cert: {e}"))?;
+        b = b.tls_certs_only([cert]);
+    }
+    if let (Some(cert), Some(key)) = (&config.otlp_client_cert, &config.otlp_client_key) {
+        let mut pem = read(cert, "otlp_client_cert")?;
+        pem.extend(read(key, "otlp_client_key")?);
+        let id = reqwest::Identity::from_pem(&pem)
+            .map_err(|e| format!("export.otlp_client_cert/key: {e}"))?;
+        b = b.identity(id);
+    }
+    b.build().map_err(|e| format!("export: HTTP client: {e}"))
+}
+
+fn endpoint(config: &ExportConfig) -> Result<&str, String> {
+    config.otlp_endpoint.as_deref().ok_or_else(|| "export.otlp_endpoint is not set".to_string())
+}
+
+/// The signal path appended to an OTLP/HTTP endpoint.
+fn http_url(base: &str, path: &str) -> String {
+    format!("{}{path}", base.trim_end_matches('/'))
+}
+
+/// An OTLP metric exporter. Call inside a Tokio runtime (gRPC), off its worker threads (HTTP).
+pub fn metric_exporter(
+    config: &ExportConfig,
+    temporality: Temporality,
+) -> Result<MetricExporter, String> {
+    let endpoint = endpoint(config)?;
+    let built = match config.otlp_protocol {
+        OtlpProtocol::Grpc => {
+            let mut b = MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(config.otlp_timeout)
+                .with_metadata(metadata(config)?)
+                .with_retry_policy(retry(config));
+            if let Some(tls) = tonic_tls(config)? {
+                b = b.with_tls_config(tls);
+            }
+            b.with_temporality(temporality).build()
+        }
+        OtlpProtocol::Http => MetricExporter::builder()
+            .with_http()
+            .with_endpoint(http_url(endpoint, "/v1/metrics"))
+            .with_timeout(config.otlp_timeout)
+            .with_headers(headers(config))
+            .with_http_client(http_client(config)?)
+            .with_retry_policy(retry(config))
+            .with_temporality(temporality)
+            .build(),
+    };
+    built.map_err(|e| format!("export: OTLP metric exporter: {e}"))
+}
+
+/// An OTLP log exporter (same rules as [`metric_exporter`]).
+pub fn log_exporter(config: &ExportConfig) -> Result<LogExporter, String> {
+    let endpoint = endpoint(config)?;
+    let built = match config.otlp_protocol {
+        OtlpProtocol::Grpc => {
+            let mut b = LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .with_timeout(config.otlp_timeout)
+                .with_metadata(metadata(config)?)
+                .with_retry_policy(retry(config));
+            if let Some(tls) = tonic_tls(config)? {
+                b = b.with_tls_config(tls);
+            }
+            b.build()
+        }
+        OtlpProtocol::Http => LogExporter::builder()
+            .with_http()
+            .with_endpoint(http_url(endpoint, "/v1/logs"))
+            .with_timeout(config.otlp_timeout)
+            .with_headers(headers(config))
+            .with_http_client(http_client(config)?)
+            .with_retry_policy(retry(config))
+            .build(),
+    };
+    built.map_err(|e| format!("export: OTLP log exporter: {e}"))
+}
+
+fn headers(config: &ExportConfig) -> HashMap<String, String> {
+    config.otlp_headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
+}

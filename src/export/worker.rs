@@ -1,0 +1,517 @@
+//! The export worker: a thread that takes closed windows from a bounded queue and pushes them
+//! through the OpenTelemetry SDK.
+//!
+//! - **Metrics**: one synchronous gauge per [measure](super::measures), on a meter provider of
+//!   its own with *delta* temporality and a periodic reader that only runs when flushed. For
+//!   each window the worker records the gauges of a few whole interfaces (at most
+//!   `max_points_per_request` points) and flushes: one OTLP request per chunk, holding exactly
+//!   those points, after which the SDK forgets them (delta), so an interface that disappears
+//!   is not re-sent with stale values.
+//! - **Logs**: the largest flows of each interface as OTel log records, timestamped with the
+//!   window end, handed straight to the OTLP log exporter in batches, so every failure is seen
+//!   and counted.
+//!
+//! Ingest never waits: [`WindowExporter::offer`] drops a window (counted, logged) when the
+//! queue is full. A failed request (after the exporter's retries) drops the rest of its window,
+//! counted, so that a dead collector costs one timeout per window, not one per chunk.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
+use opentelemetry::metrics::{Gauge, Meter, MeterProvider};
+use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::{LogBatch, SdkLogRecord, SdkLogger, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Stream, Temporality};
+
+use super::ExportStats;
+use super::config::ExportConfig;
+use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
+use crate::window::Snapshot;
+
+/// Log records per OTLP logs request.
+const LOGS_PER_REQUEST: usize = 2_000;
+
+type Batch = Vec<Arc<Snapshot>>;
+
+/// See the module documentation.
+pub struct WindowExporter {
+    tx: SyncSender<Batch>,
+    stats: Arc<ExportStats>,
+    abandon: Arc<AtomicBool>,
+    join: JoinHandle<()>,
+}
+
+impl WindowExporter {
+    /// Builds the exporters (failing on a bad configuration) and starts the worker thread.
+    /// Call inside a Tokio runtime when the protocol is gRPC.
+    pub fn start(
+        config: &ExportConfig,
+        default_region: Option<&str>,
+        top_sources: usize,
+        top_destinations: usize,
+        runtime: Option<tokio::runtime::Handle>,
+        stats: Arc<ExportStats>,
+    ) -> Result<Self, String> {
+        let (tx, rx) = sync_channel::<Batch>(config.queue_windows);
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), String>>(1);
+        let abandon = Arc::new(AtomicBool::new(false));
+        let resource = super::otlp::resource(config, default_region);
+        let config = config.clone();
+        let runtime = runtime.or_else(|| tokio::runtime::Handle::try_current().ok());
+        let worker_stats = stats.clone();
+        let worker_abandon = abandon.clone();
+        // The most rows one instrument gets from one interface: its listed sources or
+        // destinations, or its protocols (at most 256).
+        let rows_per_interface = top_sources.max(top_destinations).max(256);
+        let join = std::thread::Builder::new()
+            .name("vpcflowd-export".into())
+            .spawn(move || {
+                let sink = Sink::new(&config, resource, rows_per_interface, runtime.as_ref());
+                let mut sink = match sink {
+                    Ok(s) => {
+                        let _ = ready_tx.send(Ok(()));
+                        s
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                sink.stats = worker_stats;
+                sink.abandon = worker_abandon;
+                sink.run(rx);
+            })
+            .map_err(|e| e.to_string())?;
+        ready_rx.recv().map_err(|_| "the export thread stopped".to_string())??;
+        Ok(WindowExporter { tx, stats, abandon, join })
+    }
+
+    /// Queues a batch of closed snapshots; never waits. A full queue drops it (counted by
+    /// window, logged).
+    pub fn offer(&self, batch: &[Arc<Snapshot>]) {
+        if batch.is_empty() {
+            return;
+        }
+        self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+        match self.tx.try_send(batch.to_vec()) {
+            Ok(()) => {}
+            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
+                self.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+                let (windows, points) = count(&b);
+                self.stats.windows_dropped.fetch_add(windows, Ordering::Relaxed);
+                self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
+                tracing::warn!(
+                    windows,
+                    points,
+                    "export queue full (the collector is slow or unreachable): windows dropped from export"
+                );
+            }
+        }
+    }
+
+    /// Exports what is queued, waiting at most `deadline`; what is left then is dropped
+    /// (counted). Call off the async runtime's worker threads (it blocks).
+    pub fn finish(self, deadline: Duration) {
+        let WindowExporter { tx, abandon, join, .. } = self;
+        drop(tx);
+        let done = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let waiter = {
+            let done = done.clone();
+            std::thread::spawn(move || {
+                let _ = join.join();
+                let (lock, cv) = &*done;
+                *lock.lock().unwrap_or_else(|e| e.into_inner()) = true;
+                cv.notify_all();
+            })
+        };
+        let (lock, cv) = &*done;
+        let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (guard, timeout) = cv
+            .wait_timeout_while(guard, deadline, |finished| !*finished)
+            .unwrap_or_else(|e| e.into_inner());
+        drop(guard);
+        if timeout.timed_out() {
+            tracing::warn!(?deadline, "export did not finish in time: dropping what is left");
+            abandon.store(true, Ordering::Relaxed);
+        }
+        let _ = waiter.join();
+    }
+}
+
+/// Distinct windows and data points in a batch.
+fn count(batch: &[Arc<Snapshot>]) -> (u64, u64) {
+    let mut windows: Vec<u64> = batch.iter().map(|s| s.window_start).collect();
+    windows.sort_unstable();
+    windows.dedup();
+    let points: usize = batch.iter().map(|s| measures::points(s)).sum();
+    (windows.len() as u64, points as u64)
+}
+
+enum Instrument {
+    U(Gauge<u64>),
+    F(Gauge<f64>),
+}
+
+/// The instruments of every group, in [`measures::each_interface_group`] order.
+struct Instruments(Vec<Vec<Instrument>>);
+
+fn instruments_of<T>(meter: &Meter, g: &Group<T>) -> Vec<Instrument> {
+    g.measures
+        .iter()
+        .map(|m| match m.get {
+            Get::Int(_) => Instrument::U(
+                meter.u64_gauge(m.name).with_unit(m.unit).with_description(m.description).build(),
+            ),
+            Get::Float(_) => Instrument::F(
+                meter.f64_gauge(m.name).with_unit(m.unit).with_description(m.description).build(),
+            ),
+        })
+        .collect()
+}
+
+impl Instruments {
+    fn new(meter: &Meter) -> Self {
+        struct Make<'a>(&'a Meter, Vec<Vec<Instrument>>);
+        impl Visit for Make<'_> {
+            fn group<T>(&mut self, g: &'static Group<T>) {
+                self.1.push(instruments_of(self.0, g));
+            }
+        }
+        let mut m = Make(meter, Vec::new());
+        measures::each_interface_group(&mut m);
+        Instruments(m.1)
+    }
+}
+
+fn record<T>(s: &Snapshot, row: &T, g: &Group<T>, gauges: &[Instrument], attrs: &[KeyValue]) {
+    for (m, gauge) in g.measures.iter().zip(gauges) {
+        match (&m.get, gauge) {
+            (Get::Int(f), Instrument::U(gauge)) => gauge.record(f(s, row), attrs),
+            (Get::Float(f), Instrument::F(gauge)) => gauge.record(f(s, row), attrs),
+            // Both are made from the same measure (see `instruments_of`).
+            _ => debug_assert!(false, "instrument kind mismatch for {}", m.name),
+        }
+    }
+}
+
+/// Records one snapshot's gauges.
+struct Record<'a> {
+    snapshot: &'a Snapshot,
+    base: Vec<KeyValue>,
+    instruments: &'a Instruments,
+    next: usize,
+}
+
+impl Visit for Record<'_> {
+    fn group<T>(&mut self, g: &'static Group<T>) {
+        let gauges = &self.instruments.0[self.next];
+        self.next += 1;
+        let s = self.snapshot;
+        let mut attrs = self.base.clone();
+        for row in (g.rows)(s) {
+            attrs.truncate(self.base.len());
+            if let Some(k) = &g.key {
+                attrs.push(KeyValue::new(k.attribute, (k.value)(row)));
+            }
+            record(s, row, g, gauges, &attrs);
+        }
+    }
+}
+
+fn interface_attributes(s: &Snapshot) -> Vec<KeyValue> {
+    let text = |a: &Arc<str>| Value::String(StringValue::from(a.clone()));
+    let mut attrs = vec![KeyValue::new(INTERFACE_ID.0, text(&s.interface_id))];
+    if let Some(a) = &s.account_id {
+        attrs.push(KeyValue::new(ACCOUNT_ID.0, text(a)));
+    }
+    if let Some(r) = &s.region {
+        attrs.push(KeyValue::new(REGION.0, text(r)));
+    }
+    attrs
+}
+
+struct Logs {
+    exporter: opentelemetry_otlp::LogExporter,
+    logger: SdkLogger,
+    scope: InstrumentationScope,
+    _provider: SdkLoggerProvider,
+}
+
+struct Sink {
+    meters: SdkMeterProvider,
+    instruments: Instruments,
+    window_gauges: Vec<Instrument>,
+    logs: Option<Logs>,
+    flow_logs_per_interface: usize,
+    max_points: usize,
+    stats: Arc<ExportStats>,
+    abandon: Arc<AtomicBool>,
+}
+
+impl Sink {
+    fn new(
+        config: &ExportConfig,
+        resource: Resource,
+        rows_per_interface: usize,
+        runtime: Option<&tokio::runtime::Handle>,
+    ) -> Result<Sink, String> {
+        let grpc = config.otlp_protocol == super::config::OtlpProtocol::Grpc;
+        // tonic spawns its connection task on the current runtime; the HTTP client must not
+        // see one.
+        let _entered = match (grpc, runtime) {
+            (true, Some(rt)) => Some(rt.enter()),
+            (true, None) => return Err("export: OTLP/gRPC needs a Tokio runtime".into()),
+            (false, _) => None,
+        };
+        let metric_exporter = super::otlp::metric_exporter(config, Temporality::Delta)?;
+        let mut log_exporter = if config.flow_logs_per_interface > 0 {
+            Some(super::otlp::log_exporter(config)?)
+        } else {
+            None
+        };
+        drop(_entered);
+        // Runs only when flushed: each window's chunks are flushed explicitly.
+        let reader = PeriodicReader::builder(metric_exporter)
+            .with_interval(Duration::from_secs(365 * 24 * 3600))
+            .build();
+        // A chunk holds whole interfaces and at most `max_points` points (or one interface
+        // that is larger): no instrument can see more attribute sets than that in one
+        // collection, so the SDK's overflow series is never used.
+        let limit = config.max_points_per_request.max(rows_per_interface) + 1;
+        let meters = SdkMeterProvider::builder()
+            .with_resource(resource.clone())
+            .with_reader(reader)
+            .with_view(move |_: &opentelemetry_sdk::metrics::Instrument| {
+                Stream::builder().with_cardinality_limit(limit).build().ok()
+            })
+            .build();
+        let meter = meters.meter("vpcflowd");
+        let instruments = Instruments::new(&meter);
+        let window_gauges = instruments_of(&meter, &WINDOW);
+        let logs = log_exporter.take().map(|mut exporter| {
+            use opentelemetry_sdk::logs::LogExporter;
+            exporter.set_resource(&resource);
+            let provider = SdkLoggerProvider::builder().with_resource(resource.clone()).build();
+            let scope = InstrumentationScope::builder("vpcflowd")
+                .with_version(env!("CARGO_PKG_VERSION"))
+                .build();
+            let logger = provider.logger_with_scope(scope.clone());
+            Logs { exporter, logger, scope, _provider: provider }
+        });
+        Ok(Sink {
+            meters,
+            instruments,
+            window_gauges,
+            logs,
+            flow_logs_per_interface: config.flow_logs_per_interface,
+            max_points: config.max_points_per_request,
+            stats: Arc::default(),
+            abandon: Arc::default(),
+        })
+    }
+
+    fn run(&mut self, rx: Receiver<Batch>) {
+        while let Ok(batch) = rx.recv() {
+            self.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
+            // One export per window, oldest first; corrections are not exported (see
+            // `ExportStats::revisions_skipped`).
+            let mut windows: BTreeMap<u64, Vec<&Snapshot>> = BTreeMap::new();
+            for s in &batch {
+                if s.revision == 0 {
+                    windows.entry(s.window_start).or_default().push(s);
+                } else {
+                    self.stats.revisions_skipped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            for snapshots in windows.values() {
+                self.export_window(snapshots);
+            }
+        }
+        if let Err(e) = self.meters.shutdown() {
+            tracing::debug!("export: meter provider shutdown: {e}");
+        }
+    }
+
+    fn export_window(&mut self, snapshots: &[&Snapshot]) {
+        let started = Instant::now();
+        let mut failed = false;
+        let mut chunk: Vec<&Snapshot> = Vec::new();
+        let mut points = 0;
+        for &s in snapshots {
+            let p = measures::points(s);
+            if !chunk.is_empty() && points + p > self.max_points {
+                self.export_chunk(&chunk, points, &mut failed);
+                chunk.clear();
+                points = 0;
+            }
+            chunk.push(s);
+            points += p;
+        }
+        if !chunk.is_empty() {
+            self.export_chunk(&chunk, points, &mut failed);
+        }
+        let micros = started.elapsed().as_micros() as u64;
+        self.stats.export_micros_total.fetch_add(micros, Ordering::Relaxed);
+        self.stats.last_export_micros.store(micros, Ordering::Relaxed);
+        if failed {
+            self.stats.windows_failed.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.stats.windows_exported.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn flow_logs(&self, chunk: &[&Snapshot]) -> usize {
+        if self.logs.is_none() {
+            return 0;
+        }
+        chunk.iter().map(|s| measures::largest_flows(s, self.flow_logs_per_interface).len()).sum()
+    }
+
+    fn export_chunk(&mut self, chunk: &[&Snapshot], points: usize, failed: &mut bool) {
+        let points = (points + WINDOW.measures.len()) as u64;
+        if *failed || self.abandon.load(Ordering::Relaxed) {
+            *failed = true;
+            self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
+            self.stats.flow_logs_dropped.fetch_add(self.flow_logs(chunk) as u64, Ordering::Relaxed);
+            return;
+        }
+        for s in chunk {
+            let mut r = Record {
+                snapshot: s,
+                base: interface_attributes(s),
+                instruments: &self.instruments,
+                next: 0,
+            };
+            measures::each_interface_group(&mut r);
+        }
+        record(chunk[0], &(), &WINDOW, &self.window_gauges, &[]);
+        match self.meters.force_flush() {
+            Ok(()) => {
+                self.stats.points_exported.fetch_add(points, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.metric_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
+                self.stats
+                    .flow_logs_dropped
+                    .fetch_add(self.flow_logs(chunk) as u64, Ordering::Relaxed);
+                tracing::warn!(window_start = chunk[0].window_start, error = %e, "OTLP metric export failed: the rest of this window is dropped from export");
+                *failed = true;
+                return;
+            }
+        }
+        if let Err(e) = self.export_logs(chunk) {
+            tracing::warn!(window_start = chunk[0].window_start, error = %e, "OTLP log export failed: the rest of this window is dropped from export");
+            *failed = true;
+        }
+    }
+
+    /// Sends the chunk's flow log records; counts what was sent and what was not.
+    fn export_logs(&self, chunk: &[&Snapshot]) -> Result<(), String> {
+        let Some(logs) = &self.logs else { return Ok(()) };
+        let mut records: Vec<SdkLogRecord> = Vec::new();
+        let mut pending = self.flow_logs(chunk);
+        for s in chunk {
+            for flow in measures::largest_flows(s, self.flow_logs_per_interface) {
+                records.push(flow_record(&logs.logger, s, flow));
+                if records.len() == LOGS_PER_REQUEST {
+                    self.send_logs(logs, &records, &mut pending)?;
+                    records.clear();
+                }
+            }
+        }
+        if !records.is_empty() {
+            self.send_logs(logs, &records, &mut pending)?;
+        }
+        Ok(())
+    }
+
+    fn send_logs(
+        &self,
+        logs: &Logs,
+        records: &[SdkLogRecord],
+        pending: &mut usize,
+    ) -> Result<(), String> {
+        use opentelemetry_sdk::logs::LogExporter;
+        let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
+            records.iter().map(|r| (r, &logs.scope)).collect();
+        match futures_executor::block_on(logs.exporter.export(LogBatch::new(&pairs))) {
+            Ok(()) => {
+                self.stats.flow_logs_exported.fetch_add(records.len() as u64, Ordering::Relaxed);
+                *pending -= records.len();
+                Ok(())
+            }
+            Err(e) => {
+                self.stats.log_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.flow_logs_dropped.fetch_add(*pending as u64, Ordering::Relaxed);
+                *pending = 0;
+                Err(e.to_string())
+            }
+        }
+    }
+}
+
+/// One top flow as a log record: timestamped with its window's end, every flow attribute plus
+/// the window bounds.
+fn flow_record(
+    logger: &SdkLogger,
+    s: &Snapshot,
+    f: &crate::window::snapshot::FlowSnapshot,
+) -> SdkLogRecord {
+    let mut r = logger.create_log_record();
+    r.set_event_name("vpcflowd.top_flow");
+    r.set_timestamp(UNIX_EPOCH + Duration::from_secs(s.window_end));
+    r.set_observed_timestamp(SystemTime::now());
+    r.set_severity_number(Severity::Info);
+    r.set_severity_text("INFO");
+    let action = f.action.map(|a| <&str>::from(a).to_string());
+    let transport = f.protocol.map(measures::transport);
+    r.set_body(AnyValue::from(format!(
+        "{}:{} -> {}:{} {} {} {} bytes {} packets",
+        f.srcaddr,
+        f.srcport.map_or("-".into(), |p| p.to_string()),
+        f.dstaddr.map_or("-".into(), |a| a.to_string()),
+        f.dstport.map_or("-".into(), |p| p.to_string()),
+        transport.as_deref().unwrap_or("-"),
+        action.as_deref().unwrap_or("-"),
+        f.bytes,
+        f.packets,
+    )));
+    r.add_attribute(INTERFACE_ID.0, s.interface_id.to_string());
+    if let Some(a) = &s.account_id {
+        r.add_attribute(ACCOUNT_ID.0, a.to_string());
+    }
+    if let Some(reg) = &s.region {
+        r.add_attribute(REGION.0, reg.to_string());
+    }
+    r.add_attribute("source.address", f.srcaddr.to_string());
+    if let Some(p) = f.srcport {
+        r.add_attribute("source.port", i64::from(p));
+    }
+    if let Some(a) = f.dstaddr {
+        r.add_attribute("destination.address", a.to_string());
+    }
+    if let Some(p) = f.dstport {
+        r.add_attribute("destination.port", i64::from(p));
+    }
+    if let Some(t) = transport {
+        r.add_attribute("network.transport", t);
+    }
+    if let Some(p) = f.protocol {
+        r.add_attribute("vpcflowd.flow.protocol", i64::from(p));
+    }
+    if let Some(a) = action {
+        r.add_attribute("vpcflowd.flow.action", a);
+    }
+    r.add_attribute("vpcflowd.flow.packets", f.packets as i64);
+    r.add_attribute("vpcflowd.flow.bytes", f.bytes as i64);
+    r.add_attribute("vpcflowd.window.start", s.window_start as i64);
+    r.add_attribute("vpcflowd.window.end", s.window_end as i64);
+    r
+}

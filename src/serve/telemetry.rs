@@ -1,0 +1,375 @@
+//! vpcflowd's own metrics: ingest, engine, state and export counters, read from the atomics
+//! the components already keep (observable instruments: nothing is added to the hot path).
+//!
+//! One meter provider with two readers: the Prometheus exporter behind `/metrics` (always) and
+//! an OTLP periodic reader every `export.otlp_interval` (when an endpoint is set). Counters are
+//! cumulative, as Prometheus expects. The instrument list is in the README.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use dashmap::DashMap;
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Meter, MeterProvider};
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
+
+use super::http::ServeState;
+use crate::export::{ExportConfig, ExportStats};
+
+/// Kinesis shard lag (`MillisBehindLatest`) by (stream, shard), filled by Kinesis consumers.
+pub type ShardLags = DashMap<(Arc<str>, Arc<str>), u64>;
+
+/// The self-metrics meter provider; shut it down at exit so the last values are pushed.
+pub struct Telemetry {
+    provider: SdkMeterProvider,
+}
+
+impl Telemetry {
+    /// Registers every instrument and the Prometheus reader in `registry`. Call inside the
+    /// Tokio runtime (the OTLP/gRPC exporter needs it).
+    pub fn start(
+        config: &ExportConfig,
+        default_region: Option<&str>,
+        registry: &prometheus::Registry,
+        state: Arc<ServeState>,
+    ) -> Result<Telemetry, String> {
+        let prometheus = opentelemetry_prometheus::exporter()
+            .with_registry(registry.clone())
+            .scope_info_enabled(false)
+            .build()
+            .map_err(|e| format!("prometheus exporter: {e}"))?;
+        let mut builder = SdkMeterProvider::builder()
+            .with_resource(crate::export::otlp::resource(config, default_region))
+            .with_reader(prometheus);
+        if config.otlp_endpoint.is_some() {
+            let exporter = crate::export::otlp::metric_exporter(config, Temporality::Cumulative)?;
+            builder = builder.with_reader(
+                PeriodicReader::builder(exporter).with_interval(config.otlp_interval).build(),
+            );
+        }
+        let provider = builder.build();
+        register(&provider.meter("vpcflowd"), state);
+        Ok(Telemetry { provider })
+    }
+
+    /// Pushes the last values and stops (blocks: call from a blocking thread).
+    pub fn shutdown(self) {
+        if let Err(e) = self.provider.shutdown() {
+            tracing::debug!("self-metrics shutdown: {e}");
+        }
+    }
+}
+
+fn counter(
+    meter: &Meter,
+    name: &'static str,
+    unit: &'static str,
+    desc: &'static str,
+    value: impl Fn() -> u64 + Send + Sync + 'static,
+) {
+    let _ = meter
+        .u64_observable_counter(name)
+        .with_unit(unit)
+        .with_description(desc)
+        .with_callback(move |o| o.observe(value(), &[]))
+        .build();
+}
+
+fn gauge(
+    meter: &Meter,
+    name: &'static str,
+    unit: &'static str,
+    desc: &'static str,
+    value: impl Fn() -> Option<f64> + Send + Sync + 'static,
+) {
+    let _ = meter
+        .f64_observable_gauge(name)
+        .with_unit(unit)
+        .with_description(desc)
+        .with_callback(move |o| {
+            if let Some(v) = value() {
+                o.observe(v, &[]);
+            }
+        })
+        .build();
+}
+
+fn now_secs() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+fn register(meter: &Meter, state: Arc<ServeState>) {
+    macro_rules! atomic {
+        ($name:literal, $unit:literal, $desc:literal, |$s:ident| $e:expr) => {{
+            let $s = state.clone();
+            counter(meter, $name, $unit, $desc, move || ($e as &AtomicU64).load(Relaxed));
+        }};
+    }
+    // Ingest.
+    atomic!(
+        "vpcflowd.ingest.records",
+        "{record}",
+        "Flow-log records accepted into the engine",
+        |s| &s.stats.records
+    );
+    atomic!(
+        "vpcflowd.ingest.rejected",
+        "{record}",
+        "Lines or envelopes rejected (by reason in vpcflowd.ingest.rejects)",
+        |s| &s.stats.rejected
+    );
+    atomic!(
+        "vpcflowd.ingest.bytes",
+        "By",
+        "Record bytes received (after base64 and body decompression)",
+        |s| &s.stats.bytes
+    );
+    atomic!(
+        "vpcflowd.ingest.dedup_hits",
+        "{request}",
+        "Retried Firehose requests answered from the dedup memory",
+        |s| &s.dedup.hits
+    );
+    {
+        let s = state.clone();
+        let _ = meter
+            .u64_observable_counter("vpcflowd.ingest.requests")
+            .with_unit("{request}")
+            .with_description("Ingest responses by HTTP status code")
+            .with_callback(move |o| {
+                let responses = s.stats.responses.lock().unwrap_or_else(|e| e.into_inner()).clone();
+                for (status, n) in responses {
+                    o.observe(n, &[KeyValue::new("http.response.status_code", i64::from(status))]);
+                }
+            })
+            .build();
+    }
+    {
+        let s = state.clone();
+        let _ = meter
+            .u64_observable_counter("vpcflowd.ingest.rejects")
+            .with_unit("{record}")
+            .with_description("Rejected input by reason")
+            .with_callback(move |o| {
+                let rejects = s.stats.rejects.lock().unwrap_or_else(|e| e.into_inner());
+                for (reason, n) in rejects.iter() {
+                    o.observe(n, &[KeyValue::new("vpcflowd.reject.reason", reason.as_str())]);
+                }
+            })
+            .build();
+    }
+    {
+        let s = state.clone();
+        gauge(
+            meter,
+            "vpcflowd.ingest.queue.depth",
+            "{request}",
+            "Requests waiting for the pipeline",
+            move || Some((s.pipeline.max_capacity() - s.pipeline.capacity()) as f64),
+        );
+    }
+    // Engine.
+    atomic!("vpcflowd.engine.records", "{record}", "Records the engine took in", |s| &s
+        .engine
+        .records);
+    atomic!("vpcflowd.engine.late_records", "{record}", "Records for panes already closed", |s| &s
+        .engine
+        .late_records);
+    atomic!(
+        "vpcflowd.engine.expired_late_records",
+        "{record}",
+        "Late records too old for any kept pane (counted only)",
+        |s| &s.engine.expired_late_records
+    );
+    atomic!("vpcflowd.engine.windows_closed", "{window}", "Windows closed", |s| &s
+        .engine
+        .windows_closed);
+    atomic!(
+        "vpcflowd.engine.snapshots",
+        "{snapshot}",
+        "Snapshots emitted (one per window and interface)",
+        |s| &s.engine.snapshots
+    );
+    atomic!(
+        "vpcflowd.engine.revisions",
+        "{snapshot}",
+        "Corrected snapshots emitted (--late update)",
+        |s| &s.engine.revisions
+    );
+    {
+        let s = state.clone();
+        let _ = meter
+            .f64_observable_counter("vpcflowd.engine.window_close.time")
+            .with_unit("s")
+            .with_description("Time spent closing windows (divide by vpcflowd.engine.windows_closed for the mean)")
+            .with_callback(move |o| o.observe(s.engine.close_micros_total.load(Relaxed) as f64 / 1e6, &[]))
+            .build();
+    }
+    {
+        let s = state.clone();
+        gauge(
+            meter,
+            "vpcflowd.engine.window_close.last_duration",
+            "s",
+            "Time the last window close took",
+            move || Some(s.engine.last_close_micros.load(Relaxed) as f64 / 1e6),
+        );
+    }
+    {
+        let s = state.clone();
+        gauge(
+            meter,
+            "vpcflowd.engine.open_windows",
+            "{window}",
+            "Windows with data not closed yet",
+            move || Some(s.engine.open_windows.load(Relaxed) as f64),
+        );
+    }
+    {
+        let s = state.clone();
+        gauge(
+            meter,
+            "vpcflowd.engine.watermark",
+            "s",
+            "The watermark (Unix time): windows ending at or before it are closed",
+            move || {
+                let w = s.engine.watermark.load(Relaxed);
+                (w != 0 && w != u64::MAX).then_some(w as f64)
+            },
+        );
+    }
+    {
+        let s = state.clone();
+        gauge(
+            meter,
+            "vpcflowd.engine.watermark.lag",
+            "s",
+            "Wall clock minus the watermark: how far behind real time results are",
+            move || {
+                let w = s.engine.watermark.load(Relaxed);
+                (w != 0 && w != u64::MAX).then(|| (now_secs() - w as f64).max(0.0))
+            },
+        );
+    }
+    // State.
+    atomic!("vpcflowd.state.checkpoints", "{checkpoint}", "State files written", |s| &s
+        .stats
+        .checkpoints);
+    atomic!(
+        "vpcflowd.state.checkpoint_failures",
+        "{checkpoint}",
+        "State files that could not be written",
+        |s| &s.stats.checkpoint_failures
+    );
+    // Export.
+    register_export(meter, state.export.clone());
+    // Kinesis.
+    {
+        let s = state.clone();
+        let _ = meter
+            .u64_observable_gauge("vpcflowd.kinesis.shard.lag")
+            .with_unit("ms")
+            .with_description("MillisBehindLatest of each Kinesis shard being read")
+            .with_callback(move |o| {
+                for e in s.kinesis_lag.iter() {
+                    let (stream, shard) = e.key();
+                    o.observe(
+                        *e.value(),
+                        &[
+                            KeyValue::new("aws.kinesis.stream_name", stream.to_string()),
+                            KeyValue::new("vpcflowd.kinesis.shard_id", shard.to_string()),
+                        ],
+                    );
+                }
+            })
+            .build();
+    }
+}
+
+fn register_export(meter: &Meter, x: Arc<ExportStats>) {
+    let outcome = |o: &'static str| [KeyValue::new("outcome", o)];
+    let by_outcome = |name: &'static str,
+                      unit: &'static str,
+                      desc: &'static str,
+                      pairs: fn(&ExportStats) -> Vec<(&'static str, u64)>| {
+        let x = x.clone();
+        let _ = meter
+            .u64_observable_counter(name)
+            .with_unit(unit)
+            .with_description(desc)
+            .with_callback(move |o| {
+                for (what, n) in pairs(&x) {
+                    o.observe(n, &outcome(what));
+                }
+            })
+            .build();
+    };
+    by_outcome(
+        "vpcflowd.export.windows",
+        "{window}",
+        "Closed windows by export outcome (exported, failed, dropped: queue full)",
+        |x| {
+            vec![
+                ("exported", x.windows_exported.load(Relaxed)),
+                ("failed", x.windows_failed.load(Relaxed)),
+                ("dropped", x.windows_dropped.load(Relaxed)),
+            ]
+        },
+    );
+    by_outcome("vpcflowd.export.points", "{point}", "Window metric data points by outcome", |x| {
+        vec![
+            ("exported", x.points_exported.load(Relaxed)),
+            ("dropped", x.points_dropped.load(Relaxed)),
+        ]
+    });
+    by_outcome("vpcflowd.export.flow_logs", "{record}", "Top-flow log records by outcome", |x| {
+        vec![
+            ("exported", x.flow_logs_exported.load(Relaxed)),
+            ("dropped", x.flow_logs_dropped.load(Relaxed)),
+        ]
+    });
+    {
+        let x = x.clone();
+        let _ = meter
+            .u64_observable_counter("vpcflowd.export.errors")
+            .with_unit("{request}")
+            .with_description("OTLP export requests that failed after retries, by signal")
+            .with_callback(move |o| {
+                o.observe(x.metric_errors.load(Relaxed), &[KeyValue::new("signal", "metrics")]);
+                o.observe(x.log_errors.load(Relaxed), &[KeyValue::new("signal", "logs")]);
+            })
+            .build();
+    }
+    {
+        let x = x.clone();
+        counter(
+            meter,
+            "vpcflowd.export.revisions_skipped",
+            "{snapshot}",
+            "Corrected snapshots not exported (served by the JSON API)",
+            move || x.revisions_skipped.load(Relaxed),
+        );
+    }
+    {
+        let x = x.clone();
+        gauge(
+            meter,
+            "vpcflowd.export.queue.depth",
+            "{window}",
+            "Closed windows waiting for export",
+            move || Some(x.queue_depth.load(Relaxed) as f64),
+        );
+    }
+    {
+        let x = x.clone();
+        gauge(
+            meter,
+            "vpcflowd.export.last_duration",
+            "s",
+            "Time the last window's export took",
+            move || Some(x.last_export_micros.load(Relaxed) as f64 / 1e6),
+        );
+    }
+}
