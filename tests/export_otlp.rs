@@ -1,0 +1,396 @@
+//! OTLP export against an in-process receiver (gRPC and HTTP/protobuf) built on
+//! opentelemetry-proto's generated services: every exported value must equal the snapshot's.
+//!
+//! The expected points are written out here from the snapshot JSON and the README's instrument
+//! list, independently of the exporter's own measure table.
+
+mod common;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use common::otlp::{self, Num, Receiver};
+use serde_json::Value;
+use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
+use vpcflowd::export::config::OtlpProtocol;
+use vpcflowd::export::{ExportConfig, ExportStats, WindowExporter};
+use vpcflowd::generate::{Generator, GeneratorConfig};
+use vpcflowd::window::{Engine, Snapshot, WindowSettings};
+
+const REGION: &str = "eu-west-1";
+
+/// Closed snapshots of the real engine over generated traffic (several windows, ~30
+/// interfaces, more sources than are listed).
+fn snapshots(records: usize) -> Vec<Snapshot> {
+    let settings = WindowSettings {
+        region: Some(REGION.into()),
+        lateness: Duration::from_secs(0),
+        ..WindowSettings::default()
+    };
+    let (mut router, mut rx, join) =
+        Engine::start(settings.to_engine_config().unwrap()).into_parts();
+    let collector = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        while let Some(batch) = rx.blocking_recv() {
+            out.extend(batch);
+        }
+        out
+    });
+    let mut g = Generator::new(GeneratorConfig {
+        seed: 7,
+        interfaces: 30,
+        sources_per_interface: 40,
+        records_per_second: 100.0,
+        disorder_secs: 0,
+        ..GeneratorConfig::default()
+    });
+    let layouts = LayoutSet::default();
+    let layout = vpcflowd::decode::Layout::default_format();
+    let mut line = String::new();
+    for _ in 0..records {
+        line.clear();
+        g.next_record().render(&layout, &mut line);
+        let p = parse_line(&layouts, line.as_bytes()).unwrap();
+        router.push(&p.record, &LineContext::default(), 0).unwrap();
+    }
+    router.finish();
+    join.join();
+    collector.join().unwrap()
+}
+
+type Key = (u64, String, BTreeMap<String, String>);
+
+fn attrs(pairs: &[(&str, String)]) -> BTreeMap<String, String> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+}
+
+fn int(v: &Value) -> Num {
+    Num::Int(v.as_u64().unwrap() as i64)
+}
+
+fn share(part: &Value, whole: &Value) -> Num {
+    let whole = whole.as_u64().unwrap();
+    Num::Float(if whole == 0 { 0.0 } else { 100.0 * part.as_u64().unwrap() as f64 / whole as f64 })
+}
+
+fn transport(p: u64) -> String {
+    match p {
+        1 => "icmp".into(),
+        6 => "tcp".into(),
+        17 => "udp".into(),
+        58 => "ipv6-icmp".into(),
+        n => n.to_string(),
+    }
+}
+
+/// Every point the README says a snapshot produces, keyed by (window start, name, attributes).
+fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
+    let mut out = BTreeMap::new();
+    for s in snapshots {
+        let j = serde_json::to_value(s).unwrap();
+        let w = s.window_start;
+        let mut base = vec![("interface.id", j["interface_id"].as_str().unwrap().to_string())];
+        if let Some(r) = j["region"].as_str() {
+            base.push(("cloud.region", r.to_string()));
+        }
+        if let Some(a) = j["account_id"].as_str() {
+            base.push(("cloud.account.id", a.to_string()));
+        }
+        let mut put = |name: &str, extra: Option<(&str, String)>, v: Num| {
+            let mut a = base.clone();
+            a.extend(extra);
+            assert!(out.insert((w, name.to_string(), attrs(&a)), v).is_none(), "{name} twice");
+        };
+        for f in [
+            "bytes",
+            "packets",
+            "flows",
+            "rejected_flows",
+            "rejected_packets",
+            "rejected_bytes",
+            "nodata_records",
+            "skipdata_records",
+            "late_records",
+        ] {
+            put(&format!("vpcflowd.interface.{f}"), None, int(&j[f]));
+        }
+        for src in j["sources"].as_array().unwrap() {
+            let key = Some(("source.address", src["address"].as_str().unwrap().to_string()));
+            for f in ["bytes", "packets", "flows", "rejected_flows", "rejected_bytes"] {
+                put(&format!("vpcflowd.source.{f}"), key.clone(), int(&src[f]));
+            }
+            put(
+                "vpcflowd.source.traffic_share",
+                key,
+                Num::Float(src["traffic_share_pct"].as_f64().unwrap()),
+            );
+        }
+        for dst in j["destinations"].as_array().unwrap() {
+            let key = Some(("destination.address", dst["address"].as_str().unwrap().to_string()));
+            for f in ["bytes", "packets", "flows", "rejected_flows"] {
+                put(&format!("vpcflowd.destination.{f}"), key.clone(), int(&dst[f]));
+            }
+            put("vpcflowd.destination.traffic_share", key, share(&dst["bytes"], &j["bytes"]));
+        }
+        for p in j["protocols"].as_array().unwrap() {
+            let key = Some(("network.transport", transport(p["protocol"].as_u64().unwrap())));
+            for f in ["bytes", "packets", "flows", "rejected_flows"] {
+                put(&format!("vpcflowd.protocol.{f}"), key.clone(), int(&p[f]));
+            }
+            put("vpcflowd.protocol.traffic_share", key, share(&p["bytes"], &j["bytes"]));
+        }
+        for (group, field) in
+            [("other_sources", "other_sources"), ("other_destinations", "other_destinations")]
+        {
+            for f in ["count", "bytes", "packets", "flows"] {
+                put(&format!("vpcflowd.{group}.{f}"), None, int(&j[field][f]));
+            }
+        }
+    }
+    out
+}
+
+/// Every received point keyed like [`expected`], with the window start its request declares;
+/// also checks each request's own invariants.
+fn received(r: &Receiver, max_points: usize) -> (BTreeMap<Key, Num>, usize) {
+    let got = r.inbox.received.lock().unwrap();
+    let mut out = BTreeMap::new();
+    let mut total = 0;
+    for req in &got.metrics {
+        let points = otlp::points(req);
+        let find =
+            |name: &str| points.iter().find(|((n, _), _)| n == name).map(|(_, v)| *v).expect(name);
+        let (Num::Int(start), Num::Int(end)) =
+            (find("vpcflowd.window.start"), find("vpcflowd.window.end"))
+        else {
+            panic!("window bounds are integers")
+        };
+        assert_eq!(end - start, 300, "the request's window is 5 minutes");
+        let interfaces: BTreeSet<&str> = points
+            .iter()
+            .filter_map(|((_, a), _)| a.get("interface.id").map(String::as_str))
+            .collect();
+        assert!(
+            points.len() <= max_points + 2 || interfaces.len() == 1,
+            "a request holds at most max_points_per_request points or one interface ({} points, {} interfaces)",
+            points.len(),
+            interfaces.len()
+        );
+        for ((name, a), v) in points {
+            total += 1;
+            if name.starts_with("vpcflowd.window.") {
+                continue;
+            }
+            assert!(
+                out.insert((start as u64, name.clone(), a.clone()), v).is_none(),
+                "{name} {a:?} sent twice"
+            );
+        }
+        let resource = otlp::resource(req);
+        assert_eq!(resource["service.name"], "vpcflowd");
+        assert_eq!(resource["service.version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(resource["service.instance.id"], "test-instance");
+        assert_eq!(resource["cloud.provider"], "aws");
+        assert_eq!(resource["cloud.region"], REGION);
+        assert_eq!(resource["cloud.account.id"], "111122223333");
+    }
+    (out, total)
+}
+
+/// The flows every snapshot should send as log records (all of them: the limit is above
+/// top_sources × top_flows), as (interface, window end, flow attributes).
+fn expected_flows(snapshots: &[Snapshot]) -> BTreeSet<(String, u64, BTreeMap<String, String>)> {
+    let mut out = BTreeSet::new();
+    for s in snapshots {
+        let j = serde_json::to_value(s).unwrap();
+        for src in j["sources"].as_array().unwrap() {
+            for f in src["top_flows"].as_array().unwrap() {
+                let mut a = BTreeMap::new();
+                a.insert("source.address".to_string(), f["srcaddr"].as_str().unwrap().to_string());
+                for (k, field) in [("source.port", "srcport"), ("destination.port", "dstport")] {
+                    if let Some(p) = f[field].as_u64() {
+                        a.insert(k.to_string(), p.to_string());
+                    }
+                }
+                if let Some(d) = f["dstaddr"].as_str() {
+                    a.insert("destination.address".into(), d.into());
+                }
+                if let Some(p) = f["protocol"].as_u64() {
+                    a.insert("network.transport".into(), transport(p));
+                }
+                if let Some(act) = f["action"].as_str() {
+                    a.insert("vpcflowd.flow.action".into(), act.into());
+                }
+                a.insert("vpcflowd.flow.bytes".into(), f["bytes"].to_string());
+                a.insert("vpcflowd.flow.packets".into(), f["packets"].to_string());
+                out.insert((s.interface_id.to_string(), s.window_end, a));
+            }
+        }
+    }
+    out
+}
+
+fn received_flows(r: &Receiver) -> Vec<(String, u64, BTreeMap<String, String>)> {
+    let got = r.inbox.received.lock().unwrap();
+    let mut out = Vec::new();
+    for req in &got.logs {
+        for rl in &req.resource_logs {
+            for sl in &rl.scope_logs {
+                for rec in &sl.log_records {
+                    let mut a = otlp::attributes(&rec.attributes);
+                    assert_eq!(rec.event_name, "vpcflowd.top_flow");
+                    let iface = a.remove("interface.id").unwrap();
+                    let end: u64 = a.remove("vpcflowd.window.end").unwrap().parse().unwrap();
+                    let start: u64 = a.remove("vpcflowd.window.start").unwrap().parse().unwrap();
+                    assert_eq!(end - start, 300);
+                    assert_eq!(
+                        rec.time_unix_nano,
+                        end * 1_000_000_000,
+                        "stamped with the window end"
+                    );
+                    a.remove("cloud.region");
+                    a.remove("cloud.account.id");
+                    a.remove("vpcflowd.flow.protocol");
+                    out.push((iface, end, a));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn config(r: &Receiver, protocol: OtlpProtocol) -> ExportConfig {
+    ExportConfig {
+        otlp_endpoint: Some(r.endpoint.clone()),
+        otlp_protocol: protocol,
+        max_points_per_request: 1_000,
+        flow_logs_per_interface: 1_000,
+        instance_id: Some("test-instance".into()),
+        account_id: Some("111122223333".into()),
+        ..ExportConfig::default()
+    }
+}
+
+async fn export_equals_snapshots(r: Receiver, protocol: OtlpProtocol) {
+    let snapshots = tokio::task::spawn_blocking(|| snapshots(60_000)).await.unwrap();
+    let windows: BTreeSet<u64> = snapshots.iter().map(|s| s.window_start).collect();
+    assert!(windows.len() >= 5, "several windows ({})", windows.len());
+    let config = config(&r, protocol);
+    let stats = Arc::new(ExportStats::default());
+    let exporter =
+        WindowExporter::start(&config, Some(REGION), 15, 15, None, stats.clone()).unwrap();
+    let batch: Vec<Arc<Snapshot>> = snapshots.iter().cloned().map(Arc::new).collect();
+    // Two batches, split between windows as the engine sends them (whole windows per close).
+    let middle = batch[batch.len() / 2].window_start;
+    let (a, b) = batch.split_at(batch.iter().position(|s| s.window_start == middle).unwrap());
+    exporter.offer(a);
+    exporter.offer(b);
+    tokio::task::spawn_blocking(move || exporter.finish(Duration::from_secs(60))).await.unwrap();
+
+    let want = expected(&snapshots);
+    let (got, total) = received(&r, config.max_points_per_request);
+    assert_eq!(got.len(), want.len(), "as many points as the snapshots hold");
+    for (k, v) in &want {
+        assert_eq!(got.get(k), Some(v), "{k:?}");
+    }
+    assert_eq!(stats.points_exported.load(Relaxed), total as u64);
+    assert_eq!(stats.points_dropped.load(Relaxed), 0);
+    assert_eq!(stats.windows_exported.load(Relaxed), windows.len() as u64);
+    assert!(
+        r.inbox.received.lock().unwrap().metrics.len() > windows.len(),
+        "windows were split into requests"
+    );
+
+    let want_flows = expected_flows(&snapshots);
+    let got_flows = received_flows(&r);
+    assert_eq!(got_flows.len(), want_flows.len(), "one log record per listed flow, none twice");
+    let got_flows: BTreeSet<_> = got_flows.into_iter().collect();
+    let missing: Vec<_> = want_flows.difference(&got_flows).take(3).collect();
+    let extra: Vec<_> = got_flows.difference(&want_flows).take(3).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
+    assert_eq!(stats.flow_logs_exported.load(Relaxed), want_flows.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_export_equals_the_snapshots() {
+    let r = otlp::grpc().await;
+    export_equals_snapshots(r, OtlpProtocol::Grpc).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_export_equals_the_snapshots() {
+    let r = otlp::http().await;
+    export_equals_snapshots(r, OtlpProtocol::Http).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flow_logs_are_the_largest_flows_of_each_interface() {
+    let r = otlp::grpc().await;
+    let snapshots = tokio::task::spawn_blocking(|| snapshots(20_000)).await.unwrap();
+    let config = ExportConfig { flow_logs_per_interface: 3, ..config(&r, OtlpProtocol::Grpc) };
+    let stats = Arc::new(ExportStats::default());
+    let exporter = WindowExporter::start(&config, None, 15, 15, None, stats.clone()).unwrap();
+    let batch: Vec<Arc<Snapshot>> = snapshots.iter().cloned().map(Arc::new).collect();
+    exporter.offer(&batch);
+    tokio::task::spawn_blocking(move || exporter.finish(Duration::from_secs(60))).await.unwrap();
+    let got = received_flows(&r);
+    for s in &snapshots {
+        let mut all: Vec<u64> =
+            s.sources.iter().flat_map(|src| src.top_flows.iter().map(|f| f.bytes)).collect();
+        all.sort_unstable_by(|a, b| b.cmp(a));
+        all.truncate(3);
+        let mut sent: Vec<u64> = got
+            .iter()
+            .filter(|(i, end, _)| **i == *s.interface_id && *end == s.window_end)
+            .map(|(_, _, a)| a["vpcflowd.flow.bytes"].parse().unwrap())
+            .collect();
+        sent.sort_unstable_by(|a, b| b.cmp(a));
+        assert_eq!(sent, all, "{} {}", s.interface_id, s.window_start);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_collector_drops_and_counts_without_blocking() {
+    // Nothing listens on this port once the listener is dropped.
+    let endpoint = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let snapshots = tokio::task::spawn_blocking(|| snapshots(20_000)).await.unwrap();
+    let windows: BTreeSet<u64> = snapshots.iter().map(|s| s.window_start).collect();
+    let config = ExportConfig {
+        otlp_endpoint: Some(endpoint),
+        otlp_timeout: Duration::from_secs(2),
+        otlp_max_retries: 0,
+        queue_windows: 1,
+        max_points_per_request: 1_000,
+        ..ExportConfig::default()
+    };
+    let stats = Arc::new(ExportStats::default());
+    let exporter = WindowExporter::start(&config, None, 15, 15, None, stats.clone()).unwrap();
+    // One batch per window, offered as fast as possible: the queue (1) fills while the worker
+    // waits on the dead endpoint, and offer never blocks.
+    let mut offered_points = 0;
+    for w in &windows {
+        let batch: Vec<Arc<Snapshot>> =
+            snapshots.iter().filter(|s| s.window_start == *w).cloned().map(Arc::new).collect();
+        offered_points +=
+            batch.iter().map(|s| vpcflowd::export::measures::points(s) as u64).sum::<u64>();
+        exporter.offer(&batch);
+    }
+    tokio::task::spawn_blocking(move || exporter.finish(Duration::from_secs(60))).await.unwrap();
+    let failed = stats.windows_failed.load(Relaxed);
+    let dropped = stats.windows_dropped.load(Relaxed);
+    assert_eq!(stats.windows_exported.load(Relaxed), 0);
+    assert_eq!(
+        failed + dropped,
+        windows.len() as u64,
+        "every window is failed or dropped, counted"
+    );
+    assert!(failed >= 1 && stats.metric_errors.load(Relaxed) == failed);
+    assert_eq!(stats.points_exported.load(Relaxed), 0);
+    // Every point is accounted for (plus the two window-bound points of each failed request).
+    assert!(stats.points_dropped.load(Relaxed) >= offered_points);
+}
