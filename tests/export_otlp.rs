@@ -394,3 +394,140 @@ async fn an_unreachable_collector_drops_and_counts_without_blocking() {
     // Every point is accounted for (plus the two window-bound points of each failed request).
     assert!(stats.points_dropped.load(Relaxed) >= offered_points);
 }
+
+/// Flow-log lines for `serve`: eleven minutes of two interfaces, so that windows close while it
+/// runs (`--lateness 0s`).
+fn serve_lines() -> Vec<String> {
+    const T0: u64 = 1_700_000_040;
+    let mut lines = Vec::new();
+    for k in 0..11 {
+        let t = T0 + 60 * k;
+        for (iface, src, bytes) in
+            [("eni-0a", "10.0.0.1", 5_000), ("eni-0a", "10.0.0.2", 700), ("eni-0b", "10.0.0.3", 42)]
+        {
+            lines.push(format!(
+                "2 123456789012 {iface} {src} 10.0.1.1 55555 443 6 10 {bytes} {t} {} ACCEPT OK",
+                t + 59
+            ));
+        }
+    }
+    lines
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exports_every_closed_window_and_its_self_metrics() {
+    use common::serve::{Firehose, Server, wrapped};
+    let r = otlp::grpc().await;
+    let server = Server::start(
+        &["--lateness", "0s", "--otlp-endpoint", &r.endpoint, "--otlp-interval", "1h"],
+        &[],
+    );
+    let lines = serve_lines();
+    let firehose = Firehose::new(&server.ingest, None);
+    for (i, chunk) in lines.chunks(9).enumerate() {
+        assert_eq!(firehose.send(&format!("r{i}"), &wrapped(chunk)).await.0, 200);
+    }
+    // A graceful stop closes the remaining windows, exports them and pushes the self-metrics.
+    let (status, snapshots, stderr) =
+        tokio::task::spawn_blocking(move || server.stop()).await.unwrap();
+    assert!(status.success(), "{stderr:?}");
+    assert!(stderr.iter().all(|l| !l.contains("WARN") || l.contains("access keys")), "{stderr:#?}");
+    let mut want = BTreeMap::new();
+    for s in &snapshots {
+        let w = s["window_start"].as_u64().unwrap();
+        let iface = s["interface_id"].as_str().unwrap().to_string();
+        want.insert((w, iface.clone(), "vpcflowd.interface.bytes"), s["bytes"].as_u64().unwrap());
+        for src in s["sources"].as_array().unwrap() {
+            want.insert(
+                (
+                    w,
+                    format!("{iface}/{}", src["address"].as_str().unwrap()),
+                    "vpcflowd.source.bytes",
+                ),
+                src["bytes"].as_u64().unwrap(),
+            );
+        }
+    }
+    assert!(want.len() > 20, "several windows closed");
+    let got = r.inbox.received.lock().unwrap();
+    let mut seen = BTreeMap::new();
+    let mut self_records = None;
+    for req in &got.metrics {
+        let points = otlp::points(req);
+        if let Some((_, Num::Int(v))) =
+            points.iter().find(|((n, _), _)| n == "vpcflowd.ingest.records")
+        {
+            self_records = Some(*v);
+        }
+        let Some((_, Num::Int(w))) = points.iter().find(|((n, _), _)| n == "vpcflowd.window.start")
+        else {
+            continue;
+        };
+        for ((name, a), v) in &points {
+            let Num::Int(v) = v else { continue };
+            let key = match (name.as_str(), a.get("source.address")) {
+                ("vpcflowd.interface.bytes", _) => a["interface.id"].clone(),
+                ("vpcflowd.source.bytes", Some(src)) => format!("{}/{src}", a["interface.id"]),
+                _ => continue,
+            };
+            let name = if name == "vpcflowd.interface.bytes" {
+                "vpcflowd.interface.bytes"
+            } else {
+                "vpcflowd.source.bytes"
+            };
+            assert!(seen.insert((*w as u64, key, name), *v as u64).is_none());
+        }
+    }
+    let diff: Vec<_> = want.iter().filter(|(k, v)| seen.get(k) != Some(v)).take(5).collect();
+    let extra: Vec<_> = seen.keys().filter(|k| !want.contains_key(k)).take(5).collect();
+    assert!(
+        diff.is_empty() && extra.is_empty(),
+        "not as snapshots: {diff:?}; unexpected {extra:?}"
+    );
+    assert_eq!(self_records, Some(lines.len() as i64), "self-metrics pushed at shutdown");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_keeps_ingesting_when_the_collector_is_unreachable() {
+    use common::serve::{Firehose, Server, wrapped};
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", l.local_addr().unwrap())
+    };
+    let server = Server::start(
+        &["--lateness", "0s", "--otlp-endpoint", &dead, "--otlp-protocol", "http"],
+        &[("VPCFLOWD_EXPORT__OTLP_MAX_RETRIES", "0"), ("VPCFLOWD_EXPORT__OTLP_TIMEOUT", "2s")],
+    );
+    let lines = serve_lines();
+    let firehose = Firehose::new(&server.ingest, None);
+    for (i, chunk) in lines.chunks(3).enumerate() {
+        assert_eq!(firehose.send(&format!("r{i}"), &wrapped(chunk)).await.0, 200, "ingest goes on");
+    }
+    // Windows up to the watermark close and fail to export; wait for the counters (bounded).
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let status = server.status().await;
+        let e = &status["export"];
+        let closed = status["engine"]["windows_closed"].as_u64().unwrap();
+        let accounted =
+            e["windows_failed"].as_u64().unwrap() + e["windows_dropped"].as_u64().unwrap();
+        if closed > 0 && accounted == closed && e["queue_depth"] == 0 {
+            break status;
+        }
+        assert!(std::time::Instant::now() < deadline, "export never gave up: {status}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status["ingest"]["records"], lines.len() as u64);
+    assert_eq!(status["export"]["windows_exported"], 0);
+    assert!(status["export"]["metric_errors"].as_u64().unwrap() >= 1);
+    assert!(status["export"]["points_dropped"].as_u64().unwrap() > 0);
+    let metrics =
+        reqwest::get(format!("{}/metrics", server.admin)).await.unwrap().text().await.unwrap();
+    assert!(
+        metrics.lines().any(|l| l.starts_with("vpcflowd_export_errors_total{signal=\"metrics\"}")
+            && !l.ends_with(" 0")),
+        "the failures show on /metrics"
+    );
+    let (status, _, _) = tokio::task::spawn_blocking(move || server.stop()).await.unwrap();
+    assert!(status.success(), "shutdown stays within its budget");
+}

@@ -42,7 +42,8 @@ pub struct ExportConfig {
     pub otlp_timeout: Duration,
     /// Retries of a failed export request (exponential backoff with jitter, from 100 ms up to
     /// 5 s). A request still failing after them is counted in `vpcflowd.export.errors` and its
-    /// data dropped (counted in `vpcflowd.export.dropped.points` / `.flow_logs`).
+    /// data dropped (counted in `vpcflowd.export.points{outcome="dropped"}` and
+    /// `vpcflowd.export.flow_logs{outcome="dropped"}`).
     pub otlp_max_retries: usize,
     /// How often vpcflowd's own metrics (ingest, engine, export) are pushed. Window measures
     /// are pushed when their window closes, not on this interval.
@@ -50,7 +51,8 @@ pub struct ExportConfig {
     pub otlp_interval: Duration,
     /// Closed windows waiting for export. When the exporter falls behind (a slow or unreachable
     /// collector) and this is full, a newly closed window is dropped from export (counted in
-    /// `vpcflowd.export.dropped.windows` and logged); ingest never waits for export.
+    /// `vpcflowd.export.windows{outcome="dropped"}` and logged); ingest never waits for export.
+    /// A queued window shares its snapshots with the JSON API's store, so a slot costs little.
     pub queue_windows: usize,
     /// Most metric data points in one export request. A window is sent as several requests,
     /// whole interfaces in each, so requests stay under collectors' size limits (the
@@ -82,7 +84,7 @@ impl Default for ExportConfig {
             otlp_timeout: Duration::from_secs(10),
             otlp_max_retries: 3,
             otlp_interval: Duration::from_secs(30),
-            queue_windows: 8,
+            queue_windows: 64,
             max_points_per_request: 20_000,
             flow_logs_per_interface: 10,
             instance_id: None,

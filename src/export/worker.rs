@@ -37,6 +37,7 @@ use crate::window::Snapshot;
 /// Log records per OTLP logs request.
 const LOGS_PER_REQUEST: usize = 2_000;
 
+/// One window's snapshots.
 type Batch = Vec<Arc<Snapshot>>;
 
 /// See the module documentation.
@@ -92,24 +93,31 @@ impl WindowExporter {
         Ok(WindowExporter { tx, stats, abandon, join })
     }
 
-    /// Queues a batch of closed snapshots; never waits. A full queue drops it (counted by
-    /// window, logged).
+    /// Queues the windows of a batch of closed snapshots, one queue slot per window; never
+    /// waits. A window that finds the queue full is dropped from export (counted, logged).
+    /// Corrections (`revision` > 0) are not exported (see [`ExportStats::revisions_skipped`]).
     pub fn offer(&self, batch: &[Arc<Snapshot>]) {
-        if batch.is_empty() {
-            return;
+        let mut windows: BTreeMap<u64, Batch> = BTreeMap::new();
+        for s in batch {
+            if s.revision == 0 {
+                windows.entry(s.window_start).or_default().push(s.clone());
+            } else {
+                self.stats.revisions_skipped.fetch_add(1, Ordering::Relaxed);
+            }
         }
-        self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
-        match self.tx.try_send(batch.to_vec()) {
-            Ok(()) => {}
-            Err(TrySendError::Full(b) | TrySendError::Disconnected(b)) => {
+        for (window_start, snapshots) in windows {
+            self.stats.queue_depth.fetch_add(1, Ordering::Relaxed);
+            if let Err(TrySendError::Full(w) | TrySendError::Disconnected(w)) =
+                self.tx.try_send(snapshots)
+            {
                 self.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
-                let (windows, points) = count(&b);
-                self.stats.windows_dropped.fetch_add(windows, Ordering::Relaxed);
-                self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
+                let points: usize = w.iter().map(|s| measures::points(s)).sum();
+                self.stats.windows_dropped.fetch_add(1, Ordering::Relaxed);
+                self.stats.points_dropped.fetch_add(points as u64, Ordering::Relaxed);
                 tracing::warn!(
-                    windows,
+                    window_start,
                     points,
-                    "export queue full (the collector is slow or unreachable): windows dropped from export"
+                    "export queue full (the collector is slow or unreachable): window dropped from export"
                 );
             }
         }
@@ -142,15 +150,6 @@ impl WindowExporter {
         }
         let _ = waiter.join();
     }
-}
-
-/// Distinct windows and data points in a batch.
-fn count(batch: &[Arc<Snapshot>]) -> (u64, u64) {
-    let mut windows: Vec<u64> = batch.iter().map(|s| s.window_start).collect();
-    windows.sort_unstable();
-    windows.dedup();
-    let points: usize = batch.iter().map(|s| measures::points(s)).sum();
-    (windows.len() as u64, points as u64)
 }
 
 enum Instrument {
@@ -317,21 +316,10 @@ impl Sink {
     }
 
     fn run(&mut self, rx: Receiver<Batch>) {
-        while let Ok(batch) = rx.recv() {
+        while let Ok(window) = rx.recv() {
             self.stats.queue_depth.fetch_sub(1, Ordering::Relaxed);
-            // One export per window, oldest first; corrections are not exported (see
-            // `ExportStats::revisions_skipped`).
-            let mut windows: BTreeMap<u64, Vec<&Snapshot>> = BTreeMap::new();
-            for s in &batch {
-                if s.revision == 0 {
-                    windows.entry(s.window_start).or_default().push(s);
-                } else {
-                    self.stats.revisions_skipped.fetch_add(1, Ordering::Relaxed);
-                }
-            }
-            for snapshots in windows.values() {
-                self.export_window(snapshots);
-            }
+            let snapshots: Vec<&Snapshot> = window.iter().map(|s| &**s).collect();
+            self.export_window(&snapshots);
         }
         if let Err(e) = self.meters.shutdown() {
             tracing::debug!("export: meter provider shutdown: {e}");

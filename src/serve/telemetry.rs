@@ -14,6 +14,7 @@ use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
 use super::http::ServeState;
+use crate::export::config::OtlpProtocol;
 use crate::export::{ExportConfig, ExportStats};
 
 /// Kinesis shard lag (`MillisBehindLatest`) by (stream, shard), filled by Kinesis consumers.
@@ -42,7 +43,20 @@ impl Telemetry {
             .with_resource(crate::export::otlp::resource(config, default_region))
             .with_reader(prometheus);
         if config.otlp_endpoint.is_some() {
-            let exporter = crate::export::otlp::metric_exporter(config, Temporality::Cumulative)?;
+            let exporter = match config.otlp_protocol {
+                OtlpProtocol::Grpc => {
+                    crate::export::otlp::metric_exporter(config, Temporality::Cumulative)?
+                }
+                // Its blocking HTTP client must be made (and dropped) outside the runtime.
+                OtlpProtocol::Http => {
+                    let config = config.clone();
+                    std::thread::spawn(move || {
+                        crate::export::otlp::metric_exporter(&config, Temporality::Cumulative)
+                    })
+                    .join()
+                    .map_err(|_| "building the OTLP exporter panicked".to_string())??
+                }
+            };
             builder = builder.with_reader(
                 PeriodicReader::builder(exporter).with_interval(config.otlp_interval).build(),
             );
