@@ -46,7 +46,7 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Run the engine live as an Amazon Data Firehose HTTP endpoint destination, with the
     /// admin API.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 }
 
 impl Cli {

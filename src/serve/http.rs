@@ -151,7 +151,10 @@ async fn readyz(State(state): State<Arc<ServeState>>) -> Response {
 /// runs on a blocking thread.
 async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
     let registry = state.registry.clone();
-    match tokio::task::spawn_blocking(move || crate::export::prometheus::render(&registry)).await {
+    let latest = state.store.latest();
+    match tokio::task::spawn_blocking(move || crate::export::prometheus::render(&registry, &latest))
+        .await
+    {
         Ok(Ok(text)) => {
             ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], text)
                 .into_response()

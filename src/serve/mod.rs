@@ -200,13 +200,6 @@ pub async fn run(
         None => None,
     };
     let registry = prometheus::Registry::new();
-    {
-        let store = store.clone();
-        let latest: crate::export::prometheus::Latest = Arc::new(move || store.latest());
-        registry
-            .register(Box::new(crate::export::prometheus::WindowCollector::new(latest)?))
-            .map_err(|e| format!("/metrics: {e}"))?;
-    }
     let stats = Arc::new(IngestStats::default());
     let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
     let pipeline = {
