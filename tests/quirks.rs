@@ -233,7 +233,8 @@ fn malformed_lines_are_reported_with_file_line_and_reason() {
         input.push_str(b);
         input.push('\n');
     }
-    let dir = tempfile_dir();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let path = dir.join("bad.log");
     std::fs::write(&path, &input).unwrap();
     let out = vpcflowd(&["parse", "--format", &format, path.to_str().unwrap()], b"");
@@ -273,14 +274,6 @@ fn malformed_lines_are_reported_with_file_line_and_reason() {
          (control_character 1, field_count 2, invalid_number 4, number_out_of_range 1, \
          invalid_address 1, invalid_enum_value 1)"
     );
-    std::fs::remove_dir_all(dir).unwrap();
-}
-
-fn tempfile_dir() -> std::path::PathBuf {
-    let dir =
-        std::env::temp_dir().join(format!("vpcflowd-test-{}-{}", std::process::id(), line!()));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]
@@ -305,8 +298,8 @@ fn io_errors_exit_1_and_other_inputs_are_still_read() {
 
 #[test]
 fn gzip_files_wrapped_lines_and_cloudwatch_payload_lines() {
-    let dir = tempfile_dir().join("gz");
-    std::fs::create_dir_all(&dir).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
     let (_, body) = corpus_file("default-v2.log");
     let path = dir.join("flows.log.gz");
     std::fs::write(&path, common::gzip((body.join("\n") + "\n").as_bytes())).unwrap();
@@ -326,5 +319,4 @@ fn gzip_files_wrapped_lines_and_cloudwatch_payload_lines() {
     let got = json_lines(&out.stdout);
     assert_eq!(got.len(), wrapped.len() + 3);
     assert_eq!(got[wrapped.len() + 1]["action"], "REJECT");
-    std::fs::remove_dir_all(dir).unwrap();
 }
