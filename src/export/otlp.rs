@@ -112,32 +112,42 @@ fn http_url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
+/// The transport settings every gRPC exporter gets: endpoint, timeout, metadata, retries, TLS.
+fn grpc<B: WithExportConfig + WithTonicConfig>(b: B, config: &ExportConfig) -> Result<B, String> {
+    let b = b
+        .with_endpoint(endpoint(config)?)
+        .with_timeout(config.otlp_timeout)
+        .with_metadata(metadata(config)?)
+        .with_retry_policy(retry(config));
+    Ok(match tonic_tls(config)? {
+        Some(tls) => b.with_tls_config(tls),
+        None => b,
+    })
+}
+
+/// The transport settings every HTTP exporter gets; `path` is the signal's (`/v1/metrics`).
+fn http<B: WithExportConfig + WithHttpConfig>(
+    b: B,
+    config: &ExportConfig,
+    path: &str,
+) -> Result<B, String> {
+    Ok(b.with_endpoint(http_url(endpoint(config)?, path))
+        .with_timeout(config.otlp_timeout)
+        .with_headers(headers(config))
+        .with_http_client(http_client(config)?)
+        .with_retry_policy(retry(config)))
+}
+
 /// An OTLP metric exporter. Call inside a Tokio runtime (gRPC), off its worker threads (HTTP).
 pub fn metric_exporter(
     config: &ExportConfig,
     temporality: Temporality,
 ) -> Result<MetricExporter, String> {
-    let endpoint = endpoint(config)?;
     let built = match config.otlp_protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .with_timeout(config.otlp_timeout)
-                .with_metadata(metadata(config)?)
-                .with_retry_policy(retry(config));
-            if let Some(tls) = tonic_tls(config)? {
-                b = b.with_tls_config(tls);
-            }
-            b.with_temporality(temporality).build()
-        }
-        OtlpProtocol::Http => MetricExporter::builder()
-            .with_http()
-            .with_endpoint(http_url(endpoint, "/v1/metrics"))
-            .with_timeout(config.otlp_timeout)
-            .with_headers(headers(config))
-            .with_http_client(http_client(config)?)
-            .with_retry_policy(retry(config))
+        OtlpProtocol::Grpc => grpc(MetricExporter::builder().with_tonic(), config)?
+            .with_temporality(temporality)
+            .build(),
+        OtlpProtocol::Http => http(MetricExporter::builder().with_http(), config, "/v1/metrics")?
             .with_temporality(temporality)
             .build(),
     };
@@ -146,28 +156,9 @@ pub fn metric_exporter(
 
 /// An OTLP log exporter (same rules as [`metric_exporter`]).
 pub fn log_exporter(config: &ExportConfig) -> Result<LogExporter, String> {
-    let endpoint = endpoint(config)?;
     let built = match config.otlp_protocol {
-        OtlpProtocol::Grpc => {
-            let mut b = LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(endpoint)
-                .with_timeout(config.otlp_timeout)
-                .with_metadata(metadata(config)?)
-                .with_retry_policy(retry(config));
-            if let Some(tls) = tonic_tls(config)? {
-                b = b.with_tls_config(tls);
-            }
-            b.build()
-        }
-        OtlpProtocol::Http => LogExporter::builder()
-            .with_http()
-            .with_endpoint(http_url(endpoint, "/v1/logs"))
-            .with_timeout(config.otlp_timeout)
-            .with_headers(headers(config))
-            .with_http_client(http_client(config)?)
-            .with_retry_policy(retry(config))
-            .build(),
+        OtlpProtocol::Grpc => grpc(LogExporter::builder().with_tonic(), config)?.build(),
+        OtlpProtocol::Http => http(LogExporter::builder().with_http(), config, "/v1/logs")?.build(),
     };
     built.map_err(|e| format!("export: OTLP log exporter: {e}"))
 }

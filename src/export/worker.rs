@@ -73,7 +73,14 @@ impl WindowExporter {
         let join = std::thread::Builder::new()
             .name("vpcflowd-export".into())
             .spawn(move || {
-                let sink = Sink::new(&config, resource, rows_per_interface, runtime.as_ref());
+                let sink = Sink::new(
+                    &config,
+                    resource,
+                    rows_per_interface,
+                    runtime.as_ref(),
+                    worker_stats,
+                    worker_abandon,
+                );
                 let mut sink = match sink {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
@@ -84,8 +91,6 @@ impl WindowExporter {
                         return;
                     }
                 };
-                sink.stats = worker_stats;
-                sink.abandon = worker_abandon;
                 sink.run(rx);
             })
             .map_err(|e| e.to_string())?;
@@ -259,6 +264,8 @@ impl Sink {
         resource: Resource,
         rows_per_interface: usize,
         runtime: Option<&tokio::runtime::Handle>,
+        stats: Arc<ExportStats>,
+        abandon: Arc<AtomicBool>,
     ) -> Result<Sink, String> {
         let grpc = config.otlp_protocol == super::config::OtlpProtocol::Grpc;
         // tonic spawns its connection task on the current runtime; the HTTP client must not
@@ -310,8 +317,8 @@ impl Sink {
             logs,
             flow_logs_per_interface: config.flow_logs_per_interface,
             max_points: config.max_points_per_request,
-            stats: Arc::default(),
-            abandon: Arc::default(),
+            stats,
+            abandon,
         })
     }
 
