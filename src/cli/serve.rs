@@ -11,6 +11,7 @@ use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
 use crate::export::config::OtlpProtocol;
 use crate::serve::config::ServeConfig;
+use crate::source::kinesis::StartingPosition;
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -99,6 +100,36 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub flow_logs_per_interface: Option<usize>,
 
+    /// Read this Kinesis Data Stream (a name or an ARN); repeatable. The --kinesis-* and
+    /// --lease-* flags apply to every stream given here (use the TOML for per-stream settings).
+    #[arg(long = "kinesis-stream", value_name = "STREAM")]
+    pub kinesis_streams: Vec<String>,
+    /// AWS region of the streams [default: the ARN's, else the standard AWS chain].
+    #[arg(long, value_name = "REGION")]
+    pub kinesis_region: Option<String>,
+    /// Kinesis endpoint override (a VPC endpoint, or an emulator).
+    #[arg(long, value_name = "URL")]
+    pub kinesis_endpoint: Option<String>,
+    /// Where shards without a checkpoint start [default: trim-horizon].
+    #[arg(long, value_enum, value_name = "POS")]
+    pub kinesis_start: Option<StartingPosition>,
+    /// With --kinesis-start at-timestamp: an RFC 3339 time.
+    #[arg(long, value_name = "TIME")]
+    pub kinesis_start_timestamp: Option<String>,
+    /// Share the streams' shards with other replicas through this DynamoDB lease table
+    /// (needs --state-dir).
+    #[arg(long, value_name = "NAME")]
+    pub lease_table: Option<String>,
+    /// DynamoDB endpoint override for the lease table.
+    #[arg(long, value_name = "URL")]
+    pub lease_endpoint: Option<String>,
+    /// How long an unrenewed lease lasts before another replica takes it [default: 10s].
+    #[arg(long, value_parser = humantime::parse_duration, value_name = "DURATION")]
+    pub lease_duration: Option<std::time::Duration>,
+    /// This replica's unique, stable name in lease tables [default: the host name].
+    #[arg(long, value_name = "ID")]
+    pub replica_id: Option<String>,
+
     #[command(flatten)]
     pub window: WindowArgs,
 }
@@ -179,6 +210,40 @@ impl ServeArgs {
             }
         }
         root.insert("export".into(), Value::Object(export));
+        let mut sources = Map::new();
+        if let Some(id) = &self.replica_id {
+            sources.insert("replica_id".into(), Value::from(id.clone()));
+        }
+        if !self.kinesis_streams.is_empty() {
+            let streams: Vec<Value> = self
+                .kinesis_streams
+                .iter()
+                .map(|stream| {
+                    let mut k = Map::new();
+                    k.insert("stream".into(), Value::from(stream.clone()));
+                    for (key, v) in [
+                        ("region", self.kinesis_region.clone().map(Value::from)),
+                        ("endpoint", self.kinesis_endpoint.clone().map(Value::from)),
+                        ("start", self.kinesis_start.map(|p| json!(p))),
+                        ("start_timestamp", self.kinesis_start_timestamp.clone().map(Value::from)),
+                        ("lease_table", self.lease_table.clone().map(Value::from)),
+                        ("lease_endpoint", self.lease_endpoint.clone().map(Value::from)),
+                        (
+                            "lease_duration",
+                            self.lease_duration
+                                .map(|d| Value::from(humantime::format_duration(d).to_string())),
+                        ),
+                    ] {
+                        if let Some(v) = v {
+                            k.insert(key.into(), v);
+                        }
+                    }
+                    Value::Object(k)
+                })
+                .collect();
+            sources.insert("kinesis".into(), Value::Array(streams));
+        }
+        root.insert("sources".into(), Value::Object(sources));
         if self.print_snapshots {
             root.insert("print_snapshots".into(), Value::Bool(true));
         }

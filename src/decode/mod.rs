@@ -9,6 +9,7 @@
 //! - [`layout`]: which fields a line holds (configured formats, S3 header lines, the defaults).
 //! - [`line`]: one line + its layout → a typed [`FlowRecord`] borrowing from the line.
 //! - [`field`], [`enums`], [`token`]: the field table and the per-field value types.
+//! - [`kpl`]: KPL-aggregated Kinesis records → the user records they pack (MD5-checked).
 //! - [`reject`]: why input was refused, counted by reason with samples.
 //! - [`json`]: the JSON form that `vpcflowd parse` prints.
 //!
@@ -18,6 +19,7 @@ pub mod enums;
 pub mod envelope;
 pub mod field;
 pub mod json;
+pub mod kpl;
 pub mod layout;
 pub mod line;
 pub mod reject;

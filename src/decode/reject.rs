@@ -57,6 +57,10 @@ pub enum RejectReason {
     UnrecognisedJson,
     /// A CloudWatch Logs payload with a `messageType` other than DATA_MESSAGE or CONTROL_MESSAGE.
     UnknownMessageType,
+    /// A KPL-aggregated Kinesis record whose MD5 trailer does not match its body.
+    KplChecksum,
+    /// A KPL-aggregated Kinesis record whose body is not a valid `AggregatedRecord`.
+    KplDecode,
     // ---- the engine ----
     /// A record with no interface-id (nor resource-id, tgw-attachment-id or ENI log stream):
     /// it cannot be attributed to an interface.

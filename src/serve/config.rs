@@ -14,6 +14,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::export::ExportConfig;
+use crate::source::kinesis::SourcesConfig;
 use crate::window::WindowSettings;
 
 /// Everything `vpcflowd serve` reads.
@@ -30,6 +31,8 @@ pub struct ServeConfig {
     pub state: StateConfig,
     /// OpenTelemetry (OTLP) export of closed windows and of vpcflowd's own metrics.
     pub export: ExportConfig,
+    /// Kinesis Data Streams to read besides the Firehose listener.
+    pub sources: SourcesConfig,
     /// Flow-log formats of the records (see `vpcflowd parse --help`); empty means the VPC and
     /// transit-gateway default formats.
     pub formats: Vec<String>,
@@ -120,6 +123,7 @@ impl Default for ServeConfig {
             formats: Vec::new(),
             state: StateConfig::default(),
             export: ExportConfig::default(),
+            sources: SourcesConfig::default(),
             shutdown_timeout: Duration::from_secs(60),
             print_snapshots: false,
         }
@@ -192,6 +196,10 @@ impl ServeConfig {
         }
         crate::decode::LayoutSet::from_formats(&self.formats)
             .map_err(|e| format!("formats: {e}"))?;
+        self.sources.validate()?;
+        if self.sources.uses_leases() && self.state.dir.is_none() {
+            return Err("a Kinesis lease table needs state.dir (--state-dir): lease checkpoints commit the state file".into());
+        }
         Ok(())
     }
 

@@ -15,7 +15,6 @@ use tokio::sync::{mpsc, oneshot};
 use super::dedup::{Claim, Dedup};
 use super::pipeline::{IngestJob, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
-use super::telemetry::ShardLags;
 use crate::decode::RejectSample;
 use crate::export::ExportStats;
 use crate::source::firehose::{self, RequestError, respond};
@@ -35,7 +34,8 @@ pub struct ServeState {
     pub store: Arc<SnapshotStore>,
     pub export: Arc<ExportStats>,
     /// Kinesis shard lag, for the self-metrics.
-    pub kinesis_lag: Arc<ShardLags>,
+    /// Kinesis shards and counters (empty without Kinesis sources).
+    pub kinesis: Arc<crate::source::kinesis::KinesisStatus>,
     /// What `/metrics` renders: the latest window's measures and the self-metrics.
     pub registry: prometheus::Registry,
 }
@@ -198,6 +198,28 @@ struct RejectStatus {
     latest: Option<RejectSample>,
 }
 
+/// The `kinesis` section of `/api/v1/status`.
+fn kinesis_status(k: &crate::source::kinesis::KinesisStatus) -> serde_json::Value {
+    use std::sync::atomic::Ordering::Relaxed;
+    let c = &k.counters;
+    serde_json::json!({
+        "shards": k.shards(),
+        "get_records_calls": c.get_records_calls.load(Relaxed),
+        "records": c.records.load(Relaxed),
+        "bytes": c.bytes.load(Relaxed),
+        "kpl_user_records": c.kpl_user_records.load(Relaxed),
+        "throttled": c.throttled.load(Relaxed),
+        "expired_iterators": c.expired_iterators.load(Relaxed),
+        "errors": c.errors.load(Relaxed),
+        "leases_taken": c.leases_taken.load(Relaxed),
+        "leases_handed_off": c.leases_handed_off.load(Relaxed),
+        "leases_lost": c.leases_lost.load(Relaxed),
+        "lost_uncommitted_records": c.lost_uncommitted_records.load(Relaxed),
+        "commits": c.commits.load(Relaxed),
+        "commit_failures": c.commit_failures.load(Relaxed),
+    })
+}
+
 async fn status(State(state): State<Arc<ServeState>>) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &state.stats;
@@ -257,6 +279,7 @@ async fn status(State(state): State<Arc<ServeState>>) -> Response {
             "queue_depth": state.export.queue_depth.load(Relaxed),
             "last_export_micros": state.export.last_export_micros.load(Relaxed),
         },
+        "kinesis": kinesis_status(&state.kinesis),
         "latest_window": state.store.latest_window(),
     });
     Json(body).into_response()

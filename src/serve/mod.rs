@@ -41,6 +41,7 @@ use self::http::ServeState;
 use self::pipeline::{IngestStats, PipelineMsg};
 use self::store::SnapshotStore;
 use crate::decode::LayoutSet;
+use crate::source::kinesis::SourceMsg;
 use crate::window::Engine;
 
 /// The addresses the listeners bound (a configured port 0 picks a free one).
@@ -115,7 +116,7 @@ fn restore(
     config: &ServeConfig,
     engine_config: &crate::window::EngineConfig,
     dedup: &Dedup,
-) -> Result<Option<crate::window::engine::EngineState>, String> {
+) -> Result<Option<(crate::window::engine::EngineState, state::KinesisState)>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
     let problem = match state::read(dir) {
         Ok(None) => return Ok(None),
@@ -129,7 +130,7 @@ fn restore(
                     "restored state"
                 );
                 dedup.import(file.dedup, now);
-                return Ok(Some(file.engine));
+                return Ok(Some((file.engine, file.kinesis)));
             }
             Some(why) => format!("{}: {why}", state::path_in(dir).display()),
         },
@@ -174,9 +175,33 @@ pub async fn run(
     };
 
     let dedup = Arc::new(Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries));
+    let kinesis = match config.sources.kinesis.is_empty() {
+        true => None,
+        false => Some(crate::source::kinesis::prepare(&config.sources).await?),
+    };
+    let book = kinesis.as_ref().and_then(|k| k.book.clone());
+    if let (Some(book), Some(dir)) = (&book, &config.state.dir) {
+        // A crash between preparing a state file and committing its leases left it beside the
+        // current one: the lease table says which of the two is true.
+        std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+        if let Some(what) =
+            state::resolve_next(dir, book.generation()).map_err(|e| e.to_string())?
+        {
+            tracing::warn!("{what}");
+        }
+    }
+    if !config.sources.kinesis.is_empty() && config.state.dir.is_none() {
+        tracing::warn!(
+            "no state.dir: Kinesis positions are not kept, a restart reads from `start` again"
+        );
+    }
     let restored = match &config.state.dir {
         Some(dir) => restore(dir, &config, &engine_config, &dedup)?,
         None => None,
+    };
+    let (restored, kinesis_state) = match restored {
+        Some((engine, kinesis)) => (Some(engine), kinesis),
+        None => (None, state::KinesisState::default()),
     };
     let engine = Engine::start_from(engine_config, restored);
     let engine_stats = engine.stats.clone();
@@ -201,10 +226,28 @@ pub async fn run(
     };
     let registry = prometheus::Registry::new();
     let stats = Arc::new(IngestStats::default());
+    let kinesis_status = kinesis.as_ref().map_or_else(Arc::default, |k| k.status.clone());
     let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
     let pipeline = {
+        let kinesis_layouts = config
+            .sources
+            .kinesis
+            .iter()
+            .map(|k| match k.formats.is_empty() {
+                true => LayoutSet::from_formats(&config.formats),
+                false => LayoutSet::from_formats(&k.formats),
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("sources.kinesis formats: {e}"))?;
         let p = pipeline::Pipeline {
             layouts,
+            kinesis_layouts,
+            positions: kinesis_state.positions.iter().cloned().collect(),
+            book: book.clone(),
+            generation: kinesis_state
+                .generation
+                .max(book.as_ref().and_then(|b| b.generation()).unwrap_or(0)),
+            kinesis: kinesis_status.clone(),
             stats: stats.clone(),
             dedup: dedup.clone(),
             state_dir: config.state.dir.clone(),
@@ -270,7 +313,7 @@ pub async fn run(
         engine: engine_stats,
         store,
         export: export_stats,
-        kinesis_lag: Arc::default(),
+        kinesis: kinesis_status.clone(),
         registry: registry.clone(),
     });
     let telemetry =
@@ -301,6 +344,25 @@ pub async fn run(
             axum_server::from_tcp(admin_listener)?.handle(handle).serve(app).await
         })
     };
+    // Kinesis: coordinators and shard consumers, their batches forwarded into the pipeline
+    // queue (waiting for room: backpressure on the consumers, never a 503).
+    let kinesis_running = kinesis.as_ref().map(|prepared| {
+        let (tx, mut rx) = mpsc::channel::<SourceMsg>(1);
+        let forward_to = pipeline_tx.clone();
+        tokio::spawn(async move {
+            while let Some(msg) = rx.recv().await {
+                let msg = match msg {
+                    SourceMsg::Batch(b) => PipelineMsg::Kinesis(b),
+                    SourceMsg::Checkpoint(reply) => PipelineMsg::Checkpoint(reply),
+                };
+                if forward_to.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        });
+        let positions = kinesis_state.positions.iter().cloned().collect();
+        crate::source::kinesis::start(&config.sources, prepared, &positions, tx)
+    });
     let scheme = if config.ingest.tls_cert.is_some() { "https" } else { "http" };
     tracing::info!(ingest = %format!("{scheme}://{}", bound.ingest), admin = %format!("http://{}", bound.admin), "listening");
     on_bound(bound);
@@ -315,6 +377,11 @@ pub async fn run(
     ingest_handle.graceful_shutdown(Some(http_grace));
     let _ = tokio::time::timeout(http_grace + Duration::from_secs(1), ingest_server).await;
     ticker.abort();
+    // Kinesis consumers stop between calls; what they read is applied before they return, and
+    // the final checkpoint below commits it (and releases the leases).
+    if let Some(k) = kinesis_running {
+        k.stop().await;
+    }
     // Always finish the pipeline, however long it takes: what it holds was acknowledged. Its
     // work is bounded by the queue (`queue_requests` requests) and one checkpoint.
     let _ = pipeline_tx.send(PipelineMsg::Finish).await;

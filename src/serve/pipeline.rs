@@ -15,9 +15,11 @@ use tokio::sync::{mpsc, oneshot};
 use std::path::PathBuf;
 
 use super::dedup::Dedup;
-use super::state::{self, StateFile};
+use super::state::{self, KinesisState, StateFile};
+use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects, parse_line};
 use crate::source::firehose::{DecodedRequest, now_millis};
+use crate::source::kinesis::{KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey};
 use crate::window::{RouteError, Router};
 
 /// A request for the pipeline.
@@ -41,6 +43,10 @@ pub struct JobOutcome {
 
 pub enum PipelineMsg {
     Job(IngestJob),
+    /// Records of one Kinesis GetRecords answer; answered once they are routed.
+    Kinesis(KinesisBatch),
+    /// Write a checkpoint now (and commit leases): a shard ended or a lease is handed over.
+    Checkpoint(oneshot::Sender<Result<(), String>>),
     /// Wakes an idle pipeline so that it can do its timed work (idle watermark, checkpoints).
     /// Sent with `try_send`: a full queue means the pipeline is busy and will do it anyway.
     Wake,
@@ -52,6 +58,15 @@ pub enum PipelineMsg {
 /// What the pipeline thread owns besides the router.
 pub struct Pipeline {
     pub layouts: LayoutSet,
+    /// The layouts of each `[[sources.kinesis]]` entry.
+    pub kinesis_layouts: Vec<LayoutSet>,
+    /// Shard positions applied so far (restored from the state file at start).
+    pub positions: BTreeMap<ShardKey, Position>,
+    /// With lease tables: where checkpoints are committed.
+    pub book: Option<Arc<LeaseBook>>,
+    /// The last state-file generation written (lease mode: committed).
+    pub generation: u64,
+    pub kinesis: Arc<KinesisStatus>,
     pub stats: Arc<IngestStats>,
     pub dedup: Arc<Dedup>,
     pub state_dir: Option<PathBuf>,
@@ -99,7 +114,7 @@ fn now_secs() -> u64 {
 /// state file could not be written (every window is closed instead, so nothing is lost).
 pub fn run(
     mut router: Router,
-    p: Pipeline,
+    mut p: Pipeline,
     mut rx: mpsc::Receiver<PipelineMsg>,
 ) -> Result<(), String> {
     use std::time::{Duration, Instant};
@@ -115,6 +130,20 @@ pub fn run(
                 p.dedup.complete(&job.request.request_id, now_millis());
                 let _ = job.reply.send(outcome);
             }
+            PipelineMsg::Kinesis(batch) => {
+                let records = apply_kinesis(&mut router, &p, &mut decoder, &batch);
+                if let Some(book) = &p.book {
+                    book.applied(&batch.shard, records, &batch.position);
+                }
+                p.positions.insert(batch.shard, batch.position);
+                let _ = batch.applied.send(());
+            }
+            PipelineMsg::Checkpoint(reply) => {
+                let r =
+                    if p.state_dir.is_some() { checkpoint(&mut router, &mut p) } else { Ok(()) };
+                let _ = reply.send(r);
+                next_checkpoint = Instant::now() + p.checkpoint_interval;
+            }
             PipelineMsg::Wake => {}
             PipelineMsg::Finish => break,
         }
@@ -125,7 +154,7 @@ pub fn run(
             next_tick = now + Duration::from_secs(1);
         }
         if p.state_dir.is_some() && now >= next_checkpoint {
-            let _ = checkpoint(&mut router, &p);
+            let _ = checkpoint(&mut router, &mut p);
             next_checkpoint = Instant::now() + p.checkpoint_interval;
         }
     }
@@ -133,10 +162,19 @@ pub fn run(
         router.finish();
         return Ok(());
     }
-    match checkpoint(&mut router, &p) {
+    match checkpoint(&mut router, &mut p) {
         Ok(()) => {
             router.stop();
             Ok(())
+        }
+        Err(e) if p.book.is_some() => {
+            // Lease mode: the leases keep the last committed positions and other replicas read
+            // on from there, so closing the windows here would count those records twice. The
+            // state file of the last committed generation stays current.
+            router.stop();
+            Err(format!(
+                "the final checkpoint could not be committed ({e}); the last committed state file stays"
+            ))
         }
         Err(e) => {
             // The open windows cannot be kept: emit them rather than lose them.
@@ -148,15 +186,37 @@ pub fn run(
     }
 }
 
-fn checkpoint(router: &mut Router, p: &Pipeline) -> Result<(), String> {
-    let Some(dir) = &p.state_dir else { return Ok(()) };
+fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), String> {
+    let Some(dir) = p.state_dir.clone() else { return Ok(()) };
     let started = std::time::Instant::now();
+    let generation = p.generation + 1;
     let file = StateFile {
         written_at_ms: now_millis(),
         engine: router.checkpoint(),
         dedup: p.dedup.export(),
+        kinesis: KinesisState {
+            generation,
+            positions: p.positions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        },
     };
-    match state::write(dir, &file) {
+    let written = match &p.book {
+        None => state::write(&dir, &file).map_err(|e| e.to_string()),
+        // Lease mode: prepare the file, commit the leases with its generation, then make it
+        // current; a crash in between is resolved at the next start by the committed marker.
+        Some(book) => state::write_next(&dir, &file).map_err(|e| e.to_string()).and_then(|()| {
+            match book.commit(generation) {
+                Ok(_) => state::promote_next(&dir).map_err(|e| e.to_string()),
+                Err(e) => {
+                    state::discard_next(&dir);
+                    Err(e)
+                }
+            }
+        }),
+    };
+    if written.is_ok() {
+        p.generation = generation;
+    }
+    match written {
         Ok(()) => {
             p.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
             p.stats.last_checkpoint_ms.store(file.written_at_ms, Ordering::Relaxed);
@@ -171,6 +231,75 @@ fn checkpoint(router: &mut Router, p: &Pipeline) -> Result<(), String> {
     }
 }
 
+/// Routes one Kinesis batch: each record is de-aggregated (KPL), then envelope-decoded and
+/// parsed like a Firehose record. Returns the flow-log records routed.
+fn apply_kinesis(
+    router: &mut Router,
+    p: &Pipeline,
+    decoder: &mut EnvelopeDecoder,
+    batch: &KinesisBatch,
+) -> u64 {
+    let now = now_secs();
+    let layouts = p.kinesis_layouts.get(batch.source).unwrap_or(&p.layouts);
+    let stats = &p.stats;
+    let mut outcome = JobOutcome::default();
+    let mut user_records = 0u64;
+    for record in &batch.records {
+        stats.bytes.fetch_add(record.len() as u64, Ordering::Relaxed);
+        let unpacked = kpl::for_each_user_record(record, |user| {
+            user_records += 1;
+            route_record(router, layouts, decoder, user, None, None, now, stats, &mut outcome);
+        });
+        if let Err(e) = unpacked {
+            outcome.rejected += 1;
+            stats.reject(e.reason, &e.detail, record);
+        }
+    }
+    if user_records > batch.records.len() as u64 {
+        KinesisStatus::count(&p.kinesis.counters.kpl_user_records, user_records);
+    }
+    stats.records.fetch_add(outcome.records, Ordering::Relaxed);
+    stats.rejected.fetch_add(outcome.rejected, Ordering::Relaxed);
+    outcome.records
+}
+
+/// One transport record: envelope-decoded, each line parsed and routed, refusals counted.
+#[allow(clippy::too_many_arguments)]
+fn route_record(
+    router: &mut Router,
+    layouts: &LayoutSet,
+    decoder: &mut EnvelopeDecoder,
+    record: &[u8],
+    account: Option<&str>,
+    region: Option<&str>,
+    now: u64,
+    stats: &IngestStats,
+    outcome: &mut JobOutcome,
+) {
+    let decoded = decoder.decode(record, |line, ctx| {
+        let mut ctx = *ctx;
+        ctx.owner = ctx.owner.or(account);
+        ctx.region = ctx.region.or(region);
+        match parse_line(layouts, line) {
+            Ok(parsed) => match router.push(&parsed.record, &ctx, now) {
+                Ok(()) => outcome.records += 1,
+                Err(e @ RouteError::MissingInterface) => {
+                    outcome.rejected += 1;
+                    stats.reject(RejectReason::MissingInterface, &e, line);
+                }
+            },
+            Err(e) => {
+                outcome.rejected += 1;
+                stats.reject(e.reason, &e, line);
+            }
+        }
+    });
+    if let Err(e) = decoded {
+        outcome.rejected += 1;
+        stats.reject(e.reason, &e.detail, record);
+    }
+}
+
 fn apply(
     router: &mut Router,
     layouts: &LayoutSet,
@@ -182,28 +311,8 @@ fn apply(
     let mut outcome = JobOutcome::default();
     stats.bytes.fetch_add(job.request.data.len() as u64, Ordering::Relaxed);
     for record in job.request.records() {
-        let decoded = decoder.decode(record, |line, ctx| {
-            let mut ctx = *ctx;
-            ctx.owner = ctx.owner.or(job.account.as_deref());
-            ctx.region = ctx.region.or(job.region.as_deref());
-            match parse_line(layouts, line) {
-                Ok(parsed) => match router.push(&parsed.record, &ctx, now) {
-                    Ok(()) => outcome.records += 1,
-                    Err(e @ RouteError::MissingInterface) => {
-                        outcome.rejected += 1;
-                        stats.reject(RejectReason::MissingInterface, &e, line);
-                    }
-                },
-                Err(e) => {
-                    outcome.rejected += 1;
-                    stats.reject(e.reason, &e, line);
-                }
-            }
-        });
-        if let Err(e) = decoded {
-            outcome.rejected += 1;
-            stats.reject(e.reason, &e.detail, record);
-        }
+        let (account, region) = (job.account.as_deref(), job.region.as_deref());
+        route_record(router, layouts, decoder, record, account, region, now, stats, &mut outcome);
     }
     stats.records.fetch_add(outcome.records, Ordering::Relaxed);
     stats.rejected.fetch_add(outcome.rejected, Ordering::Relaxed);

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::source::kinesis::{Position, ShardKey};
 use crate::window::engine::EngineState;
 
 pub const FILE_NAME: &str = "vpcflowd.state";
@@ -30,6 +31,18 @@ pub struct StateFile {
     pub engine: EngineState,
     /// Applied Firehose request ids with the time they were applied (oldest first).
     pub dedup: Vec<(u64, String)>,
+    /// Kinesis shard positions: every record up to them is in `engine`.
+    #[serde(default)]
+    pub kinesis: KinesisState,
+}
+
+/// The Kinesis part of a state file.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct KinesisState {
+    /// With lease tables: the generation committed with these positions (see
+    /// `source::kinesis::lease`); 0 otherwise.
+    pub generation: u64,
+    pub positions: Vec<(ShardKey, Position)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -105,6 +118,62 @@ pub fn write(dir: &Path, state: &StateFile) -> Result<(), StateError> {
     Ok(())
 }
 
+/// The prepared state file of a lease-mode checkpoint (see [`write_next`]).
+pub fn next_path_in(dir: &Path) -> PathBuf {
+    dir.join(format!("{FILE_NAME}.next"))
+}
+
+/// Lease mode, step 1: writes the new state file beside the current one, durably, without
+/// making it current. Step 2 commits the leases; step 3 is [`promote_next`]. A crash between
+/// them leaves both files, and [`resolve_next`] decides at the next start.
+pub fn write_next(dir: &Path, state: &StateFile) -> Result<(), StateError> {
+    let path = next_path_in(dir);
+    let io_err = |source| StateError::Io { path: path.clone(), source };
+    let bytes =
+        encode(state).map_err(|detail| StateError::Corrupt { path: path.clone(), detail })?;
+    let mut f = File::create(&path).map_err(io_err)?;
+    f.write_all(&bytes).map_err(io_err)?;
+    f.sync_all().map_err(io_err)?;
+    Ok(())
+}
+
+/// Lease mode, step 3: the committed file becomes current.
+pub fn promote_next(dir: &Path) -> Result<(), StateError> {
+    let path = path_in(dir);
+    fs::rename(next_path_in(dir), &path).map_err(|source| StateError::Io { path, source })?;
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// Drops a prepared file whose commit failed.
+pub fn discard_next(dir: &Path) {
+    let _ = fs::remove_file(next_path_in(dir));
+}
+
+/// At start in lease mode: a prepared file left by a crash is made current if its generation
+/// is the one the lease table committed, else dropped. Returns what was done, for the log.
+pub fn resolve_next(
+    dir: &Path,
+    committed: Option<u64>,
+) -> Result<Option<&'static str>, StateError> {
+    let path = next_path_in(dir);
+    let bytes = match fs::read(&path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(source) => return Err(StateError::Io { path, source }),
+    };
+    let generation = decode(&bytes, &path).ok().map(|f| f.kinesis.generation);
+    if generation.is_some() && generation == committed {
+        promote_next(dir)?;
+        Ok(Some("promoted the prepared state file: its leases were committed"))
+    } else {
+        discard_next(dir);
+        Ok(Some("dropped the prepared state file: its leases were not committed"))
+    }
+}
+
 /// Reads the state file; `None` when there is none.
 pub fn read(dir: &Path) -> Result<Option<StateFile>, StateError> {
     let path = path_in(dir);
@@ -136,7 +205,15 @@ mod tests {
         let engine = router.checkpoint();
         router.stop();
         join.join();
-        StateFile { written_at_ms: 1, engine, dedup: vec![(5, "id".into())] }
+        StateFile {
+            written_at_ms: 1,
+            engine,
+            dedup: vec![(5, "id".into())],
+            kinesis: KinesisState {
+                generation: 3,
+                positions: vec![(ShardKey::new("s", "shardId-1"), Position::After("42".into()))],
+            },
+        }
     }
 
     #[test]
@@ -145,6 +222,8 @@ mod tests {
         let bytes = encode(&sample()).unwrap();
         let back = decode(&bytes, p).unwrap();
         assert_eq!(back.dedup, [(5, "id".to_string())]);
+        assert_eq!(back.kinesis.generation, 3);
+        assert_eq!(back.kinesis.positions[0].1, Position::After("42".into()));
         assert!(matches!(decode(b"garbage", p), Err(StateError::NotAStateFile(_))));
         let mut v2 = bytes.clone();
         v2[16] = 2;

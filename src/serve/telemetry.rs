@@ -8,7 +8,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use dashmap::DashMap;
 use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
@@ -16,9 +15,6 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use super::http::ServeState;
 use crate::export::config::OtlpProtocol;
 use crate::export::{ExportConfig, ExportStats};
-
-/// Kinesis shard lag (`MillisBehindLatest`) by (stream, shard), filled by Kinesis consumers.
-pub type ShardLags = DashMap<(Arc<str>, Arc<str>), u64>;
 
 /// The self-metrics meter provider; shut it down at exit so the last values are pushed.
 pub struct Telemetry {
@@ -287,19 +283,52 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             .with_unit("ms")
             .with_description("MillisBehindLatest of each Kinesis shard being read")
             .with_callback(move |o| {
-                for e in s.kinesis_lag.iter() {
-                    let (stream, shard) = e.key();
+                for (stream, shard, lag) in s.kinesis.lags() {
                     o.observe(
-                        *e.value(),
+                        lag.max(0) as u64,
                         &[
-                            KeyValue::new("aws.kinesis.stream_name", stream.to_string()),
-                            KeyValue::new("vpcflowd.kinesis.shard_id", shard.to_string()),
+                            KeyValue::new("aws.kinesis.stream_name", stream),
+                            KeyValue::new("vpcflowd.kinesis.shard_id", shard),
                         ],
                     );
                 }
             })
             .build();
     }
+    atomic!(
+        "vpcflowd.kinesis.records",
+        "{record}",
+        "Kinesis records read (before KPL de-aggregation)",
+        |s| &s.kinesis.counters.records
+    );
+    atomic!("vpcflowd.kinesis.get_records", "{call}", "GetRecords calls", |s| &s
+        .kinesis
+        .counters
+        .get_records_calls);
+    atomic!(
+        "vpcflowd.kinesis.throttled",
+        "{call}",
+        "GetRecords calls answered ProvisionedThroughputExceeded (backed off)",
+        |s| &s.kinesis.counters.throttled
+    );
+    atomic!(
+        "vpcflowd.kinesis.errors",
+        "{call}",
+        "Failed Kinesis calls other than throttling (retried with backoff)",
+        |s| &s.kinesis.counters.errors
+    );
+    atomic!(
+        "vpcflowd.kinesis.leases_lost",
+        "{lease}",
+        "Leases lost with records not yet committed",
+        |s| &s.kinesis.counters.leases_lost
+    );
+    atomic!(
+        "vpcflowd.kinesis.commit_failures",
+        "{commit}",
+        "Lease-table commits that failed",
+        |s| &s.kinesis.counters.commit_failures
+    );
 }
 
 fn register_export(meter: &Meter, x: Arc<ExportStats>) {

@@ -3,9 +3,12 @@
 //! - [`file`]: flow-log files and standard input (plain or gzip, S3 header lines), for `parse`
 //!   and `replay`.
 //! - [`firehose`]: the Firehose HTTP endpoint delivery protocol (requests, answers, auth).
+//! - [`kinesis`]: Kinesis Data Streams: shard consumers, checkpoints, resharding, DynamoDB
+//!   leases.
 //!
 //! A source owns reading and framing; it hands records to the decoder and never interprets
 //! fields itself.
 
 pub mod file;
 pub mod firehose;
+pub mod kinesis;

@@ -1,0 +1,263 @@
+//! The lease book: the leases this replica holds, shared by the lease coordinators (which take,
+//! renew and hand leases over) and the pipeline thread (which commits positions at each
+//! checkpoint, see [`LeaseBook::commit`]).
+//!
+//! Invariant: a lease's `committed` position is what its DynamoDB item says, and the state
+//! file of generation [`LeaseBook::generation`] holds exactly the records up to it.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use super::lease::{self, CommitError, LeaseCommit, LeaseTable};
+use super::position::{Position, ShardKey};
+use super::status::KinesisStatus;
+
+#[derive(Debug, Clone)]
+struct Held {
+    committed: Position,
+    /// Applied by the pipeline (the records up to it are in the engine).
+    applied: Position,
+    /// Records applied since the last commit (reported if the lease is lost).
+    uncommitted_records: u64,
+    /// Hand the lease over at the next commit: to a replica, or to nobody.
+    transfer: Option<Option<String>>,
+    /// The consumer has stopped, so the transfer may go out.
+    ready: bool,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    held: BTreeMap<ShardKey, Held>,
+    /// The last committed generation per table (its marker).
+    markers: BTreeMap<String, Option<u64>>,
+}
+
+/// See the module documentation.
+#[derive(Debug)]
+pub struct LeaseBook {
+    pub me: String,
+    /// Lease tables by stream name. All share one DynamoDB client (one region), so one
+    /// transaction can cover them.
+    tables: BTreeMap<Arc<str>, LeaseTable>,
+    inner: Mutex<Inner>,
+    status: Arc<KinesisStatus>,
+    runtime: tokio::runtime::Handle,
+}
+
+/// What a commit did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Committed {
+    /// Leases that turned out to be lost (their records since the last commit may be counted
+    /// twice: the new owner reads them again).
+    pub lost: Vec<ShardKey>,
+    /// Leases handed over in this commit.
+    pub transferred: Vec<ShardKey>,
+}
+
+impl LeaseBook {
+    /// A book over `tables`, reading each table's marker for this replica.
+    pub async fn open(
+        me: String,
+        tables: BTreeMap<Arc<str>, LeaseTable>,
+        status: Arc<KinesisStatus>,
+    ) -> Result<LeaseBook, String> {
+        let mut markers = BTreeMap::new();
+        for t in tables.values() {
+            t.ensure().await?;
+            markers.insert(t.table.clone(), t.committed_generation(&me).await?);
+        }
+        Ok(LeaseBook {
+            me,
+            tables,
+            inner: Mutex::new(Inner { held: BTreeMap::new(), markers }),
+            status,
+            runtime: tokio::runtime::Handle::current(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn table(&self, stream: &str) -> Option<&LeaseTable> {
+        self.tables.get(stream)
+    }
+
+    /// The generation this replica last committed (the highest marker), if any.
+    pub fn generation(&self) -> Option<u64> {
+        self.lock().markers.values().flatten().max().copied()
+    }
+
+    /// Records a lease just taken (or found ours), committed at `checkpoint`.
+    pub fn hold(&self, key: &ShardKey, checkpoint: Position) {
+        self.status.set_owner(key, Some(&self.me));
+        self.status.set_checkpoint(key, &checkpoint);
+        self.lock().held.insert(
+            key.clone(),
+            Held {
+                applied: checkpoint.clone(),
+                committed: checkpoint,
+                uncommitted_records: 0,
+                transfer: None,
+                ready: false,
+            },
+        );
+    }
+
+    pub fn holds(&self, key: &ShardKey) -> bool {
+        self.lock().held.contains_key(key)
+    }
+
+    /// Leases held for `stream`, with whether each is being handed over.
+    pub fn held(&self, stream: &str) -> Vec<(ShardKey, bool)> {
+        self.lock()
+            .held
+            .iter()
+            .filter(|(k, _)| &*k.stream == stream)
+            .map(|(k, h)| (k.clone(), h.transfer.is_some()))
+            .collect()
+    }
+
+    /// The renewal found the lease gone: forget it, counting what it held uncommitted.
+    pub fn lose(&self, key: &ShardKey) {
+        if let Some(h) = self.lock().held.remove(key) {
+            self.count_lost(key, &h);
+        }
+    }
+
+    fn count_lost(&self, key: &ShardKey, h: &Held) {
+        let c = &self.status.counters;
+        KinesisStatus::count(&c.leases_lost, 1);
+        KinesisStatus::count(&c.lost_uncommitted_records, h.uncommitted_records);
+        tracing::error!(
+            shard = %key,
+            uncommitted_records = h.uncommitted_records,
+            "lease lost before its records were committed: the new owner reads them again"
+        );
+    }
+
+    /// The lease should go to `to` (or to nobody) at the next commit once its consumer stopped.
+    pub fn plan_transfer(&self, key: &ShardKey, to: Option<String>) {
+        if let Some(h) = self.lock().held.get_mut(key) {
+            h.transfer = Some(to);
+        }
+    }
+
+    /// The shard's consumer has stopped: a planned transfer may go out.
+    pub fn consumer_stopped(&self, key: &ShardKey) {
+        if let Some(h) = self.lock().held.get_mut(key) {
+            h.ready = true;
+        }
+    }
+
+    /// Plans to release every lease at the next commit (shutdown, consumers stopped).
+    pub fn release_all(&self) {
+        for h in self.lock().held.values_mut() {
+            h.transfer = Some(None);
+            h.ready = true;
+        }
+    }
+
+    /// A batch of a held shard is in the engine (called by the pipeline per batch).
+    pub fn applied(&self, key: &ShardKey, records: u64, position: &Position) {
+        if let Some(h) = self.lock().held.get_mut(key) {
+            h.uncommitted_records += records;
+            h.applied = position.clone();
+        }
+    }
+
+    /// Commits the applied positions as generation `generation`: one
+    /// transaction over every held lease that moved or is handed over, plus the markers. Called
+    /// from the pipeline thread (not a runtime thread); blocks on the DynamoDB call. A lease
+    /// found lost is dropped and the commit retried once without it.
+    pub fn commit(&self, generation: u64) -> Result<Committed, String> {
+        let mut report = Committed::default();
+        for _attempt in 0..3 {
+            let (changes, markers) = {
+                let inner = self.lock();
+                let changes: Vec<(ShardKey, LeaseCommit)> = inner
+                    .held
+                    .iter()
+                    .filter_map(|(k, h)| {
+                        let applied = &h.applied;
+                        let transfer = h.transfer.clone().filter(|_| h.ready);
+                        (applied != &h.committed || transfer.is_some()).then(|| {
+                            let commit = LeaseCommit {
+                                shard: k.shard.to_string(),
+                                checkpoint: applied.clone(),
+                                transfer,
+                            };
+                            (k.clone(), commit)
+                        })
+                    })
+                    .collect();
+                (changes, inner.markers.clone())
+            };
+            let mut items = Vec::new();
+            let mut names: Vec<Option<ShardKey>> = Vec::new();
+            let mut client = None;
+            for (stream, table) in &self.tables {
+                let mine: Vec<&(ShardKey, LeaseCommit)> =
+                    changes.iter().filter(|(k, _)| &k.stream == stream).collect();
+                let commits: Vec<LeaseCommit> = mine.iter().map(|(_, c)| c.clone()).collect();
+                let previous = markers.get(&table.table).copied().flatten();
+                items.extend(table.commit_items(&self.me, generation, previous, &commits)?);
+                names.extend(mine.iter().map(|(k, _)| Some(k.clone())));
+                names.push(None);
+                client.get_or_insert_with(|| table.client.clone());
+            }
+            let Some(client) = client else { return Ok(report) };
+            let shard_names: Vec<Option<String>> =
+                names.iter().map(|n| n.as_ref().map(|k| k.to_string())).collect();
+            let outcome = self.runtime.block_on(lease::commit(&client, items, &shard_names));
+            match outcome {
+                Ok(()) => {
+                    KinesisStatus::count(&self.status.counters.commits, 1);
+                    let mut inner = self.lock();
+                    for m in inner.markers.values_mut() {
+                        *m = Some(generation);
+                    }
+                    for (k, c) in changes {
+                        self.status.set_checkpoint(&k, &c.checkpoint);
+                        if let Some(to) = &c.transfer {
+                            inner.held.remove(&k);
+                            self.status.set_owner(&k, to.as_deref());
+                            self.status.set_state(&k, "leased_elsewhere");
+                            KinesisStatus::count(&self.status.counters.leases_handed_off, 1);
+                            report.transferred.push(k);
+                        } else if let Some(h) = inner.held.get_mut(&k) {
+                            h.committed = c.checkpoint;
+                            h.uncommitted_records = 0;
+                        }
+                    }
+                    return Ok(report);
+                }
+                Err(CommitError::Lost(lost)) => {
+                    let mut inner = self.lock();
+                    for name in lost {
+                        let key = names.iter().flatten().find(|k| k.to_string() == name).cloned();
+                        if let Some(key) = key
+                            && let Some(h) = inner.held.remove(&key)
+                        {
+                            self.count_lost(&key, &h);
+                            report.lost.push(key);
+                        }
+                    }
+                }
+                Err(CommitError::MarkerConflict) => {
+                    KinesisStatus::count(&self.status.counters.commit_failures, 1);
+                    return Err(format!(
+                        "another process commits as replica {:?}: replica ids must be unique",
+                        self.me
+                    ));
+                }
+                Err(CommitError::Other(e)) => {
+                    KinesisStatus::count(&self.status.counters.commit_failures, 1);
+                    return Err(format!("committing leases: {e}"));
+                }
+            }
+        }
+        KinesisStatus::count(&self.status.counters.commit_failures, 1);
+        Err("committing leases: lost leases on every attempt".into())
+    }
+}
