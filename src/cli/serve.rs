@@ -116,6 +116,9 @@ pub struct ServeArgs {
     /// With --kinesis-start at-timestamp: an RFC 3339 time.
     #[arg(long, value_name = "TIME")]
     pub kinesis_start_timestamp: Option<String>,
+    /// Records asked for per GetRecords call, 1–10000 [default: 10000].
+    #[arg(long, value_name = "N")]
+    pub kinesis_max_records: Option<i32>,
     /// Share the streams' shards with other replicas through this DynamoDB lease table
     /// (needs --state-dir).
     #[arg(long, value_name = "NAME")]
@@ -226,6 +229,7 @@ impl ServeArgs {
                         ("endpoint", self.kinesis_endpoint.clone().map(Value::from)),
                         ("start", self.kinesis_start.map(|p| json!(p))),
                         ("start_timestamp", self.kinesis_start_timestamp.clone().map(Value::from)),
+                        ("max_records_per_call", self.kinesis_max_records.map(Value::from)),
                         ("lease_table", self.lease_table.clone().map(Value::from)),
                         ("lease_endpoint", self.lease_endpoint.clone().map(Value::from)),
                         (

@@ -243,21 +243,22 @@ fn apply_kinesis(
     let layouts = p.kinesis_layouts.get(batch.source).unwrap_or(&p.layouts);
     let stats = &p.stats;
     let mut outcome = JobOutcome::default();
-    let mut user_records = 0u64;
+    let mut unpacked_records = 0u64;
     for record in &batch.records {
         stats.bytes.fetch_add(record.len() as u64, Ordering::Relaxed);
         let unpacked = kpl::for_each_user_record(record, |user| {
-            user_records += 1;
             route_record(router, layouts, decoder, user, None, None, now, stats, &mut outcome);
         });
-        if let Err(e) = unpacked {
-            outcome.rejected += 1;
-            stats.reject(e.reason, &e.detail, record);
+        match unpacked {
+            Ok(n) if kpl::is_aggregated(record) => unpacked_records += n as u64,
+            Ok(_) => {}
+            Err(e) => {
+                outcome.rejected += 1;
+                stats.reject(e.reason, &e.detail, record);
+            }
         }
     }
-    if user_records > batch.records.len() as u64 {
-        KinesisStatus::count(&p.kinesis.counters.kpl_user_records, user_records);
-    }
+    KinesisStatus::count(&p.kinesis.counters.kpl_user_records, unpacked_records);
     stats.records.fetch_add(outcome.records, Ordering::Relaxed);
     stats.rejected.fetch_add(outcome.rejected, Ordering::Relaxed);
     outcome.records

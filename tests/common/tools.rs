@@ -131,3 +131,65 @@ impl Drop for Prometheus {
         let _ = self.child.wait();
     }
 }
+
+/// The kinesalite package directory, installed with npm if missing.
+pub fn kinesalite_dir() -> PathBuf {
+    let _guard = INSTALL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tools_dir().join("node");
+    if !dir.join("node_modules/kinesalite").exists() {
+        std::fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
+            .arg(&dir)
+            .arg("kinesalite@3.3.3")
+            .status()
+            .expect("npm");
+        assert!(ok.success(), "npm install kinesalite failed");
+    }
+    // Its CLI listens on every interface and keeps streams CREATING for 500 ms; this wrapper
+    // binds loopback, picks a free port and makes state changes instant.
+    std::fs::write(
+        dir.join("kinesalite-local.js"),
+        "const kinesalite = require('kinesalite');\n\
+         const [port = 0, createMs = 0, updateMs = 0, shardLimit = 100] = process.argv.slice(2).map(Number);\n\
+         const server = kinesalite({ createStreamMs: createMs, deleteStreamMs: 0, updateStreamMs: updateMs, shardLimit });\n\
+         server.listen(port, '127.0.0.1', () => console.log('READY ' + server.address().port));\n\
+         process.on('SIGTERM', () => process.exit(0));\n",
+    )
+    .unwrap();
+    dir
+}
+
+/// A kinesalite server (Kinesis Data Streams emulator) on a free loopback port.
+pub struct Kinesalite {
+    child: Child,
+    pub endpoint: String,
+}
+
+impl Kinesalite {
+    pub fn start() -> Kinesalite {
+        let dir = kinesalite_dir();
+        let mut child = Command::new("node")
+            .arg(dir.join("kinesalite-local.js"))
+            .current_dir(&dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kinesalite");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let line = lines.next().and_then(Result::ok).unwrap_or_default();
+        let port = line.strip_prefix("READY ").unwrap_or_else(|| panic!("kinesalite: {line:?}"));
+        // Keep draining its stdout so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Kinesalite { endpoint: format!("http://127.0.0.1:{}", port.trim()), child }
+    }
+}
+
+impl Drop for Kinesalite {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
