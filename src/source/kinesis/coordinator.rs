@@ -360,6 +360,7 @@ impl Coordinator {
             }
             if l.owner.as_deref() != Some(me.as_str()) {
                 self.status.set_checkpoint(&key, &l.checkpoint);
+                self.status.set_state(&key, "leased_elsewhere");
             }
             match &l.owner {
                 Some(o) if now.duration_since(entry.1) < duration => {

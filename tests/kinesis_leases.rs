@@ -1,0 +1,222 @@
+//! Scale-out: three `serve` replicas share an 8-shard kinesalite stream through a lease table
+//! on moto's DynamoDB. One is killed with SIGKILL mid-stream; the others take its leases once
+//! they expire; it comes back with its state directory and gets leases handed back. The sum of
+//! every replica's snapshots equals `vpcflowd replay` over everything put.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use common::kinesis::{self as k, AWS_ENV};
+use common::serve::Server;
+use common::tools::{Kinesalite, Moto};
+use serde_json::Value;
+use vpcflowd::decode::kpl;
+
+const T0: u64 = 1_700_000_040;
+const WINDOW: [&str; 6] = ["--window", "2m", "--slide", "1m", "--lateness", "2h"];
+const SHARDS: usize = 8;
+
+fn line(iface: u32, src: u32, t: u64, bytes: u64) -> String {
+    format!(
+        "2 123456789012 eni-{iface:017x} 10.1.{}.{} 172.16.0.1 40000 443 6 3 {bytes} {t} {} REJECT OK",
+        src / 250,
+        src % 250,
+        t + 30
+    )
+}
+
+/// Bare lines and KPL aggregates, keyed by interface (so an interface stays on one shard).
+fn records(n: u32, t0: u64) -> (Vec<(String, Vec<u8>)>, Vec<String>) {
+    let mut out = Vec::new();
+    let mut lines = Vec::new();
+    for i in 0..n {
+        let iface = i % 37;
+        let key = format!("eni-{iface:017x}");
+        let t = t0 + u64::from(i % 90);
+        if i % 2 == 0 {
+            let l = line(iface, i, t, 40 + u64::from(i % 7));
+            out.push((key, l.clone().into_bytes()));
+            lines.push(l);
+        } else {
+            let ls: Vec<String> = (0..2).map(|j| line(iface, i * 2 + j, t, 9)).collect();
+            let refs: Vec<&[u8]> = ls.iter().map(|l| l.as_bytes()).collect();
+            out.push((key.clone(), kpl::aggregate(&key, &refs)));
+            lines.extend(ls);
+        }
+    }
+    (out, lines)
+}
+
+struct Replica {
+    id: String,
+    dir: tempfile::TempDir,
+}
+
+impl Replica {
+    fn start(&self, kinesis: &str, moto: &str) -> Server {
+        let dir = self.dir.path().to_str().unwrap();
+        let mut args = vec![
+            "--kinesis-stream",
+            "shared",
+            "--kinesis-endpoint",
+            kinesis,
+            "--lease-table",
+            "vpcflowd-leases",
+            "--lease-endpoint",
+            moto,
+            "--lease-duration",
+            "2s",
+            "--replica-id",
+            &self.id,
+            "--state-dir",
+            dir,
+            "--checkpoint-interval",
+            "300ms",
+        ];
+        args.extend_from_slice(&WINDOW);
+        Server::start(&args, &AWS_ENV)
+    }
+}
+
+async fn statuses(servers: &[&Server]) -> Vec<Value> {
+    let mut out = Vec::new();
+    for s in servers {
+        out.push(s.status().await);
+    }
+    out
+}
+
+/// Polls every server's status until `done` holds for the set (fails after 90 s).
+async fn wait_all(servers: &[&Server], what: &str, done: impl Fn(&[Value]) -> bool) {
+    for _ in 0..1800 {
+        if done(&statuses(servers).await) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("timed out waiting for {what}: {:#}", Value::Array(statuses(servers).await));
+}
+
+/// Shards `status`'s replica reads now.
+fn reading(status: &Value, me: &str) -> usize {
+    status["kinesis"]["shards"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["lease_owner"] == me && s["state"] == "reading").count())
+        .unwrap_or(0)
+}
+
+fn counter(status: &Value, section: &str, name: &str) -> u64 {
+    status[section][name].as_u64().unwrap_or(0)
+}
+
+/// (window_start, interface) → (packets, bytes, flows), summed.
+fn sums(snapshots: &[Value]) -> BTreeMap<(u64, String), (u64, u64, u64)> {
+    let mut out: BTreeMap<(u64, String), (u64, u64, u64)> = BTreeMap::new();
+    for s in snapshots {
+        let e = out
+            .entry((
+                s["window_start"].as_u64().unwrap(),
+                s["interface_id"].as_str().unwrap().into(),
+            ))
+            .or_default();
+        e.0 += s["packets"].as_u64().unwrap();
+        e.1 += s["bytes"].as_u64().unwrap();
+        e.2 += s["flows"].as_u64().unwrap();
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn three_replicas_share_a_stream_and_survive_a_sigkill_with_exact_counts() {
+    let emu = Kinesalite::start();
+    let moto = Moto::start();
+    let kin = k::kinesis(&emu.endpoint);
+    k::create_stream(&kin, "shared", SHARDS as i32).await;
+    let (first, mut all) = records(1600, T0);
+    k::put(&kin, "shared", &first).await;
+
+    let replicas: Vec<Replica> = (1..=3)
+        .map(|i| Replica { id: format!("r{i}"), dir: tempfile::tempdir().unwrap() })
+        .collect();
+    let r1 = replicas[0].start(&emu.endpoint, &moto.endpoint);
+    let r2 = replicas[1].start(&emu.endpoint, &moto.endpoint);
+    let r3 = replicas[2].start(&emu.endpoint, &moto.endpoint);
+    let n_first = all.len() as u64;
+    wait_all(&[&r1, &r2, &r3], "balanced leases and the first part read", |s| {
+        (0..3).all(|i| reading(&s[i], &format!("r{}", i + 1)) >= 2)
+            && s.iter().map(|s| counter(s, "ingest", "records")).sum::<u64>() == n_first
+    })
+    .await;
+
+    // Mid-stream: r2 dies while it reads the second part.
+    let (second, lines) = records(4000, T0 + 20);
+    all.extend(lines);
+    let r2_before = counter(&r2.status().await, "ingest", "records");
+    k::put(&kin, "shared", &second).await;
+    wait_all(&[&r2], "r2 reading the second part", |s| {
+        counter(&s[0], "ingest", "records") > r2_before
+    })
+    .await;
+    let killed = std::process::Command::new("kill").args(["-KILL", &r2.pid().to_string()]).status();
+    assert!(killed.unwrap().success());
+    let (exit, r2_printed, _) = r2.wait();
+    assert!(!exit.success());
+    wait_all(&[&r1, &r3], "r2's leases taken over", |s| {
+        reading(&s[0], "r1") + reading(&s[1], "r3") == SHARDS
+    })
+    .await;
+
+    // r2 comes back with its state directory; the busiest replicas hand it leases.
+    let r2 = replicas[1].start(&emu.endpoint, &moto.endpoint);
+    wait_all(&[&r1, &r2, &r3], "r2 holding leases again", |s| {
+        reading(&s[1], "r2") >= 2
+            && reading(&s[0], "r1") + reading(&s[1], "r2") + reading(&s[2], "r3") == SHARDS
+    })
+    .await;
+    let (third, lines) = records(800, T0 + 40);
+    all.extend(lines);
+    k::put(&kin, "shared", &third).await;
+
+    // Every shard read to its end: a rejected marker at the end of each, seen by its reader.
+    let open = k::open_shards(&kin, "shared").await;
+    for (_, hash_key) in &open {
+        k::put_to(&kin, "shared", hash_key, b"end-of-test marker".to_vec()).await;
+    }
+    let servers = [&r1, &r2, &r3];
+    let rejected = |s: &Value| s["rejects"]["field_count"]["count"].as_u64().unwrap_or(0);
+    wait_all(&servers, "the end markers", |s| s.iter().map(rejected).sum::<u64>() == SHARDS as u64)
+        .await;
+    // Then a record hours later on every shard closes every window of the data on every replica.
+    for (_, hash_key) in &open {
+        k::put_to(&kin, "shared", hash_key, line(999, 1, T0 + 10 * 3600, 1).into_bytes()).await;
+    }
+    wait_all(&servers, "every replica's windows to close", |s| {
+        s.iter().all(|s| counter(s, "engine", "watermark") > T0 + 3600)
+    })
+    .await;
+
+    let mut printed = r2_printed;
+    let mut handed_off = 0;
+    let mut taken = 0;
+    for (i, server) in [r1, r2, r3].into_iter().enumerate() {
+        let status = server.status().await;
+        handed_off += counter(&status, "kinesis", "leases_handed_off");
+        taken += counter(&status, "kinesis", "leases_taken");
+        assert_eq!(counter(&status, "kinesis", "leases_lost"), 0, "r{}", i + 1);
+        let (exit, p, stderr) = server.stop();
+        assert!(exit.success(), "{stderr:#?}");
+        printed.extend(p);
+    }
+    assert!(taken >= 2, "the dead replica's leases were taken: {taken}");
+    assert!(handed_off >= 2, "leases were handed back to r2: {handed_off}");
+    let data: Vec<Value> =
+        printed.into_iter().filter(|s| s["window_start"].as_u64() < Some(T0 + 3600)).collect();
+    let mut replay = vec!["replay"];
+    replay.extend_from_slice(&WINDOW);
+    let out = common::vpcflowd(&replay, (all.join("\n") + "\n").as_bytes());
+    assert!(out.status.success());
+    let expected = common::json_lines(&out.stdout);
+    assert_eq!(sums(&data), sums(&expected), "no record missed or counted twice");
+}
