@@ -218,7 +218,7 @@ async fn throttling_and_expired_iterators_are_retried_without_loss() {
     let (puts, lines) = mixed(900, T0);
     k::put(&kin, "faults", &puts).await;
     let proxy = k::FaultProxy::start(&emu.endpoint, |n| match n {
-        3 | 4 | 5 => Some("ProvisionedThroughputExceededException"),
+        3..=5 => Some("ProvisionedThroughputExceededException"),
         7 | 12 => Some("ExpiredIteratorException"),
         _ => None,
     })

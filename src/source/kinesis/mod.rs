@@ -9,7 +9,7 @@
 //!            LeaseBook ◄── commit (pipeline thread) ◄── pipeline: KPL → envelope → lines → engine
 //! ```
 //!
-//! - [`config`]: `[[sources.kinesis]]`.
+//! - [`config`]: the `sources.kinesis` entries of the configuration.
 //! - [`client`]: the AWS clients (standard credential chain, endpoint overrides).
 //! - [`discovery`]: ListShards and the parent graph.
 //! - [`consumer`]: one shard's read loop.
