@@ -304,3 +304,28 @@ async fn close_every_window(server: &Server, kin: &aws_sdk_kinesis::Client, stre
     })
     .await;
 }
+
+#[test]
+fn kinesis_usage_errors_are_clear() {
+    let out = common::vpcflowd(&["serve", "--lease-table", "t"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--lease-table applies to the streams given with --kinesis-stream"),
+        "{err}"
+    );
+    let out = common::vpcflowd(&["serve", "--kinesis-stream", "s", "--lease-table", "t"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("needs state.dir"), "{err}");
+    let out = common::vpcflowd(
+        &["serve", "--kinesis-stream", "s", "--kinesis-start", "at-timestamp"],
+        b"",
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("sources.kinesis[0]: start = \"at_timestamp\" needs start_timestamp"),
+        "{err}"
+    );
+}

@@ -256,6 +256,24 @@ impl ServeArgs {
 }
 
 pub fn run(args: &ServeArgs) -> ExitCode {
+    let stream_flags = [
+        ("--kinesis-region", args.kinesis_region.is_some()),
+        ("--kinesis-endpoint", args.kinesis_endpoint.is_some()),
+        ("--kinesis-start", args.kinesis_start.is_some()),
+        ("--kinesis-start-timestamp", args.kinesis_start_timestamp.is_some()),
+        ("--kinesis-max-records", args.kinesis_max_records.is_some()),
+        ("--lease-table", args.lease_table.is_some()),
+        ("--lease-endpoint", args.lease_endpoint.is_some()),
+        ("--lease-duration", args.lease_duration.is_some()),
+    ];
+    if args.kinesis_streams.is_empty()
+        && let Some((flag, _)) = stream_flags.iter().find(|(_, given)| *given)
+    {
+        eprintln!(
+            "vpcflowd serve: {flag} applies to the streams given with --kinesis-stream (none given; use [[sources.kinesis]] in the configuration file for per-stream settings)"
+        );
+        return ExitCode::from(EXIT_USAGE);
+    }
     let config = match ServeConfig::load(args.config.as_deref(), args.overrides()) {
         Ok(c) => c,
         Err(e) => {
