@@ -57,6 +57,15 @@ fn client(endpoint: &str) -> aws_sdk_kinesis::Client {
 
 async fn fill(k: &aws_sdk_kinesis::Client, stream: &str, shards: i32, records: &[Vec<u8>]) {
     k.create_stream().stream_name(stream).shard_count(shards).send().await.unwrap();
+    loop {
+        let d = k.describe_stream_summary().stream_name(stream).send().await.unwrap();
+        if d.stream_description_summary.unwrap().stream_status
+            == aws_sdk_kinesis::types::StreamStatus::Active
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     for chunk in records.chunks(500).enumerate() {
         let entries = chunk
             .1

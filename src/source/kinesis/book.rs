@@ -222,7 +222,9 @@ impl LeaseBook {
                         if let Some(to) = &c.transfer {
                             inner.held.remove(&k);
                             self.status.set_owner(&k, to.as_deref());
-                            self.status.set_state(&k, "leased_elsewhere");
+                            let state =
+                                if c.checkpoint.is_end() { "finished" } else { "leased_elsewhere" };
+                            self.status.set_state(&k, state);
                             KinesisStatus::count(&self.status.counters.leases_handed_off, 1);
                             report.transferred.push(k);
                         } else if let Some(h) = inner.held.get_mut(&k) {

@@ -310,6 +310,9 @@ impl Coordinator {
                         match exit {
                             ShardExit::End => {
                                 tracing::info!(shard = %key, "shard read to its end");
+                                // Commit SHARD_END (children may start) and let the lease go
+                                // in the same write: a finished lease is nobody's share.
+                                book.plan_transfer(&key, None);
                                 discover_at = Instant::now();
                                 self.checkpoint_now().await;
                                 break;
