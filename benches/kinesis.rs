@@ -6,7 +6,6 @@
 //! `cargo bench --bench kinesis` (kinesalite is installed with npm on first use).
 
 #[path = "../tests/common/tools.rs"]
-#[allow(dead_code)]
 mod tools;
 
 use std::io::Write;
