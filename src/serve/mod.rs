@@ -110,14 +110,23 @@ pub async fn spawn(config: ServeConfig) -> Result<Running, String> {
 }
 
 /// Reads the state file in `dir` for a restart. An unusable file is an error, or with
-/// `discard_bad_state` is renamed aside.
+/// `discard_bad_state` is renamed aside. With lease tables, `committed` is the generation the
+/// lease table committed for this replica.
 fn restore(
     dir: &std::path::Path,
     config: &ServeConfig,
     engine_config: &crate::window::EngineConfig,
     dedup: &Dedup,
+    committed: Option<Option<u64>>,
 ) -> Result<Option<(crate::window::engine::EngineState, state::KinesisState)>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+    if let Some(committed) = committed {
+        // A crash between preparing a state file and committing its leases left it beside the
+        // current one: the lease table says which of the two is true.
+        if let Some(what) = state::resolve_next(dir, committed).map_err(|e| e.to_string())? {
+            tracing::warn!("{what}");
+        }
+    }
     let problem = match state::read(dir) {
         Ok(None) => return Ok(None),
         Ok(Some(file)) => match file.engine.incompatibility(engine_config) {
@@ -180,29 +189,24 @@ pub async fn run(
         false => Some(crate::source::kinesis::prepare(&config.sources).await?),
     };
     let book = kinesis.as_ref().and_then(|k| k.book.clone());
-    if let (Some(book), Some(dir)) = (&book, &config.state.dir) {
-        // A crash between preparing a state file and committing its leases left it beside the
-        // current one: the lease table says which of the two is true.
-        std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
-        if let Some(what) =
-            state::resolve_next(dir, book.generation()).map_err(|e| e.to_string())?
-        {
-            tracing::warn!("{what}");
-        }
-    }
     if !config.sources.kinesis.is_empty() && config.state.dir.is_none() {
         tracing::warn!(
             "no state.dir: Kinesis positions are not kept, a restart reads from `start` again"
         );
     }
     let restored = match &config.state.dir {
-        Some(dir) => restore(dir, &config, &engine_config, &dedup)?,
+        Some(dir) => {
+            let committed = book.as_ref().map(|b| b.generation());
+            restore(dir, &config, &engine_config, &dedup, committed)?
+        }
         None => None,
     };
     let (restored, kinesis_state) = match restored {
         Some((engine, kinesis)) => (Some(engine), kinesis),
         None => (None, state::KinesisState::default()),
     };
+    let positions: std::collections::BTreeMap<_, _> =
+        kinesis_state.positions.iter().cloned().collect();
     let engine = Engine::start_from(engine_config, restored);
     let engine_stats = engine.stats.clone();
     let (router, snapshots, engine_join) = engine.into_parts();
@@ -242,7 +246,7 @@ pub async fn run(
         let p = pipeline::Pipeline {
             layouts,
             kinesis_layouts,
-            positions: kinesis_state.positions.iter().cloned().collect(),
+            positions: positions.clone(),
             book: book.clone(),
             generation: kinesis_state
                 .generation
@@ -360,7 +364,6 @@ pub async fn run(
                 }
             }
         });
-        let positions = kinesis_state.positions.iter().cloned().collect();
         crate::source::kinesis::start(&config.sources, prepared, &positions, tx)
     });
     let scheme = if config.ingest.tls_cert.is_some() { "https" } else { "http" };

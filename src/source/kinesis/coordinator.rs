@@ -133,7 +133,7 @@ impl Coordinator {
         let mut tasks = JoinSet::new();
         let mut running: HashMap<String, Running> = HashMap::new();
         let mut done: BTreeSet<String> = BTreeSet::new();
-        let mut known: Option<BTreeSet<String>> = None;
+        let mut listed_once = false;
         let mut positions = self.restored.clone();
         // Without restored positions, the first listing starts at `start`.
         let fresh = positions.is_empty();
@@ -142,7 +142,7 @@ impl Coordinator {
             if Instant::now() >= discover_at
                 && let Some(shards) = self.list().await
             {
-                let first = known.is_none();
+                let first = !listed_once;
                 for s in shards.values() {
                     let pos = positions.entry(s.id.clone()).or_insert_with(|| {
                         if first && fresh {
@@ -168,7 +168,7 @@ impl Coordinator {
                         self.status.set_state(&key, "waiting_for_parents");
                     }
                 }
-                known = Some(shards.into_keys().collect());
+                listed_once = true;
                 discover_at = Instant::now() + self.config.shard_discovery_interval;
             }
             let wait = discover_at.saturating_duration_since(Instant::now());

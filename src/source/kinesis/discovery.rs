@@ -60,12 +60,6 @@ pub fn parents_done(
     shard.parents.iter().all(|p| !shards.contains_key(p) || done(p))
 }
 
-/// Shards that are ancestors of an open shard only through closed shards, when starting at
-/// LATEST: everything closed is skipped (it holds no record written from now on).
-pub fn closed_at_start(shards: &BTreeMap<String, ShardInfo>) -> impl Iterator<Item = &str> {
-    shards.values().filter(|s| s.closed).map(|s| s.id.as_str())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -92,6 +86,5 @@ mod tests {
         assert!(!parents_done(&shards["m"], &shards, |p| p == "a"));
         assert!(parents_done(&shards["m"], &shards, |p| p == "a" || p == "b"));
         assert!(parents_done(&shards["orphan"], &shards, |_| false), "aged-out parents are done");
-        assert_eq!(closed_at_start(&shards).collect::<Vec<_>>(), ["a", "b"]);
     }
 }
