@@ -117,6 +117,12 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             counter(meter, $name, $unit, $desc, move || ($e as &AtomicU64).load(Relaxed));
         }};
     }
+    macro_rules! gauge {
+        ($name:literal, $unit:literal, $desc:literal, |$s:ident| $e:expr) => {{
+            let $s = state.clone();
+            gauge(meter, $name, $unit, $desc, move || $e);
+        }};
+    }
     // Ingest.
     atomic!(
         "vpcflowd.ingest.records",
@@ -170,16 +176,9 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             })
             .build();
     }
-    {
-        let s = state.clone();
-        gauge(
-            meter,
-            "vpcflowd.ingest.queue.depth",
-            "{request}",
-            "Requests waiting for the pipeline",
-            move || Some((s.pipeline.max_capacity() - s.pipeline.capacity()) as f64),
-        );
-    }
+    gauge!("vpcflowd.ingest.queue.depth", "{request}", "Requests waiting for the pipeline", |s| {
+        Some((s.pipeline.max_capacity() - s.pipeline.capacity()) as f64)
+    });
     // Engine.
     atomic!("vpcflowd.engine.records", "{record}", "Records the engine took in", |s| &s
         .engine
@@ -217,52 +216,33 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             .with_callback(move |o| o.observe(s.engine.close_micros_total.load(Relaxed) as f64 / 1e6, &[]))
             .build();
     }
-    {
-        let s = state.clone();
-        gauge(
-            meter,
-            "vpcflowd.engine.window_close.last_duration",
-            "s",
-            "Time the last window close took",
-            move || Some(s.engine.last_close_micros.load(Relaxed) as f64 / 1e6),
-        );
-    }
-    {
-        let s = state.clone();
-        gauge(
-            meter,
-            "vpcflowd.engine.open_windows",
-            "{window}",
-            "Windows with data not closed yet",
-            move || Some(s.engine.open_windows.load(Relaxed) as f64),
-        );
-    }
-    {
-        let s = state.clone();
-        gauge(
-            meter,
-            "vpcflowd.engine.watermark",
-            "s",
-            "The watermark (Unix time): windows ending at or before it are closed",
-            move || {
-                let w = s.engine.watermark.load(Relaxed);
-                (w != 0 && w != u64::MAX).then_some(w as f64)
-            },
-        );
-    }
-    {
-        let s = state.clone();
-        gauge(
-            meter,
-            "vpcflowd.engine.watermark.lag",
-            "s",
-            "Wall clock minus the watermark: how far behind real time results are",
-            move || {
-                let w = s.engine.watermark.load(Relaxed);
-                (w != 0 && w != u64::MAX).then(|| (now_secs() - w as f64).max(0.0))
-            },
-        );
-    }
+    gauge!(
+        "vpcflowd.engine.window_close.last_duration",
+        "s",
+        "Time the last window close took",
+        |s| Some(s.engine.last_close_micros.load(Relaxed) as f64 / 1e6)
+    );
+    gauge!("vpcflowd.engine.open_windows", "{window}", "Windows with data not closed yet", |s| {
+        Some(s.engine.open_windows.load(Relaxed) as f64)
+    });
+    gauge!(
+        "vpcflowd.engine.watermark",
+        "s",
+        "The watermark (Unix time): windows ending at or before it are closed",
+        |s| {
+            let w = s.engine.watermark.load(Relaxed);
+            (w != 0 && w != u64::MAX).then_some(w as f64)
+        }
+    );
+    gauge!(
+        "vpcflowd.engine.watermark.lag",
+        "s",
+        "Wall clock minus the watermark: how far behind real time results are",
+        |s| {
+            let w = s.engine.watermark.load(Relaxed);
+            (w != 0 && w != u64::MAX).then(|| (now_secs() - w as f64).max(0.0))
+        }
+    );
     // State.
     atomic!("vpcflowd.state.checkpoints", "{checkpoint}", "State files written", |s| &s
         .stats
