@@ -6,12 +6,8 @@
 
 mod common;
 
-use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_firehose::primitives::Blob;
-use aws_sdk_firehose::types::{
-    HttpEndpointConfiguration, HttpEndpointDestinationConfiguration, Record,
-    S3DestinationConfiguration,
-};
+use aws_sdk_firehose::types::Record;
 use common::serve::{Server, total};
 use common::tools::Moto;
 
@@ -23,37 +19,7 @@ async fn put_record_batch_through_moto_reaches_the_windows() {
         &["--time", "processing", "--window", "1m", "--slide", "1m", "--lateness", "0s"],
         &[],
     );
-    let config = aws_sdk_firehose::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .endpoint_url(&moto.endpoint)
-        .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-        .build();
-    let client = aws_sdk_firehose::Client::from_conf(config);
-    client
-        .create_delivery_stream()
-        .delivery_stream_name("flows")
-        .http_endpoint_destination_configuration(
-            HttpEndpointDestinationConfiguration::builder()
-                .endpoint_configuration(
-                    HttpEndpointConfiguration::builder()
-                        .url(&server.ingest)
-                        .name("vpcflowd")
-                        .build()
-                        .unwrap(),
-                )
-                .s3_configuration(
-                    S3DestinationConfiguration::builder()
-                        .role_arn("arn:aws:iam::123456789012:role/firehose")
-                        .bucket_arn("arn:aws:s3:::failed-deliveries")
-                        .build()
-                        .unwrap(),
-                )
-                .build(),
-        )
-        .send()
-        .await
-        .expect("create the delivery stream");
+    let client = moto.http_delivery_stream("flows", &server.ingest).await;
 
     let mut sent = 0u64;
     for batch in 0..3 {

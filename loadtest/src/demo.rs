@@ -3,7 +3,7 @@
 //! needed. Prints where to look, then each closed window's busiest interfaces.
 
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Result;
 use clap::Args;
@@ -11,7 +11,8 @@ use vpcflowd::decode::Layout;
 use vpcflowd::generate::{Generator, GeneratorConfig};
 use vpcflowd::serve::config::ServeConfig;
 
-use crate::firehose;
+use crate::target::{Backoff, http};
+use crate::traffic::now_secs;
 
 #[derive(Args)]
 pub struct DemoArgs {
@@ -39,10 +40,6 @@ pub struct DemoArgs {
     /// Stop after this long (default: until Ctrl-C).
     #[arg(long, value_parser = humantime::parse_duration)]
     duration: Option<Duration>,
-}
-
-fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
@@ -79,14 +76,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("            curl {admin}/api/v1/status");
     println!("  (Ctrl-C stops)\n");
 
-    let sender = firehose::Sender {
+    let sender = http::Sender {
         client: reqwest::Client::new(),
         url: format!("http://{}/", bound.ingest),
         access_key: Some("demo-access-key".into()),
         gzip: true,
         region: "us-east-1".into(),
-        retry_initial: Duration::from_millis(200),
-        max_attempts: 10,
+        backoff: Backoff { initial: Duration::from_millis(200), max_attempts: 10 },
     };
     // Event time follows the wall clock: the generator starts now at the feeding rate.
     let mut generator = Generator::new(GeneratorConfig {
@@ -110,7 +106,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                     serde_json::to_vec(&serde_json::json!({"message": line})).expect("JSON")
                 })
                 .collect();
-            let request = firehose::prepare(&records, true);
+            let request = http::prepare(&records, true);
             if !sender.send(&request).await.accepted {
                 eprintln!("vpcflowd demo: a request was not accepted");
             }

@@ -1,39 +1,53 @@
-//! `vpcflowd-loadtest`: generates flow-log traffic with vpcflowd's seeded generator, sends it to
-//! a running `vpcflowd serve` exactly as Amazon Data Firehose would, verifies the resulting
-//! snapshots against its own exact computation, and reports throughput and latency.
+//! `vpcflowd-loadtest`: generates flow-log traffic with vpcflowd's seeded generator (or replays
+//! real flow-log files), delivers it through one of vpcflowd's real ingest paths exactly as AWS
+//! would, verifies the resulting snapshots against its own exact computation, and reports
+//! throughput and latency.
 //!
 //! ```text
 //! vpcflowd-loadtest firehose --url http://127.0.0.1:8080/ --admin http://127.0.0.1:9464 \
 //!     --access-key K --records 1000000 --batch 500 --gzip --concurrency 8 --verify
+//! vpcflowd-loadtest kinesis --stream flows --endpoint-url http://127.0.0.1:4567 \
+//!     --scenario late --package cloudwatch --rate 5000 --duration 60s --admin … --verify
 //! ```
 
 mod demo;
-mod firehose;
+mod drive;
+mod package;
 mod report;
+mod target;
+mod traffic;
 mod verify;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use vpcflowd::cli::window_args::WindowArgs;
-use vpcflowd::decode::Layout;
-use vpcflowd::generate::{Generator, GeneratorConfig};
+use vpcflowd::generate::{GenRecord, GenStatus};
+use vpcflowd::window::EngineConfig;
+
+use crate::drive::{Batch, Pace};
+use crate::package::Packaging;
+use crate::target::{Backoff, Sender};
+use crate::traffic::{Traffic, TrafficArgs};
 
 #[derive(Parser)]
 #[command(name = "vpcflowd-loadtest", version, about)]
 struct Cli {
     #[command(subcommand)]
-    target: Target,
+    target: Command,
 }
 
 #[derive(Subcommand)]
-enum Target {
-    /// Send to a Firehose HTTP endpoint (vpcflowd serve's ingest listener).
+enum Command {
+    /// Send to a Firehose HTTP endpoint (vpcflowd serve's ingest listener) as Firehose does.
     Firehose(Box<FirehoseArgs>),
+    /// PutRecordBatch to a Firehose delivery stream (e.g. moto's, delivering to vpcflowd).
+    FirehoseApi(Box<FirehoseApiArgs>),
+    /// PutRecords to a Kinesis data stream that vpcflowd reads (e.g. on kinesalite).
+    Kinesis(Box<KinesisArgs>),
     /// Run vpcflowd serve fed live by generated traffic over the real HTTP path: results within
     /// a minute, no AWS account needed.
     Demo(demo::DemoArgs),
@@ -44,70 +58,169 @@ struct FirehoseArgs {
     /// The ingest URL.
     #[arg(long)]
     url: String,
-    /// vpcflowd's admin URL (for --verify and the final status).
-    #[arg(long)]
-    admin: Option<String>,
     /// X-Amz-Firehose-Access-Key.
     #[arg(long)]
     access_key: Option<String>,
-    /// Records to send.
-    #[arg(long, default_value_t = 100_000)]
-    records: usize,
-    /// Records per request (Firehose sends up to 10,000; 500 is typical).
-    #[arg(long, default_value_t = 500)]
-    batch: usize,
     /// Gzip the request bodies (Content-Encoding: gzip).
     #[arg(long)]
     gzip: bool,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct FirehoseApiArgs {
+    /// The delivery stream's name.
+    #[arg(long)]
+    delivery_stream: String,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+struct KinesisArgs {
+    /// The stream's name or ARN.
+    #[arg(long)]
+    stream: String,
+    #[command(flatten)]
+    aws: AwsArgs,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Args)]
+#[command(next_help_heading = "AWS")]
+struct AwsArgs {
+    /// AWS region [default: the standard AWS chain].
+    #[arg(long)]
+    aws_region: Option<String>,
+    /// Endpoint override (an emulator such as moto or kinesalite, or a VPC endpoint).
+    #[arg(long)]
+    endpoint_url: Option<String>,
+}
+
+impl AwsArgs {
+    async fn config(&self) -> Result<aws_config::SdkConfig> {
+        target::aws_config(self.aws_region.as_deref(), self.endpoint_url.as_deref()).await
+    }
+}
+
+/// What every target shares: the traffic, how it is sent, verification and the report.
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    traffic: TrafficArgs,
+    /// How lines become records.
+    #[arg(long = "package", value_enum, default_value_t = Packaging::Message, help_heading = "Sending")]
+    packaging: Packaging,
+    /// Log events per CloudWatch Logs payload (with --package cloudwatch).
+    #[arg(long, default_value_t = 100, help_heading = "Sending")]
+    events_per_payload: usize,
+    /// Flow-log lines per request (Firehose sends up to 10,000 records; 500 is typical and the
+    /// most PutRecordBatch and PutRecords take).
+    #[arg(long, default_value_t = 500, help_heading = "Sending")]
+    batch: usize,
     /// Requests in flight at once.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, help_heading = "Sending")]
     concurrency: usize,
     /// Target rate in records per second; 0 sends flat out.
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 0.0, help_heading = "Sending")]
     rate: f64,
-    /// Generator seed.
-    #[arg(long, default_value_t = 1)]
-    seed: u64,
-    /// Interfaces in the generated traffic.
-    #[arg(long, default_value_t = 50)]
-    interfaces: u64,
-    /// Records per second of event time in the generated traffic.
-    #[arg(long, default_value_t = 20_000.0)]
-    event_rate: f64,
+    /// Stop sending after this long (what was sent is what is verified).
+    #[arg(long, value_parser = humantime::parse_duration, help_heading = "Sending")]
+    duration: Option<Duration>,
     /// Initial retry delay (Firehose uses 1 s).
-    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration, help_heading = "Sending")]
     retry_initial: Duration,
     /// Attempts per request before giving up.
-    #[arg(long, default_value_t = 20)]
+    #[arg(long, default_value_t = 20, help_heading = "Sending")]
     max_attempts: u32,
+    /// vpcflowd's admin URL (for --verify).
+    #[arg(long, help_heading = "Verify")]
+    admin: Option<String>,
     /// After sending, close the windows and compare every snapshot with the exact expectation
     /// (the window options must match the server's).
-    #[arg(long, requires = "admin")]
+    #[arg(long, requires = "admin", help_heading = "Verify")]
     verify: bool,
+    /// How long to wait for the server to close the last window.
+    #[arg(long, default_value = "60s", value_parser = humantime::parse_duration, help_heading = "Verify")]
+    verify_timeout: Duration,
     /// Windows the server keeps per interface (its admin.history).
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = 60, help_heading = "Verify")]
     history: usize,
     /// Deliberately expect one byte more on one record (to prove verification can fail).
     #[arg(long, hide = true)]
     wrong_expectation: bool,
     /// vpcflowd's process id, for its CPU time and peak RSS.
-    #[arg(long)]
+    #[arg(long, help_heading = "Report")]
     pid: Option<u32>,
     /// Print the report as JSON.
-    #[arg(long)]
+    #[arg(long, help_heading = "Report")]
     json: bool,
     #[command(flatten)]
     window: WindowArgs,
+}
+
+impl RunArgs {
+    fn backoff(&self) -> Backoff {
+        Backoff { initial: self.retry_initial, max_attempts: self.max_attempts.max(1) }
+    }
+
+    /// Records to prepare: `--records`, else rate × duration, else 100,000.
+    fn limit(&self) -> usize {
+        match (self.traffic.records, self.duration) {
+            (Some(n), _) => n,
+            (None, Some(d)) if self.rate > 0.0 => (self.rate * d.as_secs_f64()).ceil() as usize,
+            _ => 100_000,
+        }
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime =
         tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
-    let result = match cli.target {
-        Target::Firehose(args) => runtime.block_on(run_firehose(*args)),
-        Target::Demo(args) => runtime.block_on(demo::run(args)),
-    };
+    let result = runtime.block_on(async move {
+        match cli.target {
+            Command::Firehose(a) => {
+                let region = a.run.window.region.clone().unwrap_or_else(|| "us-east-1".into());
+                let sender = target::http::Sender {
+                    client: reqwest::Client::builder()
+                        .pool_max_idle_per_host(a.run.concurrency)
+                        .build()?,
+                    url: a.url,
+                    access_key: a.access_key,
+                    gzip: a.gzip,
+                    // Sent in the common attributes, so expected in every snapshot.
+                    region: region.clone(),
+                    backoff: a.run.backoff(),
+                };
+                run(Sender::Http(sender), a.run, Some(region)).await
+            }
+            // Without common attributes, records get the server's configured region.
+            Command::FirehoseApi(a) => {
+                let sender = Sender::FirehoseApi(target::firehose_api::Sender {
+                    client: aws_sdk_firehose::Client::new(&a.aws.config().await?),
+                    stream: a.delivery_stream,
+                    backoff: a.run.backoff(),
+                });
+                let region = a.run.window.region.clone();
+                run(sender, a.run, region).await
+            }
+            Command::Kinesis(a) => {
+                let sender = Sender::Kinesis(target::kinesis::Sender {
+                    client: aws_sdk_kinesis::Client::new(&a.aws.config().await?),
+                    stream: a.stream,
+                    backoff: a.run.backoff(),
+                });
+                let region = a.run.window.region.clone();
+                run(sender, a.run, region).await
+            }
+            Command::Demo(args) => demo::run(args).await,
+        }
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -117,84 +230,62 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run_firehose(args: FirehoseArgs) -> Result<()> {
-    let settings = args.window.settings();
-    // Sent in the common attributes, so expected in every snapshot (`--region`, shared with the
-    // window options).
-    let region = args.window.region.clone().unwrap_or_else(|| "us-east-1".into());
-    let engine_config = settings.to_engine_config().map_err(anyhow::Error::msg)?;
-    // Generate every line and package every request before the clock starts: Firehose sends
-    // data it already holds, so the measured work is the sending and the serving.
-    let layout = Layout::default_format();
-    let mut generator = Generator::new(GeneratorConfig {
-        seed: args.seed,
-        interfaces: args.interfaces,
-        records_per_second: args.event_rate,
-        ..GeneratorConfig::default()
-    });
-    let mut lines = Vec::with_capacity(args.records);
-    for _ in 0..args.records {
-        let mut l = String::with_capacity(128);
-        generator.next_record().render(&layout, &mut l);
-        lines.push(l);
+/// Prepares the traffic, sends it, verifies it if asked, and prints the report. `region` is
+/// the region the server gives records without one.
+async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()> {
+    let engine_config = args.window.settings().to_engine_config().map_err(anyhow::Error::msg)?;
+    let limit = args.limit();
+    let (traffic_args, config) = (args.traffic.clone(), engine_config.clone());
+    let traffic =
+        tokio::task::spawn_blocking(move || Traffic::build(&traffic_args, limit, &config))
+            .await??;
+    if traffic.custom_formats {
+        let flags: Vec<String> =
+            traffic.format_args().iter().map(|f| format!("--format '{f}'")).collect();
+        eprintln!("vpcflowd-loadtest: the server must read these formats: {}", flags.join(" "));
     }
-    let requests: Vec<firehose::Prepared> = lines
-        .chunks(args.batch.max(1))
-        .map(|chunk| {
-            let records: Vec<Vec<u8>> = chunk
-                .iter()
-                .map(|l| serde_json::to_vec(&serde_json::json!({"message": l})).expect("JSON"))
-                .collect();
-            firehose::prepare(&records, args.gzip)
-        })
-        .collect();
-    let sender = firehose::Sender {
-        client: reqwest::Client::builder().pool_max_idle_per_host(args.concurrency).build()?,
-        url: args.url.clone(),
-        access_key: args.access_key.clone(),
-        gzip: args.gzip,
-        region: region.clone(),
-        retry_initial: args.retry_initial,
-        max_attempts: args.max_attempts,
+    if args.verify {
+        // Requests racing each other reorder up to this much event time, on top of the
+        // traffic's own disorder (half the lateness at most for the generated scenarios).
+        let (first, last) = (traffic.times.iter().min(), traffic.times.iter().max());
+        let span = last.zip(first).map_or(0, |(l, f)| l - f) as f64;
+        let in_flight = span * (args.concurrency * args.batch) as f64 / traffic.lines.len() as f64;
+        if in_flight >= engine_config.lateness_secs as f64 / 2.0 {
+            eprintln!(
+                "vpcflowd-loadtest: warning: {in_flight:.0} s of event time in flight against a \
+                 lateness of {} s: racing requests may make records late and --verify fail; \
+                 lower --concurrency or --batch, or raise --lateness",
+                engine_config.lateness_secs
+            );
+        }
+    }
+    let sender = Arc::new(sender);
+    let (batches, phases) = plan(&traffic, &sender, &args);
+    let batches = Arc::new(batches);
+    let pace = Pace {
+        concurrency: args.concurrency,
+        rate: args.rate,
+        speed: args.traffic.speed,
+        duration: args.duration,
+    };
+
+    let client = reqwest::Client::new();
+    // Records the server had routed before this run: verification waits for all of ours.
+    let routed_before = match (&args.admin, args.verify) {
+        (Some(admin), true) => routed(&client, admin).await?,
+        _ => 0,
     };
     let cpu_before = args.pid.and_then(report::process_cpu);
-
-    let progress = report::progress(args.records as u64, args.json);
-    let requests = Arc::new(requests);
-    let next = Arc::new(AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..args.concurrency.max(1) {
-        let (requests, next, sender, progress) =
-            (requests.clone(), next.clone(), sender.clone(), progress.clone());
-        let (rate, batch) = (args.rate, args.batch);
-        workers.push(tokio::spawn(async move {
-            let mut outcomes = Vec::new();
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                let Some(req) = requests.get(i) else { return outcomes };
-                if rate > 0.0 {
-                    // Pace: request i leaves no earlier than its share of the target rate.
-                    let due = started + Duration::from_secs_f64((i * batch) as f64 / rate);
-                    tokio::time::sleep_until(due.into()).await;
-                }
-                let outcome = sender.send(req).await;
-                progress.inc(req.records as u64);
-                outcomes.push((req.records, req.body.len(), req.raw_bytes, outcome));
-            }
-        }));
-    }
-    let mut results = Vec::new();
-    for w in workers {
-        results.extend(w.await?);
-    }
-    let elapsed = started.elapsed();
+    let progress = report::progress(traffic.lines.len() as u64, args.json);
+    let (sent, elapsed) =
+        drive::send(sender.clone(), batches.clone(), &phases, pace, &progress).await;
     progress.finish_and_clear();
     let cpu_after = args.pid.and_then(report::process_cpu);
 
     let mut r = report::Report::new(elapsed);
-    for (records, body, raw, outcome) in &results {
-        r.add(*records, *body, *raw, outcome);
+    for (i, outcome) in &sent {
+        let p = &batches[*i].prepared;
+        r.add(p.lines, p.wire_bytes, p.raw_bytes, outcome);
     }
     if let (Some(pid), Some(a), Some(b)) = (args.pid, cpu_before, cpu_after) {
         r.server_cpu_seconds = Some(b - a);
@@ -209,23 +300,46 @@ async fn run_firehose(args: FirehoseArgs) -> Result<()> {
                 r.rejected_requests
             );
         }
-        let mut expected_lines = lines.clone();
+        // What was sent, phase by phase: the batches with an outcome, in plan order.
+        let mut expected_lines: Vec<String> = sent
+            .iter()
+            .flat_map(|(i, _)| traffic.lines[batches[*i].lines.clone()].iter().cloned())
+            .collect();
         if args.wrong_expectation {
-            // One record claims one byte more than was sent.
-            let parts: Vec<&str> = expected_lines[0].split(' ').collect();
-            let bytes: u64 = parts[9].parse()?;
-            let bumped = (bytes + 1).to_string();
-            let mut fixed = parts.clone();
-            fixed[9] = &bumped;
-            expected_lines[0] = fixed.join(" ");
+            expected_lines[0] = one_byte_more(&traffic, &expected_lines[0])?;
         }
         let mut config = engine_config.clone();
-        config.region = Some(region.clone());
+        config.region = region;
+        let layouts = traffic.layouts.clone();
         // The engine's router blocks: run it off the async runtime.
-        let expected =
-            tokio::task::spawn_blocking(move || verify::expected(&expected_lines, config))
-                .await??;
-        close_windows(&sender, admin, &lines, &engine_config).await?;
+        let expected = tokio::task::spawn_blocking(move || {
+            verify::expected(&expected_lines, &layouts, config)
+        })
+        .await??;
+        // Kinesis consumers read after the acknowledgement: wait until every record is in,
+        // or the flush record could overtake records of another shard.
+        let want = routed_before + r.records;
+        let deadline = tokio::time::Instant::now() + args.verify_timeout;
+        while routed(&client, admin).await? < want {
+            if tokio::time::Instant::now() >= deadline {
+                bail!(
+                    "the server did not take in all {} records within {:?}",
+                    r.records,
+                    args.verify_timeout
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let newest = sent.iter().flat_map(|(i, _)| &traffic.times[batches[*i].lines.clone()]).max();
+        close_windows(
+            &sender,
+            &traffic,
+            admin,
+            newest.copied().unwrap_or(0),
+            &engine_config,
+            args.verify_timeout,
+        )
+        .await?;
         r.verified_snapshots = Some(verify::compare(admin, &expected, args.history).await?);
     }
     if args.json {
@@ -236,33 +350,105 @@ async fn run_firehose(args: FirehoseArgs) -> Result<()> {
     Ok(())
 }
 
-/// Sends one record far enough ahead to close every window holding the generated records, then
-/// waits until the server reports the last of them closed.
+/// Records the server has routed into its engine (`ingest.records` of its status).
+async fn routed(client: &reqwest::Client, admin: &str) -> Result<u64> {
+    let status: serde_json::Value = client
+        .get(format!("{admin}/api/v1/status"))
+        .send()
+        .await?
+        .json()
+        .await
+        .context("status")?;
+    status["ingest"]["records"].as_u64().context("status without ingest.records")
+}
+
+/// Cuts each phase into batches of `--batch` lines and packages them for the target. Returns
+/// the batches and the phases as ranges of batch indices.
+fn plan(
+    traffic: &Traffic,
+    sender: &Sender,
+    args: &RunArgs,
+) -> (Vec<Batch>, Vec<std::ops::Range<usize>>) {
+    let mut batches = Vec::new();
+    let mut phases = Vec::new();
+    for phase in &traffic.phases {
+        let first_batch = batches.len();
+        let mut start = phase.start;
+        while start < phase.end {
+            let end = (start + args.batch.max(1)).min(phase.end);
+            let records = package::package(
+                &traffic.lines[start..end],
+                &traffic.layouts,
+                args.packaging,
+                args.events_per_payload,
+            );
+            batches.push(Batch {
+                lines: start..end,
+                first_time: traffic.times[start],
+                lines_before: start - phase.start,
+                prepared: sender.prepare(records),
+            });
+            start = end;
+        }
+        phases.push(first_batch..batches.len());
+    }
+    (batches, phases)
+}
+
+/// `line` claiming one byte more than was sent.
+fn one_byte_more(traffic: &Traffic, line: &str) -> Result<String> {
+    let tokens: Vec<&str> = line.split(' ').collect();
+    let layout = traffic.layouts.for_count(tokens.len()).context("a line of the traffic")?;
+    let at = layout
+        .fields()
+        .iter()
+        .position(|f| *f == vpcflowd::decode::Field::Bytes)
+        .context("--wrong-expectation needs a format with bytes")?;
+    let bumped = (tokens[at].parse::<u64>().context("bytes")? + 1).to_string();
+    let mut fixed = tokens.clone();
+    fixed[at] = &bumped;
+    Ok(fixed.join(" "))
+}
+
+/// Sends one record far enough ahead of `newest` (the newest event time sent) to close every
+/// window holding the traffic, then waits until the server reports the last of them closed.
 async fn close_windows(
-    sender: &firehose::Sender,
+    sender: &Sender,
+    traffic: &Traffic,
     admin: &str,
-    lines: &[String],
-    config: &vpcflowd::window::EngineConfig,
+    newest: u64,
+    config: &EngineConfig,
+    timeout: Duration,
 ) -> Result<()> {
     let spec = config.spec;
-    let max_start: u64 =
-        lines.iter().filter_map(|l| l.split(' ').nth(10)?.parse().ok()).max().unwrap_or(0);
-    let last_window = spec.pane_of(max_start);
+    let last_window = spec.pane_of(newest);
     let flush_at = spec.window_end(last_window) + config.lateness_secs + spec.slide();
-    let flush = format!(
-        "2 123456789012 eni-f1u5hf1u5hf1u5hf1 10.255.255.1 10.255.255.2 1 1 6 1 1 {flush_at} {} ACCEPT OK",
-        flush_at + 1
-    );
-    let req = firehose::prepare(
-        &[serde_json::to_vec(&serde_json::json!({"message": flush}))?],
-        sender.gzip,
-    );
-    if !sender.send(&req).await.accepted {
+    // An interface of its own, in the traffic's first format (which the server reads).
+    let flush = GenRecord {
+        interface: 0xf_ffff_ffff,
+        status: GenStatus::Ok,
+        srcaddr: [10, 255, 255, 1].into(),
+        dstaddr: [10, 255, 255, 2].into(),
+        srcport: 1,
+        dstport: 1,
+        protocol: 6,
+        packets: 1,
+        bytes: 1,
+        start: flush_at,
+        end: flush_at + 1,
+        reject: false,
+        egress: false,
+    };
+    let mut line = String::new();
+    flush.render(&traffic.layouts.layouts()[0], &mut line);
+    let records = package::package(&[line], &traffic.layouts, Packaging::Message, 1);
+    if !sender.send(&sender.prepare(records)).await.accepted {
         bail!("the flush record was not accepted");
     }
     let want = spec.pane_start(last_window);
     let client = reqwest::Client::new();
-    for _ in 0..3000 {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
         let status: serde_json::Value = client
             .get(format!("{admin}/api/v1/status"))
             .send()
@@ -273,9 +459,11 @@ async fn close_windows(
         if status["latest_window"].as_u64().is_some_and(|w| w >= want) {
             return Ok(());
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the server did not close window {want} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    bail!("the server did not close window {want} within 30 s")
 }
 
 #[cfg(test)]

@@ -9,7 +9,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::firehose::Outcome;
+use crate::target::Outcome;
 
 pub struct Report {
     pub elapsed: Duration,
@@ -19,7 +19,7 @@ pub struct Report {
     pub raw_bytes: u64,
     pub retries: u64,
     pub rejected_requests: u64,
-    pub statuses: BTreeMap<u16, u64>,
+    pub statuses: BTreeMap<String, u64>,
     latency: Histogram<u64>,
     pub server_cpu_seconds: Option<f64>,
     pub server_peak_rss_bytes: Option<u64>,
@@ -47,7 +47,7 @@ impl Report {
     pub fn add(&mut self, records: usize, body: usize, raw: usize, o: &Outcome) {
         self.requests += 1;
         for s in &o.statuses {
-            *self.statuses.entry(*s).or_default() += 1;
+            *self.statuses.entry(s.clone()).or_default() += 1;
         }
         self.retries += o.statuses.len().saturating_sub(1) as u64;
         if o.accepted {
@@ -80,7 +80,7 @@ impl Report {
             "json_mb_per_sec": self.raw_bytes as f64 / self.secs() / 1e6,
             "ack_latency_ms": {"p50": self.percentile_ms(0.5), "p90": self.percentile_ms(0.9),
                                "p99": self.percentile_ms(0.99), "max": self.latency.max() as f64 / 1000.0},
-            "responses": self.statuses.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<serde_json::Map<_, _>>(),
+            "responses": self.statuses.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "server_cpu_seconds": self.server_cpu_seconds,
             "server_peak_rss_bytes": self.server_peak_rss_bytes,
             "verified_snapshots": self.verified_snapshots,

@@ -1,72 +1,253 @@
 //! The harness against a live vpcflowd (its `serve` run in-process on free loopback ports):
-//! `--verify` passes on what it sent, and a deliberately wrong expectation fails.
+//! `--verify` passes on what it sent in every scenario, packaging and target mode, and a
+//! deliberately wrong expectation fails.
 
-use std::process::Command;
+#[path = "../../tests/common/tools.rs"]
+mod tools;
 
-use vpcflowd::serve::Bound;
+use std::process::{Command, Output};
+
+use serde_json::Value;
 use vpcflowd::serve::config::ServeConfig;
+use vpcflowd::serve::{Bound, Running};
 
-/// Starts `serve` in this process on free ports, with caps above the test traffic.
-async fn start_server() -> vpcflowd::serve::Running {
+/// Windows short enough that 20,000 records at 200 records per second of event time span
+/// several of them, on the server and in the harness alike. The lateness covers the scenarios'
+/// disorder (half of it) plus the event time in flight (4 requests × 500 records = 10 s).
+const WINDOW: [&str; 6] = ["--window", "30s", "--slide", "10s", "--lateness", "30s"];
+
+/// The formats of the mixed-formats scenario (the harness prints them for the operator).
+const MIXED_FORMATS: [&str; 4] = [
+    "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}",
+    "${version} ${vpc-id} ${subnet-id} ${instance-id} ${interface-id} ${account-id} ${type} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${pkt-srcaddr} ${pkt-dstaddr} ${protocol} ${bytes} ${packets} ${start} ${end} ${action} ${tcp-flags} ${log-status}",
+    "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${vpc-id} ${subnet-id} ${instance-id} ${tcp-flags} ${type} ${pkt-srcaddr} ${pkt-dstaddr} ${region} ${az-id} ${sublocation-type} ${sublocation-id} ${pkt-src-aws-service} ${pkt-dst-aws-service} ${flow-direction} ${traffic-path}",
+    "${interface-id} ${start} ${end} ${srcaddr} ${srcport} ${dstaddr} ${dstport} ${protocol} ${bytes} ${packets} ${action} ${log-status}",
+];
+
+/// Starts `serve` in this process on free ports, with caps above the test traffic and the
+/// short windows; `tune` adjusts the rest.
+async fn start_server(tune: impl FnOnce(&mut ServeConfig)) -> Running {
     let mut config = ServeConfig::default();
     config.ingest.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();
     config.ingest.access_keys = vec!["k".into()];
+    config.window.window = std::time::Duration::from_secs(30);
+    config.window.slide = std::time::Duration::from_secs(10);
+    config.window.lateness = std::time::Duration::from_secs(30);
     config.window.max_flows = 1_000_000;
+    config.window.max_sources = 1_000_000;
+    tune(&mut config);
     vpcflowd::serve::spawn(config).await.expect("serve started")
 }
 
-fn harness(bound: Bound, extra: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vpcflowd-loadtest"))
-        .args([
-            "firehose",
-            "--url",
-            &format!("http://{}/", bound.ingest),
-            "--admin",
-            &format!("http://{}", bound.admin),
-        ])
-        .args([
-            "--access-key",
-            "k",
-            "--records",
-            "20000",
-            "--rate",
-            "40000",
-            "--gzip",
-            "--verify",
-            "--max-flows",
-            "1000000",
-        ])
-        .args(extra)
-        .output()
-        .expect("run the harness")
+/// Runs the harness (off the async runtime) with the short windows and a small paced load.
+async fn harness(args: Vec<String>) -> Output {
+    tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_vpcflowd-loadtest"))
+            .args(&args)
+            .args(WINDOW)
+            .args([
+                "--records",
+                "20000",
+                "--rate",
+                "40000",
+                "--event-rate",
+                "200",
+                "--concurrency",
+                "4",
+            ])
+            .args(["--max-flows", "1000000", "--max-sources", "1000000", "--verify", "--json"])
+            .envs(AWS_ENV)
+            .output()
+            .expect("run the harness")
+    })
+    .await
+    .unwrap()
+}
+
+/// Credentials and region for the SDK targets against emulators.
+const AWS_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+fn http_target(bound: Bound, extra: &[&str]) -> Vec<String> {
+    let mut a: Vec<String> = ["firehose", "--access-key", "k", "--gzip"].map(String::from).to_vec();
+    a.extend(["--url".into(), format!("http://{}/", bound.ingest)]);
+    a.extend(["--admin".into(), format!("http://{}", bound.admin)]);
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// The report, after checking the run passed with every record accepted and verified.
+fn passed(out: &Output, records: u64) -> Value {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["records_accepted"], records, "{report:#}");
+    assert_eq!(report["requests_never_accepted"], 0);
+    assert!(report["verified_snapshots"].as_u64().unwrap() > 10, "{report:#}");
+    report
+}
+
+async fn status(bound: Bound) -> Value {
+    let url = format!("http://{}/api/v1/status", bound.admin);
+    reqwest::get(url).await.unwrap().json().await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn verify_passes_on_what_was_sent_and_fails_on_a_wrong_expectation() {
-    let server = start_server().await;
-    let bound = server.bound;
-    let out = tokio::task::spawn_blocking(move || harness(bound, &["--json"])).await.unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["records_accepted"], 20_000);
-    assert_eq!(report["requests_never_accepted"], 0);
-    assert!(report["verified_snapshots"].as_u64().unwrap() > 0);
+    let server = start_server(|_| {}).await;
+    let out = harness(http_target(server.bound, &[])).await;
+    let report = passed(&out, 20_000);
     assert!(report["ack_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert!(report["responses"]["200"].as_u64().unwrap() >= 40);
     server.stop().await.unwrap();
 
     // A fresh server: the same traffic, one byte more expected on one record.
-    let server = start_server().await;
-    let bound = server.bound;
-    let out = tokio::task::spawn_blocking(move || harness(bound, &["--wrong-expectation"]))
-        .await
-        .unwrap();
+    let server = start_server(|_| {}).await;
+    let out = harness(http_target(server.bound, &["--wrong-expectation"])).await;
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("snapshots differ") && stderr.contains("at /bytes: expected"),
         "{stderr}"
     );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn scans_and_storms_verify_in_cloudwatch_payloads() {
+    for scenario in ["port-scan", "source-storm"] {
+        let server = start_server(|_| {}).await;
+        let out = harness(http_target(
+            server.bound,
+            &["--scenario", scenario, "--package", "cloudwatch", "--events-per-payload", "50"],
+        ))
+        .await;
+        passed(&out, 20_000);
+        // The scan lands on the busiest interface as one source (port scan) or thousands.
+        let latest = reqwest::get(format!(
+            "http://{}/api/v1/interfaces/eni-00abc000000000000/snapshots?limit=1000",
+            server.bound.admin
+        ))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap();
+        let most_sources = latest
+            .iter()
+            .map(|s| s["other_sources"]["count"].as_u64().unwrap() + 15)
+            .max()
+            .unwrap();
+        let listed: Vec<&str> = latest
+            .iter()
+            .flat_map(|s| s["sources"].as_array().unwrap())
+            .filter_map(|s| s["address"].as_str())
+            .collect();
+        match scenario {
+            "port-scan" => assert!(listed.contains(&"198.51.100.7"), "the scanner is listed"),
+            _ => assert!(most_sources > 1000, "a storm of sources: {most_sources}"),
+        }
+        server.stop().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn late_deliveries_are_counted_and_corrected_identically() {
+    let server = start_server(|c| c.window.late = vpcflowd::window::LatePolicy::Update).await;
+    let out = harness(http_target(server.bound, &["--scenario", "late", "--late", "update"])).await;
+    passed(&out, 20_000);
+    let engine = &status(server.bound).await["engine"];
+    // 2 % of the records were delivered after their windows had closed.
+    assert_eq!(engine["late_records"], 400, "{engine:#}");
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn mixed_formats_verify_when_the_server_reads_them() {
+    let server =
+        start_server(|c| c.formats = MIXED_FORMATS.iter().map(|f| f.to_string()).collect()).await;
+    let out = harness(http_target(server.bound, &["--scenario", "mixed-formats"])).await;
+    passed(&out, 20_000);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server must read these formats: --format '${version}"),
+        "{stderr}"
+    );
+    server.stop().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn replayed_files_are_shifted_to_now_and_verify() {
+    let dir = std::env::temp_dir().join(format!("vpcflowd-harness-replay-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // Two S3 objects with their header lines, one gzip'd, from September 2020.
+    let lines = |from: u64| -> String {
+        let mut s = String::from(
+            "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status\n",
+        );
+        for i in 0..3000u64 {
+            // 200 records a second: 4 requests of 500 in flight hold 10 s, inside the lateness.
+            let t = 1_600_000_000 + from + i / 200;
+            s += &format!(
+                "2 123456789012 eni-{:017x} 10.0.{}.{} 172.16.0.1 40000 443 6 3 {} {t} {} ACCEPT OK\n",
+                i % 7,
+                i % 5,
+                i % 200,
+                100 + i,
+                t + 30
+            );
+        }
+        s
+    };
+    std::fs::write(dir.join("a.log"), lines(0)).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, lines(300).as_bytes()).unwrap();
+    std::fs::write(dir.join("b.log.gz"), gz.finish().unwrap()).unwrap();
+
+    let server = start_server(|_| {}).await;
+    let dir_arg = dir.to_string_lossy().to_string();
+    let mut args = http_target(server.bound, &["--replay", &dir_arg, "--shift-to-now"]);
+    args.retain(|a| a != "--gzip");
+    let out = harness(args).await;
+    // 6,000 records in the files, fewer than the 20,000 asked for.
+    passed(&out, 6000);
+    let latest = reqwest::get(format!("http://{}/api/v1/snapshots/latest", server.bound.admin))
+        .await
+        .unwrap()
+        .json::<Vec<Value>>()
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let newest = latest.iter().filter_map(|s| s["window_start"].as_u64()).max().unwrap();
+    assert!(newest + 3600 > now && newest < now + 3600, "shifted to now: {newest} vs {now}");
+    server.stop().await.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn put_record_batch_through_moto_verifies() {
+    let moto = tools::Moto::start();
+    // moto sends no access key (and no common attributes), so this server accepts any request
+    // and gives records the region the harness expects.
+    let server = start_server(|c| {
+        c.ingest.access_keys.clear();
+        c.window.region = Some("eu-west-1".into());
+    })
+    .await;
+    moto.http_delivery_stream("flows", &format!("http://{}/", server.bound.ingest)).await;
+
+    let mut args: Vec<String> =
+        ["firehose-api", "--delivery-stream", "flows", "--region", "eu-west-1"]
+            .map(String::from)
+            .to_vec();
+    args.extend(["--endpoint-url".into(), moto.endpoint.clone()]);
+    args.extend(["--admin".into(), format!("http://{}", server.bound.admin)]);
+    let report = passed(&harness(args).await, 20_000);
+    assert_eq!(report["responses"]["ok"], 40, "{report:#}");
     server.stop().await.unwrap();
 }
 

@@ -7,7 +7,7 @@ use clap::Args;
 
 use super::{EXIT_IO, EXIT_USAGE};
 use crate::decode::Layout;
-use crate::generate::{Generator, GeneratorConfig, ScanStorm};
+use crate::generate::{Generator, GeneratorConfig, ScanKind, ScanStorm};
 
 #[derive(Debug, Args)]
 pub struct GenerateArgs {
@@ -76,6 +76,7 @@ pub fn run(args: &GenerateArgs) -> ExitCode {
             start: args.start + after,
             duration: args.scan_duration,
             share: args.scan_share,
+            kind: ScanKind::SourceStorm,
         }),
         ..GeneratorConfig::default()
     };

@@ -47,8 +47,8 @@ pub struct GeneratorConfig {
     pub nodata_ratio: f64,
     pub skipdata_ratio: f64,
     pub ipv6_ratio: f64,
-    /// A scan storm: from `start` for `duration` seconds, this share of records come from fresh
-    /// random sources, to the most active interface, rejected, on random ports.
+    /// A scan: from `start` for `duration` seconds, this share of records are scan probes to the
+    /// most active interface, rejected (see [`ScanKind`]).
     pub scan: Option<ScanStorm>,
 }
 
@@ -57,7 +57,23 @@ pub struct ScanStorm {
     pub start: u64,
     pub duration: u64,
     pub share: f64,
+    pub kind: ScanKind,
 }
+
+/// Who probes during a [`ScanStorm`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ScanKind {
+    /// Every probe from a fresh random source to a random port: millions of distinct sources,
+    /// the case that must not exhaust memory.
+    #[default]
+    SourceStorm,
+    /// One source ([`SCANNER`]) walking the destination ports in order: one source with a
+    /// huge number of distinct small flows.
+    PortScan,
+}
+
+/// The source address of a [`ScanKind::PortScan`].
+pub const SCANNER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
 
 impl Default for GeneratorConfig {
     fn default() -> Self {
@@ -130,6 +146,8 @@ pub struct Generator {
     services: Zipf<f64>,
     flow_bytes: Pareto<f64>,
     clock: f64,
+    /// The next destination port of a port scan.
+    scan_port: u16,
 }
 
 impl Generator {
@@ -143,6 +161,7 @@ impl Generator {
             // Flow sizes: minimum 60 bytes, heavy tail.
             flow_bytes: Pareto::new(60.0, 1.1).expect("valid Pareto"),
             clock: config.start as f64,
+            scan_port: 1,
             config,
         }
     }
@@ -199,21 +218,31 @@ impl Generator {
         };
         let start = now.saturating_sub(jitter);
         let end = start + self.rng.random_range(1..=60);
-        let in_storm = self.config.scan.is_some_and(|s| {
+        let storm = self.config.scan.filter(|s| {
             now >= s.start
                 && now < s.start + s.duration
                 && self.rng.random_bool(s.share.clamp(0.0, 1.0))
         });
-        if in_storm {
-            let v6 = self.rng.random_bool(self.config.ipv6_ratio.clamp(0.0, 1.0));
-            let fresh = self.rng.random::<u64>();
+        if let Some(storm) = storm {
+            let (srcaddr, dstport, v6) = match storm.kind {
+                ScanKind::SourceStorm => {
+                    let v6 = self.rng.random_bool(self.config.ipv6_ratio.clamp(0.0, 1.0));
+                    let fresh = self.rng.random::<u64>();
+                    (self.source_addr(u64::MAX, fresh, v6), self.rng.random_range(1..=65535), v6)
+                }
+                ScanKind::PortScan => {
+                    let port = self.scan_port;
+                    self.scan_port = port.checked_add(1).unwrap_or(1);
+                    (IpAddr::V4(SCANNER), port, false)
+                }
+            };
             return GenRecord {
                 interface: 0,
                 status: GenStatus::Ok,
-                srcaddr: self.source_addr(u64::MAX, fresh, v6),
+                srcaddr,
                 dstaddr: Self::interface_addr(0, v6),
                 srcport: self.rng.random_range(1024..=65535),
-                dstport: self.rng.random_range(1..=65535),
+                dstport,
                 protocol: 6,
                 packets: 1,
                 bytes: 40 + u64::from(v6) * 20,
@@ -377,7 +406,7 @@ mod tests {
     fn scan_storms_bring_fresh_sources() {
         let start = 1_700_000_000;
         let cfg = GeneratorConfig {
-            scan: Some(ScanStorm { start, duration: 100, share: 0.9 }),
+            scan: Some(ScanStorm { start, duration: 100, share: 0.9, kind: ScanKind::SourceStorm }),
             ..Default::default()
         };
         let mut g = Generator::new(cfg);
@@ -389,5 +418,25 @@ mod tests {
             }
         }
         assert!(sources.len() > 8000, "{}", sources.len());
+    }
+
+    #[test]
+    fn a_port_scan_is_one_source_walking_the_ports() {
+        let start = 1_700_000_000;
+        let cfg = GeneratorConfig {
+            scan: Some(ScanStorm { start, duration: 100, share: 0.5, kind: ScanKind::PortScan }),
+            ..Default::default()
+        };
+        let mut g = Generator::new(cfg);
+        let ports: Vec<u16> = (0..10_000)
+            .map(|_| g.next_record())
+            .filter(|r| r.srcaddr == IpAddr::V4(SCANNER))
+            .map(|r| {
+                assert!(r.reject && r.interface == 0 && r.packets == 1);
+                r.dstport
+            })
+            .collect();
+        assert!((4000..6000).contains(&ports.len()), "{}", ports.len());
+        assert!(ports.iter().enumerate().all(|(i, &p)| usize::from(p) == i + 1));
     }
 }

@@ -77,6 +77,55 @@ impl Drop for Moto {
     }
 }
 
+impl Moto {
+    /// A client for moto's Firehose.
+    pub fn firehose(&self) -> aws_sdk_firehose::Client {
+        use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
+        let config = aws_sdk_firehose::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .endpoint_url(&self.endpoint)
+            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
+            .build();
+        aws_sdk_firehose::Client::from_conf(config)
+    }
+
+    /// Creates delivery stream `name` with an HTTP endpoint destination at `url`; returns a
+    /// client for it.
+    pub async fn http_delivery_stream(&self, name: &str, url: &str) -> aws_sdk_firehose::Client {
+        use aws_sdk_firehose::types::{
+            HttpEndpointConfiguration, HttpEndpointDestinationConfiguration,
+            S3DestinationConfiguration,
+        };
+        let client = self.firehose();
+        client
+            .create_delivery_stream()
+            .delivery_stream_name(name)
+            .http_endpoint_destination_configuration(
+                HttpEndpointDestinationConfiguration::builder()
+                    .endpoint_configuration(
+                        HttpEndpointConfiguration::builder()
+                            .url(url)
+                            .name("vpcflowd")
+                            .build()
+                            .expect("url is set"),
+                    )
+                    .s3_configuration(
+                        S3DestinationConfiguration::builder()
+                            .role_arn("arn:aws:iam::123456789012:role/firehose")
+                            .bucket_arn("arn:aws:s3:::failed-deliveries")
+                            .build()
+                            .expect("role and bucket are set"),
+                    )
+                    .build(),
+            )
+            .send()
+            .await
+            .expect("create the delivery stream");
+        client
+    }
+}
+
 /// The `prometheus` server executable: Debian's package (`.ci/run` installs it; installed here
 /// with apt-get if missing).
 pub fn prometheus_bin() -> PathBuf {

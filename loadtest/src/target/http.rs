@@ -3,26 +3,28 @@
 //! Headers `X-Amz-Firehose-Request-Id`, `-Protocol-Version: 1.0`, `-Access-Key`, `-Source-Arn`,
 //! `-Common-Attributes`; `Content-Type: application/json`; optionally `Content-Encoding: gzip`;
 //! the body `{"requestId", "timestamp" (ms), "records": [{"data": base64}]}`. Anything but 200
-//! is retried with the same request id, with Firehose's backoff: 1 s doubling, ±15 % jitter,
-//! capped at 2 minutes (all scaled by `--retry-initial` for tests). 413 is not retried.
+//! is retried with the same request id, with Firehose's backoff (see [`super::Backoff`]).
+//! 413 is not retried.
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::json;
 
-/// A request ready to send: its id, its body (compressed if gzip is on) and its record count.
-pub struct Prepared {
+use super::{Backoff, Outcome};
+
+/// A request ready to send: its id, its body (compressed if gzip is on) and its size before
+/// compression.
+pub struct Request {
     pub id: String,
     pub body: Vec<u8>,
-    pub records: usize,
     pub raw_bytes: usize,
 }
 
 /// Builds the request for `records` (already packaged: `{"message":…}` or CloudWatch gzip).
-pub fn prepare(records: &[Vec<u8>], gzip: bool) -> Prepared {
+pub fn prepare(records: &[Vec<u8>], gzip: bool) -> Request {
     let id = uuid::Uuid::new_v4().to_string();
     let ts = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -41,7 +43,7 @@ pub fn prepare(records: &[Vec<u8>], gzip: bool) -> Prepared {
     } else {
         raw
     };
-    Prepared { id, body, records: records.len(), raw_bytes }
+    Request { id, body, raw_bytes }
 }
 
 /// Where and how to send.
@@ -52,41 +54,33 @@ pub struct Sender {
     pub access_key: Option<String>,
     pub gzip: bool,
     pub region: String,
-    pub retry_initial: Duration,
-    pub max_attempts: u32,
-}
-
-/// What one request went through.
-pub struct Outcome {
-    /// Status of every attempt, in order (0 for a transport error).
-    pub statuses: Vec<u16>,
-    /// Time from the first attempt to the final answer.
-    pub latency: Duration,
-    pub accepted: bool,
+    pub backoff: Backoff,
 }
 
 impl Sender {
-    /// Sends until a 200, a 413, or `max_attempts` attempts.
-    pub async fn send(&self, req: &Prepared) -> Outcome {
+    /// Sends until a 200, a 413, or the last attempt.
+    pub async fn send(&self, req: &Request) -> Outcome {
         let started = Instant::now();
         let mut statuses = Vec::new();
-        let mut delay = self.retry_initial;
-        for attempt in 0..self.max_attempts {
+        let mut delays = self.backoff.delays();
+        loop {
             let status = self.attempt(req).await;
-            statuses.push(status);
+            statuses.push(if status == 0 {
+                "transport error".to_owned()
+            } else {
+                status.to_string()
+            });
             if status == 200 {
                 return Outcome { statuses, latency: started.elapsed(), accepted: true };
             }
-            if status == 413 || attempt + 1 == self.max_attempts {
-                break;
+            match delays.next() {
+                Some(delay) if status != 413 => tokio::time::sleep(delay).await,
+                _ => return Outcome { statuses, latency: started.elapsed(), accepted: false },
             }
-            tokio::time::sleep(jitter(delay)).await;
-            delay = (delay * 2).min(self.retry_initial * 120);
         }
-        Outcome { statuses, latency: started.elapsed(), accepted: false }
     }
 
-    async fn attempt(&self, req: &Prepared) -> u16 {
+    async fn attempt(&self, req: &Request) -> u16 {
         let mut r = self
             .client
             .post(&self.url)
@@ -121,10 +115,4 @@ impl Sender {
             Err(_) => 0,
         }
     }
-}
-
-/// ±15 % jitter, as Firehose applies.
-fn jitter(d: Duration) -> Duration {
-    let r = (uuid::Uuid::new_v4().as_u128() % 3001) as f64 / 10_000.0; // 0 .. 0.3
-    d.mul_f64(0.85 + r)
 }

@@ -1,0 +1,96 @@
+//! The harness's Kinesis target: PutRecords into a kinesalite stream that an in-process
+//! `vpcflowd serve` reads, with `--verify` passing, for CloudWatch Logs payloads (what a
+//! subscription filter puts) and for direct records.
+//!
+//! The only test of this binary: it sets the AWS environment for the in-process server's
+//! credential chain before any other thread exists.
+
+#[path = "../../tests/common/tools.rs"]
+mod tools;
+
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::Value;
+use vpcflowd::serve::config::ServeConfig;
+use vpcflowd::source::kinesis::KinesisSourceConfig;
+
+const AWS_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+#[test]
+fn put_records_into_kinesalite_verifies() {
+    for (k, v) in AWS_ENV {
+        // SAFETY: this binary's only test, before its runtime (or any other thread) starts.
+        unsafe { std::env::set_var(k, v) };
+    }
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let emu = tools::Kinesalite::start();
+        let sdk = aws_config::SdkConfig::builder()
+            .behavior_version(aws_config::BehaviorVersion::latest())
+            .region(aws_config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
+                aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "static"),
+            ))
+            .endpoint_url(&emu.endpoint)
+            .build();
+        let client = aws_sdk_kinesis::Client::new(&sdk);
+        for (stream, package) in [("cwl", "cloudwatch"), ("direct", "message")] {
+            client.create_stream().stream_name(stream).shard_count(2).send().await.unwrap();
+            wait_active(&client, stream).await;
+
+            let mut config = ServeConfig::default();
+            config.ingest.listen = "127.0.0.1:0".parse().unwrap();
+            config.admin.listen = "127.0.0.1:0".parse().unwrap();
+            // Shards are read independently, one GetRecords call holding a whole shard's
+            // 50 s of event time here: the lateness must cover the skew between shards.
+            config.window.window = Duration::from_secs(30);
+            config.window.slide = Duration::from_secs(10);
+            config.window.lateness = Duration::from_secs(600);
+            config.window.max_flows = 1_000_000;
+            config.sources.kinesis = vec![KinesisSourceConfig {
+                stream: stream.into(),
+                endpoint: Some(emu.endpoint.clone()),
+                ..KinesisSourceConfig::default()
+            }];
+            let server = vpcflowd::serve::spawn(config).await.expect("serve started");
+            let admin = format!("http://{}", server.bound.admin);
+            let endpoint = emu.endpoint.clone();
+            let out = tokio::task::spawn_blocking(move || {
+                Command::new(env!("CARGO_BIN_EXE_vpcflowd-loadtest"))
+                    .args(["kinesis", "--stream", stream, "--endpoint-url", &endpoint])
+                    .args(["--package", package, "--admin", &admin, "--verify", "--json"])
+                    .args(["--window", "30s", "--slide", "10s", "--lateness", "10m"])
+                    .args(["--records", "10000", "--event-rate", "200", "--max-flows", "1000000"])
+                    .envs(AWS_ENV)
+                    .output()
+                    .expect("run the harness")
+            })
+            .await
+            .unwrap();
+            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(report["records_accepted"], 10_000, "{report:#}");
+            assert!(report["verified_snapshots"].as_u64().unwrap() > 10, "{report:#}");
+            assert!(report["responses"]["ok"].as_u64().unwrap() >= 20, "{report:#}");
+            server.stop().await.unwrap();
+        }
+    });
+}
+
+async fn wait_active(k: &aws_sdk_kinesis::Client, name: &str) {
+    for _ in 0..200 {
+        let d = k.describe_stream_summary().stream_name(name).send().await.unwrap();
+        let status = d.stream_description_summary.unwrap().stream_status;
+        if status == aws_sdk_kinesis::types::StreamStatus::Active {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {name} did not become ACTIVE");
+}
