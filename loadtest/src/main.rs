@@ -277,6 +277,7 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
     };
     let cpu_before = args.pid.and_then(report::process_cpu);
     let progress = report::progress(traffic.lines.len() as u64, args.json);
+    let started = std::time::Instant::now();
     let (sent, elapsed) =
         drive::send(sender.clone(), batches.clone(), &phases, pace, &progress).await;
     progress.finish_and_clear();
@@ -330,6 +331,7 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+        r.taken_in = Some(started.elapsed());
         let newest = sent.iter().flat_map(|(i, _)| &traffic.times[batches[*i].lines.clone()]).max();
         close_windows(
             &sender,

@@ -24,6 +24,8 @@ pub struct Report {
     pub server_cpu_seconds: Option<f64>,
     pub server_peak_rss_bytes: Option<u64>,
     pub verified_snapshots: Option<usize>,
+    /// With --verify: from the first send until the server had taken in every record.
+    pub taken_in: Option<Duration>,
 }
 
 impl Report {
@@ -41,6 +43,7 @@ impl Report {
             server_cpu_seconds: None,
             server_peak_rss_bytes: None,
             verified_snapshots: None,
+            taken_in: None,
         }
     }
 
@@ -84,6 +87,8 @@ impl Report {
             "server_cpu_seconds": self.server_cpu_seconds,
             "server_peak_rss_bytes": self.server_peak_rss_bytes,
             "verified_snapshots": self.verified_snapshots,
+            "taken_in_secs": self.taken_in.map(|d| d.as_secs_f64()),
+            "taken_in_records_per_sec": self.taken_in.map(|d| self.records as f64 / d.as_secs_f64().max(1e-9)),
         })
     }
 }
@@ -124,6 +129,14 @@ impl fmt::Display for Report {
         }
         if let Some(rss) = self.server_peak_rss_bytes {
             writeln!(f, "server peak RSS      {:.1} MiB", rss as f64 / 1048576.0)?;
+        }
+        if let Some(d) = self.taken_in {
+            writeln!(
+                f,
+                "taken in by server   {:>12.0}  records/s (all in after {:.2} s)",
+                self.records as f64 / d.as_secs_f64().max(1e-9),
+                d.as_secs_f64()
+            )?;
         }
         if let Some(n) = self.verified_snapshots {
             writeln!(f, "verified             {n} snapshots identical to the expectation")?;
