@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod config_reference;
 pub mod generate;
 pub mod parse;
 pub mod replay;
@@ -47,6 +48,9 @@ pub enum Command {
     /// Run the engine live as an Amazon Data Firehose HTTP endpoint destination, with the
     /// admin API.
     Serve(Box<serve::ServeArgs>),
+    /// Print the reference of every `serve` configuration key (Markdown), generated from the
+    /// configuration structs' doc comments and defaults.
+    ConfigReference,
 }
 
 impl Cli {
@@ -57,6 +61,7 @@ impl Cli {
             Command::Replay(args) => replay::run(&args),
             Command::Generate(args) => generate::run(&args),
             Command::Serve(args) => serve::run(&args),
+            Command::ConfigReference => config_reference::run(),
         }
     }
 }

@@ -8,7 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// OTLP transport.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OtlpProtocol {
     /// OTLP/gRPC (default port 4317).
@@ -19,7 +21,7 @@ pub enum OtlpProtocol {
 }
 
 /// Where and how closed windows and vpcflowd's own metrics are exported.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportConfig {
     /// OTLP collector endpoint, e.g. `http://collector:4317` (gRPC) or `http://collector:4318`
@@ -39,6 +41,7 @@ pub struct ExportConfig {
     pub otlp_client_key: Option<PathBuf>,
     /// Timeout of one export request.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub otlp_timeout: Duration,
     /// Retries of a failed export request (exponential backoff with jitter, from 100 ms up to
     /// 5 s). A request still failing after them is counted in `vpcflowd.export.errors` and its
@@ -48,6 +51,7 @@ pub struct ExportConfig {
     /// How often vpcflowd's own metrics (ingest, engine, export) are pushed. Window measures
     /// are pushed when their window closes, not on this interval.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub otlp_interval: Duration,
     /// Closed windows waiting for export. When the exporter falls behind (a slow or unreachable
     /// collector) and this is full, a newly closed window is dropped from export (counted in

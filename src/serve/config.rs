@@ -17,8 +17,24 @@ use crate::export::ExportConfig;
 use crate::source::kinesis::SourcesConfig;
 use crate::window::WindowSettings;
 
+/// Whether an environment key (prefix stripped) is one of the variables Kubernetes injects for
+/// every Service in the namespace (`<NAME>_SERVICE_HOST`, `<NAME>_PORT_8080_TCP_ADDR`, …): a
+/// Service called `vpcflowd` gives `VPCFLOWD_SERVICE_HOST`, which is not configuration.
+fn is_service_link(key: &str) -> bool {
+    let key = key.to_ascii_uppercase();
+    let parts: Vec<&str> = key.split('_').collect();
+    parts.windows(2).any(|w| w == ["SERVICE", "HOST"] || w == ["SERVICE", "PORT"])
+        || parts.iter().position(|p| *p == "PORT").is_some_and(|i| {
+            let rest = &parts[i + 1..];
+            rest.is_empty()
+                || (rest.len() >= 2
+                    && rest[0].bytes().all(|b| b.is_ascii_digit())
+                    && matches!(rest[1], "TCP" | "UDP" | "SCTP"))
+        })
+}
+
 /// Everything `vpcflowd serve` reads.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServeConfig {
     /// The Firehose HTTP endpoint listener.
@@ -38,13 +54,14 @@ pub struct ServeConfig {
     pub formats: Vec<String>,
     /// How long a graceful shutdown (SIGTERM, SIGINT) may take before the process exits anyway.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub shutdown_timeout: Duration,
     /// Also print every closed snapshot as one JSON line on standard output (as `replay` does).
     pub print_snapshots: bool,
 }
 
 /// The Firehose HTTP endpoint destination.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
     /// Address to listen on. Firehose delivers only to HTTPS on port 443: terminate TLS here
@@ -71,13 +88,14 @@ pub struct IngestConfig {
     /// How long a request id is remembered to answer Firehose's retries without counting them
     /// twice. Firehose retries for up to its retry duration (at most 2 hours).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub dedup_ttl: Duration,
     /// At most this many request ids are remembered (the oldest are forgotten first).
     pub dedup_max_entries: usize,
 }
 
 /// State across restarts.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct StateConfig {
     /// Directory of the state file (`vpcflowd.state`). With it, shutdown writes the open
@@ -87,6 +105,7 @@ pub struct StateConfig {
     /// How often the state is also written while running: a crash loses at most this much of
     /// acknowledged data (Firehose re-delivers only what it was not answered 200 for).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub checkpoint_interval: Duration,
     /// Start empty when the state file is corrupt, of an unknown version or written under other
     /// window settings (it is renamed aside to `vpcflowd.state.bad-<ms>`); without this such a
@@ -105,7 +124,7 @@ impl Default for StateConfig {
 }
 
 /// The admin listener.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdminConfig {
     /// Address of `/healthz`, `/readyz`, `/metrics` (Prometheus) and `/api/v1/…`.
@@ -168,7 +187,12 @@ impl ServeConfig {
             figment = figment.merge(Toml::file_exact(path));
         }
         figment = figment
-            .merge(Env::prefixed(ENV_PREFIX).split("__").ignore(&["LOG"]))
+            .merge(
+                Env::prefixed(ENV_PREFIX)
+                    .ignore(&["LOG"])
+                    .filter(|key| !is_service_link(key.as_str()))
+                    .split("__"),
+            )
             .merge(Serialized::defaults(overrides));
         let config: ServeConfig = figment
             .extract()
@@ -258,6 +282,32 @@ mod tests {
             assert_eq!(c.window.top_sources, 5, "flags beat env");
             assert_eq!(c.window.lateness, Duration::from_secs(900));
             assert_eq!(c.window.slide, Duration::from_secs(60), "defaults fill the rest");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn kubernetes_service_links_are_not_configuration() {
+        figment::Jail::expect_with(|jail| {
+            // What Kubernetes injects for Services named `vpcflowd` and `vpcflowd-admin`.
+            for (k, v) in [
+                ("VPCFLOWD_SERVICE_HOST", "10.0.0.1"),
+                ("VPCFLOWD_SERVICE_PORT", "8080"),
+                ("VPCFLOWD_SERVICE_PORT_INGEST", "8080"),
+                ("VPCFLOWD_PORT", "tcp://10.0.0.1:8080"),
+                ("VPCFLOWD_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+                ("VPCFLOWD_PORT_8080_TCP_ADDR", "10.0.0.1"),
+                ("VPCFLOWD_ADMIN_SERVICE_HOST", "10.0.0.2"),
+                ("VPCFLOWD_ADMIN_PORT_9464_TCP_PROTO", "tcp"),
+            ] {
+                jail.set_env(k, v);
+            }
+            jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUESTS", "7");
+            let c = ServeConfig::load(None, json!({})).map_err(figment::Error::from)?;
+            assert_eq!(c.ingest.queue_requests, 7);
+            // A misspelt key is still an error.
+            jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUEST", "7");
+            assert!(ServeConfig::load(None, json!({})).unwrap_err().contains("queue_request"));
             Ok(())
         });
     }

@@ -11,22 +11,26 @@ use super::state::Caps;
 use super::time::{TimeField, TimeMode, WindowSpec};
 
 /// Sliding windows, lateness, list lengths and memory caps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WindowSettings {
     /// Window length (e.g. `5m`); a whole multiple of `slide`.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub window: Duration,
     /// How often a window closes; windows are aligned to multiples of it since the Unix epoch.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub slide: Duration,
     /// How far the watermark trails the newest event time. Flow-log records arrive up to 10
     /// minutes after capture, plus delivery delay.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub lateness: Duration,
     /// With no record for this long, the watermark moves on with the wall clock so that the
     /// last windows of a live stream close.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub idle_timeout: Duration,
     /// `event` (the record's own time) or `processing` (arrival time).
     pub time: TimeMode,

@@ -16,7 +16,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// Where a shard with no checkpoint starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+    schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum StartingPosition {
     /// The oldest record still in the stream (parents before children).
@@ -29,7 +40,7 @@ pub enum StartingPosition {
 }
 
 /// Process-wide settings of the sources.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct SourcesConfig {
     /// Kinesis Data Streams to read, each with its own consumers.
@@ -40,7 +51,7 @@ pub struct SourcesConfig {
 }
 
 /// One Kinesis Data Stream.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct KinesisSourceConfig {
     /// Stream name, or its ARN (`arn:aws:kinesis:REGION:ACCOUNT:stream/NAME`; its region is
@@ -61,13 +72,16 @@ pub struct KinesisSourceConfig {
     /// How long a consumer waits after a call that returned no records. Kinesis allows 5
     /// GetRecords calls per second per shard across all consumers.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub idle_poll_interval: Duration,
     /// The least time between two GetRecords calls on one shard (Kinesis's limit is 5/s).
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub min_poll_interval: Duration,
     /// How often ListShards runs to find new shards (after a reshard). A shard that ends also
     /// triggers a discovery.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub shard_discovery_interval: Duration,
     /// DynamoDB table of shard leases, shared by the replicas reading this stream (created
     /// on-demand if missing). Without it, this replica reads every shard and keeps its
@@ -78,6 +92,7 @@ pub struct KinesisSourceConfig {
     /// A lease not renewed for this long is taken over by another replica. Leases are renewed
     /// every third of it.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
     pub lease_duration: Duration,
     /// At most this many leases per replica. One checkpoint commits every lease's position in
     /// one DynamoDB transaction (100 items at most, one of them the replica's marker).
