@@ -302,21 +302,6 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
             );
         }
         // What was sent, phase by phase: the batches with an outcome, in plan order.
-        let mut expected_lines: Vec<String> = sent
-            .iter()
-            .flat_map(|(i, _)| traffic.lines[batches[*i].lines.clone()].iter().cloned())
-            .collect();
-        if args.wrong_expectation {
-            expected_lines[0] = one_byte_more(&traffic, &expected_lines[0])?;
-        }
-        let mut config = engine_config.clone();
-        config.region = region;
-        let layouts = traffic.layouts.clone();
-        // The engine's router blocks: run it off the async runtime.
-        let expected = tokio::task::spawn_blocking(move || {
-            verify::expected(&expected_lines, &layouts, config)
-        })
-        .await??;
         // Kinesis consumers read after the acknowledgement: wait until every record is in,
         // or the flush record could overtake records of another shard.
         let want = routed_before + r.records;
@@ -332,6 +317,21 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         r.taken_in = Some(started.elapsed());
+        let mut expected_lines: Vec<String> = sent
+            .iter()
+            .flat_map(|(i, _)| traffic.lines[batches[*i].lines.clone()].iter().cloned())
+            .collect();
+        if args.wrong_expectation {
+            expected_lines[0] = one_byte_more(&traffic, &expected_lines[0])?;
+        }
+        let mut config = engine_config.clone();
+        config.region = region;
+        let layouts = traffic.layouts.clone();
+        // The engine's router blocks: run it off the async runtime.
+        let expected = tokio::task::spawn_blocking(move || {
+            verify::expected(&expected_lines, &layouts, config)
+        })
+        .await??;
         let newest = sent.iter().flat_map(|(i, _)| &traffic.times[batches[*i].lines.clone()]).max();
         close_windows(
             &sender,
