@@ -7,10 +7,11 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use anyhow::Result;
 use clap::Args;
-use vpcflowd::decode::Layout;
+use vpcflowd::decode::{Layout, LayoutSet};
 use vpcflowd::generate::{Generator, GeneratorConfig};
 use vpcflowd::serve::config::ServeConfig;
 
+use crate::package::{Packaging, package};
 use crate::target::{Backoff, http};
 use crate::traffic::now_secs;
 
@@ -94,19 +95,22 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         ..GeneratorConfig::default()
     });
     let feeder = tokio::spawn(async move {
+        let layouts = LayoutSet::default();
         let layout = Layout::default_format();
         let per_tick = (args.rate / 10).max(1) as usize;
         let mut tick = tokio::time::interval(Duration::from_millis(100));
         loop {
             tick.tick().await;
-            let records: Vec<Vec<u8>> = (0..per_tick)
+            let lines: Vec<String> = (0..per_tick)
                 .map(|_| {
                     let mut line = String::with_capacity(128);
                     generator.next_record().render(&layout, &mut line);
-                    serde_json::to_vec(&serde_json::json!({"message": line})).expect("JSON")
+                    line
                 })
                 .collect();
-            let request = http::prepare(&records, true);
+            let records = package(&lines, &layouts, Packaging::Message, 1);
+            let data: Vec<Vec<u8>> = records.into_iter().map(|r| r.data).collect();
+            let request = http::prepare(&data, true);
             if !sender.send(&request).await.accepted {
                 eprintln!("vpcflowd demo: a request was not accepted");
             }

@@ -185,7 +185,6 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         match cli.target {
             Command::Firehose(a) => {
-                let region = a.run.window.region.clone().unwrap_or_else(|| "us-east-1".into());
                 let sender = target::http::Sender {
                     client: reqwest::Client::builder()
                         .pool_max_idle_per_host(a.run.concurrency)
@@ -194,29 +193,26 @@ fn main() -> ExitCode {
                     access_key: a.access_key,
                     gzip: a.gzip,
                     // Sent in the common attributes, so expected in every snapshot.
-                    region: region.clone(),
+                    region: a.run.window.region.clone().unwrap_or_else(|| "us-east-1".into()),
                     backoff: a.run.backoff(),
                 };
-                run(Sender::Http(sender), a.run, Some(region)).await
+                run(Sender::Http(sender), a.run).await
             }
-            // Without common attributes, records get the server's configured region.
             Command::FirehoseApi(a) => {
-                let sender = Sender::FirehoseApi(target::firehose_api::Sender {
+                let sender = target::firehose_api::Sender {
                     client: aws_sdk_firehose::Client::new(&a.aws.config().await?),
                     stream: a.delivery_stream,
                     backoff: a.run.backoff(),
-                });
-                let region = a.run.window.region.clone();
-                run(sender, a.run, region).await
+                };
+                run(Sender::FirehoseApi(sender), a.run).await
             }
             Command::Kinesis(a) => {
-                let sender = Sender::Kinesis(target::kinesis::Sender {
+                let sender = target::kinesis::Sender {
                     client: aws_sdk_kinesis::Client::new(&a.aws.config().await?),
                     stream: a.stream,
                     backoff: a.run.backoff(),
-                });
-                let region = a.run.window.region.clone();
-                run(sender, a.run, region).await
+                };
+                run(Sender::Kinesis(sender), a.run).await
             }
             Command::Demo(args) => demo::run(args).await,
         }
@@ -230,9 +226,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// Prepares the traffic, sends it, verifies it if asked, and prints the report. `region` is
-/// the region the server gives records without one.
-async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()> {
+/// Prepares the traffic, sends it, verifies it if asked, and prints the report.
+async fn run(sender: Sender, args: RunArgs) -> Result<()> {
     let engine_config = args.window.settings().to_engine_config().map_err(anyhow::Error::msg)?;
     let limit = args.limit();
     let (traffic_args, config) = (args.traffic.clone(), engine_config.clone());
@@ -272,7 +267,7 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
     let client = reqwest::Client::new();
     // Records the server had routed before this run: verification waits for all of ours.
     let routed_before = match (&args.admin, args.verify) {
-        (Some(admin), true) => routed(&client, admin).await?,
+        (Some(admin), true) => routed(&status(&client, admin).await?),
         _ => 0,
     };
     let cpu_before = args.pid.and_then(report::process_cpu);
@@ -301,22 +296,13 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
                 r.rejected_requests
             );
         }
-        // What was sent, phase by phase: the batches with an outcome, in plan order.
         // Kinesis consumers read after the acknowledgement: wait until every record is in,
         // or the flush record could overtake records of another shard.
         let want = routed_before + r.records;
-        let deadline = tokio::time::Instant::now() + args.verify_timeout;
-        while routed(&client, admin).await? < want {
-            if tokio::time::Instant::now() >= deadline {
-                bail!(
-                    "the server did not take in all {} records within {:?}",
-                    r.records,
-                    args.verify_timeout
-                );
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let what = format!("take in all {} records", r.records);
+        wait_for_status(&client, admin, args.verify_timeout, &what, |s| routed(s) >= want).await?;
         r.taken_in = Some(started.elapsed());
+        // What was sent, phase by phase: the batches with an outcome, in plan order.
         let mut expected_lines: Vec<String> = sent
             .iter()
             .flat_map(|(i, _)| traffic.lines[batches[*i].lines.clone()].iter().cloned())
@@ -325,7 +311,9 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
             expected_lines[0] = one_byte_more(&traffic, &expected_lines[0])?;
         }
         let mut config = engine_config.clone();
-        config.region = region;
+        // Records without a region get the transport's (Firehose's common attributes), else
+        // the server's configured one.
+        config.region = sender.region().map(str::to_owned).or_else(|| args.window.region.clone());
         let layouts = traffic.layouts.clone();
         // The engine's router blocks: run it off the async runtime.
         let expected = tokio::task::spawn_blocking(move || {
@@ -333,14 +321,13 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
         })
         .await??;
         let newest = sent.iter().flat_map(|(i, _)| &traffic.times[batches[*i].lines.clone()]).max();
-        close_windows(
-            &sender,
-            &traffic,
-            admin,
-            newest.copied().unwrap_or(0),
-            &engine_config,
-            args.verify_timeout,
-        )
+        let closing =
+            close_windows(&sender, &traffic, newest.copied().unwrap_or(0), &engine_config);
+        let want = closing.await?;
+        let what = format!("close window {want}");
+        wait_for_status(&client, admin, args.verify_timeout, &what, |s| {
+            s["latest_window"].as_u64().is_some_and(|w| w >= want)
+        })
         .await?;
         r.verified_snapshots = Some(verify::compare(admin, &expected, args.history).await?);
     }
@@ -352,16 +339,33 @@ async fn run(sender: Sender, args: RunArgs, region: Option<String>) -> Result<()
     Ok(())
 }
 
+/// The server's `/api/v1/status`.
+async fn status(client: &reqwest::Client, admin: &str) -> Result<serde_json::Value> {
+    let url = format!("{admin}/api/v1/status");
+    client.get(&url).send().await?.json().await.with_context(|| url)
+}
+
 /// Records the server has routed into its engine (`ingest.records` of its status).
-async fn routed(client: &reqwest::Client, admin: &str) -> Result<u64> {
-    let status: serde_json::Value = client
-        .get(format!("{admin}/api/v1/status"))
-        .send()
-        .await?
-        .json()
-        .await
-        .context("status")?;
-    status["ingest"]["records"].as_u64().context("status without ingest.records")
+fn routed(status: &serde_json::Value) -> u64 {
+    status["ingest"]["records"].as_u64().unwrap_or(0)
+}
+
+/// Polls the server's status until `done` holds; fails with `what` after `timeout`.
+async fn wait_for_status(
+    client: &reqwest::Client,
+    admin: &str,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    while !done(&status(client, admin).await?) {
+        if tokio::time::Instant::now() >= deadline {
+            bail!("the server did not {what} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
 }
 
 /// Cuts each phase into batches of `--batch` lines and packages them for the target. Returns
@@ -399,29 +403,28 @@ fn plan(
 
 /// `line` claiming one byte more than was sent.
 fn one_byte_more(traffic: &Traffic, line: &str) -> Result<String> {
-    let tokens: Vec<&str> = line.split(' ').collect();
-    let layout = traffic.layouts.for_count(tokens.len()).context("a line of the traffic")?;
-    let at = layout
-        .fields()
-        .iter()
-        .position(|f| *f == vpcflowd::decode::Field::Bytes)
-        .context("--wrong-expectation needs a format with bytes")?;
-    let bumped = (tokens[at].parse::<u64>().context("bytes")? + 1).to_string();
-    let mut fixed = tokens.clone();
-    fixed[at] = &bumped;
-    Ok(fixed.join(" "))
+    let mut bumped = false;
+    let line = traffic::rewrite_fields(&traffic.layouts, line, |field, token| {
+        if field != vpcflowd::decode::Field::Bytes {
+            return Ok(None);
+        }
+        bumped = true;
+        Ok(Some((token.parse::<u64>().context("bytes")? + 1).to_string()))
+    })?;
+    if !bumped {
+        bail!("--wrong-expectation needs a format with bytes");
+    }
+    Ok(line)
 }
 
 /// Sends one record far enough ahead of `newest` (the newest event time sent) to close every
-/// window holding the traffic, then waits until the server reports the last of them closed.
+/// window holding the traffic; returns the start of the last of them.
 async fn close_windows(
     sender: &Sender,
     traffic: &Traffic,
-    admin: &str,
     newest: u64,
     config: &EngineConfig,
-    timeout: Duration,
-) -> Result<()> {
+) -> Result<u64> {
     let spec = config.spec;
     let last_window = spec.pane_of(newest);
     let flush_at = spec.window_end(last_window) + config.lateness_secs + spec.slide();
@@ -447,25 +450,7 @@ async fn close_windows(
     if !sender.send(&sender.prepare(records)).await.accepted {
         bail!("the flush record was not accepted");
     }
-    let want = spec.pane_start(last_window);
-    let client = reqwest::Client::new();
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let status: serde_json::Value = client
-            .get(format!("{admin}/api/v1/status"))
-            .send()
-            .await?
-            .json()
-            .await
-            .context("status")?;
-        if status["latest_window"].as_u64().is_some_and(|w| w >= want) {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() >= deadline {
-            bail!("the server did not close window {want} within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    Ok(spec.pane_start(last_window))
 }
 
 #[cfg(test)]

@@ -65,9 +65,7 @@ pub fn package(
                 by_stream.entry(key(l)).or_default().push(l);
             }
             let mut out = Vec::new();
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis() as u64);
+            let ms = vpcflowd::source::firehose::now_millis();
             for (interface, lines) in by_stream {
                 for chunk in lines.chunks(events_per_payload.max(1)) {
                     out.push(Record {

@@ -57,21 +57,13 @@ async fn harness(args: Vec<String>) -> Output {
                 "4",
             ])
             .args(["--max-flows", "1000000", "--max-sources", "1000000", "--verify", "--json"])
-            .envs(AWS_ENV)
+            .envs(tools::AWS_ENV)
             .output()
             .expect("run the harness")
     })
     .await
     .unwrap()
 }
-
-/// Credentials and region for the SDK targets against emulators.
-const AWS_ENV: [(&str, &str); 4] = [
-    ("AWS_ACCESS_KEY_ID", "test"),
-    ("AWS_SECRET_ACCESS_KEY", "test"),
-    ("AWS_REGION", "us-east-1"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-];
 
 fn http_target(bound: Bound, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = ["firehose", "--access-key", "k", "--gzip"].map(String::from).to_vec();

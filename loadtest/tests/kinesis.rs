@@ -15,34 +15,18 @@ use serde_json::Value;
 use vpcflowd::serve::config::ServeConfig;
 use vpcflowd::source::kinesis::KinesisSourceConfig;
 
-const AWS_ENV: [(&str, &str); 4] = [
-    ("AWS_ACCESS_KEY_ID", "test"),
-    ("AWS_SECRET_ACCESS_KEY", "test"),
-    ("AWS_REGION", "us-east-1"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-];
-
 #[test]
 fn put_records_into_kinesalite_verifies() {
-    for (k, v) in AWS_ENV {
+    for (k, v) in tools::AWS_ENV {
         // SAFETY: this binary's only test, before its runtime (or any other thread) starts.
         unsafe { std::env::set_var(k, v) };
     }
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
         let emu = tools::Kinesalite::start();
-        let sdk = aws_config::SdkConfig::builder()
-            .behavior_version(aws_config::BehaviorVersion::latest())
-            .region(aws_config::Region::new("us-east-1"))
-            .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
-                aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "static"),
-            ))
-            .endpoint_url(&emu.endpoint)
-            .build();
-        let client = aws_sdk_kinesis::Client::new(&sdk);
+        let client = aws_sdk_kinesis::Client::new(&tools::sdk_config(&emu.endpoint));
         for (stream, package) in [("cwl", "cloudwatch"), ("direct", "message")] {
-            client.create_stream().stream_name(stream).shard_count(2).send().await.unwrap();
-            wait_active(&client, stream).await;
+            tools::create_stream(&client, stream, 2).await;
 
             let mut config = ServeConfig::default();
             config.ingest.listen = "127.0.0.1:0".parse().unwrap();
@@ -67,7 +51,7 @@ fn put_records_into_kinesalite_verifies() {
                     .args(["--package", package, "--admin", &admin, "--verify", "--json"])
                     .args(["--window", "30s", "--slide", "10s", "--lateness", "10m"])
                     .args(["--records", "10000", "--event-rate", "200", "--max-flows", "1000000"])
-                    .envs(AWS_ENV)
+                    .envs(tools::AWS_ENV)
                     .output()
                     .expect("run the harness")
             })
@@ -81,16 +65,4 @@ fn put_records_into_kinesalite_verifies() {
             server.stop().await.unwrap();
         }
     });
-}
-
-async fn wait_active(k: &aws_sdk_kinesis::Client, name: &str) {
-    for _ in 0..200 {
-        let d = k.describe_stream_summary().stream_name(name).send().await.unwrap();
-        let status = d.stream_description_summary.unwrap().stream_status;
-        if status == aws_sdk_kinesis::types::StreamStatus::Active {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {name} did not become ACTIVE");
 }

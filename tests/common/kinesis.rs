@@ -4,29 +4,14 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use aws_sdk_kinesis::primitives::Blob;
 use aws_sdk_kinesis::types::PutRecordsRequestEntry;
 
-/// Environment for a `vpcflowd serve` child talking to emulators.
-pub const AWS_ENV: [(&str, &str); 4] = [
-    ("AWS_ACCESS_KEY_ID", "test"),
-    ("AWS_SECRET_ACCESS_KEY", "test"),
-    ("AWS_REGION", "us-east-1"),
-    ("AWS_EC2_METADATA_DISABLED", "true"),
-];
-
-fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
-            aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "static"),
-        ))
-        .endpoint_url(endpoint)
-        .build()
-}
+use super::tools::sdk_config;
+// Not every test binary that includes this module uses them.
+#[allow(unused_imports)]
+pub use super::tools::{AWS_ENV, create_stream, wait_active};
 
 pub fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
     aws_sdk_kinesis::Client::new(&sdk_config(endpoint))
@@ -34,24 +19,6 @@ pub fn kinesis(endpoint: &str) -> aws_sdk_kinesis::Client {
 
 pub fn dynamodb(endpoint: &str) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&sdk_config(endpoint))
-}
-
-/// Creates a stream of `shards` shards and waits until it is ACTIVE.
-pub async fn create_stream(k: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
-    k.create_stream().stream_name(name).shard_count(shards).send().await.unwrap();
-    wait_active(k, name).await;
-}
-
-pub async fn wait_active(k: &aws_sdk_kinesis::Client, name: &str) {
-    for _ in 0..200 {
-        let d = k.describe_stream_summary().stream_name(name).send().await.unwrap();
-        let status = d.stream_description_summary.unwrap().stream_status;
-        if status == aws_sdk_kinesis::types::StreamStatus::Active {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("stream {name} did not become ACTIVE");
 }
 
 /// (shard id, starting hash key) of the open shards.

@@ -35,6 +35,44 @@ pub fn moto_server_bin() -> PathBuf {
     bin
 }
 
+/// Environment for a process (`vpcflowd serve`, the load-test harness) talking to emulators.
+pub const AWS_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
+/// SDK configuration for an emulator at `endpoint`: static test credentials, us-east-1.
+pub fn sdk_config(endpoint: &str) -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_kinesis::config::SharedCredentialsProvider::new(
+            aws_sdk_kinesis::config::Credentials::new("test", "test", None, None, "static"),
+        ))
+        .endpoint_url(endpoint)
+        .build()
+}
+
+/// Creates a stream of `shards` shards and waits until it is ACTIVE.
+pub async fn create_stream(k: &aws_sdk_kinesis::Client, name: &str, shards: i32) {
+    k.create_stream().stream_name(name).shard_count(shards).send().await.unwrap();
+    wait_active(k, name).await;
+}
+
+pub async fn wait_active(k: &aws_sdk_kinesis::Client, name: &str) {
+    for _ in 0..200 {
+        let d = k.describe_stream_summary().stream_name(name).send().await.unwrap();
+        let status = d.stream_description_summary.unwrap().stream_status;
+        if status == aws_sdk_kinesis::types::StreamStatus::Active {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stream {name} did not become ACTIVE");
+}
+
 /// A moto server (AWS API emulator) on a free loopback port.
 pub struct Moto {
     child: Child,
@@ -80,14 +118,7 @@ impl Drop for Moto {
 impl Moto {
     /// A client for moto's Firehose.
     pub fn firehose(&self) -> aws_sdk_firehose::Client {
-        use aws_sdk_firehose::config::{BehaviorVersion, Credentials, Region};
-        let config = aws_sdk_firehose::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .endpoint_url(&self.endpoint)
-            .credentials_provider(Credentials::new("test", "test", None, None, "static"))
-            .build();
-        aws_sdk_firehose::Client::from_conf(config)
+        aws_sdk_firehose::Client::new(&sdk_config(&self.endpoint))
     }
 
     /// Creates delivery stream `name` with an HTTP endpoint destination at `url`; returns a

@@ -26,9 +26,7 @@ pub struct Request {
 /// Builds the request for `records` (already packaged: `{"message":…}` or CloudWatch gzip).
 pub fn prepare(records: &[Vec<u8>], gzip: bool) -> Request {
     let id = uuid::Uuid::new_v4().to_string();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64);
+    let ts = vpcflowd::source::firehose::now_millis();
     let data: Vec<_> = records.iter().map(|r| json!({"data": BASE64.encode(r)})).collect();
     let raw = serde_json::to_vec(&json!({"requestId": id, "timestamp": ts, "records": data}))
         .expect("JSON");

@@ -78,6 +78,15 @@ impl Sender {
         }
     }
 
+    /// The region the target tells the server for records without one (only the Firehose
+    /// HTTP endpoint protocol carries one, in its common attributes).
+    pub fn region(&self) -> Option<&str> {
+        match self {
+            Sender::Http(s) => Some(&s.region),
+            Sender::FirehoseApi(_) | Sender::Kinesis(_) => None,
+        }
+    }
+
     /// Sends one batch until it is accepted or the attempts run out.
     pub async fn send(&self, batch: &Prepared) -> Outcome {
         match (self, &batch.payload) {

@@ -70,7 +70,8 @@ pub fn read(paths: &[PathBuf], formats: &[String], limit: usize) -> Result<Traff
         bail!("no flow-log records in {}", paths_list(paths));
     }
     // The layouts met, which the server must tell apart by field count as the harness does.
-    let custom_formats = seen.iter().any(|l| !LayoutSet::default().layouts().contains(l));
+    let defaults = LayoutSet::default();
+    let custom_formats = seen.iter().any(|l| !defaults.layouts().contains(l));
     let layouts = LayoutSet::new(seen).context(
         "the files use two formats with the same number of fields: no receiver can tell \
          their lines apart; replay them separately",

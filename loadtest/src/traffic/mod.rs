@@ -136,21 +136,36 @@ pub fn now_secs() -> u64 {
 /// The line with `offset` seconds added to its start and end (milliseconds when the value is
 /// in milliseconds, as some producers write).
 fn shift_line(layouts: &LayoutSet, line: &str, offset: u64) -> Result<String> {
+    rewrite_fields(layouts, line, |field, token| {
+        Ok(match (field, token.parse::<u64>()) {
+            (Field::Start | Field::End, Ok(t)) if t >= 100_000_000_000 => {
+                Some((t + offset * 1000).to_string())
+            }
+            (Field::Start | Field::End, Ok(t)) => Some((t + offset).to_string()),
+            _ => None,
+        })
+    })
+}
+
+/// `line` (in the layout of its field count) with each token for which `replace` gives a new
+/// value replaced by it.
+pub fn rewrite_fields(
+    layouts: &LayoutSet,
+    line: &str,
+    mut replace: impl FnMut(Field, &str) -> Result<Option<String>>,
+) -> Result<String> {
     let tokens: Vec<&str> = line.split(' ').collect();
     let Some(layout) = layouts.for_count(tokens.len()) else {
         bail!("a line with {} fields matches none of the formats: {line}", tokens.len());
     };
     let mut out = String::with_capacity(line.len() + 4);
-    for (i, (token, field)) in tokens.iter().zip(layout.fields()).enumerate() {
+    for (i, (token, &field)) in tokens.iter().zip(layout.fields()).enumerate() {
         if i > 0 {
             out.push(' ');
         }
-        match (field, token.parse::<u64>()) {
-            (Field::Start | Field::End, Ok(t)) if t >= 100_000_000_000 => {
-                out.push_str(&(t + offset * 1000).to_string())
-            }
-            (Field::Start | Field::End, Ok(t)) => out.push_str(&(t + offset).to_string()),
-            _ => out.push_str(token),
+        match replace(field, token)? {
+            Some(new) => out.push_str(&new),
+            None => out.push_str(token),
         }
     }
     Ok(out)
