@@ -21,7 +21,11 @@ pub struct Server {
 impl Server {
     /// Starts `vpcflowd serve` with `args` (listeners on port 0) and `env`.
     pub fn start(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpcflowd"));
+        Server::start_with(Command::new(env!("CARGO_BIN_EXE_vpcflowd")), args, env)
+    }
+
+    /// Like [`Server::start`], with `cmd` running the `vpcflowd` binary (e.g. in a chroot).
+    pub fn start_with(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
         cmd.args([
             "serve",
             "--listen",
