@@ -109,6 +109,17 @@ async fn prometheus_scrapes_the_latest_window_and_self_metrics() {
         query(&prom, r#"vpcflowd_ingest_requests_total{http_response_status_code="200"}"#).await,
         6.0
     );
+    // vpcflowd's own memory: what the kernel reports for it now, within the drift of an idle
+    // server between two readings (the kernel's RSS counters are themselves batched).
+    let rss = query(&prom, r#"process_memory_usage_bytes{job="vpcflowd"}"#).await;
+    let status = std::fs::read_to_string(format!("/proc/{}/status", server.pid())).unwrap();
+    let now_kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap();
+    let ratio = rss / (now_kib * 1024.0);
+    assert!((0.8..1.25).contains(&ratio), "{rss} bytes reported, {now_kib} KiB now");
     drop(prom);
     server.stop();
 }

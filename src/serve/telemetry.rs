@@ -85,6 +85,19 @@ fn counter(
         .build();
 }
 
+/// This process's resident set size (`VmRSS` in `/proc/self/status`; none off Linux).
+fn resident_bytes() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kib * 1024.0)
+}
+
 fn gauge(
     meter: &Meter,
     name: &'static str,
@@ -243,6 +256,9 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             (w != 0 && w != u64::MAX).then(|| (now_secs() - w as f64).max(0.0))
         }
     );
+    // The process, named by the OpenTelemetry semantic conventions (`/metrics`:
+    // `process_memory_usage_bytes`).
+    gauge(meter, "process.memory.usage", "By", "Resident set size of this process", resident_bytes);
     // State.
     atomic!("vpcflowd.state.checkpoints", "{checkpoint}", "State files written", |s| &s
         .stats
