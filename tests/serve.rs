@@ -390,3 +390,42 @@ async fn the_admin_api_serves_closed_windows() {
     let (exit, _, _) = server.stop();
     assert!(exit.success());
 }
+
+#[test]
+fn the_config_file_comes_from_the_flag_or_vpcflowd_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("vpcflowd.toml");
+    std::fs::write(&file, "[window]\ntop_sources = 7\ntop_flows = 3\n").unwrap();
+    let print = |args: &[&str], env: &[(&str, &str)]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_vpcflowd"))
+            .args(["serve", "--print-config"])
+            .args(args)
+            .envs(env.iter().copied())
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let path = file.to_str().unwrap();
+    for (args, env) in [(vec!["--config", path], vec![]), (vec![], vec![("VPCFLOWD_CONFIG", path)])]
+    {
+        let (code, stdout, stderr) = print(&args, &env);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert!(stdout.contains("top_sources = 7") && stdout.contains("top_flows = 3"), "{stdout}");
+    }
+    // Environment keys beat the file, flags beat both, and the flag beats VPCFLOWD_CONFIG.
+    let (_, stdout, _) = print(
+        &["--top-flows", "9"],
+        &[("VPCFLOWD_CONFIG", path), ("VPCFLOWD_WINDOW__TOP_SOURCES", "8")],
+    );
+    assert!(stdout.contains("top_sources = 8") && stdout.contains("top_flows = 9"), "{stdout}");
+    let (code, _, stderr) = print(&["--config", path], &[("VPCFLOWD_CONFIG", "/nonexistent.toml")]);
+    assert_eq!(code, Some(0), "{stderr}");
+    // A missing file named by the variable is an error naming it.
+    let (code, _, stderr) = print(&[], &[("VPCFLOWD_CONFIG", "/nonexistent.toml")]);
+    assert_ne!(code, Some(0));
+    assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
+}

@@ -17,7 +17,7 @@ use crate::source::kinesis::StartingPosition;
 pub struct ServeArgs {
     /// A TOML configuration file (see docs). Environment variables `VPCFLOWD_…` override it,
     /// and flags override both.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "VPCFLOWD_CONFIG")]
     pub config: Option<PathBuf>,
 
     /// Print the effective configuration as TOML and exit.

@@ -189,7 +189,9 @@ impl ServeConfig {
         figment = figment
             .merge(
                 Env::prefixed(ENV_PREFIX)
-                    .ignore(&["LOG"])
+                    // The file's path (`VPCFLOWD_CONFIG`, read by the `--config` flag) and
+                    // the log settings are not keys of the file.
+                    .ignore(&["LOG", "CONFIG"])
                     .filter(|key| !is_service_link(key.as_str()))
                     .split("__"),
             )
