@@ -429,3 +429,29 @@ fn the_config_file_comes_from_the_flag_or_vpcflowd_config() {
     assert_ne!(code, Some(0));
     assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
 }
+
+#[test]
+fn healthcheck_answers_for_a_running_server_and_fails_without_one() {
+    let check = |url: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_vpcflowd"))
+            .args(["healthcheck", "--url", url, "--timeout", "2s"])
+            .output()
+            .unwrap()
+    };
+    let server = Server::start(&[], &[]);
+    for path in ["healthz", "readyz"] {
+        let out = check(&format!("{}/{path}", server.admin));
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // A path that answers 404 is not healthy.
+    let out = check(&format!("{}/nothing-here", server.admin));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("404"));
+    let admin = server.admin.clone();
+    let (exit, _, _) = server.stop();
+    assert!(exit.success());
+    // Nobody listening any more.
+    let out = check(&format!("{admin}/healthz"));
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("vpcflowd healthcheck:"));
+}

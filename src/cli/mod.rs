@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub mod config_reference;
 pub mod generate;
+pub mod healthcheck;
 pub mod parse;
 pub mod replay;
 pub mod serve;
@@ -51,6 +52,9 @@ pub enum Command {
     /// Print the reference of every `serve` configuration key (Markdown), generated from the
     /// configuration structs' doc comments and defaults.
     ConfigReference,
+    /// Ask a running `serve` whether it is alive (exit 0) or not (exit 1): a container health
+    /// check that needs no shell or HTTP client in the image.
+    Healthcheck(healthcheck::HealthcheckArgs),
 }
 
 impl Cli {
@@ -62,6 +66,7 @@ impl Cli {
             Command::Generate(args) => generate::run(&args),
             Command::Serve(args) => serve::run(&args),
             Command::ConfigReference => config_reference::run(),
+            Command::Healthcheck(args) => healthcheck::run(&args),
         }
     }
 }
