@@ -18,8 +18,9 @@ use crate::window::engine::EngineState;
 
 pub const FILE_NAME: &str = "vpcflowd.state";
 const MAGIC: &[u8; 16] = b"VPCFLOWD-STATE\n\0";
-/// The format this build writes and reads.
-pub const VERSION: u32 = 1;
+/// The format this build writes and reads. Version 2: sources with one flow are stored inline
+/// and tables as entry lists (version 1 files are refused; `--discard-bad-state` sets one aside).
+pub const VERSION: u32 = 2;
 const HEADER: usize = 16 + 4 + 8 + 4;
 
 /// Everything kept across a restart.

@@ -157,7 +157,7 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         // by what its source lost, on top of its own table's bound.
         approx.flow_bytes_error = approx.flow_bytes_error.saturating_add(p.sources.error_bound());
         approx.evicted_flows =
-            approx.evicted_flows.saturating_add(p.sources.folded().flows.evicted());
+            approx.evicted_flows.saturating_add(p.sources.folded().evicted_flows());
         approx.evicted_sources = approx.evicted_sources.saturating_add(p.sources.evicted());
         approx.destination_bytes_error =
             approx.destination_bytes_error.saturating_add(p.destinations.error_bound());
@@ -170,9 +170,9 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
     let mut other_sources = Other::default();
     for p in panes {
         for (addr, entry) in p.sources.iter() {
-            sources.entry(*addr).or_default().absorb(&entry.traffic);
+            sources.entry(*addr).or_default().absorb(&entry.traffic());
         }
-        other_sources.add(&p.sources.folded().traffic);
+        other_sources.add(&p.sources.folded().traffic());
         other_sources.add(&p.unattributed_sources);
     }
     let (listed, rest) = top_n(sources, top.sources);
@@ -299,12 +299,11 @@ fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, 
     let mut evicted = 0u64;
     for p in panes {
         let Some(entry) = p.sources.get(&addr) else { continue };
-        let table = &entry.flows;
-        for (k, c) in table.iter() {
+        for (k, c) in entry.flows() {
             flows.entry(*k).or_default().absorb(c);
         }
-        bound = bound.saturating_add(table.error_bound());
-        evicted = evicted.saturating_add(table.evicted());
+        bound = bound.saturating_add(entry.flow_error_bound());
+        evicted = evicted.saturating_add(entry.evicted_flows());
     }
     let (listed, _) = top_n(flows, n);
     let snapshots = listed

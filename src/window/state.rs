@@ -103,7 +103,9 @@ impl Measure for Traffic {
 
 /// A flow of one source: (srcport, dstaddr, dstport, protocol, action). The source address is
 /// the key of the table the flow lives in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
 pub struct FlowKey {
     pub srcport: Option<u16>,
     pub dstaddr: Option<IpAddr>,
@@ -132,25 +134,164 @@ impl Measure for FlowCounters {
     }
 }
 
-/// A source's counters and its flows (inline: most sources have one flow per pane).
+/// A source's counters and its flows in one pane.
+///
+/// Most sources send one flow per pane, so that case is stored inline with nothing derived
+/// kept twice (the source's traffic *is* the flow's); a second distinct flow moves everything
+/// into a boxed [`ManyFlows`]. This keeps a tracked source under 128 bytes (the target of the
+/// window-engine issue).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum SourceEntry {
+    /// No flow yet, or exactly one.
+    One(OneFlow),
+    /// Two or more flows (or a remainder that absorbed evicted sources).
+    Many(Box<ManyFlows>),
+}
+
+/// A source with a single flow: the flow and how many records it had.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct OneFlow {
+    pub key: FlowKey,
+    /// Records (flows, in the snapshot's sense); 0 means the entry is still empty.
+    pub records: u32,
+    pub counters: FlowCounters,
+}
+
+/// A source with several flows: its traffic, and its flows in a capped table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct SourceEntry {
+pub struct ManyFlows {
     pub traffic: Traffic,
     pub flows: SmallTable<FlowKey, FlowCounters>,
 }
 
+impl Default for SourceEntry {
+    fn default() -> Self {
+        SourceEntry::One(OneFlow::default())
+    }
+}
+
+impl SourceEntry {
+    /// Adds one event of this source (its flow table capped at `flow_cap`).
+    #[inline]
+    pub fn record(&mut self, ev: &FlowEvent, flow_cap: usize) {
+        let key = FlowKey {
+            srcport: ev.srcport,
+            dstaddr: ev.dstaddr,
+            dstport: ev.dstport,
+            protocol: ev.protocol,
+            action: ev.action,
+        };
+        if let SourceEntry::One(one) = self {
+            // A u32 of records per source per pane (a minute of one source) saturates at 4
+            // billion; a source that reaches it moves to `Many`, whose counters are u64.
+            if (one.records == 0 || one.key == key) && one.records < u32::MAX {
+                one.key = key;
+                one.records += 1;
+                one.counters.packets = one.counters.packets.saturating_add(ev.packets);
+                one.counters.bytes = one.counters.bytes.saturating_add(ev.bytes);
+                return;
+            }
+            self.spill();
+        }
+        if let SourceEntry::Many(many) = self {
+            many.traffic.record(ev);
+            let flow = many.flows.entry(key, flow_cap);
+            flow.packets = flow.packets.saturating_add(ev.packets);
+            flow.bytes = flow.bytes.saturating_add(ev.bytes);
+        }
+    }
+
+    /// Moves a single flow into a [`ManyFlows`].
+    fn spill(&mut self) {
+        if let SourceEntry::One(one) = *self {
+            let mut many = ManyFlows { traffic: self.traffic(), ..ManyFlows::default() };
+            if one.records > 0 {
+                // An empty table takes its first entry without compacting: any cap will do.
+                *many.flows.entry(one.key, 2) = one.counters;
+            }
+            *self = SourceEntry::Many(Box::new(many));
+        }
+    }
+
+    /// The source's traffic.
+    pub fn traffic(&self) -> Traffic {
+        match self {
+            SourceEntry::One(one) => {
+                let rejected = one.key.action == Some(Action::Reject);
+                Traffic {
+                    packets: one.counters.packets,
+                    bytes: one.counters.bytes,
+                    flows: u64::from(one.records),
+                    rejected_flows: if rejected { u64::from(one.records) } else { 0 },
+                    rejected_bytes: if rejected { one.counters.bytes } else { 0 },
+                }
+            }
+            SourceEntry::Many(many) => many.traffic,
+        }
+    }
+
+    /// The source's flows and their counters.
+    pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &FlowCounters)> {
+        let (one, many) = match self {
+            SourceEntry::One(one) => (Some(one).filter(|o| o.records > 0), None),
+            SourceEntry::Many(many) => (None, Some(&many.flows)),
+        };
+        one.map(|o| (&o.key, &o.counters))
+            .into_iter()
+            .chain(many.into_iter().flat_map(|t| t.iter()))
+    }
+
+    /// Flows evicted from this source's table (or, for a remainder, with evicted sources).
+    pub fn evicted_flows(&self) -> u64 {
+        match self {
+            SourceEntry::One(_) => 0,
+            SourceEntry::Many(many) => many.flows.evicted(),
+        }
+    }
+
+    /// By how much a listed flow's bytes may fall short of the truth.
+    pub fn flow_error_bound(&self) -> u64 {
+        match self {
+            SourceEntry::One(_) => 0,
+            SourceEntry::Many(many) => many.flows.error_bound(),
+        }
+    }
+
+    fn flow_count(&self) -> u64 {
+        match self {
+            SourceEntry::One(one) => u64::from(one.records > 0),
+            SourceEntry::Many(many) => many.flows.len() as u64,
+        }
+    }
+}
+
 impl Measure for SourceEntry {
     fn weight(&self) -> u64 {
-        self.traffic.bytes
+        match self {
+            SourceEntry::One(one) => one.counters.bytes,
+            SourceEntry::Many(many) => many.traffic.bytes,
+        }
     }
     fn tiebreak(&self) -> u64 {
-        self.traffic.packets
+        match self {
+            SourceEntry::One(one) => one.counters.packets,
+            SourceEntry::Many(many) => many.traffic.packets,
+        }
     }
     /// Folding an evicted source keeps its traffic in the remainder; its flows go with it, and
     /// the remainder's (otherwise unused) flow table counts them as evicted.
     fn absorb(&mut self, o: &Self) {
-        self.traffic.absorb(&o.traffic);
-        self.flows.add_evicted((o.flows.len() as u64).saturating_add(o.flows.evicted()));
+        let traffic = o.traffic();
+        let evicted = o.flow_count().saturating_add(o.evicted_flows());
+        if let SourceEntry::One(_) = self {
+            let mut many = ManyFlows { traffic: self.traffic(), ..ManyFlows::default() };
+            many.flows.add_evicted(self.flow_count());
+            *self = SourceEntry::Many(Box::new(many));
+        }
+        if let SourceEntry::Many(many) = self {
+            many.traffic.absorb(&traffic);
+            many.flows.add_evicted(evicted);
+        }
     }
 }
 
@@ -220,20 +361,7 @@ impl Pane {
             t.rejected_bytes = t.rejected_bytes.saturating_add(ev.bytes);
         }
         match ev.srcaddr {
-            Some(src) => {
-                let entry = self.sources.entry(src);
-                entry.traffic.record(ev);
-                let key = FlowKey {
-                    srcport: ev.srcport,
-                    dstaddr: ev.dstaddr,
-                    dstport: ev.dstport,
-                    protocol: ev.protocol,
-                    action: ev.action,
-                };
-                let flow = entry.flows.entry(key, caps.flows);
-                flow.packets = flow.packets.saturating_add(ev.packets);
-                flow.bytes = flow.bytes.saturating_add(ev.bytes);
-            }
+            Some(src) => self.sources.entry(src).record(ev, caps.flows),
             None => self.unattributed_sources.record(ev),
         }
         match ev.dstaddr {
@@ -325,10 +453,105 @@ mod tests {
         assert_eq!(pane.totals.bytes, u64::MAX);
         assert_eq!(pane.totals.rejected_packets, u64::MAX);
         let src = pane.sources.get(&"10.0.0.1".parse().unwrap()).unwrap();
-        assert_eq!(src.traffic.bytes, u64::MAX);
-        assert_eq!(src.flows.iter().next().unwrap().1.bytes, u64::MAX);
+        assert_eq!(src.traffic().bytes, u64::MAX);
+        assert_eq!(src.flows().next().unwrap().1.bytes, u64::MAX);
         let mut t = pane.totals;
         t.add(&pane.totals);
         assert_eq!(t.bytes, u64::MAX);
+    }
+}
+
+#[cfg(test)]
+mod source_entry_tests {
+    use super::*;
+
+    fn event(srcport: u16, action: Action, bytes: u64) -> FlowEvent {
+        FlowEvent {
+            interface: 0,
+            pane: 1,
+            late: false,
+            status: Some(LogStatus::Ok),
+            action: Some(action),
+            srcaddr: Some("10.0.0.1".parse().unwrap()),
+            dstaddr: Some("10.0.0.2".parse().unwrap()),
+            srcport: Some(srcport),
+            dstport: Some(443),
+            protocol: Some(6),
+            packets: 2,
+            bytes,
+            account: None,
+            region: None,
+        }
+    }
+
+    fn flows(e: &SourceEntry) -> Vec<(Option<u16>, u64)> {
+        let mut v: Vec<_> = e.flows().map(|(k, c)| (k.srcport, c.bytes)).collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn one_flow_stays_inline_and_its_traffic_is_derived() {
+        let mut e = SourceEntry::default();
+        assert_eq!(flows(&e), []);
+        e.record(&event(1, Action::Reject, 10), 64);
+        e.record(&event(1, Action::Reject, 5), 64);
+        assert!(matches!(e, SourceEntry::One(_)));
+        let t = e.traffic();
+        assert_eq!(
+            (t.packets, t.bytes, t.flows, t.rejected_flows, t.rejected_bytes),
+            (4, 15, 2, 2, 15)
+        );
+        assert_eq!(flows(&e), [(Some(1), 15)]);
+    }
+
+    #[test]
+    fn a_second_flow_moves_both_into_the_table_with_the_same_traffic() {
+        let mut e = SourceEntry::default();
+        e.record(&event(1, Action::Reject, 10), 64);
+        e.record(&event(2, Action::Accept, 7), 64);
+        e.record(&event(1, Action::Reject, 1), 64);
+        assert!(matches!(e, SourceEntry::Many(_)));
+        let t = e.traffic();
+        assert_eq!(
+            (t.packets, t.bytes, t.flows, t.rejected_flows, t.rejected_bytes),
+            (6, 18, 3, 2, 11)
+        );
+        assert_eq!(flows(&e), [(Some(1), 11), (Some(2), 7)]);
+        assert_eq!(e.evicted_flows(), 0);
+    }
+
+    #[test]
+    fn a_saturated_record_count_moves_to_u64_counters() {
+        let mut e = SourceEntry::default();
+        e.record(&event(1, Action::Accept, 10), 64);
+        if let SourceEntry::One(one) = &mut e {
+            one.records = u32::MAX;
+        }
+        e.record(&event(1, Action::Accept, 10), 64);
+        assert_eq!(e.traffic().flows, u64::from(u32::MAX) + 1);
+        assert_eq!(flows(&e), [(Some(1), 20)]);
+    }
+
+    #[test]
+    fn a_remainder_keeps_traffic_and_counts_the_flows_it_absorbed() {
+        let mut a = SourceEntry::default();
+        a.record(&event(1, Action::Accept, 10), 64);
+        let mut b = SourceEntry::default();
+        b.record(&event(1, Action::Accept, 3), 64);
+        b.record(&event(2, Action::Reject, 4), 64);
+        let mut rest = SourceEntry::default();
+        rest.absorb(&a);
+        rest.absorb(&b);
+        let t = rest.traffic();
+        assert_eq!((t.bytes, t.flows, t.rejected_flows, t.rejected_bytes), (17, 3, 1, 4));
+        assert_eq!(rest.evicted_flows(), 3);
+        assert_eq!(flows(&rest), []);
+    }
+
+    #[test]
+    fn a_one_flow_source_with_its_key_fits_in_72_bytes() {
+        // The layout behind the bytes-per-key figure (BENCHMARKS.md, "Windows").
+        assert!(std::mem::size_of::<(std::net::IpAddr, SourceEntry)>() <= 72);
     }
 }

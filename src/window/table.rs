@@ -14,9 +14,9 @@
 //!
 //! Compaction costs O(cap) once per cap/2 new keys: O(1) amortised per insert.
 
-use std::collections::HashMap;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
+use hashbrown::HashTable;
 use smallvec::SmallVec;
 
 /// Counters a table can hold: a weight to rank by, a tiebreak, and addition.
@@ -32,25 +32,81 @@ pub trait Measure: Default {
 type Hasher = foldhash::fast::RandomState;
 
 /// See the module documentation.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(bound(
-    serialize = "K: serde::Serialize + Hash + Eq, V: serde::Serialize",
-    deserialize = "K: serde::Deserialize<'de> + Hash + Eq, V: serde::Deserialize<'de>"
-))]
+///
+/// Layout: entries live in a dense `Vec` in insertion order, found through a hash table of
+/// `u32` indices. A hashed map of the entries themselves would carry its load-factor slack
+/// (up to half its buckets empty) on every entry's full size; here the slack costs 5 bytes per
+/// bucket, and the entries grow by a quarter at a time, which is what keeps a tracked source
+/// near 100 bytes (BENCHMARKS.md, "Windows"). Iteration walks the dense entries.
+#[derive(Debug, Clone)]
 pub struct BoundedTable<K, V> {
-    entries: HashMap<K, V, Hasher>,
+    index: HashTable<u32>,
+    rows: Vec<(K, V)>,
+    hasher: Hasher,
     cap: usize,
     folded: V,
     evicted: u64,
     error_bound: u64,
 }
 
+/// The serialized form of a [`BoundedTable`]: its entries, remainder and bounds (the index is
+/// rebuilt on reading).
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BoundedTableData<R, V> {
+    entries: R,
+    cap: usize,
+    folded: V,
+    evicted: u64,
+    error_bound: u64,
+}
+
+impl<K: serde::Serialize, V: serde::Serialize> serde::Serialize for BoundedTable<K, V> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        BoundedTableData {
+            entries: &self.rows,
+            cap: self.cap,
+            folded: &self.folded,
+            evicted: self.evicted,
+            error_bound: self.error_bound,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de, K, V> serde::Deserialize<'de> for BoundedTable<K, V>
+where
+    K: serde::Deserialize<'de> + Hash + Eq + Ord + Clone,
+    V: serde::Deserialize<'de> + Measure,
+{
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let data = BoundedTableData::<Vec<(K, V)>, V>::deserialize(d)?;
+        let mut table = BoundedTable::new(data.cap);
+        table.folded = data.folded;
+        table.evicted = data.evicted;
+        table.error_bound = data.error_bound;
+        // Through `entry`, so that a crafted file's cap holds; a duplicate key (only in a
+        // crafted file) is folded in as an evicted entry would be.
+        for (k, v) in data.entries {
+            let fresh = table.get(&k).is_none();
+            let slot = table.entry(k);
+            if fresh {
+                *slot = v;
+            } else {
+                slot.absorb(&v);
+            }
+        }
+        Ok(table)
+    }
+}
+
 impl<K: Hash + Eq + Ord + Clone, V: Measure> BoundedTable<K, V> {
-    /// A table holding at most `cap` entries (at least 2).
+    /// A table holding at most `cap` entries (at least 2, at most 2^32 - 1).
     pub fn new(cap: usize) -> Self {
         BoundedTable {
-            entries: HashMap::with_hasher(Hasher::default()),
-            cap: cap.max(2),
+            index: HashTable::new(),
+            rows: Vec::new(),
+            hasher: Hasher::default(),
+            cap: cap.clamp(2, u32::MAX as usize),
             folded: V::default(),
             evicted: 0,
             error_bound: 0,
@@ -60,36 +116,62 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> BoundedTable<K, V> {
     /// The counters of `key`, inserted empty if absent (compacting first if the table is full).
     #[inline]
     pub fn entry(&mut self, key: K) -> &mut V {
-        if self.entries.len() >= self.cap && !self.entries.contains_key(&key) {
+        let hash = self.hasher.hash_one(&key);
+        let rows = &self.rows;
+        if let Some(&i) = self.index.find(hash, |&i| rows[i as usize].0 == key) {
+            return &mut self.rows[i as usize].1;
+        }
+        if self.rows.len() >= self.cap {
             self.compact();
         }
-        self.entries.entry(key).or_default()
+        self.insert_new(hash, key)
+    }
+
+    #[inline]
+    fn insert_new(&mut self, hash: u64, key: K) -> &mut V {
+        if self.rows.len() == self.rows.capacity() {
+            // Grow by a quarter (at least 4), never past the cap: see the type's docs.
+            let more = (self.rows.len() / 4).max(4).min(self.cap - self.rows.len()).max(1);
+            self.rows.reserve_exact(more);
+        }
+        let i = self.rows.len();
+        self.rows.push((key, V::default()));
+        let (rows, hasher) = (&self.rows, &self.hasher);
+        self.index.insert_unique(hash, i as u32, |&j| hasher.hash_one(&rows[j as usize].0));
+        &mut self.rows[i].1
     }
 
     fn compact(&mut self) {
         let keep = self.cap.div_ceil(2);
-        let mut all: Vec<(K, V)> = self.entries.drain().collect();
-        let (n, heaviest) = evict_lightest(&mut all, keep, |v| self.folded.absorb(v));
-        all.truncate(keep);
+        let (n, heaviest) = evict_lightest(&mut self.rows, keep, |v| self.folded.absorb(v));
+        self.rows.truncate(keep);
         self.evicted += n;
         self.error_bound = self.error_bound.saturating_add(heaviest);
-        self.entries.extend(all);
+        self.index.clear();
+        let (rows, hasher) = (&self.rows, &self.hasher);
+        for (i, (k, _)) in rows.iter().enumerate() {
+            self.index.insert_unique(hasher.hash_one(k), i as u32, |&j| {
+                hasher.hash_one(&rows[j as usize].0)
+            });
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.rows.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.rows.is_empty()
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
-        self.entries.iter()
+        self.rows.iter().map(|(k, v)| (k, v))
     }
 
     pub fn get(&self, key: &K) -> Option<&V> {
-        self.entries.get(key)
+        let hash = self.hasher.hash_one(key);
+        let i = *self.index.find(hash, |&i| self.rows[i as usize].0 == *key)?;
+        Some(&self.rows[i as usize].1)
     }
 
     /// The exact sum of every evicted entry's counters.
@@ -164,7 +246,9 @@ pub struct SmallTable<K, V> {
 
 /// The serialized form of a [`SmallTable`] (field names as the table serializes them).
 #[derive(serde::Deserialize)]
-#[serde(bound(deserialize = "K: serde::Deserialize<'de> + Hash + Eq, V: serde::Deserialize<'de>"))]
+#[serde(bound(
+    deserialize = "K: serde::Deserialize<'de> + Hash + Eq + Ord + Clone, V: serde::Deserialize<'de> + Measure"
+))]
 struct SmallTableData<K, V> {
     items: Vec<(K, V)>,
     big: Option<Box<BoundedTable<K, V>>>,
