@@ -121,57 +121,81 @@ impl FileReader {
         let mut header_layouts: Option<LayoutSet> = None;
         let mut line_no = 0u64;
         loop {
-            self.line.clear();
-            if input.read_until(b'\n', &mut self.line)? == 0 {
+            // A line that lies whole in the input's buffer is handled in place; only one that
+            // crosses the buffer's end is copied out (most lines are a hundred bytes or so).
+            let buffered = input.fill_buf()?;
+            if buffered.is_empty() {
                 return Ok(());
             }
             line_no += 1;
-            self.stats.lines += 1;
-            let line = self.line.strip_suffix(b"\n").unwrap_or(&self.line);
-            if line.first().is_some_and(u8::is_ascii_lowercase)
-                && let Some(layout) = std::str::from_utf8(line).ok().and_then(Layout::from_header)
-            {
-                header_layouts = Some(LayoutSet::single(layout));
-                self.stats.headers += 1;
+            if let Some(end) = memchr::memchr(b'\n', buffered) {
+                self.handle_line(
+                    &buffered[..end],
+                    line_no,
+                    &mut header_layouts,
+                    &mut on_record,
+                    &mut on_reject,
+                );
+                input.consume(end + 1);
                 continue;
             }
-            let layouts = header_layouts.as_ref().unwrap_or(&self.layouts);
-            let rejects = &mut self.rejects;
-            let stats = &mut self.stats;
-            let mut sub_line = 0;
-            let decoded = self.decoder.decode(line, |flow_line, ctx| {
-                match parse_line(layouts, flow_line) {
-                    Ok(parsed) => match on_record(&parsed, ctx) {
-                        Ok(()) => stats.records += 1,
-                        Err(refusal) => {
-                            stats.rejected += 1;
-                            rejects.record(refusal.reason, refusal.detail, flow_line);
-                            on_reject(&Rejection {
-                                line: line_no,
-                                sub_line,
-                                reason: refusal.reason,
-                                detail: &refusal.detail,
-                            });
-                        }
-                    },
-                    Err(e) => {
+            let mut line = std::mem::take(&mut self.line);
+            line.clear();
+            input.read_until(b'\n', &mut line)?;
+            let text = line.strip_suffix(b"\n").unwrap_or(&line);
+            self.handle_line(text, line_no, &mut header_layouts, &mut on_record, &mut on_reject);
+            self.line = line;
+        }
+    }
+
+    /// One input line (without its `\n`): a header, or a flow-log line or envelope to decode.
+    fn handle_line(
+        &mut self,
+        line: &[u8],
+        line_no: u64,
+        header_layouts: &mut Option<LayoutSet>,
+        on_record: &mut impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>) -> Result<(), Refusal>,
+        on_reject: &mut impl FnMut(&Rejection<'_>),
+    ) {
+        self.stats.lines += 1;
+        if line.first().is_some_and(u8::is_ascii_lowercase)
+            && let Some(layout) = std::str::from_utf8(line).ok().and_then(Layout::from_header)
+        {
+            *header_layouts = Some(LayoutSet::single(layout));
+            self.stats.headers += 1;
+            return;
+        }
+        let layouts = header_layouts.as_ref().unwrap_or(&self.layouts);
+        let rejects = &mut self.rejects;
+        let stats = &mut self.stats;
+        let mut sub_line = 0;
+        let decoded = self.decoder.decode(line, |flow_line, ctx| {
+            match parse_line(layouts, flow_line) {
+                Ok(parsed) => match on_record(&parsed, ctx) {
+                    Ok(()) => stats.records += 1,
+                    Err(refusal) => {
                         stats.rejected += 1;
-                        rejects.record(e.reason, e, flow_line);
+                        rejects.record(refusal.reason, refusal.detail, flow_line);
                         on_reject(&Rejection {
                             line: line_no,
                             sub_line,
-                            reason: e.reason,
-                            detail: &e,
+                            reason: refusal.reason,
+                            detail: &refusal.detail,
                         });
                     }
+                },
+                Err(e) => {
+                    stats.rejected += 1;
+                    rejects.record(e.reason, e, flow_line);
+                    on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
                 }
-                sub_line += 1;
-            });
-            if let Err(e) = decoded {
-                self.stats.rejected += 1;
-                self.rejects.record(e.reason, &e.detail, line);
-                on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
             }
+            sub_line += 1;
+        });
+        if let Err(e) = decoded {
+            self.stats.rejected += 1;
+            self.rejects.record(e.reason, &e.detail, line);
+            on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
         }
     }
 }
@@ -208,6 +232,30 @@ mod tests {
         assert_eq!(records, ["Some(\"eni-1\")", "Some(\"eni-2\")"]);
         assert_eq!(rejected, [(3, RejectReason::FieldCount)]);
         assert_eq!(stats, ReadStats { lines: 5, headers: 2, records: 2, rejected: 1 });
+    }
+
+    #[test]
+    fn lines_crossing_the_read_buffer_read_as_lines_inside_it() {
+        let data = b"interface-id srcaddr\neni-1 10.0.0.1\neni-x 10.0.0.1 extra\n\nsrcaddr interface-id\n10.0.0.2 eni-2";
+        let whole = read_all(data, LayoutSet::default());
+        for capacity in 1..=data.len() + 1 {
+            let mut reader = FileReader::new(LayoutSet::default());
+            let mut records = Vec::new();
+            let mut rejected = Vec::new();
+            let mut input = io::BufReader::with_capacity(capacity, &data[..]);
+            reader
+                .read(
+                    &mut input,
+                    |p, _| {
+                        records.push(format!("{:?}", p.record.interface_id));
+                        Ok(())
+                    },
+                    |r| rejected.push((r.line, r.reason)),
+                )
+                .unwrap();
+            assert_eq!((records, rejected, reader.stats), whole, "buffer of {capacity} bytes");
+        }
+        assert_eq!(whole.2.records, 2);
     }
 
     #[test]
