@@ -204,14 +204,16 @@ impl FileReader {
 mod tests {
     use super::*;
 
-    fn read_all(
-        data: &[u8],
-        layouts: LayoutSet,
-    ) -> (Vec<String>, Vec<(u64, RejectReason)>, ReadStats) {
+    type ReadAll = (Vec<String>, Vec<(u64, RejectReason)>, ReadStats);
+
+    fn read_all(data: &[u8], layouts: LayoutSet) -> ReadAll {
+        read_from(&mut open_reader(Box::new(io::Cursor::new(data.to_vec()))).unwrap(), layouts)
+    }
+
+    fn read_from(mut input: &mut dyn BufRead, layouts: LayoutSet) -> ReadAll {
         let mut reader = FileReader::new(layouts);
         let mut records = Vec::new();
         let mut rejected = Vec::new();
-        let mut input = open_reader(Box::new(io::Cursor::new(data.to_vec()))).unwrap();
         reader
             .read(
                 &mut input,
@@ -239,21 +241,9 @@ mod tests {
         let data = b"interface-id srcaddr\neni-1 10.0.0.1\neni-x 10.0.0.1 extra\n\nsrcaddr interface-id\n10.0.0.2 eni-2";
         let whole = read_all(data, LayoutSet::default());
         for capacity in 1..=data.len() + 1 {
-            let mut reader = FileReader::new(LayoutSet::default());
-            let mut records = Vec::new();
-            let mut rejected = Vec::new();
             let mut input = io::BufReader::with_capacity(capacity, &data[..]);
-            reader
-                .read(
-                    &mut input,
-                    |p, _| {
-                        records.push(format!("{:?}", p.record.interface_id));
-                        Ok(())
-                    },
-                    |r| rejected.push((r.line, r.reason)),
-                )
-                .unwrap();
-            assert_eq!((records, rejected, reader.stats), whole, "buffer of {capacity} bytes");
+            let got = read_from(&mut input, LayoutSet::default());
+            assert_eq!(got, whole, "buffer of {capacity} bytes");
         }
         assert_eq!(whole.2.records, 2);
     }
