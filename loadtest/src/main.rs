@@ -265,10 +265,14 @@ async fn run(sender: Sender, args: RunArgs) -> Result<()> {
     };
 
     let client = reqwest::Client::new();
-    // Records the server had routed before this run: verification waits for all of ours.
-    let routed_before = match (&args.admin, args.verify) {
-        (Some(admin), true) => routed(&status(&client, admin).await?),
-        _ => 0,
+    // Records the server had routed (and counted late) before this run: verification waits
+    // for all of ours, and checks that only the expected ones were late.
+    let (routed_before, late_before) = match (&args.admin, args.verify) {
+        (Some(admin), true) => {
+            let s = status(&client, admin).await?;
+            (routed(&s), late(&s))
+        }
+        _ => (0, 0),
     };
     let cpu_before = args.pid.and_then(report::process_cpu);
     let progress = report::progress(traffic.lines.len() as u64, args.json);
@@ -316,10 +320,12 @@ async fn run(sender: Sender, args: RunArgs) -> Result<()> {
         config.region = sender.region().map(str::to_owned).or_else(|| args.window.region.clone());
         let layouts = traffic.layouts.clone();
         // The engine's router blocks: run it off the async runtime.
-        let expected = tokio::task::spawn_blocking(move || {
+        let (expected, expected_late) = tokio::task::spawn_blocking(move || {
             verify::expected(&expected_lines, &layouts, config)
         })
         .await??;
+        let server_late = late(&status(&client, admin).await?).saturating_sub(late_before);
+        verify::check_late(server_late, expected_late)?;
         let newest = sent.iter().flat_map(|(i, _)| &traffic.times[batches[*i].lines.clone()]).max();
         let closing =
             close_windows(&sender, &traffic, newest.copied().unwrap_or(0), &engine_config);
@@ -348,6 +354,11 @@ async fn status(client: &reqwest::Client, admin: &str) -> Result<serde_json::Val
 /// Records the server has routed into its engine (`ingest.records` of its status).
 fn routed(status: &serde_json::Value) -> u64 {
     status["ingest"]["records"].as_u64().unwrap_or(0)
+}
+
+/// Records the server's engine has counted late (`engine.late_records` of its status).
+fn late(status: &serde_json::Value) -> u64 {
+    status["engine"]["late_records"].as_u64().unwrap_or(0)
 }
 
 /// Polls the server's status until `done` holds; fails with `what` after `timeout`.

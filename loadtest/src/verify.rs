@@ -16,14 +16,16 @@ use vpcflowd::window::{Engine, EngineConfig};
 /// (interface, window_start) → snapshot JSON.
 pub type Expected = BTreeMap<(String, u64), Value>;
 
-/// Runs the engine over `lines` and returns every snapshot.
+/// Runs the engine over `lines` and returns every snapshot, and how many records were late.
 pub fn expected(
     lines: &[String],
     layouts: &LayoutSet,
     mut config: EngineConfig,
-) -> Result<Expected> {
+) -> Result<(Expected, u64)> {
     config.shards = 1;
-    let (mut router, mut rx, join) = Engine::start(config).into_parts();
+    let engine = Engine::start(config);
+    let stats = engine.stats.clone();
+    let (mut router, mut rx, join) = engine.into_parts();
     let collector = std::thread::spawn(move || {
         let mut out = Vec::new();
         while let Some(batch) = rx.blocking_recv() {
@@ -43,7 +45,22 @@ pub fn expected(
         let v = serde_json::to_value(&s)?;
         out.insert((s.interface_id.to_string(), s.window_start), v);
     }
-    Ok(out)
+    Ok((out, stats.late_records.load(std::sync::atomic::Ordering::Relaxed)))
+}
+
+/// Fails unless the server counted exactly the late records the expectation did while it took
+/// in this run's traffic. Without this check, traffic that a server had already windowed (the
+/// same seeded run sent twice) would all be late and dropped, and the snapshots of the first
+/// run would still compare equal.
+pub fn check_late(server_late: u64, expected_late: u64) -> Result<()> {
+    if server_late != expected_late {
+        bail!(
+            "the server counted {server_late} late records while taking in this traffic, the \
+             expectation {expected_late}: its watermark was already past this traffic's windows \
+             (did it take this seeded traffic before? start it afresh, or send with --shift-to-now)"
+        );
+    }
+    Ok(())
 }
 
 /// Compares the server's snapshots (via `/api/v1/interfaces/{id}/snapshots`) with `expected`.

@@ -95,6 +95,17 @@ async fn verify_passes_on_what_was_sent_and_fails_on_a_wrong_expectation() {
     let report = passed(&out, 20_000);
     assert!(report["ack_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert!(report["responses"]["200"].as_u64().unwrap() >= 40);
+    // The same seeded traffic again: the server's watermark is past it, so every record is
+    // late. The snapshots it serves are still the first run's (equal to the expectation), so
+    // only the late count can tell; verification must fail, not pass on old results.
+    let out = harness(http_target(server.bound, &[])).await;
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("the server counted 20000 late records")
+            && stderr.contains("expectation 0"),
+        "{stderr}"
+    );
     server.stop().await.unwrap();
 
     // A fresh server: the same traffic, one byte more expected on one record.
