@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::state::{FlowCounters, FlowKey, Pane, Totals, Traffic};
+use super::state::{FlowCounters, FlowKey, Pane, SourceEntry, Totals, Traffic};
 use super::table::{Measure, rank};
 use crate::decode::Action;
 
@@ -166,15 +166,14 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
     }
 
     // Sources: sum across panes, rank, keep the top N with their flows.
-    let mut sources: HashMap<IpAddr, Traffic, foldhash::fast::RandomState> = HashMap::default();
     let mut other_sources = Other::default();
     for p in panes {
-        for (addr, entry) in p.sources.iter() {
-            sources.entry(*addr).or_default().absorb(&entry.traffic());
-        }
         other_sources.add(&p.sources.folded().traffic());
         other_sources.add(&p.unattributed_sources);
     }
+    let sources = sum_by_key(
+        panes.iter().map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
+    );
     let (listed, rest) = top_n(sources, top.sources);
     for (_, t) in &rest {
         other_sources.add(t);
@@ -200,16 +199,14 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         .collect();
 
     // Destinations.
-    let mut destinations: HashMap<IpAddr, Traffic, foldhash::fast::RandomState> =
-        HashMap::default();
     let mut other_destinations = Other::default();
     for p in panes {
-        for (addr, t) in p.destinations.iter() {
-            destinations.entry(*addr).or_default().absorb(t);
-        }
         other_destinations.add(p.destinations.folded());
         other_destinations.add(&p.unattributed_destinations);
     }
+    let destinations = sum_by_key(
+        panes.iter().map(|p| (p.destinations.len(), p.destinations.iter().map(|(a, t)| (*a, *t)))),
+    );
     let (listed, rest) = top_n(destinations, top.destinations);
     for (_, t) in &rest {
         other_destinations.add(t);
@@ -278,12 +275,32 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
 /// Listed entries (ranked) and the rest.
 type Split<K, V> = (Vec<(K, V)>, Vec<(K, V)>);
 
+/// Sums counters by key across parts (panes), each given with its length. Keys are distinct
+/// within a part, so a single part needs no hashing; several are merged in a map sized for
+/// the largest, so it rarely grows.
+fn sum_by_key<K, V, I>(parts: impl Iterator<Item = (usize, I)>) -> Vec<(K, V)>
+where
+    K: std::hash::Hash + Eq,
+    V: Measure,
+    I: Iterator<Item = (K, V)>,
+{
+    let mut parts: Vec<(usize, I)> = parts.filter(|(len, _)| *len > 0).collect();
+    if parts.len() <= 1 {
+        return parts.pop().map(|(_, part)| part.collect()).unwrap_or_default();
+    }
+    let largest = parts.iter().map(|(len, _)| *len).max().unwrap_or(0);
+    let mut map: HashMap<K, V, foldhash::fast::RandomState> =
+        HashMap::with_capacity_and_hasher(largest * 2, Default::default());
+    for (_, part) in parts {
+        for (k, v) in part {
+            map.entry(k).or_default().absorb(&v);
+        }
+    }
+    map.into_iter().collect()
+}
+
 /// Ranks entries and splits them into the first `n` and the rest.
-fn top_n<K: Ord, V: Measure>(
-    map: HashMap<K, V, foldhash::fast::RandomState>,
-    n: usize,
-) -> Split<K, V> {
-    let mut all: Vec<(K, V)> = map.into_iter().collect();
+fn top_n<K: Ord, V: Measure>(mut all: Vec<(K, V)>, n: usize) -> Split<K, V> {
     if all.len() > n {
         all.select_nth_unstable_by(n, rank);
     }
@@ -294,17 +311,15 @@ fn top_n<K: Ord, V: Measure>(
 
 /// The top flows of one source across the panes, and (error bound, evictions) of its flows.
 fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, (u64, u64)) {
-    let mut flows: HashMap<FlowKey, FlowCounters, foldhash::fast::RandomState> = HashMap::default();
+    let entries: Vec<&SourceEntry> = panes.iter().filter_map(|p| p.sources.get(&addr)).collect();
     let mut bound = 0u64;
     let mut evicted = 0u64;
-    for p in panes {
-        let Some(entry) = p.sources.get(&addr) else { continue };
-        for (k, c) in entry.flows() {
-            flows.entry(*k).or_default().absorb(c);
-        }
+    for entry in &entries {
         bound = bound.saturating_add(entry.flow_error_bound());
         evicted = evicted.saturating_add(entry.evicted_flows());
     }
+    let flows: Vec<(FlowKey, FlowCounters)> =
+        sum_by_key(entries.iter().map(|e| (e.flow_count(), e.flows().map(|(k, c)| (*k, *c)))));
     let (listed, _) = top_n(flows, n);
     let snapshots = listed
         .into_iter()

@@ -257,10 +257,11 @@ impl SourceEntry {
         }
     }
 
-    fn flow_count(&self) -> u64 {
+    /// How many flows the source holds.
+    pub fn flow_count(&self) -> usize {
         match self {
-            SourceEntry::One(one) => u64::from(one.records > 0),
-            SourceEntry::Many(many) => many.flows.len() as u64,
+            SourceEntry::One(one) => usize::from(one.records > 0),
+            SourceEntry::Many(many) => many.flows.len(),
         }
     }
 }
@@ -282,10 +283,10 @@ impl Measure for SourceEntry {
     /// the remainder's (otherwise unused) flow table counts them as evicted.
     fn absorb(&mut self, o: &Self) {
         let traffic = o.traffic();
-        let evicted = o.flow_count().saturating_add(o.evicted_flows());
+        let evicted = (o.flow_count() as u64).saturating_add(o.evicted_flows());
         if let SourceEntry::One(_) = self {
             let mut many = ManyFlows { traffic: self.traffic(), ..ManyFlows::default() };
-            many.flows.add_evicted(self.flow_count());
+            many.flows.add_evicted(self.flow_count() as u64);
             *self = SourceEntry::Many(Box::new(many));
         }
         if let SourceEntry::Many(many) = self {
