@@ -33,6 +33,6 @@ pub use envelope::{Decoded, EnvelopeDecoder, EnvelopeError, EnvelopeKind, LineCo
 pub use field::{Field, FlowRecord};
 pub use json::RecordJson;
 pub use layout::{Layout, LayoutError, LayoutSet};
-pub use line::{LineError, ParsedLine, parse_line};
+pub use line::{LineError, ParsedLine, parse_line, parse_line_with};
 pub use reject::{RejectReason, RejectSample, Rejects};
 pub use token::{FieldKind, Value};

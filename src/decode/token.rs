@@ -91,6 +91,18 @@ pub fn parse_decimal(token: &str) -> Result<u64, TokenError> {
     if bytes.is_empty() {
         return Err(TokenError::NotANumber);
     }
+    if bytes.len() <= 19 {
+        // Below 10^19 < 2^64: no overflow to check for, digit by digit.
+        let mut value: u64 = 0;
+        for &b in bytes {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                return Err(TokenError::NotANumber);
+            }
+            value = value * 10 + u64::from(digit);
+        }
+        return Ok(value);
+    }
     let mut value: u64 = 0;
     let mut overflow = false;
     for &b in bytes {
@@ -309,6 +321,8 @@ mod tests {
         }
         assert_eq!(parse_decimal("18446744073709551616"), Err(TokenError::OutOfRange));
         assert_eq!(parse_decimal("99999999999999999999x"), Err(TokenError::NotANumber));
+        assert_eq!(parse_decimal("9999999999999999999"), Ok(9_999_999_999_999_999_999));
+        assert_eq!(parse_decimal("000000000000000000000000001"), Ok(1));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use super::dedup::Dedup;
 use super::state::{self, KinesisState, StateFile};
 use crate::decode::kpl;
-use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects, parse_line};
+use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects, parse_line_with};
 use crate::source::firehose::{DecodedRequest, now_millis};
 use crate::source::kinesis::{KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey};
 use crate::window::{RouteError, Router};
@@ -281,7 +281,7 @@ fn route_record(
         let mut ctx = *ctx;
         ctx.owner = ctx.owner.or(account);
         ctx.region = ctx.region.or(region);
-        match parse_line(layouts, line) {
+        parse_line_with(layouts, line, |parsed| match parsed {
             Ok(parsed) => match router.push(&parsed.record, &ctx, now) {
                 Ok(()) => outcome.records += 1,
                 Err(e @ RouteError::MissingInterface) => {
@@ -293,7 +293,7 @@ fn route_record(
                 outcome.rejected += 1;
                 stats.reject(e.reason, &e, line);
             }
-        }
+        })
     });
     if let Err(e) = decoded {
         outcome.rejected += 1;

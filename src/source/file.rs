@@ -13,7 +13,8 @@ use std::io::{self, BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::decode::{
-    EnvelopeDecoder, Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects, parse_line,
+    EnvelopeDecoder, Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects,
+    parse_line_with,
 };
 
 /// An input: a file path, or `-` for standard input.
@@ -170,8 +171,8 @@ impl FileReader {
         let stats = &mut self.stats;
         let mut sub_line = 0;
         let decoded = self.decoder.decode(line, |flow_line, ctx| {
-            match parse_line(layouts, flow_line) {
-                Ok(parsed) => match on_record(&parsed, ctx) {
+            parse_line_with(layouts, flow_line, |parsed| match parsed {
+                Ok(parsed) => match on_record(parsed, ctx) {
                     Ok(()) => stats.records += 1,
                     Err(refusal) => {
                         stats.rejected += 1;
@@ -189,7 +190,7 @@ impl FileReader {
                     rejects.record(e.reason, e, flow_line);
                     on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
                 }
-            }
+            });
             sub_line += 1;
         });
         if let Err(e) = decoded {
