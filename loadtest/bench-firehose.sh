@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The Firehose HTTP path through the load-test harness, verified (BENCHMARKS.md, "Serving"):
+# RUNS runs, each against a fresh `vpcflowd serve` (an empty state directory), because the
+# harness's traffic is seeded: sent twice to one server it is all late the second time, and
+# --verify rightly fails. Needs the release binaries:
+#   cargo build --release -p vpcflowd -p vpcflowd-loadtest
+# Usage: RUNS=3 RECORDS=2000000 loadtest/bench-firehose.sh [harness flags]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-3}; RECORDS=${RECORDS:-2000000}
+mkdir -p target/tmp
+for _ in $(seq "$RUNS"); do
+  STATE=$(mktemp -d target/tmp/bench-firehose.XXXXXX)
+  target/release/vpcflowd serve --listen 127.0.0.1:18080 --admin-listen 127.0.0.1:19464 --access-key k \
+    --state-dir "$STATE" --max-flows 1000000 > target/tmp/serve.out 2> target/tmp/serve.err &
+  SV=$!
+  until curl -sf http://127.0.0.1:19464/readyz > /dev/null; do sleep 0.1; done
+  target/release/vpcflowd-loadtest firehose --url http://127.0.0.1:18080/ --admin http://127.0.0.1:19464 \
+    --access-key k --records "$RECORDS" --batch 500 --gzip --concurrency 8 --pid $SV \
+    --verify --max-flows 1000000 "$@"
+  kill $SV; wait $SV || true
+  rm -rf "$STATE"
+done
