@@ -4,8 +4,9 @@
 //! such claims must not come out small.
 //!
 //! A pane holds the interface's totals, its sources (each with its flows), its destinations and
-//! its protocols for one slide. Sources, destinations and each source's flows are
-//! [`BoundedTable`]s, so a pane's memory is capped however many distinct keys arrive.
+//! its protocols for one slide. Sources and destinations are [`BoundedTable`]s; a source's
+//! flows are one inline flow or a capped [`SmallTable`] ([`SourceEntry`]), so a pane's memory
+//! is capped however many distinct keys arrive.
 
 use std::collections::VecDeque;
 use std::net::IpAddr;
