@@ -171,8 +171,5 @@ pub fn process_cpu(pid: u32) -> Option<f64> {
 
 /// Peak resident set size of a process (VmHWM), from /proc.
 pub fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    vpcflowd::serve::telemetry::process_status_bytes(&pid.to_string(), "VmHWM")
 }

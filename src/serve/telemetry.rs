@@ -85,17 +85,23 @@ fn counter(
         .build();
 }
 
-/// This process's resident set size (`VmRSS` in `/proc/self/status`; none off Linux).
-fn resident_bytes() -> Option<f64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let kib: f64 = status
+/// A memory field of `/proc/<process>/status` (`VmRSS`, `VmHWM`, …; written in KiB) in
+/// bytes; `process` is a pid or `self`. None off Linux or for a process that is gone.
+pub fn process_status_bytes(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
+    let kib: u64 = status
         .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))?
         .split_whitespace()
         .next()?
         .parse()
         .ok()?;
-    Some(kib * 1024.0)
+    Some(kib * 1024)
+}
+
+/// This process's resident set size.
+fn resident_bytes() -> Option<f64> {
+    process_status_bytes("self", "VmRSS").map(|b| b as f64)
 }
 
 fn gauge(
@@ -410,5 +416,20 @@ fn register_export(meter: &Meter, x: Arc<ExportStats>) {
             "Time the last window's export took",
             move || Some(x.last_export_micros.load(Relaxed) as f64 / 1e6),
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_status_bytes;
+
+    #[test]
+    fn status_fields_are_read_whole_and_in_bytes() {
+        let rss = process_status_bytes("self", "VmRSS").expect("Linux reports VmRSS");
+        let peak = process_status_bytes("self", "VmHWM").expect("Linux reports VmHWM");
+        assert!(rss > 0 && rss.is_multiple_of(1024) && peak >= rss, "{rss} {peak}");
+        // A prefix of a field name is not that field.
+        assert_eq!(process_status_bytes("self", "VmRS"), None);
+        assert_eq!(process_status_bytes("0", "VmRSS"), None);
     }
 }

@@ -171,34 +171,38 @@ impl FileReader {
         let stats = &mut self.stats;
         let mut sub_line = 0;
         let decoded = self.decoder.decode(line, |flow_line, ctx| {
+            let at = (line_no, sub_line);
             parse_line_with(layouts, flow_line, |parsed| match parsed {
                 Ok(parsed) => match on_record(parsed, ctx) {
                     Ok(()) => stats.records += 1,
-                    Err(refusal) => {
-                        stats.rejected += 1;
-                        rejects.record(refusal.reason, refusal.detail, flow_line);
-                        on_reject(&Rejection {
-                            line: line_no,
-                            sub_line,
-                            reason: refusal.reason,
-                            detail: &refusal.detail,
-                        });
-                    }
+                    Err(r) => reject(stats, rejects, on_reject, at, r.reason, &r.detail, flow_line),
                 },
-                Err(e) => {
-                    stats.rejected += 1;
-                    rejects.record(e.reason, e, flow_line);
-                    on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
-                }
+                Err(e) => reject(stats, rejects, on_reject, at, e.reason, &e, flow_line),
             });
             sub_line += 1;
         });
         if let Err(e) = decoded {
+            // The sample keeps the bare detail (its reason is its key); the report says both.
             self.stats.rejected += 1;
             self.rejects.record(e.reason, &e.detail, line);
             on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
         }
     }
+}
+
+/// Counts a rejected flow-log line, keeps it as its reason's sample, and reports it.
+fn reject(
+    stats: &mut ReadStats,
+    rejects: &mut Rejects,
+    on_reject: &mut impl FnMut(&Rejection<'_>),
+    (line, sub_line): (u64, usize),
+    reason: RejectReason,
+    detail: &dyn fmt::Display,
+    input: &[u8],
+) {
+    stats.rejected += 1;
+    rejects.record(reason, detail, input);
+    on_reject(&Rejection { line, sub_line, reason, detail });
 }
 
 #[cfg(test)]

@@ -150,6 +150,14 @@ pub struct FlowCounters {
     pub bytes: u64,
 }
 
+impl FlowCounters {
+    #[inline]
+    fn record(&mut self, ev: &FlowEvent) {
+        self.packets = self.packets.saturating_add(ev.packets);
+        self.bytes = self.bytes.saturating_add(ev.bytes);
+    }
+}
+
 impl Measure for FlowCounters {
     fn weight(&self) -> u64 {
         self.bytes
@@ -216,17 +224,14 @@ impl SourceEntry {
             if (one.records == 0 || one.key == key) && one.records < u32::MAX {
                 one.key = key;
                 one.records += 1;
-                one.counters.packets = one.counters.packets.saturating_add(ev.packets);
-                one.counters.bytes = one.counters.bytes.saturating_add(ev.bytes);
+                one.counters.record(ev);
                 return;
             }
             self.spill();
         }
         if let SourceEntry::Many(many) = self {
             many.traffic.record(ev);
-            let flow = many.flows.entry(key, flow_cap);
-            flow.packets = flow.packets.saturating_add(ev.packets);
-            flow.bytes = flow.bytes.saturating_add(ev.bytes);
+            many.flows.entry(key, flow_cap).record(ev);
         }
     }
 
@@ -527,11 +532,8 @@ mod source_entry_tests {
         e.record(&event(1, Action::Reject, 10), 64);
         e.record(&event(1, Action::Reject, 5), 64);
         assert!(matches!(e, SourceEntry::One(_)));
-        let t = e.traffic();
-        assert_eq!(
-            (t.packets, t.bytes, t.flows, t.rejected_flows, t.rejected_bytes),
-            (4, 15, 2, 2, 15)
-        );
+        let t = Traffic { packets: 4, bytes: 15, flows: 2, rejected_flows: 2, rejected_bytes: 15 };
+        assert_eq!(e.traffic(), t);
         assert_eq!(flows(&e), [(Some(1), 15)]);
     }
 
@@ -542,11 +544,8 @@ mod source_entry_tests {
         e.record(&event(2, Action::Accept, 7), 64);
         e.record(&event(1, Action::Reject, 1), 64);
         assert!(matches!(e, SourceEntry::Many(_)));
-        let t = e.traffic();
-        assert_eq!(
-            (t.packets, t.bytes, t.flows, t.rejected_flows, t.rejected_bytes),
-            (6, 18, 3, 2, 11)
-        );
+        let t = Traffic { packets: 6, bytes: 18, flows: 3, rejected_flows: 2, rejected_bytes: 11 };
+        assert_eq!(e.traffic(), t);
         assert_eq!(flows(&e), [(Some(1), 11), (Some(2), 7)]);
         assert_eq!(e.evicted_flows(), 0);
     }
@@ -573,8 +572,8 @@ mod source_entry_tests {
         let mut rest = SourceEntry::default();
         rest.absorb(&a);
         rest.absorb(&b);
-        let t = rest.traffic();
-        assert_eq!((t.bytes, t.flows, t.rejected_flows, t.rejected_bytes), (17, 3, 1, 4));
+        let t = Traffic { packets: 6, bytes: 17, flows: 3, rejected_flows: 1, rejected_bytes: 4 };
+        assert_eq!(rest.traffic(), t);
         assert_eq!(rest.evicted_flows(), 3);
         assert_eq!(flows(&rest), []);
     }
