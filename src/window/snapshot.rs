@@ -318,9 +318,7 @@ fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, 
         bound = bound.saturating_add(entry.flow_error_bound());
         evicted = evicted.saturating_add(entry.evicted_flows());
     }
-    let flows: Vec<(FlowKey, FlowCounters)> =
-        sum_by_key(entries.iter().map(|e| (e.flow_count(), e.flows().map(|(k, c)| (*k, *c)))));
-    let (listed, _) = top_n(flows, n);
+    let (listed, _) = top_n(window_flow_candidates(&entries, n, PRUNE_FROM), n);
     let snapshots = listed
         .into_iter()
         .map(|(k, c)| FlowSnapshot {
@@ -335,4 +333,147 @@ fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, 
         })
         .collect();
     (snapshots, (bound, evicted))
+}
+
+/// The flow count from which [`window_flow_candidates`] prunes: small merges are cheap (the
+/// default `--max-flows` is 64 per pane).
+const PRUNE_FROM: usize = 256;
+
+/// The flows of one source over a window's panes (`entries`, one per pane holding the source),
+/// summed: all of them, or, when one pane alone holds `n` flows, only those that can still rank
+/// among the window's top `n`.
+///
+/// Why the pruning is exact: if some pane holds `n` flows of at least `floor` bytes, those `n`
+/// flows have window sums of at least `floor`, so every top-`n` flow has one too; a flow's sum
+/// over `k` panes is at most `k` times its largest pane value, so each top-`n` flow has a pane
+/// where `k × bytes ≥ floor`. Only such flows are summed, by looking them up in the other panes;
+/// the rest are never hashed. With a large `--max-flows` this merge was most of a window's close
+/// (every flow of every listed source, merged again for each of the windows over its pane).
+/// Below `prune_from` flows, or when most flows stay candidates, one hashed merge of all of
+/// them is cheaper.
+fn window_flow_candidates(
+    entries: &[&SourceEntry],
+    n: usize,
+    prune_from: usize,
+) -> Vec<(FlowKey, FlowCounters)> {
+    let all =
+        || sum_by_key(entries.iter().map(|e| (e.flow_count(), e.flows().map(|(k, c)| (*k, *c)))));
+    if entries.len() <= 1 || n == 0 {
+        return all();
+    }
+    let total: usize = entries.iter().map(|e| e.flow_count()).sum();
+    if total < prune_from {
+        return all();
+    }
+    let mut floor = 0u64;
+    let mut weights: Vec<u64> = Vec::new();
+    for entry in entries.iter().filter(|e| e.flow_count() >= n) {
+        weights.clear();
+        weights.extend(entry.flows().map(|(_, c)| c.bytes));
+        let (_, nth, _) = weights.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
+        floor = floor.max(*nth);
+    }
+    if floor == 0 {
+        return all();
+    }
+    let k = entries.len() as u128;
+    let mut keys: Vec<FlowKey> = entries
+        .iter()
+        .flat_map(|e| e.flows())
+        .filter(|(_, c)| u128::from(c.bytes) * k >= u128::from(floor))
+        .map(|(key, _)| *key)
+        .collect();
+    if keys.len() * 2 > total {
+        return all();
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    keys.into_iter()
+        .map(|key| {
+            let mut sum = FlowCounters::default();
+            for counters in entries.iter().filter_map(|e| e.flow(&key)) {
+                sum.absorb(counters);
+            }
+            (key, sum)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::LogStatus;
+    use crate::window::event::FlowEvent;
+    use proptest::prelude::*;
+
+    fn event(srcport: u16, packets: u64, bytes: u64) -> FlowEvent {
+        FlowEvent {
+            interface: 0,
+            pane: 1,
+            late: false,
+            status: Some(LogStatus::Ok),
+            action: Some(Action::Accept),
+            srcaddr: Some("10.0.0.1".parse().unwrap()),
+            dstaddr: Some("10.0.0.2".parse().unwrap()),
+            srcport: Some(srcport),
+            dstport: Some(443),
+            protocol: Some(6),
+            packets,
+            bytes,
+            account: None,
+            region: None,
+        }
+    }
+
+    /// The bound's tie: a flow spread evenly over both panes reaches the floor exactly and
+    /// outranks the floor's own flow on packets.
+    #[test]
+    fn a_flow_reaching_the_floor_exactly_is_kept() {
+        let mut a = SourceEntry::default();
+        a.record(&event(1, 1, 10), 1_000); // the floor: pane a's heaviest flow
+        a.record(&event(2, 1, 5), 1_000);
+        let mut b = SourceEntry::default();
+        b.record(&event(2, 1, 5), 1_000);
+        for port in 100..110 {
+            b.record(&event(port, 1, 1), 1_000); // never candidates: 2 × 1 < 10
+        }
+        let flows = window_flow_candidates(&[&a, &b], 1, 0);
+        assert_eq!(flows.len(), 2, "only the two candidates are summed: {flows:?}");
+        let (top, _) = top_n(flows, 1);
+        assert_eq!(top[0].0.srcport, Some(2));
+        assert_eq!(top[0].1, FlowCounters { packets: 2, bytes: 10 });
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
+
+        /// The pruned merge lists exactly the flows (and sums) that merging every flow lists:
+        /// few ports and small byte counts make many ties and flows shared between panes; a
+        /// small cap adds evictions.
+        #[test]
+        fn pruned_top_flows_equal_the_full_merge(
+            panes in prop::collection::vec(
+                prop::collection::vec((0u16..12, 1u64..3, 0u64..40), 0..30), 1..6),
+            n in 1usize..5,
+            cap in prop_oneof![Just(4usize), Just(1_000)],
+        ) {
+            let entries: Vec<SourceEntry> = panes
+                .iter()
+                .map(|events| {
+                    let mut e = SourceEntry::default();
+                    for &(port, packets, bytes) in events {
+                        e.record(&event(port, packets, bytes), cap);
+                    }
+                    e
+                })
+                .collect();
+            let refs: Vec<&SourceEntry> = entries.iter().collect();
+            let full = sum_by_key(
+                refs.iter().map(|e| (e.flow_count(), e.flows().map(|(k, c)| (*k, *c)))),
+            );
+            let (want, _) = top_n(full, n);
+            let (got, _) = top_n(window_flow_candidates(&refs, n, 0), n);
+            prop_assert_eq!(got, want);
+        }
+    }
 }

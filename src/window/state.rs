@@ -275,6 +275,14 @@ impl SourceEntry {
             .chain(many.into_iter().flat_map(|t| t.iter()))
     }
 
+    /// The counters of one flow, if tracked.
+    pub fn flow(&self, key: &FlowKey) -> Option<&FlowCounters> {
+        match self {
+            SourceEntry::One(one) => (one.records > 0 && one.key == *key).then_some(&one.counters),
+            SourceEntry::Many(many) => many.flows.get(key),
+        }
+    }
+
     /// Flows evicted from this source's table (or, for a remainder, with evicted sources).
     pub fn evicted_flows(&self) -> u64 {
         match self {

@@ -362,6 +362,14 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> SmallTable<K, V> {
         self.items.iter().map(|(k, v)| (k, v)).chain(self.big.iter().flat_map(|b| b.iter()))
     }
 
+    /// The counters of `key`, if tracked.
+    pub fn get(&self, key: &K) -> Option<&V> {
+        match &self.big {
+            Some(big) => big.get(key),
+            None => self.find(fingerprint(key), key).map(|i| &self.items[i].1),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.items.len() + self.big.as_ref().map_or(0, |b| b.len())
     }
