@@ -13,6 +13,10 @@
 //! group and log stream as [`LineContext`]; a `CONTROL_MESSAGE` yields nothing. Several JSON
 //! values in one record (concatenated or newline-separated) are each decoded.
 //!
+//! A record that is exactly `{"message":"…"}` with printable ASCII and no escapes inside (every
+//! record of a flow log publishing straight to Firehose) skips the JSON parser: it means the
+//! same to one, which a property test holds.
+//!
 //! Lines borrow from the record, or from the decoder's reused decompression buffer; JSON strings
 //! are borrowed unless they contain escapes. Decoding allocates per gzip stream and per
 //! CloudWatch payload (its event list), never per line.
@@ -183,6 +187,37 @@ fn decode_json<F>(data: &[u8], gzip: bool, on_line: &mut F) -> Result<Decoded, E
 where
     F: FnMut(&[u8], &LineContext<'_>),
 {
+    if let Some(line) = plain_message(data) {
+        let lines = for_each_line(line, |l| on_line(l, &LineContext::default()));
+        return Ok(Decoded { kind: EnvelopeKind::JsonWrapped, gzip, lines });
+    }
+    decode_json_values(data, gzip, on_line)
+}
+
+/// The line of a record that is exactly `{"message":"…"}` (then only whitespace) with printable
+/// ASCII inside and nothing to unescape: how a flow log publishing straight to Firehose writes
+/// every record. Such a record means the same to a JSON parser (its string is the bytes
+/// between the quotes, and ASCII is valid UTF-8), so it skips one; anything else (escapes,
+/// spacing, other keys, several values, non-ASCII) returns `None` and is parsed.
+#[inline]
+fn plain_message(data: &[u8]) -> Option<&[u8]> {
+    const OPEN: &[u8] = br#"{"message":""#;
+    let rest = data.strip_prefix(OPEN)?;
+    let end = memchr::memchr(b'"', rest)?;
+    let (line, tail) = rest.split_at(end);
+    if !tail[1..].strip_prefix(b"}")?.iter().all(u8::is_ascii_whitespace) {
+        return None;
+    }
+    // Branch-free, so that it vectorises: one pass over the line.
+    let unusual = line.iter().fold(false, |u, &b| u | !(0x20..0x80).contains(&b) | (b == b'\\'));
+    (!unusual).then_some(line)
+}
+
+/// Decodes one or more JSON values (wrapped lines, CloudWatch payloads) with a JSON parser.
+fn decode_json_values<F>(data: &[u8], gzip: bool, on_line: &mut F) -> Result<Decoded, EnvelopeError>
+where
+    F: FnMut(&[u8], &LineContext<'_>),
+{
     let mut lines = 0;
     let mut kind = None;
     for value in serde_json::Deserializer::from_slice(data).into_iter::<JsonRecord<'_>>() {
@@ -317,6 +352,74 @@ mod tests {
             out.push((String::from_utf8_lossy(l).into_owned(), ctx.log_stream.map(str::to_owned)))
         });
         (r, out)
+    }
+
+    /// Both JSON paths on the same record: lines (or the error) and the outcome.
+    type Outcome = (Result<Decoded, EnvelopeError>, Vec<Vec<u8>>);
+
+    fn both_json_paths(record: &[u8]) -> [Outcome; 2] {
+        let run = |fast: bool| {
+            let mut out = Vec::new();
+            let mut on_line = |l: &[u8], _: &LineContext<'_>| out.push(l.to_vec());
+            let r = if fast {
+                decode_json(record, false, &mut on_line)
+            } else {
+                decode_json_values(record, false, &mut on_line)
+            };
+            (r, out)
+        };
+        [run(true), run(false)]
+    }
+
+    #[test]
+    fn plain_messages_skip_the_json_parser_only_when_it_would_agree() {
+        let line = "2 123456789010 eni-1 10.0.0.1 10.0.0.2 1 2 6 1 40 1 2 ACCEPT OK";
+        let plain = format!(r#"{{"message":"{line}"}}"#);
+        assert_eq!(plain_message(plain.as_bytes()), Some(line.as_bytes()));
+        assert_eq!(plain_message(format!("{plain}\n ").as_bytes()), Some(line.as_bytes()));
+        for parsed in [
+            format!(r#"{{"message": "{line}"}}"#),
+            format!(r#"{{"message":"{line}","x":1}}"#),
+            format!(r#"{{"message":"{line}"}}{{"message":"{line}"}}"#),
+            r#"{"message":"a\"b"}"#.to_owned(),
+            r#"{"message":"a\nb"}"#.to_owned(),
+            "{\"message\":\"é\"}".to_owned(),
+            "{\"message\":\"a\tb\"}".to_owned(),
+            r#"{"message":"a""#.to_owned(),
+            r#"{"message":"a"}x"#.to_owned(),
+        ] {
+            assert_eq!(plain_message(parsed.as_bytes()), None, "{parsed}");
+        }
+    }
+
+    proptest::proptest! {
+        /// The shortcut and the parser agree on every record, printable or not, well-formed
+        /// or not.
+        #[test]
+        fn the_plain_message_shortcut_agrees_with_the_parser(
+            content in "[ -~]{0,40}|[\\x00-\\x7f]{0,20}|\\PC{0,20}",
+            quoted in proptest::bool::ANY,
+            tail in "[ \\n]{0,2}|[}x\"]{0,2}",
+        ) {
+            let body = if quoted {
+                serde_json::to_string(&content).unwrap()
+            } else {
+                format!("\"{content}\"")
+            };
+            let record = format!(r#"{{"message":{body}}}{tail}"#);
+            let [fast, parsed] = both_json_paths(record.as_bytes());
+            proptest::prop_assert_eq!(fast, parsed);
+        }
+
+        /// The same over raw bytes between the quotes, invalid UTF-8 included.
+        #[test]
+        fn the_plain_message_shortcut_agrees_on_raw_bytes(
+            content in proptest::collection::vec(proptest::num::u8::ANY, 0..24),
+        ) {
+            let record = [br#"{"message":""#.as_slice(), &content, br#""}"#].concat();
+            let [fast, parsed] = both_json_paths(&record);
+            proptest::prop_assert_eq!(fast, parsed);
+        }
     }
 
     #[test]
