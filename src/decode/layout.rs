@@ -193,6 +193,12 @@ impl LayoutSet {
         i.map(|i| &self.layouts[usize::from(i)])
     }
 
+    /// The first layout (a set is never empty).
+    #[inline]
+    pub fn first(&self) -> &Layout {
+        &self.layouts[0]
+    }
+
     /// The only layout, when there is one.
     #[inline]
     pub fn only(&self) -> Option<&Layout> {

@@ -157,7 +157,13 @@ impl<'a> FromToken<'a> for IpAddr {
         if let Some(v4) = dotted_quad(token.as_bytes()) {
             return Ok(IpAddr::V4(v4));
         }
-        token.parse().map_err(|_| TokenError::NotAnAddress)
+        // `IpAddr`'s parser tries IPv4 before IPv6; only an IPv6 address has a colon.
+        let parsed = if token.contains(':') {
+            token.parse().map(IpAddr::V6)
+        } else {
+            token.parse().map(IpAddr::V4)
+        };
+        parsed.map_err(|_| TokenError::NotAnAddress)
     }
     #[inline]
     fn to_value(self) -> Value<'a> {
