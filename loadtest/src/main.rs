@@ -275,18 +275,21 @@ async fn run(sender: Sender, args: RunArgs) -> Result<()> {
         _ => (0, 0),
     };
     let cpu_before = args.pid.and_then(report::process_cpu);
+    let own_cpu_before = report::process_cpu(std::process::id());
     let progress = report::progress(traffic.lines.len() as u64, args.json);
     let started = std::time::Instant::now();
     let (sent, elapsed) =
         drive::send(sender.clone(), batches.clone(), &phases, pace, &progress).await;
     progress.finish_and_clear();
     let cpu_after = args.pid.and_then(report::process_cpu);
+    let own_cpu_after = report::process_cpu(std::process::id());
 
     let mut r = report::Report::new(elapsed);
     for (i, outcome) in &sent {
         let p = &batches[*i].prepared;
         r.add(p.lines, p.wire_bytes, p.raw_bytes, outcome);
     }
+    r.harness_cpu_seconds = own_cpu_before.zip(own_cpu_after).map(|(a, b)| b - a);
     if let (Some(pid), Some(a), Some(b)) = (args.pid, cpu_before, cpu_after) {
         r.server_cpu_seconds = Some(b - a);
         r.server_peak_rss_bytes = report::peak_rss(pid);

@@ -23,6 +23,8 @@ pub struct Report {
     latency: Histogram<u64>,
     pub server_cpu_seconds: Option<f64>,
     pub server_peak_rss_bytes: Option<u64>,
+    /// The harness's own CPU while sending (it shares the machine with the server).
+    pub harness_cpu_seconds: Option<f64>,
     pub verified_snapshots: Option<usize>,
     /// With --verify: from the first send until the server had taken in every record.
     pub taken_in: Option<Duration>,
@@ -42,6 +44,7 @@ impl Report {
             latency: Histogram::new_with_bounds(1, 600_000_000, 3).expect("histogram bounds"),
             server_cpu_seconds: None,
             server_peak_rss_bytes: None,
+            harness_cpu_seconds: None,
             verified_snapshots: None,
             taken_in: None,
         }
@@ -86,6 +89,7 @@ impl Report {
             "responses": self.statuses.iter().map(|(k, v)| (k.clone(), json!(v))).collect::<serde_json::Map<_, _>>(),
             "server_cpu_seconds": self.server_cpu_seconds,
             "server_peak_rss_bytes": self.server_peak_rss_bytes,
+            "harness_cpu_seconds": self.harness_cpu_seconds,
             "verified_snapshots": self.verified_snapshots,
             "taken_in_secs": self.taken_in.map(|d| d.as_secs_f64()),
             "taken_in_records_per_sec": self.taken_in.map(|d| self.records as f64 / d.as_secs_f64().max(1e-9)),
@@ -129,6 +133,13 @@ impl fmt::Display for Report {
         }
         if let Some(rss) = self.server_peak_rss_bytes {
             writeln!(f, "server peak RSS      {:.1} MiB", rss as f64 / 1048576.0)?;
+        }
+        if let Some(cpu) = self.harness_cpu_seconds {
+            writeln!(
+                f,
+                "harness CPU          {cpu:.2} s ({:.0} % of one core, while sending)",
+                100.0 * cpu / self.secs()
+            )?;
         }
         if let Some(d) = self.taken_in {
             writeln!(

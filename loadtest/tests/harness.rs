@@ -95,6 +95,11 @@ async fn verify_passes_on_what_was_sent_and_fails_on_a_wrong_expectation() {
     let report = passed(&out, 20_000);
     assert!(report["ack_latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     assert!(report["responses"]["200"].as_u64().unwrap() >= 40);
+    // The harness's own CPU while sending (read in 10 ms ticks, so possibly 0 for so small a
+    // load), within what the run's wall time allows on a few cores.
+    let harness_cpu = report["harness_cpu_seconds"].as_f64().unwrap();
+    let elapsed = report["elapsed_secs"].as_f64().unwrap();
+    assert!((0.0..elapsed * 4.0).contains(&harness_cpu), "{report:#}");
     // The same seeded traffic again: the server's watermark is past it, so every record is
     // late. The snapshots it serves are still the first run's (equal to the expectation), so
     // only the late count can tell; verification must fail, not pass on old results.
