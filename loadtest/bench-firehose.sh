@@ -4,10 +4,12 @@
 # harness's traffic is seeded: sent twice to one server it is all late the second time, and
 # --verify rightly fails. Needs the release binaries:
 #   cargo build --release -p vpcflowd -p vpcflowd-loadtest
-# Usage: RUNS=3 RECORDS=2000000 BATCH=500 CONCURRENCY=8 loadtest/bench-firehose.sh [harness flags]
+# Usage: RUNS=3 RECORDS=2000000 BATCH=500 CONCURRENCY=8 GZIP=1 loadtest/bench-firehose.sh [harness flags]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}; RECORDS=${RECORDS:-2000000}
+# GZIP=0 sends uncompressed bodies (Firehose's default content encoding is none).
+GZIP_FLAG=--gzip; [ "${GZIP:-1}" = 0 ] && GZIP_FLAG=
 mkdir -p target/tmp
 for _ in $(seq "$RUNS"); do
   STATE=$(mktemp -d target/tmp/bench-firehose.XXXXXX)
@@ -16,7 +18,7 @@ for _ in $(seq "$RUNS"); do
   SV=$!
   until curl -sf http://127.0.0.1:19464/readyz > /dev/null; do sleep 0.1; done
   target/release/vpcflowd-loadtest firehose --url http://127.0.0.1:18080/ --admin http://127.0.0.1:19464 \
-    --access-key k --records "$RECORDS" --batch "${BATCH:-500}" --gzip --concurrency "${CONCURRENCY:-8}" --pid $SV \
+    --access-key k --records "$RECORDS" --batch "${BATCH:-500}" $GZIP_FLAG --concurrency "${CONCURRENCY:-8}" --pid $SV \
     --verify --max-flows 1000000 "$@"
   kill $SV; wait $SV || true
   rm -rf "$STATE"
