@@ -188,7 +188,11 @@ where
     F: FnMut(&[u8], &LineContext<'_>),
 {
     if let Some(line) = plain_message(data) {
-        let lines = for_each_line(line, |l| on_line(l, &LineContext::default()));
+        // No byte below 0x20, so no newline: one line, or none if empty.
+        let lines = usize::from(!line.is_empty());
+        if lines == 1 {
+            on_line(line, &LineContext::default());
+        }
         return Ok(Decoded { kind: EnvelopeKind::JsonWrapped, gzip, lines });
     }
     decode_json_values(data, gzip, on_line)
