@@ -14,7 +14,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dedup::{Claim, Dedup};
 use super::pipeline::{IngestJob, IngestStats, PipelineMsg};
+use super::prepared::PreparedRequest;
 use super::store::SnapshotStore;
+use crate::decode::LayoutSet;
 use crate::decode::RejectSample;
 use crate::export::ExportStats;
 use crate::source::firehose::{self, RequestError, respond};
@@ -25,6 +27,8 @@ pub struct ServeState {
     pub access_keys: Vec<String>,
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
+    /// The formats Firehose records are parsed under.
+    pub layouts: Arc<LayoutSet>,
     pub dedup: Arc<Dedup>,
     pub pipeline: mpsc::Sender<PipelineMsg>,
     /// Set at SIGTERM/SIGINT: new requests are answered 503, `/readyz` fails.
@@ -108,13 +112,19 @@ async fn handle(
         }
         Claim::New => {}
     }
-    let (account, region) = firehose::common_attributes(headers);
-    let (reply, outcome) = oneshot::channel();
-    let job = IngestJob { request, account, region, reply };
-    if state.pipeline.try_send(PipelineMsg::Job(job)).is_err() {
+    // A queue slot first, so that a full queue is a 503 before any parsing, and the requests
+    // held (queued or being parsed) stay bounded by the queue's size.
+    let Ok(slot) = state.pipeline.try_reserve() else {
         state.dedup.abandon(&id);
         return Err((id, RequestError::Unavailable("ingest queue full, retry later")));
-    }
+    };
+    let (account, region) = firehose::common_attributes(headers);
+    // Parsed here, on the HTTP workers, in parallel: the pipeline thread only routes.
+    let prepared =
+        PreparedRequest::prepare(&request, &state.layouts, account.as_deref(), region.as_deref());
+    let (reply, outcome) = oneshot::channel();
+    let bytes = request.data.len();
+    slot.send(PipelineMsg::Job(IngestJob { request_id: id.clone(), bytes, prepared, reply }));
     match outcome.await {
         // The pipeline marked the id applied before answering.
         Ok(_) => Ok(id),

@@ -4,10 +4,11 @@
 //! idle ticker and graceful shutdown.
 //!
 //! ```text
-//! Firehose ──POST──► ingest listener ──try_send──► pipeline thread ──► engine ──► snapshots
-//!                     (auth, limits, gzip,          (decode, parse,                  │
-//!                      base64, dedup, 503           route in order)                  ▼
-//!                      when the queue is full)                         SnapshotStore ◄── admin API
+//! Firehose ──POST──► ingest listener ──reserve──► pipeline thread ──► engine ──► snapshots
+//!                     (auth, limits, gzip,          (route in order)                 │
+//!                      base64, dedup, 503                                            ▼
+//!                      when the queue is full,                         SnapshotStore ◄── admin API
+//!                      decode + parse)
 //! ```
 //!
 //! Shutdown (SIGTERM or SIGINT): new requests get 503 and `/readyz` fails; the ingest listener
@@ -22,6 +23,7 @@ pub mod config;
 pub mod dedup;
 pub mod http;
 pub mod pipeline;
+pub mod prepared;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -167,6 +169,7 @@ pub async fn run(
     }
     config.export.validate()?;
     let layouts = LayoutSet::from_formats(&config.formats).map_err(|e| format!("formats: {e}"))?;
+    let firehose_layouts = Arc::new(layouts.clone());
     let engine_config = config.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
     let ingest_listener = bind(config.ingest.listen, "ingest")?;
     let admin_listener = bind(config.admin.listen, "admin")?;
@@ -310,6 +313,7 @@ pub async fn run(
         access_keys,
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+        layouts: firehose_layouts,
         dedup,
         pipeline: pipeline_tx.clone(),
         shutting_down: Default::default(),

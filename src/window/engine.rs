@@ -27,10 +27,10 @@ use dashmap::DashMap;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
-use super::event::{FlowEvent, Interner, LastInterned, Names, interface_of};
+use super::event::{FlowEvent, Interner, LastInterned, Names, RouteInput};
 use super::snapshot::{Snapshot, SnapshotKey, TopN, build};
 use super::state::{Caps, InterfaceState, Pane};
-use super::time::{PaneId, TimeField, TimeMode, Watermark, WindowSpec, event_time};
+use super::time::{PaneId, TimeField, TimeMode, Watermark, WindowSpec, event_time_of};
 use crate::decode::{FlowRecord, LineContext};
 
 /// What to do with a record whose pane is already sealed.
@@ -440,19 +440,32 @@ impl Router {
     /// Routes one record that arrived at `arrival` (Unix seconds).
     ///
     /// Blocks while the target shard's queue is full (backpressure).
+    #[inline]
     pub fn push(
         &mut self,
         record: &FlowRecord<'_>,
         ctx: &LineContext<'_>,
         arrival: u64,
     ) -> Result<(), RouteError> {
-        let Some(interface) = interface_of(record, ctx) else {
-            self.stats.missing_interface.fetch_add(1, Ordering::Relaxed);
-            return Err(RouteError::MissingInterface);
+        self.push_input(&RouteInput::of(record, ctx), arrival)
+    }
+
+    /// Counts a record refused for naming no interface, also when that was found off the
+    /// router's thread (a request parsed on an HTTP worker).
+    pub fn refuse_missing_interface(&self) -> RouteError {
+        self.stats.missing_interface.fetch_add(1, Ordering::Relaxed);
+        RouteError::MissingInterface
+    }
+
+    /// [`Router::push`] for a record already resolved into what routing reads.
+    pub fn push_input(&mut self, input: &RouteInput<'_>, arrival: u64) -> Result<(), RouteError> {
+        let Some(interface) = input.interface else {
+            return Err(self.refuse_missing_interface());
         };
         self.last_record_at = Some(arrival);
         let cfg = &self.config;
-        let t = event_time(record, cfg.time, cfg.time_field, arrival);
+        let f = &input.fields;
+        let t = event_time_of(f.start, f.end, cfg.time, cfg.time_field, arrival);
         let pane = cfg.spec.pane_of(t);
         let wm = self.watermark.get();
         let late = cfg.spec.is_sealed(pane, wm);
@@ -466,11 +479,8 @@ impl Router {
         }
         self.watermark.observe(t);
         let id = self.last_interface.intern(&mut self.interner, interface);
-        let account = record
-            .account_id
-            .or(ctx.owner)
-            .map(|a| self.last_account.intern(&mut self.interner, a));
-        let region = match record.region.or(ctx.region) {
+        let account = input.account.map(|a| self.last_account.intern(&mut self.interner, a));
+        let region = match input.region {
             Some(r) => Some(self.last_region.intern(&mut self.interner, r)),
             None => self.default_region,
         };
@@ -478,15 +488,15 @@ impl Router {
             interface: id,
             pane,
             late,
-            status: record.log_status,
-            action: record.action,
-            srcaddr: record.srcaddr,
-            dstaddr: record.dstaddr,
-            srcport: record.srcport,
-            dstport: record.dstport,
-            protocol: record.protocol,
-            packets: record.packets.unwrap_or(0),
-            bytes: record.bytes.unwrap_or(0),
+            status: f.status,
+            action: f.action,
+            srcaddr: f.srcaddr,
+            dstaddr: f.dstaddr,
+            srcport: f.srcport,
+            dstport: f.dstport,
+            protocol: f.protocol,
+            packets: f.packets.unwrap_or(0),
+            bytes: f.bytes.unwrap_or(0),
             account,
             region,
         };

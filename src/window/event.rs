@@ -33,6 +33,59 @@ pub struct FlowEvent {
     pub region: Option<u32>,
 }
 
+/// What the router reads of one record: its fields and its envelope's context, resolved. Built
+/// from a parsed line ([`RouteInput::of`]) or from a request parsed on another thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteInput<'a> {
+    /// See [`interface_of`]; `None` is a rejection.
+    pub interface: Option<&'a str>,
+    /// The record's `account-id`, else the envelope's owner.
+    pub account: Option<&'a str>,
+    /// The record's `region`, else the transport's.
+    pub region: Option<&'a str>,
+    pub fields: RouteFields,
+}
+
+/// The fixed-size fields routing reads (everything but the strings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteFields {
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub status: Option<LogStatus>,
+    pub action: Option<Action>,
+    pub srcaddr: Option<IpAddr>,
+    pub dstaddr: Option<IpAddr>,
+    pub srcport: Option<u16>,
+    pub dstport: Option<u16>,
+    pub protocol: Option<u8>,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+impl<'a> RouteInput<'a> {
+    #[inline]
+    pub fn of(record: &FlowRecord<'a>, ctx: &LineContext<'a>) -> RouteInput<'a> {
+        RouteInput {
+            interface: interface_of(record, ctx),
+            account: record.account_id.or(ctx.owner),
+            region: record.region.or(ctx.region),
+            fields: RouteFields {
+                start: record.start,
+                end: record.end,
+                status: record.log_status,
+                action: record.action,
+                srcaddr: record.srcaddr,
+                dstaddr: record.dstaddr,
+                srcport: record.srcport,
+                dstport: record.dstport,
+                protocol: record.protocol,
+                packets: record.packets,
+                bytes: record.bytes,
+            },
+        }
+    }
+}
+
 /// The interface a record belongs to: `interface-id`; else, for records without one, the
 /// regional NAT gateway (`resource-id`), the transit-gateway attachment, or the ENI named by a
 /// CloudWatch log stream (`eni-…-all`).

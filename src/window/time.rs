@@ -158,12 +158,24 @@ pub fn normalise_seconds(raw: u64) -> u64 {
 /// The event time of a record: the chosen field, else the other one, else `arrival`.
 #[inline]
 pub fn event_time(record: &FlowRecord<'_>, mode: TimeMode, field: TimeField, arrival: u64) -> u64 {
+    event_time_of(record.start, record.end, mode, field, arrival)
+}
+
+/// [`event_time`] from a record's `start` and `end`.
+#[inline]
+pub fn event_time_of(
+    start: Option<u64>,
+    end: Option<u64>,
+    mode: TimeMode,
+    field: TimeField,
+    arrival: u64,
+) -> u64 {
     if mode == TimeMode::Processing {
         return arrival;
     }
     let (first, second) = match field {
-        TimeField::Start => (record.start, record.end),
-        TimeField::End => (record.end, record.start),
+        TimeField::Start => (start, end),
+        TimeField::End => (end, start),
     };
     first.or(second).map_or(arrival, normalise_seconds)
 }

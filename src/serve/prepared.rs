@@ -1,0 +1,204 @@
+//! Firehose requests decoded and parsed on the HTTP workers, so that the pipeline thread, the
+//! one serial stage of ingest, only routes.
+//!
+//! A [`PreparedRequest`] holds each flow-log record as a fixed [`PreparedRecord`] (the fields
+//! routing reads) with its strings (interface, account, region) copied into one text arena, and
+//! the request's rejections with their samples. Nothing of it is counted until the pipeline
+//! applies it ([`PreparedRequest::apply`]): a request answered 503 (queue full) and retried by
+//! Firehose must not count its rejections twice.
+
+use std::ops::Range;
+
+use crate::decode::{EnvelopeDecoder, LayoutSet, LineContext, RejectReason, parse_line_with};
+use crate::source::firehose::DecodedRequest;
+use crate::window::engine::RouteError;
+use crate::window::event::{RouteFields, RouteInput};
+
+/// One record's routing fields, its strings as ranges of the request's text arena.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedRecord {
+    interface: Range<u32>,
+    account: Option<Range<u32>>,
+    region: Option<Range<u32>>,
+    fields: RouteFields,
+}
+
+/// One rejected line or record, as the pipeline counts it: its reason, message and input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedReject {
+    pub reason: RejectReason,
+    pub detail: String,
+    pub input: Vec<u8>,
+}
+
+/// A request's records in order, ready to route, and its rejections.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PreparedRequest {
+    records: Vec<PreparedRecord>,
+    text: String,
+    pub rejects: Vec<PreparedReject>,
+}
+
+impl PreparedRequest {
+    /// Decodes and parses every record of `request` under `layouts`; `account` and `region`
+    /// (the request's common attributes) stand in for records that lack them.
+    pub fn prepare(
+        request: &DecodedRequest,
+        layouts: &LayoutSet,
+        account: Option<&str>,
+        region: Option<&str>,
+    ) -> PreparedRequest {
+        let mut out = PreparedRequest {
+            records: Vec::with_capacity(request.ends.len()),
+            ..PreparedRequest::default()
+        };
+        let mut decoder = EnvelopeDecoder::default();
+        for record in request.records() {
+            let decoded = decoder.decode(record, |line, ctx| {
+                let ctx = LineContext {
+                    owner: ctx.owner.or(account),
+                    region: ctx.region.or(region),
+                    ..*ctx
+                };
+                parse_line_with(layouts, line, |parsed| match parsed {
+                    Ok(parsed) => out.push(&RouteInput::of(&parsed.record, &ctx), line),
+                    Err(e) => out.reject(e.reason, &e, line),
+                })
+            });
+            if let Err(e) = decoded {
+                out.reject(e.reason, &e.detail, record);
+            }
+        }
+        out
+    }
+
+    fn push(&mut self, input: &RouteInput<'_>, line: &[u8]) {
+        let Some(interface) = input.interface else {
+            // The router's own count of these is taken when the request is applied.
+            self.reject(RejectReason::MissingInterface, &RouteError::MissingInterface, line);
+            return;
+        };
+        let interface = self.keep(interface);
+        let account = input.account.map(|a| self.keep(a));
+        let region = input.region.map(|r| self.keep(r));
+        self.records.push(PreparedRecord { interface, account, region, fields: input.fields });
+    }
+
+    /// Copies `s` into the arena, or points at the previous copy when it is the same string
+    /// (an interface's records come in runs; account and region rarely change).
+    fn keep(&mut self, s: &str) -> Range<u32> {
+        let at = |start: usize| start as u32..(start + s.len()) as u32;
+        if let Some(last) = self.records.last() {
+            for r in [Some(&last.interface), last.account.as_ref(), last.region.as_ref()] {
+                if let Some(r) = r
+                    && &self.text[r.start as usize..r.end as usize] == s
+                {
+                    return r.clone();
+                }
+            }
+        }
+        let start = self.text.len();
+        self.text.push_str(s);
+        at(start)
+    }
+
+    fn reject(&mut self, reason: RejectReason, detail: &dyn std::fmt::Display, input: &[u8]) {
+        self.rejects.push(PreparedReject {
+            reason,
+            detail: detail.to_string(),
+            input: input.to_vec(),
+        });
+    }
+
+    fn text(&self, r: &Range<u32>) -> &str {
+        &self.text[r.start as usize..r.end as usize]
+    }
+
+    /// The records as the router reads them, in request order.
+    pub fn inputs(&self) -> impl Iterator<Item = RouteInput<'_>> {
+        self.records.iter().map(|r| RouteInput {
+            interface: Some(self.text(&r.interface)),
+            account: r.account.as_ref().map(|a| self.text(a)),
+            region: r.region.as_ref().map(|g| self.text(g)),
+            fields: r.fields,
+        })
+    }
+
+    /// How many records are ready to route.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LINE_A: &str =
+        "2 111111111111 eni-a 10.0.0.1 10.0.0.2 1 2 6 3 300 1700000000 1700000060 ACCEPT OK";
+    const LINE_B: &str = "2 - eni-b 10.0.0.3 10.0.0.4 5 6 17 1 50 1700000001 1700000061 REJECT OK";
+
+    fn request(records: &[&[u8]]) -> DecodedRequest {
+        let mut r = DecodedRequest { request_id: "r".into(), ..DecodedRequest::default() };
+        for record in records {
+            r.data.extend_from_slice(record);
+            r.ends.push(r.data.len());
+        }
+        r
+    }
+
+    #[test]
+    fn records_keep_their_order_fields_and_strings_and_rejections_wait_to_be_counted() {
+        let wrapped = format!(r#"{{"message":"{LINE_B}"}}"#);
+        let no_interface = LINE_A.replace("eni-a", "-");
+        let req = request(&[
+            LINE_A.as_bytes(),
+            b"not a flow log",
+            wrapped.as_bytes(),
+            LINE_A.as_bytes(),
+            no_interface.as_bytes(),
+            b"{broken json",
+        ]);
+        let p =
+            PreparedRequest::prepare(&req, &LayoutSet::default(), Some("999"), Some("eu-west-1"));
+        let inputs: Vec<RouteInput<'_>> = p.inputs().collect();
+        let strings: Vec<_> = inputs.iter().map(|i| (i.interface, i.account, i.region)).collect();
+        assert_eq!(
+            strings,
+            [
+                (Some("eni-a"), Some("111111111111"), Some("eu-west-1")),
+                // No account in the record: the request's common attribute stands in.
+                (Some("eni-b"), Some("999"), Some("eu-west-1")),
+                (Some("eni-a"), Some("111111111111"), Some("eu-west-1")),
+            ]
+        );
+        let layouts = LayoutSet::default();
+        let direct = crate::decode::parse_line(&layouts, LINE_B.as_bytes()).unwrap();
+        let ctx =
+            LineContext { owner: Some("999"), region: Some("eu-west-1"), ..LineContext::default() };
+        assert_eq!(inputs[1], RouteInput::of(&direct.record, &ctx));
+        let reasons: Vec<_> = p.rejects.iter().map(|r| (r.reason, r.input.clone())).collect();
+        assert_eq!(
+            reasons,
+            [
+                (RejectReason::FieldCount, b"not a flow log".to_vec()),
+                (RejectReason::MissingInterface, no_interface.into_bytes()),
+                (RejectReason::InvalidJson, b"{broken json".to_vec()),
+            ]
+        );
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn repeated_strings_are_stored_once() {
+        let req = request(&[LINE_A.as_bytes(), LINE_A.as_bytes(), LINE_B.as_bytes()]);
+        let p = PreparedRequest::prepare(&req, &LayoutSet::default(), None, None);
+        // eni-a and its account once, then eni-b; a record's own account wins over none.
+        assert_eq!(p.text, "eni-a111111111111eni-b");
+        assert_eq!(p.inputs().nth(2).unwrap().account, None);
+    }
+}
