@@ -82,8 +82,8 @@ pub struct IngestConfig {
     /// Largest request body after gzip decompression; larger is answered 413. Decompression is
     /// streamed and stops at this size.
     pub max_decompressed_bytes: usize,
-    /// Requests queued for the engine; when full, requests are answered 503 at once so that
-    /// Firehose retries later.
+    /// Requests queued for the engine, counting those being parsed for it; when full, requests
+    /// are answered 503 at once (before any parsing) so that Firehose retries later.
     pub queue_requests: usize,
     /// How long a request id is remembered to answer Firehose's retries without counting them
     /// twice. Firehose retries for up to its retry duration (at most 2 hours).

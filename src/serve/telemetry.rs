@@ -195,9 +195,12 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             })
             .build();
     }
-    gauge!("vpcflowd.ingest.queue.depth", "{request}", "Requests waiting for the pipeline", |s| {
-        Some((s.pipeline.max_capacity() - s.pipeline.capacity()) as f64)
-    });
+    gauge!(
+        "vpcflowd.ingest.queue.depth",
+        "{request}",
+        "Requests being parsed for the pipeline or waiting for it",
+        |s| { Some((s.pipeline.max_capacity() - s.pipeline.capacity()) as f64) }
+    );
     // Engine.
     atomic!("vpcflowd.engine.records", "{record}", "Records the engine took in", |s| &s
         .engine
