@@ -455,3 +455,32 @@ fn healthcheck_answers_for_a_running_server_and_fails_without_one() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("vpcflowd healthcheck:"));
 }
+
+/// A gzip'd CloudWatch payload whose lines come to more than the body limit is parsed by the
+/// pipeline a line at a time rather than held parsed: every record still counts, once.
+#[tokio::test(flavor = "multi_thread")]
+async fn records_that_expand_past_the_body_limit_are_parsed_by_the_pipeline() {
+    let server = Server::start(COUNTING, &[("VPCFLOWD_INGEST__MAX_DECOMPRESSED_BYTES", "4000")]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    // One line 200 times: it compresses to a small record (each is still a flow of its own).
+    let lines = vec![lines(1, 3).remove(0); 200];
+    let events: Vec<Value> = lines
+        .iter()
+        .enumerate()
+        .map(|(i, l)| serde_json::json!({"id": i.to_string(), "timestamp": 1, "message": l}))
+        .collect();
+    let payload = serde_json::json!({
+        "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "g",
+        "logStream": "eni-3-all", "subscriptionFilters": ["f"], "logEvents": events,
+    });
+    let record = common::serve::gzip(payload.to_string().as_bytes());
+    let raw: usize = lines.iter().map(String::len).sum();
+    assert!(raw > 4000 && record.len() * 2 < 4000, "lines {raw}, record {}", record.len());
+    let (status, _) = fh.send("expands", &[record]).await;
+    assert_eq!(status, 200);
+    let status = server.status().await;
+    assert_eq!(status["ingest"]["records"], 200, "{status}");
+    let (exit, snapshots, _) = server.stop();
+    assert!(exit.success());
+    assert_eq!(total(&snapshots, "flows"), 200);
+}

@@ -80,7 +80,9 @@ pub struct IngestConfig {
     /// Largest request body accepted as sent (compressed or not); larger is answered 413.
     pub max_body_bytes: usize,
     /// Largest request body after gzip decompression; larger is answered 413. Decompression is
-    /// streamed and stops at this size.
+    /// streamed and stops at this size. A request whose records' lines (after their own gzip,
+    /// as CloudWatch payloads have) come to more than this is not held parsed: the pipeline
+    /// parses it a line at a time.
     pub max_decompressed_bytes: usize,
     /// Requests queued for the engine, counting those being parsed for it; when full, requests
     /// are answered 503 at once (before any parsing) so that Firehose retries later.

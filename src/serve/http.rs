@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 
 use super::dedup::{Claim, Dedup};
-use super::pipeline::{IngestJob, IngestStats, PipelineMsg};
+use super::pipeline::{IngestJob, IngestStats, JobRecords, PipelineMsg};
 use super::prepared::PreparedRequest;
 use super::store::SnapshotStore;
 use crate::decode::LayoutSet;
@@ -103,6 +103,7 @@ async fn handle(
         firehose::decode_body(headers, &bytes, state.max_decompressed_bytes).map_err(fail)?;
     let request = firehose::decode_request(&decoded).map_err(fail)?;
     drop(decoded);
+    let bytes_in = request.data.len();
     let id = request.request_id.clone();
     let now = firehose::now_millis();
     match state.dedup.claim(&id, now) {
@@ -119,12 +120,21 @@ async fn handle(
         return Err((id, RequestError::Unavailable("ingest queue full, retry later")));
     };
     let (account, region) = firehose::common_attributes(headers);
-    // Parsed here, on the HTTP workers, in parallel: the pipeline thread only routes.
-    let prepared =
-        PreparedRequest::prepare(&request, &state.layouts, account.as_deref(), region.as_deref());
+    // Parsed here, on the HTTP workers, in parallel: the pipeline thread only routes. Records
+    // whose lines outgrow the body limit (gzip'd CloudWatch payloads) are left to the pipeline,
+    // which parses them a line at a time instead of holding them all parsed.
+    let (attrs, limit) = ((account.as_deref(), region.as_deref()), state.max_decompressed_bytes);
+    let records = match PreparedRequest::prepare(&request, &state.layouts, attrs.0, attrs.1, limit)
+    {
+        Some(prepared) => JobRecords::Prepared(prepared),
+        None => JobRecords::Raw { request, account, region },
+    };
     let (reply, outcome) = oneshot::channel();
-    let bytes = request.data.len();
-    slot.send(PipelineMsg::Job(IngestJob { request_id: id.clone(), bytes, prepared, reply }));
+    let bytes = match &records {
+        JobRecords::Raw { request, .. } => request.data.len(),
+        JobRecords::Prepared(_) => bytes_in,
+    };
+    slot.send(PipelineMsg::Job(IngestJob { request_id: id.clone(), bytes, records, reply }));
     match outcome.await {
         // The pipeline marked the id applied before answering.
         Ok(_) => Ok(id),

@@ -19,7 +19,7 @@ use super::prepared::PreparedRequest;
 use super::state::{self, KinesisState, StateFile};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects, parse_line_with};
-use crate::source::firehose::now_millis;
+use crate::source::firehose::{DecodedRequest, now_millis};
 use crate::source::kinesis::{KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey};
 use crate::window::{RouteError, Router};
 
@@ -29,9 +29,21 @@ pub struct IngestJob {
     pub request_id: String,
     /// Record bytes after base64 and body decompression.
     pub bytes: usize,
-    /// The records, decoded and parsed on the HTTP worker.
-    pub prepared: PreparedRequest,
+    pub records: JobRecords,
     pub reply: oneshot::Sender<JobOutcome>,
+}
+
+/// A request's records: parsed on the HTTP worker, or (when their lines are too large to hold
+/// parsed) left for the pipeline to decode and parse one line at a time.
+#[derive(Debug)]
+pub enum JobRecords {
+    Prepared(PreparedRequest),
+    Raw {
+        request: DecodedRequest,
+        /// From `X-Amz-Firehose-Common-Attributes`, for records that lack them.
+        account: Option<String>,
+        region: Option<String>,
+    },
 }
 
 /// What became of a request's records.
@@ -126,7 +138,7 @@ pub fn run(
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             PipelineMsg::Job(job) => {
-                let outcome = apply(&mut router, &job, &p.stats);
+                let outcome = apply(&mut router, &p.layouts, &mut decoder, &job, &p.stats);
                 // Marked applied here, in the same thread as checkpoints, so that a state file
                 // never holds the records of a request without its id (or the reverse).
                 p.dedup.complete(&job.request_id, now_millis());
@@ -303,26 +315,52 @@ fn route_record(
     }
 }
 
-fn apply(router: &mut Router, job: &IngestJob, stats: &IngestStats) -> JobOutcome {
+fn apply(
+    router: &mut Router,
+    layouts: &LayoutSet,
+    decoder: &mut EnvelopeDecoder,
+    job: &IngestJob,
+    stats: &IngestStats,
+) -> JobOutcome {
     let now = now_secs();
     let mut outcome = JobOutcome::default();
     stats.bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
-    for input in job.prepared.inputs() {
-        match router.push_input(&input, now) {
-            Ok(()) => outcome.records += 1,
-            Err(e @ RouteError::MissingInterface) => {
-                // Not reached: a prepared record always names its interface.
+    match &job.records {
+        JobRecords::Prepared(prepared) => {
+            for input in prepared.inputs() {
+                match router.push_input(&input, now) {
+                    Ok(()) => outcome.records += 1,
+                    Err(e @ RouteError::MissingInterface) => {
+                        // Not reached: a prepared record always names its interface.
+                        outcome.rejected += 1;
+                        stats.reject(RejectReason::MissingInterface, &e, b"");
+                    }
+                }
+            }
+            for r in &prepared.rejects {
+                if r.reason == RejectReason::MissingInterface {
+                    router.refuse_missing_interface();
+                }
                 outcome.rejected += 1;
-                stats.reject(RejectReason::MissingInterface, &e, b"");
+                stats.reject(r.reason, &r.detail, &r.input);
             }
         }
-    }
-    for r in &job.prepared.rejects {
-        if r.reason == RejectReason::MissingInterface {
-            router.refuse_missing_interface();
+        JobRecords::Raw { request, account, region } => {
+            for record in request.records() {
+                let (account, region) = (account.as_deref(), region.as_deref());
+                route_record(
+                    router,
+                    layouts,
+                    decoder,
+                    record,
+                    account,
+                    region,
+                    now,
+                    stats,
+                    &mut outcome,
+                );
+            }
         }
-        outcome.rejected += 1;
-        stats.reject(r.reason, &r.detail, &r.input);
     }
     stats.records.fetch_add(outcome.records, Ordering::Relaxed);
     stats.rejected.fetch_add(outcome.rejected, Ordering::Relaxed);

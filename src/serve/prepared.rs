@@ -42,19 +42,30 @@ pub struct PreparedRequest {
 impl PreparedRequest {
     /// Decodes and parses every record of `request` under `layouts`; `account` and `region`
     /// (the request's common attributes) stand in for records that lack them.
+    ///
+    /// `None` when the records' lines come to more than `max_line_bytes`: gzip'd records
+    /// (CloudWatch payloads) can expand far beyond the body, and a prepared record takes about
+    /// the room of its line, so such a request is left to the pipeline, which parses it one
+    /// line at a time.
     pub fn prepare(
         request: &DecodedRequest,
         layouts: &LayoutSet,
         account: Option<&str>,
         region: Option<&str>,
-    ) -> PreparedRequest {
+        max_line_bytes: usize,
+    ) -> Option<PreparedRequest> {
         let mut out = PreparedRequest {
             records: Vec::with_capacity(request.ends.len()),
             ..PreparedRequest::default()
         };
         let mut decoder = EnvelopeDecoder::default();
+        let mut line_bytes = 0usize;
         for record in request.records() {
             let decoded = decoder.decode(record, |line, ctx| {
+                line_bytes = line_bytes.saturating_add(line.len());
+                if line_bytes > max_line_bytes {
+                    return;
+                }
                 let ctx = LineContext {
                     owner: ctx.owner.or(account),
                     region: ctx.region.or(region),
@@ -65,11 +76,14 @@ impl PreparedRequest {
                     Err(e) => out.reject(e.reason, &e, line),
                 })
             });
+            if line_bytes > max_line_bytes {
+                return None;
+            }
             if let Err(e) = decoded {
                 out.reject(e.reason, &e.detail, record);
             }
         }
-        out
+        Some(out)
     }
 
     fn push(&mut self, input: &RouteInput<'_>, line: &[u8]) {
@@ -163,8 +177,14 @@ mod tests {
             no_interface.as_bytes(),
             b"{broken json",
         ]);
-        let p =
-            PreparedRequest::prepare(&req, &LayoutSet::default(), Some("999"), Some("eu-west-1"));
+        let p = PreparedRequest::prepare(
+            &req,
+            &LayoutSet::default(),
+            Some("999"),
+            Some("eu-west-1"),
+            usize::MAX,
+        )
+        .unwrap();
         let inputs: Vec<RouteInput<'_>> = p.inputs().collect();
         let strings: Vec<_> = inputs.iter().map(|i| (i.interface, i.account, i.region)).collect();
         assert_eq!(
@@ -196,9 +216,19 @@ mod tests {
     #[test]
     fn repeated_strings_are_stored_once() {
         let req = request(&[LINE_A.as_bytes(), LINE_A.as_bytes(), LINE_B.as_bytes()]);
-        let p = PreparedRequest::prepare(&req, &LayoutSet::default(), None, None);
+        let p =
+            PreparedRequest::prepare(&req, &LayoutSet::default(), None, None, usize::MAX).unwrap();
         // eni-a and its account once, then eni-b; a record's own account wins over none.
         assert_eq!(p.text, "eni-a111111111111eni-b");
         assert_eq!(p.inputs().nth(2).unwrap().account, None);
+    }
+
+    #[test]
+    fn requests_whose_lines_outgrow_the_limit_are_left_to_the_pipeline() {
+        let req = request(&[LINE_A.as_bytes(), LINE_B.as_bytes()]);
+        let layouts = LayoutSet::default();
+        let exact = LINE_A.len() + LINE_B.len();
+        assert!(PreparedRequest::prepare(&req, &layouts, None, None, exact).is_some());
+        assert!(PreparedRequest::prepare(&req, &layouts, None, None, exact - 1).is_none());
     }
 }
