@@ -464,16 +464,7 @@ async fn records_that_expand_past_the_body_limit_are_parsed_by_the_pipeline() {
     let fh = Firehose::new(&server.ingest, Some(KEY));
     // One line 200 times: it compresses to a small record (each is still a flow of its own).
     let lines = vec![lines(1, 3).remove(0); 200];
-    let events: Vec<Value> = lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| serde_json::json!({"id": i.to_string(), "timestamp": 1, "message": l}))
-        .collect();
-    let payload = serde_json::json!({
-        "messageType": "DATA_MESSAGE", "owner": "123456789012", "logGroup": "g",
-        "logStream": "eni-3-all", "subscriptionFilters": ["f"], "logEvents": events,
-    });
-    let record = common::serve::gzip(payload.to_string().as_bytes());
+    let record = common::kinesis::cloudwatch("123456789012", "eni-3-all", &lines);
     let raw: usize = lines.iter().map(String::len).sum();
     assert!(raw > 4000 && record.len() * 2 < 4000, "lines {raw}, record {}", record.len());
     let (status, _) = fh.send("expands", &[record]).await;

@@ -103,7 +103,6 @@ async fn handle(
         firehose::decode_body(headers, &bytes, state.max_decompressed_bytes).map_err(fail)?;
     let request = firehose::decode_request(&decoded).map_err(fail)?;
     drop(decoded);
-    let bytes_in = request.data.len();
     let id = request.request_id.clone();
     let now = firehose::now_millis();
     match state.dedup.claim(&id, now) {
@@ -123,17 +122,15 @@ async fn handle(
     // Parsed here, on the HTTP workers, in parallel: the pipeline thread only routes. Records
     // whose lines outgrow the body limit (gzip'd CloudWatch payloads) are left to the pipeline,
     // which parses them a line at a time instead of holding them all parsed.
-    let (attrs, limit) = ((account.as_deref(), region.as_deref()), state.max_decompressed_bytes);
-    let records = match PreparedRequest::prepare(&request, &state.layouts, attrs.0, attrs.1, limit)
-    {
-        Some(prepared) => JobRecords::Prepared(prepared),
-        None => JobRecords::Raw { request, account, region },
-    };
+    let bytes = request.data.len();
+    let (account_or, region_or) = (account.as_deref(), region.as_deref());
+    let limit = state.max_decompressed_bytes;
+    let records =
+        match PreparedRequest::prepare(&request, &state.layouts, account_or, region_or, limit) {
+            Some(prepared) => JobRecords::Prepared(prepared),
+            None => JobRecords::Raw { request, account, region },
+        };
     let (reply, outcome) = oneshot::channel();
-    let bytes = match &records {
-        JobRecords::Raw { request, .. } => request.data.len(),
-        JobRecords::Prepared(_) => bytes_in,
-    };
     slot.send(PipelineMsg::Job(IngestJob { request_id: id.clone(), bytes, records, reply }));
     match outcome.await {
         // The pipeline marked the id applied before answering.

@@ -15,10 +15,10 @@ use tokio::sync::{mpsc, oneshot};
 use std::path::PathBuf;
 
 use super::dedup::Dedup;
-use super::prepared::PreparedRequest;
+use super::prepared::{PreparedRequest, for_each_input};
 use super::state::{self, KinesisState, StateFile};
 use crate::decode::kpl;
-use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects, parse_line_with};
+use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
 use crate::source::firehose::{DecodedRequest, now_millis};
 use crate::source::kinesis::{KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey};
 use crate::window::{RouteError, Router};
@@ -291,28 +291,19 @@ fn route_record(
     stats: &IngestStats,
     outcome: &mut JobOutcome,
 ) {
-    let decoded = decoder.decode(record, |line, ctx| {
-        let mut ctx = *ctx;
-        ctx.owner = ctx.owner.or(account);
-        ctx.region = ctx.region.or(region);
-        parse_line_with(layouts, line, |parsed| match parsed {
-            Ok(parsed) => match router.push(&parsed.record, &ctx, now) {
-                Ok(()) => outcome.records += 1,
-                Err(e @ RouteError::MissingInterface) => {
-                    outcome.rejected += 1;
-                    stats.reject(RejectReason::MissingInterface, &e, line);
-                }
-            },
-            Err(e) => {
+    for_each_input(decoder, layouts, record, account, region, |parsed, input| match parsed {
+        Ok(route) => match router.push_input(route, now) {
+            Ok(()) => outcome.records += 1,
+            Err(e @ RouteError::MissingInterface) => {
                 outcome.rejected += 1;
-                stats.reject(e.reason, &e, line);
+                stats.reject(RejectReason::MissingInterface, &e, input);
             }
-        })
+        },
+        Err((reason, detail)) => {
+            outcome.rejected += 1;
+            stats.reject(reason, detail, input);
+        }
     });
-    if let Err(e) = decoded {
-        outcome.rejected += 1;
-        stats.reject(e.reason, &e.detail, record);
-    }
 }
 
 fn apply(

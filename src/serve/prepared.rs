@@ -4,8 +4,12 @@
 //! A [`PreparedRequest`] holds each flow-log record as a fixed [`PreparedRecord`] (the fields
 //! routing reads) with its strings (interface, account, region) copied into one text arena, and
 //! the request's rejections with their samples. Nothing of it is counted until the pipeline
-//! applies it ([`PreparedRequest::apply`]): a request answered 503 (queue full) and retried by
-//! Firehose must not count its rejections twice.
+//! applies it: a request answered 503 (queue full) and retried by Firehose must not count its
+//! rejections twice.
+//!
+//! [`for_each_input`] is the one decode-and-parse loop: the HTTP workers prepare requests
+//! with it, and the pipeline routes with it what it still parses itself (Kinesis records,
+//! requests too large to hold parsed).
 
 use std::ops::Range;
 
@@ -13,6 +17,33 @@ use crate::decode::{EnvelopeDecoder, LayoutSet, LineContext, RejectReason, parse
 use crate::source::firehose::DecodedRequest;
 use crate::window::engine::RouteError;
 use crate::window::event::{RouteFields, RouteInput};
+
+/// A line as routing reads it, or why a line (or a whole record) was refused.
+pub type Parsed<'r, 'a> = Result<&'r RouteInput<'a>, (RejectReason, &'r dyn std::fmt::Display)>;
+
+/// Decodes one transport record and parses each of its lines under `layouts`, handing `each`
+/// the line as routing reads it (`account` and `region` standing in where the envelope and the
+/// record have none), or the refusal of a line or of the record, with that input's bytes.
+pub fn for_each_input(
+    decoder: &mut EnvelopeDecoder,
+    layouts: &LayoutSet,
+    record: &[u8],
+    account: Option<&str>,
+    region: Option<&str>,
+    mut each: impl FnMut(Parsed<'_, '_>, &[u8]),
+) {
+    let decoded = decoder.decode(record, |line, ctx| {
+        let ctx =
+            LineContext { owner: ctx.owner.or(account), region: ctx.region.or(region), ..*ctx };
+        parse_line_with(layouts, line, |parsed| match parsed {
+            Ok(parsed) => each(Ok(&RouteInput::of(&parsed.record, &ctx)), line),
+            Err(e) => each(Err((e.reason, &e)), line),
+        })
+    });
+    if let Err(e) = decoded {
+        each(Err((e.reason, &e.detail)), record);
+    }
+}
 
 /// One record's routing fields, its strings as ranges of the request's text arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,26 +92,19 @@ impl PreparedRequest {
         let mut decoder = EnvelopeDecoder::default();
         let mut line_bytes = 0usize;
         for record in request.records() {
-            let decoded = decoder.decode(record, |line, ctx| {
-                line_bytes = line_bytes.saturating_add(line.len());
+            for_each_input(&mut decoder, layouts, record, account, region, |parsed, input| {
+                line_bytes = line_bytes.saturating_add(input.len());
+                // Past the limit the rest of this record is still parsed, and dropped.
                 if line_bytes > max_line_bytes {
                     return;
                 }
-                let ctx = LineContext {
-                    owner: ctx.owner.or(account),
-                    region: ctx.region.or(region),
-                    ..*ctx
-                };
-                parse_line_with(layouts, line, |parsed| match parsed {
-                    Ok(parsed) => out.push(&RouteInput::of(&parsed.record, &ctx), line),
-                    Err(e) => out.reject(e.reason, &e, line),
-                })
+                match parsed {
+                    Ok(route) => out.push(route, input),
+                    Err((reason, detail)) => out.reject(reason, detail, input),
+                }
             });
             if line_bytes > max_line_bytes {
                 return None;
-            }
-            if let Err(e) = decoded {
-                out.reject(e.reason, &e.detail, record);
             }
         }
         Some(out)
