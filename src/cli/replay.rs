@@ -11,10 +11,11 @@ use clap::{Args, ValueEnum};
 
 use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
-use crate::decode::{Layout, LayoutSet, RejectReason};
+use crate::decode::{Layout, LayoutSet, RejectReason, Rejects};
 use crate::generate::{Generator, GeneratorConfig};
-use crate::source::file::{FileReader, Input, ReadStats, Refusal};
-use crate::window::{Engine, RouteError, Snapshot};
+use crate::source::chunks::{ChunkConfig, Delivery, ParsedInputs, Source};
+use crate::source::file::{Input, ReadStats};
+use crate::window::{Engine, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
@@ -53,6 +54,7 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: &ReplayArgs) -> ExitCode {
+    let args_seed = args.seed;
     let layouts = match LayoutSet::from_formats(&args.format) {
         Ok(l) => l,
         Err(e) => {
@@ -67,65 +69,67 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let inputs: Vec<Input> = if args.files.is_empty() {
-        vec![Input::Stdin]
-    } else {
-        args.files.iter().map(|f| Input::from_arg(f)).collect()
+    let sources: Vec<Source> = match args.generate {
+        // Generated lines go through the same read, parse and route path as file lines.
+        Some(n) => vec![Source {
+            name: "<generated>".into(),
+            open: Box::new(move || {
+                Ok(Box::new(io::BufReader::with_capacity(
+                    1 << 16,
+                    GeneratedText::new(n, args_seed),
+                )))
+            }),
+        }],
+        None if args.files.is_empty() => vec![Source::input(Input::Stdin)],
+        None => args.files.iter().map(|f| Source::input(Input::from_arg(f))).collect(),
     };
     let engine = Engine::start(config);
     let stats = engine.stats.clone();
     let (mut router, mut snapshots, join) = engine.into_parts();
 
-    // The reader thread parses and routes; this thread prints snapshots as windows close.
-    let generate = args.generate.map(|n| (n, args.seed));
-    let reader = std::thread::spawn(move || {
-        let mut reader = FileReader::new(layouts);
-        if let Some((n, seed)) = generate {
-            // Generated lines go through the same parse and route path as file lines.
-            let mut generator =
-                Generator::new(GeneratorConfig { seed, ..GeneratorConfig::default() });
-            let layout = Layout::default_format();
-            let mut text = String::with_capacity(64 * 1024);
-            let mut remaining = n;
-            let mut clock = CoarseClock::default();
-            while remaining > 0 {
-                text.clear();
-                for _ in 0..remaining.min(512) {
-                    generator.next_record().render(&layout, &mut text);
-                    text.push('\n');
-                }
-                remaining -= remaining.min(512);
-                let mut chunk = io::Cursor::new(text.as_bytes());
-                let _ = reader.read(
-                    &mut chunk,
-                    |parsed, ctx| router.push(&parsed.record, ctx, clock.now()).map_err(refusal),
-                    |r| eprintln!("<generated>:{}: {}", r.line, r.detail),
-                );
-            }
-            router.finish();
-            return (reader.stats, reader.rejects, false, 1);
-        }
-        let mut io_failed = false;
+    // This thread routes parsed chunks in input order (the parse pool and the splitter run on
+    // their own threads, see `source::chunks`); the main thread prints snapshots as windows
+    // close.
+    let n_inputs = sources.len();
+    let router_thread = std::thread::spawn(move || {
+        let mut inputs = ParsedInputs::start(sources, layouts, ChunkConfig::default());
+        let (mut read, mut rejects, mut io_failed) = (ReadStats::default(), Rejects::new(), false);
         let mut clock = CoarseClock::default();
         let stderr = io::stderr();
-        for input in &inputs {
-            let name = input.name();
-            let result = input.open().and_then(|mut r| {
-                reader.read(
-                    &mut r,
-                    |parsed, ctx| router.push(&parsed.record, ctx, clock.now()).map_err(refusal),
-                    |r| {
-                        let _ = writeln!(stderr.lock(), "{name}:{}: {}", r.line, r.detail);
-                    },
-                )
-            });
-            if let Err(e) = result {
-                io_failed = true;
-                let _ = writeln!(stderr.lock(), "vpcflowd replay: {name}: {e}");
+        while let Some(delivery) = inputs.next_chunk() {
+            let chunk = match delivery {
+                Delivery::Chunk(chunk) => chunk,
+                Delivery::Failed { input, error } => {
+                    io_failed = true;
+                    let _ =
+                        writeln!(stderr.lock(), "vpcflowd replay: {}: {error}", inputs.name(input));
+                    continue;
+                }
+            };
+            read.add(&chunk.stats);
+            rejects.merge(&chunk.rejects);
+            for input in chunk.records.inputs() {
+                if let Err(e) = router.push_input(&input, clock.now()) {
+                    // Not reached: a prepared record names its interface. Counted all the same.
+                    read.records -= 1;
+                    read.rejected += 1;
+                    rejects.record(RejectReason::MissingInterface, e, b"");
+                }
+            }
+            // The router's own count of records naming no interface.
+            for _ in 0..chunk.rejects.count(RejectReason::MissingInterface) {
+                router.refuse_missing_interface();
+            }
+            if !chunk.messages.is_empty() {
+                let mut err = stderr.lock();
+                for (line, message) in &chunk.messages {
+                    let _ = writeln!(err, "{}:{line}: {message}", inputs.name(chunk.input));
+                }
             }
         }
+        inputs.close();
         router.finish();
-        (reader.stats, reader.rejects, io_failed, inputs.len())
+        (read, rejects, io_failed)
     });
 
     let stdout = io::stdout();
@@ -152,7 +156,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     }
     let flushed = out.flush();
     join.join();
-    let (read, rejects, io_failed, n_inputs) = reader.join().expect("reader thread panicked");
+    let (read, rejects, io_failed) = router_thread.join().expect("router thread panicked");
     if let Some(e) = write_failed.or(flushed.err()) {
         if e.kind() == io::ErrorKind::BrokenPipe {
             return ExitCode::SUCCESS;
@@ -170,16 +174,6 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     if io_failed { ExitCode::from(EXIT_IO) } else { ExitCode::SUCCESS }
 }
 
-/// The file reader's form of a routing refusal.
-fn refusal(e: RouteError) -> Refusal {
-    match e {
-        RouteError::MissingInterface => Refusal {
-            reason: RejectReason::MissingInterface,
-            detail: "the record names no interface (no interface-id, resource-id or tgw-attachment-id)",
-        },
-    }
-}
-
 /// Wall-clock seconds, read once per 4096 calls: arrival time for records without timestamps
 /// does not need to be finer, and the hot loop should not ask the kernel per record.
 #[derive(Default)]
@@ -195,6 +189,48 @@ impl CoarseClock {
         }
         self.calls = self.calls.wrapping_add(1);
         self.now
+    }
+}
+
+/// The built-in generator's records as text lines in the default format, rendered as they are
+/// read.
+struct GeneratedText {
+    generator: Generator,
+    layout: Layout,
+    remaining: u64,
+    text: String,
+    at: usize,
+}
+
+impl GeneratedText {
+    fn new(records: u64, seed: u64) -> Self {
+        GeneratedText {
+            generator: Generator::new(GeneratorConfig { seed, ..GeneratorConfig::default() }),
+            layout: Layout::default_format(),
+            remaining: records,
+            text: String::with_capacity(64 * 1024),
+            at: 0,
+        }
+    }
+}
+
+impl io::Read for GeneratedText {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.at == self.text.len() {
+            self.text.clear();
+            self.at = 0;
+            let n = self.remaining.min(512);
+            for _ in 0..n {
+                self.generator.next_record().render(&self.layout, &mut self.text);
+                self.text.push('\n');
+            }
+            self.remaining -= n;
+        }
+        let rest = &self.text.as_bytes()[self.at..];
+        let n = rest.len().min(buf.len());
+        buf[..n].copy_from_slice(&rest[..n]);
+        self.at += n;
+        Ok(n)
     }
 }
 

@@ -120,6 +120,17 @@ impl Rejects {
         sample.input.push_str(&String::from_utf8_lossy(cut));
     }
 
+    /// Adds the counts of rejections recorded after this table's own; their samples, being
+    /// later, replace this table's.
+    pub fn merge(&mut self, later: &Rejects) {
+        for (i, n) in later.counts.iter().enumerate() {
+            self.counts[i] += n;
+            if let Some(sample) = &later.samples[i] {
+                self.samples[i] = Some(sample.clone());
+            }
+        }
+    }
+
     pub fn count(&self, reason: RejectReason) -> u64 {
         self.counts[reason as usize]
     }
@@ -174,5 +185,19 @@ mod tests {
             SAMPLE_BYTES
         );
         assert_eq!(r.to_string(), "invalid_utf8 1, field_count 2");
+    }
+
+    #[test]
+    fn merging_a_later_table_adds_counts_and_keeps_its_samples() {
+        let mut a = Rejects::new();
+        a.record(RejectReason::FieldCount, "first", b"a");
+        a.record(RejectReason::InvalidUtf8, "kept", b"b");
+        let mut b = Rejects::new();
+        b.record(RejectReason::FieldCount, "later", b"c");
+        a.merge(&b);
+        assert_eq!(a.count(RejectReason::FieldCount), 2);
+        assert_eq!(a.sample(RejectReason::FieldCount).unwrap().detail, "later");
+        assert_eq!(a.sample(RejectReason::InvalidUtf8).unwrap().detail, "kept");
+        assert_eq!(a.total(), 3);
     }
 }

@@ -1,9 +1,9 @@
 //! Firehose requests decoded and parsed on the HTTP workers, so that the pipeline thread, the
 //! one serial stage of ingest, only routes.
 //!
-//! A [`PreparedRequest`] holds each flow-log record as a fixed [`PreparedRecord`] (the fields
-//! routing reads) with its strings (interface, account, region) copied into one text arena, and
-//! the request's rejections with their samples. Nothing of it is counted until the pipeline
+//! A [`PreparedRequest`] holds the request's flow-log records as
+//! [`PreparedRecords`] (fixed fields, strings in one arena), and its rejections with their
+//! samples. Nothing of it is counted until the pipeline
 //! applies it: a request answered 503 (queue full) and retried by Firehose must not count its
 //! rejections twice.
 //!
@@ -11,12 +11,11 @@
 //! with it, and the pipeline routes with it what it still parses itself (Kinesis records,
 //! requests too large to hold parsed).
 
-use std::ops::Range;
-
 use crate::decode::{EnvelopeDecoder, LayoutSet, LineContext, RejectReason, parse_line_with};
 use crate::source::firehose::DecodedRequest;
 use crate::window::engine::RouteError;
-use crate::window::event::{RouteFields, RouteInput};
+use crate::window::event::RouteInput;
+use crate::window::prepared::PreparedRecords;
 
 /// A line as routing reads it, or why a line (or a whole record) was refused.
 pub type Parsed<'r, 'a> = Result<&'r RouteInput<'a>, (RejectReason, &'r dyn std::fmt::Display)>;
@@ -45,15 +44,6 @@ pub fn for_each_input(
     }
 }
 
-/// One record's routing fields, its strings as ranges of the request's text arena.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedRecord {
-    interface: Range<u32>,
-    account: Option<Range<u32>>,
-    region: Option<Range<u32>>,
-    fields: RouteFields,
-}
-
 /// One rejected line or record, as the pipeline counts it: its reason, message and input.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PreparedReject {
@@ -65,8 +55,7 @@ pub struct PreparedReject {
 /// A request's records in order, ready to route, and its rejections.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PreparedRequest {
-    records: Vec<PreparedRecord>,
-    text: String,
+    records: PreparedRecords,
     pub rejects: Vec<PreparedReject>,
 }
 
@@ -86,7 +75,7 @@ impl PreparedRequest {
         max_line_bytes: usize,
     ) -> Option<PreparedRequest> {
         let mut out = PreparedRequest {
-            records: Vec::with_capacity(request.ends.len()),
+            records: PreparedRecords::with_capacity(request.ends.len()),
             ..PreparedRequest::default()
         };
         let mut decoder = EnvelopeDecoder::default();
@@ -99,7 +88,14 @@ impl PreparedRequest {
                     return;
                 }
                 match parsed {
-                    Ok(route) => out.push(route, input),
+                    Ok(route) => {
+                        if !out.records.push(route) {
+                            // The router's own count of these is taken when the request is
+                            // applied.
+                            let e = RouteError::MissingInterface;
+                            out.reject(RejectReason::MissingInterface, &e, input);
+                        }
+                    }
                     Err((reason, detail)) => out.reject(reason, detail, input),
                 }
             });
@@ -110,36 +106,6 @@ impl PreparedRequest {
         Some(out)
     }
 
-    fn push(&mut self, input: &RouteInput<'_>, line: &[u8]) {
-        let Some(interface) = input.interface else {
-            // The router's own count of these is taken when the request is applied.
-            self.reject(RejectReason::MissingInterface, &RouteError::MissingInterface, line);
-            return;
-        };
-        let interface = self.keep(interface);
-        let account = input.account.map(|a| self.keep(a));
-        let region = input.region.map(|r| self.keep(r));
-        self.records.push(PreparedRecord { interface, account, region, fields: input.fields });
-    }
-
-    /// Copies `s` into the arena, or points at the previous copy when it is the same string
-    /// (an interface's records come in runs; account and region rarely change).
-    fn keep(&mut self, s: &str) -> Range<u32> {
-        let at = |start: usize| start as u32..(start + s.len()) as u32;
-        if let Some(last) = self.records.last() {
-            for r in [Some(&last.interface), last.account.as_ref(), last.region.as_ref()] {
-                if let Some(r) = r
-                    && &self.text[r.start as usize..r.end as usize] == s
-                {
-                    return r.clone();
-                }
-            }
-        }
-        let start = self.text.len();
-        self.text.push_str(s);
-        at(start)
-    }
-
     fn reject(&mut self, reason: RejectReason, detail: &dyn std::fmt::Display, input: &[u8]) {
         self.rejects.push(PreparedReject {
             reason,
@@ -148,18 +114,9 @@ impl PreparedRequest {
         });
     }
 
-    fn text(&self, r: &Range<u32>) -> &str {
-        &self.text[r.start as usize..r.end as usize]
-    }
-
     /// The records as the router reads them, in request order.
     pub fn inputs(&self) -> impl Iterator<Item = RouteInput<'_>> {
-        self.records.iter().map(|r| RouteInput {
-            interface: Some(self.text(&r.interface)),
-            account: r.account.as_ref().map(|a| self.text(a)),
-            region: r.region.as_ref().map(|g| self.text(g)),
-            fields: r.fields,
-        })
+        self.records.inputs()
     }
 
     /// How many records are ready to route.
@@ -243,7 +200,7 @@ mod tests {
         let p =
             PreparedRequest::prepare(&req, &LayoutSet::default(), None, None, usize::MAX).unwrap();
         // eni-a and its account once, then eni-b; a record's own account wins over none.
-        assert_eq!(p.text, "eni-a111111111111eni-b");
+        assert_eq!(p.records.arena(), "eni-a111111111111eni-b");
         assert_eq!(p.inputs().nth(2).unwrap().account, None);
     }
 

@@ -72,6 +72,16 @@ pub struct ReadStats {
     pub rejected: u64,
 }
 
+impl ReadStats {
+    /// Adds the counts of a later part of the input.
+    pub fn add(&mut self, o: &ReadStats) {
+        self.lines += o.lines;
+        self.headers += o.headers;
+        self.records += o.records;
+        self.rejected += o.rejected;
+    }
+}
+
 /// A record that parsed but that the consumer refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal {
@@ -115,18 +125,30 @@ impl FileReader {
     pub fn read(
         &mut self,
         input: &mut dyn BufRead,
+        on_record: impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>) -> Result<(), Refusal>,
+        on_reject: impl FnMut(&Rejection<'_>),
+    ) -> io::Result<()> {
+        self.read_part(input, None, on_record, on_reject).map(drop)
+    }
+
+    /// [`FileReader::read`] for a part of an input (line numbers count from the part's
+    /// start): `header_layouts` are the layouts an earlier header line of the input set, if
+    /// any; returns those in effect at the part's end.
+    pub fn read_part(
+        &mut self,
+        input: &mut dyn BufRead,
+        mut header_layouts: Option<LayoutSet>,
         mut on_record: impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>) -> Result<(), Refusal>,
         mut on_reject: impl FnMut(&Rejection<'_>),
-    ) -> io::Result<()> {
+    ) -> io::Result<Option<LayoutSet>> {
         // A header line replaces the configured layouts for the rest of this input only.
-        let mut header_layouts: Option<LayoutSet> = None;
         let mut line_no = 0u64;
         loop {
             // A line that lies whole in the input's buffer is handled in place; only one that
             // crosses the buffer's end is copied out (most lines are a hundred bytes or so).
             let buffered = input.fill_buf()?;
             if buffered.is_empty() {
-                return Ok(());
+                return Ok(header_layouts);
             }
             line_no += 1;
             if let Some(end) = memchr::memchr(b'\n', buffered) {

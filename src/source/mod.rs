@@ -2,6 +2,8 @@
 //!
 //! - [`file`]: flow-log files and standard input (plain or gzip, S3 header lines), for `parse`
 //!   and `replay`.
+//! - [`chunks`]: `replay`'s parallel reading: inputs cut into chunks of whole lines, parsed on a
+//!   pool of threads, handed back in input order.
 //! - [`firehose`]: the Firehose HTTP endpoint delivery protocol (requests, answers, auth).
 //! - [`kinesis`]: Kinesis Data Streams: shard consumers, checkpoints, resharding, DynamoDB
 //!   leases.
@@ -9,6 +11,7 @@
 //! A source owns reading and framing; it hands records to the decoder and never interprets
 //! fields itself.
 
+pub mod chunks;
 pub mod file;
 pub mod firehose;
 pub mod kinesis;

@@ -31,6 +31,7 @@
 
 pub mod engine;
 pub mod event;
+pub mod prepared;
 pub mod settings;
 pub mod snapshot;
 pub mod state;

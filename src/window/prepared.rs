@@ -1,0 +1,129 @@
+//! Records parsed off the router's thread, held until the router takes them in order.
+//!
+//! The router is the engine's one sequencer, so every ingest path that wants more than one
+//! core parses elsewhere and hands the router finished records: serve's HTTP workers (one
+//! Firehose request each) and replay's parse pool (one chunk of a file each). A
+//! [`PreparedRecords`] keeps each record as the fixed [`RouteFields`] routing reads, with its
+//! strings (interface, account, region) copied into one text arena, so a batch of ten thousand
+//! records is three allocations, not thirty thousand.
+
+use std::ops::Range;
+
+use super::event::{RouteFields, RouteInput};
+
+/// One record's routing fields, its strings as ranges of the batch's text arena.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PreparedRecord {
+    interface: Range<u32>,
+    account: Option<Range<u32>>,
+    region: Option<Range<u32>>,
+    fields: RouteFields,
+}
+
+/// Records in input order, ready to route.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct PreparedRecords {
+    records: Vec<PreparedRecord>,
+    text: String,
+}
+
+impl PreparedRecords {
+    /// An empty batch with room for `records` records.
+    pub fn with_capacity(records: usize) -> Self {
+        PreparedRecords { records: Vec::with_capacity(records), text: String::new() }
+    }
+
+    /// Keeps `input` for routing. Refused (`false`, nothing kept) when it names no interface:
+    /// the router would refuse it, and the caller counts that as a rejection.
+    pub fn push(&mut self, input: &RouteInput<'_>) -> bool {
+        let Some(interface) = input.interface else { return false };
+        let interface = self.keep(interface);
+        let account = input.account.map(|a| self.keep(a));
+        let region = input.region.map(|r| self.keep(r));
+        self.records.push(PreparedRecord { interface, account, region, fields: input.fields });
+        true
+    }
+
+    /// Copies `s` into the arena, or points at the previous copy when it is the same string
+    /// (an interface's records come in runs; account and region rarely change).
+    fn keep(&mut self, s: &str) -> Range<u32> {
+        let at = |start: usize| start as u32..(start + s.len()) as u32;
+        if let Some(last) = self.records.last() {
+            for r in [Some(&last.interface), last.account.as_ref(), last.region.as_ref()] {
+                if let Some(r) = r
+                    && &self.text[r.start as usize..r.end as usize] == s
+                {
+                    return r.clone();
+                }
+            }
+        }
+        let start = self.text.len();
+        self.text.push_str(s);
+        at(start)
+    }
+
+    fn text(&self, r: &Range<u32>) -> &str {
+        &self.text[r.start as usize..r.end as usize]
+    }
+
+    /// The records as the router reads them, in input order.
+    pub fn inputs(&self) -> impl Iterator<Item = RouteInput<'_>> {
+        self.records.iter().map(|r| RouteInput {
+            interface: Some(self.text(&r.interface)),
+            account: r.account.as_ref().map(|a| self.text(a)),
+            region: r.region.as_ref().map(|g| self.text(g)),
+            fields: r.fields,
+        })
+    }
+
+    /// The arena's text (for tests of what is stored once).
+    pub fn arena(&self) -> &str {
+        &self.text
+    }
+
+    /// How many records are ready to route.
+    pub fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Empties the batch, keeping its buffers.
+    pub fn clear(&mut self) {
+        self.records.clear();
+        self.text.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input<'a>(interface: Option<&'a str>, account: Option<&'a str>) -> RouteInput<'a> {
+        let fields = RouteFields { bytes: Some(7), ..RouteFields::default() };
+        RouteInput { interface, account, region: Some("eu-west-1"), fields }
+    }
+
+    #[test]
+    fn records_come_back_in_order_with_their_strings_stored_once() {
+        let mut p = PreparedRecords::with_capacity(4);
+        assert!(p.push(&input(Some("eni-a"), Some("111"))));
+        assert!(p.push(&input(Some("eni-a"), Some("111"))));
+        assert!(!p.push(&input(None, Some("111"))));
+        assert!(p.push(&input(Some("eni-b"), None)));
+        let got: Vec<_> = p.inputs().collect();
+        assert_eq!(
+            got,
+            [
+                input(Some("eni-a"), Some("111")),
+                input(Some("eni-a"), Some("111")),
+                input(Some("eni-b"), None)
+            ]
+        );
+        assert_eq!(p.arena(), "eni-a111eu-west-1eni-b");
+        p.clear();
+        assert!(p.is_empty() && p.arena().is_empty());
+    }
+}
