@@ -37,29 +37,31 @@ impl PreparedRecords {
     /// the router would refuse it, and the caller counts that as a rejection.
     pub fn push(&mut self, input: &RouteInput<'_>) -> bool {
         let Some(interface) = input.interface else { return false };
-        let interface = self.keep(interface);
-        let account = input.account.map(|a| self.keep(a));
-        let region = input.region.map(|r| self.keep(r));
+        let last = self.records.last();
+        let (last_interface, last_account, last_region) = match last {
+            Some(r) => (Some(r.interface.clone()), r.account.clone(), r.region.clone()),
+            None => (None, None, None),
+        };
+        let interface = self.keep(interface, last_interface);
+        let account = input.account.map(|a| self.keep(a, last_account));
+        let region = input.region.map(|r| self.keep(r, last_region));
         self.records.push(PreparedRecord { interface, account, region, fields: input.fields });
         true
     }
 
-    /// Copies `s` into the arena, or points at the previous copy when it is the same string
-    /// (an interface's records come in runs; account and region rarely change).
-    fn keep(&mut self, s: &str) -> Range<u32> {
-        let at = |start: usize| start as u32..(start + s.len()) as u32;
-        if let Some(last) = self.records.last() {
-            for r in [Some(&last.interface), last.account.as_ref(), last.region.as_ref()] {
-                if let Some(r) = r
-                    && &self.text[r.start as usize..r.end as usize] == s
-                {
-                    return r.clone();
-                }
-            }
+    /// Copies `s` into the arena, or points at the previous record's copy of the same field
+    /// when it is the same string (an interface's records come in runs; account and region
+    /// rarely change).
+    #[inline]
+    fn keep(&mut self, s: &str, last: Option<Range<u32>>) -> Range<u32> {
+        if let Some(r) = last
+            && self.text.as_bytes().get(r.start as usize..r.end as usize) == Some(s.as_bytes())
+        {
+            return r;
         }
         let start = self.text.len();
         self.text.push_str(s);
-        at(start)
+        start as u32..(start + s.len()) as u32
     }
 
     fn text(&self, r: &Range<u32>) -> &str {
