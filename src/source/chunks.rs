@@ -435,6 +435,46 @@ mod tests {
         vec![a, String::new(), b]
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Random inputs of flow-log lines, junk, blank lines, `{"message"}` records and header
+        /// lines (which change the layouts of every later chunk), cut at random sizes: the
+        /// chunks deliver exactly what one reader reading each input in turn does.
+        #[test]
+        fn any_inputs_any_cut_read_as_one_reader_reads_them(
+            inputs in proptest::collection::vec(
+                proptest::collection::vec(0usize..LINES.len(), 0..40), 1..4),
+            chunk_bytes in 1usize..400,
+            threads in 1usize..4,
+            in_flight in 1usize..6,
+        ) {
+            let texts: Vec<String> = inputs
+                .iter()
+                .map(|lines| lines.iter().map(|&i| format!("{}\n", LINES[i])).collect())
+                .collect();
+            let sources = texts
+                .iter()
+                .enumerate()
+                .map(|(i, t)| text_source(&format!("in{i}"), t.clone()))
+                .collect();
+            let got = deliver(sources, config(chunk_bytes, threads, in_flight));
+            proptest::prop_assert_eq!(got, read_serially(&texts));
+        }
+    }
+
+    /// Lines the property test draws from.
+    const LINES: [&str; 9] = [
+        LINE,
+        "2 - eni-b 10.0.0.3 10.0.0.4 5 6 17 1 50 1700000001 1700000061 REJECT OK",
+        "not a flow log",
+        "",
+        "interface-id bytes",
+        "eni-h 7",
+        "version interface-id account-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status",
+        r#"{"message":"2 1 eni-w 10.0.0.1 10.0.0.2 1 2 6 3 9 1700000000 1700000060 ACCEPT OK"}"#,
+        "2 - - 10.0.0.1 10.0.0.2 1 2 6 3 300 1700000000 1700000060 ACCEPT OK",
+    ];
+
     #[test]
     fn chunks_come_back_as_one_reader_reads_the_inputs_whatever_the_cut() {
         let texts = sample_inputs();
