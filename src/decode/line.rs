@@ -175,9 +175,7 @@ fn checked_text(line: &[u8]) -> Result<&str, LineError<'_>> {
             detail: Detail::Byte { at, byte: line[at] },
         });
     }
-    // simdutf8 rather than std: a line is short, and std's validation cost 150 instructions
-    // of the line's ~3,500 (callgrind); the compat API reports where the text went wrong.
-    simdutf8::compat::from_utf8(line).map_err(|e| LineError {
+    std::str::from_utf8(line).map_err(|e| LineError {
         reason: RejectReason::InvalidUtf8,
         detail: Detail::Byte { at: e.valid_up_to(), byte: line[e.valid_up_to()] },
     })
