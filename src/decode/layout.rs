@@ -15,6 +15,9 @@ use super::token::Tokens;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layout {
     fields: Box<[Field]>,
+    /// Whether the fields are [`DEFAULT_FIELDS`], which the line parser reads on a path of
+    /// its own.
+    default: bool,
 }
 
 /// A format string that cannot be used.
@@ -44,7 +47,35 @@ pub const TGW_DEFAULT_FORMAT: &str = "${version} ${resource-type} ${account-id} 
     ${packets-lost-ttl-expired} ${tcp-flags} ${region} ${flow-direction} ${pkt-src-aws-service} \
     ${pkt-dst-aws-service}";
 
+/// The default format's fields, in order ([`DEFAULT_FORMAT`]).
+pub const DEFAULT_FIELDS: [Field; 14] = [
+    Field::Version,
+    Field::AccountId,
+    Field::InterfaceId,
+    Field::Srcaddr,
+    Field::Dstaddr,
+    Field::Srcport,
+    Field::Dstport,
+    Field::Protocol,
+    Field::Packets,
+    Field::Bytes,
+    Field::Start,
+    Field::End,
+    Field::Action,
+    Field::LogStatus,
+];
+
 impl Layout {
+    fn new(fields: Vec<Field>) -> Layout {
+        let default = fields == DEFAULT_FIELDS;
+        Layout { fields: fields.into(), default }
+    }
+
+    /// Whether this is the default format (however it was written).
+    pub fn is_default_format(&self) -> bool {
+        self.default
+    }
+
     /// Parses a format: `${field}` tokens or bare field names separated by spaces, or one of the
     /// keywords `default` (the VPC default format) and `tgw-default` (the transit-gateway one).
     ///
@@ -72,7 +103,7 @@ impl Layout {
         if fields.is_empty() {
             return Err(LayoutError::Empty);
         }
-        Ok(Layout { fields: fields.into() })
+        Ok(Layout::new(fields))
     }
 
     /// The VPC default format (14 v2 fields).
@@ -99,7 +130,7 @@ impl Layout {
             }
             fields.push(field);
         }
-        Some(Layout { fields: fields.into() })
+        Some(Layout::new(fields))
     }
 
     pub fn fields(&self) -> &[Field] {
@@ -221,6 +252,16 @@ impl Default for LayoutSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_fields_are_the_default_format_however_written() {
+        assert_eq!(Layout::default_format().fields(), DEFAULT_FIELDS);
+        assert!(Layout::default_format().is_default_format());
+        let header = DEFAULT_FIELDS.map(Field::name).join(" ");
+        assert!(Layout::from_header(&header).unwrap().is_default_format());
+        assert!(!Layout::parse("${version} ${account-id}").unwrap().is_default_format());
+        assert!(!Layout::tgw_default_format().is_default_format());
+    }
 
     #[test]
     fn parses_dollar_and_bare_formats() {
