@@ -338,7 +338,12 @@ impl<'a> Iterator for Tokens<'a> {
     #[inline]
     fn next(&mut self) -> Option<&'a str> {
         let bytes = self.rest.as_bytes();
-        let start = bytes.iter().position(|&b| b != b' ')?;
+        // The rest starts at the space that ended the last token, and AWS writes one space
+        // between tokens: the next token nearly always starts one byte on.
+        let start = match bytes {
+            [b' ', second, ..] if *second != b' ' => 1,
+            _ => bytes.iter().position(|&b| b != b' ')?,
+        };
         let end = start + find_space(&bytes[start..]);
         // Both ends are at ASCII spaces or the ends of the string: char boundaries.
         let token = &self.rest[start..end];
