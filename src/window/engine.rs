@@ -385,6 +385,7 @@ impl Engine {
             last_account: LastInterned::default(),
             last_region: LastInterned::default(),
             last_pane: None,
+            last_marked_watermark: None,
         };
         let mut router = router;
         router.default_region = router.config.region.clone().map(|r| router.interner.intern(&r));
@@ -438,6 +439,9 @@ pub struct Router {
     last_account: LastInterned,
     last_region: LastInterned,
     last_pane: Option<PaneId>,
+    /// The watermark `mark_if_advanced` last looked at: most records leave it where it was,
+    /// and then there is nothing to divide.
+    last_marked_watermark: Option<u64>,
 }
 
 impl Router {
@@ -609,6 +613,10 @@ impl Router {
 
     fn mark_if_advanced(&mut self) {
         let Some(wm) = self.watermark.get() else { return };
+        if self.last_marked_watermark == Some(wm) {
+            return;
+        }
+        self.last_marked_watermark = Some(wm);
         let slide = wm / self.config.spec.slide();
         if self.marked_slide.is_some_and(|s| s >= slide) {
             return;
