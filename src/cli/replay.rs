@@ -13,8 +13,8 @@ use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
 use crate::decode::{Layout, LayoutSet, RejectReason, Rejects};
 use crate::generate::{Generator, GeneratorConfig};
-use crate::source::chunks::{ChunkConfig, Delivery, ParsedInputs, Source};
-use crate::source::file::{Input, ReadStats};
+use crate::source::chunks::{ChunkConfig, Delivery, MISSING_INTERFACE, ParsedInputs, Source};
+use crate::source::file::{FileReader, Input, ReadStats};
 use crate::window::{Engine, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
@@ -79,6 +79,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
                     GeneratedText::new(n, args_seed),
                 )))
             }),
+            live: false,
         }],
         None if args.files.is_empty() => vec![Source::input(Input::Stdin)],
         None => args.files.iter().map(|f| Source::input(Input::from_arg(f))).collect(),
@@ -92,6 +93,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
     // close.
     let n_inputs = sources.len();
     let router_thread = std::thread::spawn(move || {
+        // Chunks too large to hold parsed are read here a record at a time, as before.
+        let mut streaming = FileReader::new(layouts.clone());
         let mut inputs = ParsedInputs::start(sources, layouts, ChunkConfig::default());
         let (mut read, mut rejects, mut io_failed) = (ReadStats::default(), Rejects::new(), false);
         let mut clock = CoarseClock::default();
@@ -99,6 +102,20 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         while let Some(delivery) = inputs.next_chunk() {
             let chunk = match delivery {
                 Delivery::Chunk(chunk) => chunk,
+                Delivery::Unparsed(chunk) => {
+                    let name = inputs.name(chunk.input);
+                    chunk.read(
+                        &mut streaming,
+                        |parsed, ctx| {
+                            let now = clock.now();
+                            router.push(&parsed.record, ctx, now).map_err(|_| MISSING_INTERFACE)
+                        },
+                        |r| {
+                            let _ = writeln!(stderr.lock(), "{name}:{}: {}", r.line, r.detail);
+                        },
+                    );
+                    continue;
+                }
                 Delivery::Failed { input, error } => {
                     io_failed = true;
                     let _ =
@@ -129,6 +146,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         }
         inputs.close();
         router.finish();
+        read.add(&streaming.stats);
+        rejects.merge(&streaming.rejects);
         (read, rejects, io_failed)
     });
 

@@ -9,28 +9,37 @@
 //! ```
 //!
 //! - The **splitter** reads each input (gzip or plain, through [`Input::open`]) into chunks
-//!   that end at a line's end, and queues one receipt per chunk, in order, on a bounded channel:
-//!   at most `in_flight` chunks are read ahead, whatever the input's size.
-//! - A **parse thread** reads a chunk with its own [`FileReader`], the decoder `parse` and
+//!   that end at a line's end, and queues one receipt per chunk, in order, on a bounded channel.
+//!   Read-ahead is bounded: `in_flight` receipts queued, each chunk about `chunk_bytes` of text
+//!   plus, once parsed, its records (about the size of its lines).
+//! - A **parse thread** reads a chunk with its own [`FileReader`], the reader `parse` and
 //!   `replay` have always used, into [`PreparedRecords`] with the chunk's counts, rejections
 //!   and messages.
-//! - [`ParsedInputs::next_chunk`] waits for each receipt in turn, so chunks come back in input order
-//!   and line numbers are counted from the input's start.
+//! - [`ParsedInputs::next_chunk`] waits for each receipt in turn, so chunks come back in input
+//!   order and line numbers are counted from the input's start.
 //!
 //! **Header lines.** An S3 header line sets the layout for the rest of its input, so the
-//! layouts a chunk is read under depend on every earlier chunk. A chunk is parsed under the
-//! layouts last known when it was queued; [`ParsedInputs::next_chunk`] checks that guess against the
-//! layouts the chunks before it really ended with, and parses the chunk again, in order, when
-//! the guess was wrong. That happens only to the few chunks read ahead past a header that
-//! changed the layouts, since the splitter takes up each change as soon as it is known.
+//! layouts a chunk is read under depend on every earlier chunk. The splitter reads header lines
+//! as the parser does (a line starting with a lowercase letter that names only fields), so each
+//! chunk starts under the right layouts. [`ParsedInputs::next_chunk`] still checks each chunk's
+//! layouts against those the chunks before it ended with, and parses a chunk again if they ever
+//! differ: a divergence would cost time, never correctness.
+//!
+//! **Lines that expand.** A line may be a gzip'd CloudWatch payload that decodes to megabytes.
+//! A chunk whose records come to more than `max_record_bytes` is not held parsed: it comes back
+//! as an [`UnparsedChunk`], which the router reads a record at a time, as before.
+//!
+//! **Live input.** Standard input may be a pipe fed as events happen (and `--time processing`
+//! stamps records when they are routed), so a live source sends its whole lines whenever a read
+//! has drained what was available, rather than waiting for a full chunk.
 
 use std::io::{self, BufRead};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::file::{FileReader, Input, ReadStats, Refusal};
-use crate::decode::{LayoutSet, RejectReason, Rejects};
+use super::file::{FileReader, Input, ReadStats, Refusal, Rejection};
+use crate::decode::{Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects};
 use crate::window::event::RouteInput;
 use crate::window::prepared::PreparedRecords;
 
@@ -41,12 +50,16 @@ pub type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn BufRead>> + Send>;
 pub struct Source {
     pub name: String,
     pub open: Opener,
+    /// Fed as events happen (standard input): whole lines are sent as soon as a read has
+    /// drained what was available.
+    pub live: bool,
 }
 
 impl Source {
-    /// A file or standard input.
+    /// A file or standard input (live).
     pub fn input(input: Input) -> Source {
-        Source { name: input.name().into_owned(), open: Box::new(move || input.open()) }
+        let live = input == Input::Stdin;
+        Source { name: input.name().into_owned(), open: Box::new(move || input.open()), live }
     }
 }
 
@@ -59,20 +72,29 @@ pub struct ChunkConfig {
     pub threads: usize,
     /// Chunks read ahead of the router, at most.
     pub in_flight: usize,
+    /// Bytes of parsed lines a chunk may hold; past this it is left to the router.
+    pub max_record_bytes: usize,
 }
 
 impl Default for ChunkConfig {
     fn default() -> Self {
         let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
         // A chunk of 512 KiB is about 4,500 lines: long enough that handing it over costs
-        // nothing per line, short enough that the read-ahead stays a few megabytes.
-        ChunkConfig { chunk_bytes: 512 * 1024, threads, in_flight: 2 * threads + 2 }
+        // nothing per line, short enough that the read-ahead stays a few megabytes. Plain and
+        // `{"message"}` lines decode to no more than their own size; only gzip'd lines grow.
+        let chunk_bytes = 512 * 1024;
+        ChunkConfig {
+            chunk_bytes,
+            threads,
+            in_flight: 2 * threads + 2,
+            max_record_bytes: 4 * chunk_bytes,
+        }
     }
 }
 
 /// A record refused for naming no interface: the router would refuse it, so it is counted as a
 /// rejection when it parses.
-const MISSING_INTERFACE: Refusal = Refusal {
+pub const MISSING_INTERFACE: Refusal = Refusal {
     reason: RejectReason::MissingInterface,
     detail: "the record names no interface (no interface-id, resource-id or tgw-attachment-id)",
 };
@@ -92,13 +114,43 @@ pub struct ParsedChunk {
     /// The layouts it was parsed under and those in effect at its end (set by headers).
     started_under: Option<LayoutSet>,
     ended_under: Option<LayoutSet>,
-    /// Its text, kept in case it must be parsed again under other layouts.
+    /// Its records came to more than `max_record_bytes` and were not kept.
+    oversized: bool,
+    /// Its text, kept in case it must be parsed again or by the router.
     text: Vec<u8>,
+}
+
+/// A chunk too large to hold parsed: read it a record at a time with [`UnparsedChunk::read`].
+pub struct UnparsedChunk {
+    /// The input's index in the sources.
+    pub input: usize,
+    text: Vec<u8>,
+    layouts: Option<LayoutSet>,
+    /// Lines of the input before this chunk.
+    first_line: u64,
+}
+
+impl UnparsedChunk {
+    /// Reads the chunk with `reader` (whose counts and rejections it adds to), as
+    /// [`FileReader::read`] does; rejections' line numbers count from the input's start.
+    pub fn read(
+        &self,
+        reader: &mut FileReader,
+        on_record: impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>) -> Result<(), Refusal>,
+        mut on_reject: impl FnMut(&Rejection<'_>),
+    ) {
+        let at = self.first_line;
+        // Reading a slice cannot fail.
+        let _ = reader.read_part(&mut &self.text[..], self.layouts.clone(), on_record, |r| {
+            on_reject(&Rejection { line: r.line + at, ..*r })
+        });
+    }
 }
 
 /// What [`ParsedInputs::next_chunk`] hands back.
 pub enum Delivery {
     Chunk(Box<ParsedChunk>),
+    Unparsed(Box<UnparsedChunk>),
     /// Reading input `input` failed; what was read before the failure has been delivered.
     Failed {
         input: usize,
@@ -108,7 +160,13 @@ pub enum Delivery {
 
 enum Receipt {
     Chunk(Receiver<ParsedChunk>),
-    Failed { input: usize, error: io::Error },
+    Failed {
+        input: usize,
+        error: io::Error,
+    },
+    /// Every input has been cut: a receipt channel that closes without it means the splitter
+    /// stopped early (it panicked), and the output would be silently short.
+    End,
 }
 
 struct Job {
@@ -118,24 +176,19 @@ struct Job {
     reply: SyncSender<ParsedChunk>,
 }
 
-/// The layouts the chunks delivered so far ended with, for the splitter's next guess.
-#[derive(Default)]
-struct Known {
-    input: usize,
-    layouts: Option<LayoutSet>,
-}
-
 /// Parsed chunks of the inputs, in input order. See the module documentation.
 pub struct ParsedInputs {
     names: Vec<String>,
     receipts: Receiver<Receipt>,
-    known: Arc<Mutex<Known>>,
-    /// Parses again the chunks whose guess was wrong.
+    /// Parses again a chunk whose layouts were wrong (never expected).
     reader: FileReader,
     /// The input being delivered, the lines delivered of it, and its layouts so far.
     input: usize,
     lines: u64,
     layouts: Option<LayoutSet>,
+    max_record_bytes: usize,
+    /// Chunks parsed again because the splitter's layouts were wrong (expected: none).
+    reparsed: u64,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -143,35 +196,33 @@ impl ParsedInputs {
     /// Starts reading `sources` under `layouts`.
     pub fn start(sources: Vec<Source>, layouts: LayoutSet, config: ChunkConfig) -> ParsedInputs {
         let names = sources.iter().map(|s| s.name.clone()).collect();
-        let known = Arc::new(Mutex::new(Known::default()));
         let (receipts_tx, receipts) = sync_channel::<Receipt>(config.in_flight.max(1));
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(config.in_flight.max(1));
         let jobs_rx = Arc::new(Mutex::new(jobs_rx));
         let mut threads = Vec::new();
         for i in 0..config.threads.max(1) {
             let (jobs, layouts) = (jobs_rx.clone(), layouts.clone());
+            let max = config.max_record_bytes;
             let thread = std::thread::Builder::new()
                 .name(format!("vpcflowd-parse-{i}"))
-                .spawn(move || parse_jobs(&jobs, layouts))
+                .spawn(move || parse_jobs(&jobs, layouts, max))
                 .expect("spawn parse thread");
             threads.push(thread);
         }
-        let splitter_known = known.clone();
         let thread = std::thread::Builder::new()
             .name("vpcflowd-read".into())
-            .spawn(move || {
-                split(sources, config.chunk_bytes, &splitter_known, &jobs_tx, &receipts_tx)
-            })
+            .spawn(move || split(sources, config.chunk_bytes, &jobs_tx, &receipts_tx))
             .expect("spawn reader thread");
         threads.push(thread);
         ParsedInputs {
             names,
             receipts,
-            known,
             reader: FileReader::new(layouts),
             input: 0,
             lines: 0,
             layouts: None,
+            max_record_bytes: config.max_record_bytes,
+            reparsed: 0,
             threads,
         }
     }
@@ -183,70 +234,80 @@ impl ParsedInputs {
 
     /// The next chunk in input order, parsed under the layouts in effect for it, its
     /// messages' line numbers counted from its input's start; `None` after the last.
+    ///
+    /// Panics if a reader or parse thread has panicked, rather than end the input early.
     pub fn next_chunk(&mut self) -> Option<Delivery> {
-        let receipt = self.receipts.recv().ok()?;
+        let receipt = self.receipts.recv().expect("the reader thread stopped before the end");
         let mut chunk = match receipt {
+            Receipt::End => return None,
             Receipt::Failed { input, error } => return Some(Delivery::Failed { input, error }),
-            // A parse thread only stops early by panicking, which stops this one too.
             Receipt::Chunk(rx) => rx.recv().expect("a parse thread stopped"),
         };
         if chunk.input != self.input {
             (self.input, self.lines, self.layouts) = (chunk.input, 0, None);
         }
         if chunk.started_under != self.layouts {
-            chunk = parse_chunk(
-                &mut self.reader,
-                chunk.input,
-                std::mem::take(&mut chunk.text),
-                self.layouts.clone(),
-            );
+            self.reparsed += 1;
+            let text = std::mem::take(&mut chunk.text);
+            let (input, layouts) = (chunk.input, self.layouts.clone());
+            chunk = parse_chunk(&mut self.reader, input, text, layouts, self.max_record_bytes);
         }
-        if chunk.ended_under != self.layouts {
-            self.layouts = chunk.ended_under.clone();
-            let mut known = self.known.lock().unwrap_or_else(|e| e.into_inner());
-            *known = Known { input: self.input, layouts: self.layouts.clone() };
+        self.layouts = chunk.ended_under.take();
+        let first_line = self.lines;
+        self.lines += chunk.stats.lines;
+        if chunk.oversized {
+            let ParsedChunk { input, text, started_under: layouts, .. } = chunk;
+            let unparsed = UnparsedChunk { input, text, layouts, first_line };
+            return Some(Delivery::Unparsed(Box::new(unparsed)));
         }
         for (line, _) in &mut chunk.messages {
-            *line += self.lines;
+            *line += first_line;
         }
-        self.lines += chunk.stats.lines;
         chunk.text = Vec::new();
         Some(Delivery::Chunk(Box::new(chunk)))
     }
-}
 
-impl ParsedInputs {
-    /// Stops reading and waits for the threads (which stop on their own once this is dropped;
-    /// a splitter blocked reading standard input would keep this waiting, so only call it when
-    /// the inputs are known to end).
+    /// How many chunks were parsed again because the splitter's layouts for them were wrong
+    /// (none, unless the splitter and the parser disagree about a header line).
+    pub fn reparsed(&self) -> u64 {
+        self.reparsed
+    }
+
+    /// Waits for the threads, once [`ParsedInputs::next_chunk`] has returned `None` (or to stop
+    /// early: the threads stop once their queues close, though a splitter blocked reading
+    /// standard input stops only when its read returns).
     pub fn close(self) {
         let ParsedInputs { receipts, threads, .. } = self;
-        // Closing the receipts stops the splitter, whose end stops the parse threads.
         drop(receipts);
         for t in threads {
-            let _ = t.join();
+            if let Err(panic) = t.join() {
+                std::panic::resume_unwind(panic);
+            }
         }
     }
 }
 
-/// The splitter: cuts every input into chunks of whole lines and queues them.
+/// The splitter: cuts every input into chunks of whole lines and queues them, each with the
+/// layouts the header lines before it set.
 fn split(
     sources: Vec<Source>,
     chunk_bytes: usize,
-    known: &Mutex<Known>,
     jobs: &SyncSender<Job>,
     receipts: &SyncSender<Receipt>,
 ) {
     for (input, source) in sources.into_iter().enumerate() {
+        let mut layouts: Option<LayoutSet> = None;
         let mut send = |text: Vec<u8>| {
-            let guess = known.lock().unwrap_or_else(|e| e.into_inner());
-            let started_under = if guess.input == input { guess.layouts.clone() } else { None };
-            drop(guess);
+            let started_under = layouts.clone();
+            if let Some(header) = last_header(&text) {
+                layouts = Some(LayoutSet::single(header));
+            }
             let (reply, parsed) = sync_channel(1);
             jobs.send(Job { input, text, started_under, reply }).is_ok()
                 && receipts.send(Receipt::Chunk(parsed)).is_ok()
         };
-        let read = (source.open)().and_then(|mut r| cut(&mut *r, chunk_bytes, &mut send));
+        let live = source.live;
+        let read = (source.open)().and_then(|mut r| cut(&mut *r, chunk_bytes, live, &mut send));
         match read {
             Ok(true) => {}
             // The consumer has gone: nothing more to do.
@@ -258,19 +319,46 @@ fn split(
             }
         }
     }
+    let _ = receipts.send(Receipt::End);
+}
+
+/// The layout of the last header line in `text`, found as [`FileReader`] finds them (a line
+/// starting with a lowercase letter that parses as a header).
+fn last_header(text: &[u8]) -> Option<Layout> {
+    let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', text).map(|end| end + 1));
+    let mut header = None;
+    // Flow-log lines start with a digit, `{` or gzip's magic; only the rest are looked at.
+    for start in starts.filter(|&s| text.get(s).is_some_and(u8::is_ascii_lowercase)) {
+        let line = &text[start..];
+        let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
+        if let Some(layout) = std::str::from_utf8(line).ok().and_then(Layout::from_header) {
+            header = Some(layout);
+        }
+    }
+    header
 }
 
 /// Cuts one input into chunks of about `chunk_bytes` that end at a line's end (the last may
-/// end without one). Returns `Ok(false)` once `send` refuses a chunk. On a read error, the whole
-/// lines read before it are sent first.
+/// end without one); a `live` input also sends its whole lines whenever a read has drained
+/// what was available. Returns `Ok(false)` once `send` refuses a chunk. On a read error, the
+/// whole lines read before it are sent first.
 fn cut(
     input: &mut dyn BufRead,
     chunk_bytes: usize,
+    live: bool,
     send: &mut impl FnMut(Vec<u8>) -> bool,
 ) -> io::Result<bool> {
     let chunk_bytes = chunk_bytes.max(1);
     let mut chunk = Vec::with_capacity(chunk_bytes);
     let mut target = chunk_bytes;
+    // Sends the whole lines of `chunk`, keeping the partial last one.
+    let send_lines = |chunk: &mut Vec<u8>, send: &mut dyn FnMut(Vec<u8>) -> bool| {
+        let Some(end) = memchr::memrchr(b'\n', chunk) else { return true };
+        let mut next = Vec::with_capacity(chunk_bytes.max(chunk.len() - end));
+        next.extend_from_slice(&chunk[end + 1..]);
+        chunk.truncate(end + 1);
+        send(std::mem::replace(chunk, next))
+    };
     loop {
         let buffered = match input.fill_buf() {
             Ok(b) => b,
@@ -289,57 +377,74 @@ fn cut(
             return Ok(chunk.is_empty() || send(chunk));
         }
         let take = buffered.len().min(target - chunk.len());
+        let drained = take == buffered.len();
         chunk.extend_from_slice(&buffered[..take]);
         input.consume(take);
-        if chunk.len() < target {
-            continue;
-        }
-        match memchr::memrchr(b'\n', &chunk) {
-            Some(end) => {
-                let mut next = Vec::with_capacity(chunk_bytes.max(chunk.len() - end));
-                next.extend_from_slice(&chunk[end + 1..]);
-                chunk.truncate(end + 1);
-                if !send(std::mem::replace(&mut chunk, next)) {
-                    return Ok(false);
-                }
-                target = chunk_bytes.max(chunk.len() + 1);
+        if chunk.len() >= target {
+            if memchr::memrchr(b'\n', &chunk).is_none() {
+                // One line longer than a chunk: read on until it ends.
+                target = target.saturating_mul(2);
+                continue;
             }
-            // One line longer than a chunk: read on until it ends.
-            None => target = target.saturating_mul(2),
+            if !send_lines(&mut chunk, send) {
+                return Ok(false);
+            }
+            target = chunk_bytes.max(chunk.len() + 1);
+        } else if live && drained && !send_lines(&mut chunk, send) {
+            // The next read may wait for input: what has arrived goes on now.
+            return Ok(false);
         }
     }
 }
 
 /// A parse thread: parses chunks until the splitter stops.
-fn parse_jobs(jobs: &Mutex<Receiver<Job>>, layouts: LayoutSet) {
+fn parse_jobs(jobs: &Mutex<Receiver<Job>>, layouts: LayoutSet, max_record_bytes: usize) {
     let mut reader = FileReader::new(layouts);
     loop {
         let job = jobs.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok(Job { input, text, started_under, reply }) = job else { return };
+        let chunk = parse_chunk(&mut reader, input, text, started_under, max_record_bytes);
         // The consumer may have gone; then the chunk is simply not wanted.
-        let _ = reply.send(parse_chunk(&mut reader, input, text, started_under));
+        let _ = reply.send(chunk);
     }
 }
 
 /// Parses one chunk under `started_under` (an earlier header's layouts) or the configured ones.
+/// Past `max_record_bytes` of parsed lines its records are dropped and it is marked oversized.
 fn parse_chunk(
     reader: &mut FileReader,
     input: usize,
     text: Vec<u8>,
     started_under: Option<LayoutSet>,
+    max_record_bytes: usize,
 ) -> ParsedChunk {
     reader.stats = ReadStats::default();
     reader.rejects = Rejects::new();
     // About 110 bytes a line.
     let mut records = PreparedRecords::with_capacity(text.len() / 96 + 1);
     let mut messages = Vec::new();
+    let mut record_bytes = 0usize;
+    let mut oversized = false;
     let ended_under = reader
         .read_part(
             &mut &text[..],
             started_under.clone(),
             |parsed, ctx| {
                 let input = RouteInput::of(&parsed.record, ctx);
-                if records.push(&input) { Ok(()) } else { Err(MISSING_INTERFACE) }
+                if input.interface.is_none() {
+                    return Err(MISSING_INTERFACE);
+                }
+                record_bytes = record_bytes.saturating_add(parsed.text.len());
+                if record_bytes > max_record_bytes && !oversized {
+                    // Left to the router; the rest of the chunk is still read, for its
+                    // layouts and line count.
+                    oversized = true;
+                    records = PreparedRecords::default();
+                }
+                if !oversized {
+                    records.push(&input);
+                }
+                Ok(())
             },
             |r| messages.push((r.line, r.detail.to_string())),
         )
@@ -353,6 +458,7 @@ fn parse_chunk(
         messages,
         started_under,
         ended_under,
+        oversized,
         text,
     }
 }
@@ -366,7 +472,7 @@ mod tests {
 
     fn text_source(name: &str, text: String) -> Source {
         let open: Opener = Box::new(move || Ok(Box::new(io::Cursor::new(text.into_bytes()))));
-        Source { name: name.into(), open }
+        Source { name: name.into(), open, live: false }
     }
 
     /// Everything delivered: (input, interface, bytes) per record, and (input, line, message)
@@ -376,14 +482,33 @@ mod tests {
     fn deliver(sources: Vec<Source>, config: ChunkConfig) -> Delivered {
         let mut inputs = ParsedInputs::start(sources, LayoutSet::default(), config);
         let (mut records, mut messages, mut stats) = (Vec::new(), Vec::new(), ReadStats::default());
+        let mut streaming = FileReader::new(LayoutSet::default());
         while let Some(d) = inputs.next_chunk() {
-            let Delivery::Chunk(c) = d else { panic!("no input fails here") };
-            for r in c.records.inputs() {
-                records.push((c.input, r.interface.unwrap().to_string(), r.fields.bytes));
+            match d {
+                Delivery::Chunk(c) => {
+                    for r in c.records.inputs() {
+                        records.push((c.input, r.interface.unwrap().to_string(), r.fields.bytes));
+                    }
+                    messages.extend(c.messages.iter().map(|(l, m)| (c.input, *l, m.clone())));
+                    stats.add(&c.stats);
+                }
+                Delivery::Unparsed(u) => u.read(
+                    &mut streaming,
+                    |p, ctx| match RouteInput::of(&p.record, ctx).interface {
+                        Some(id) => {
+                            records.push((u.input, id.to_string(), p.record.bytes));
+                            Ok(())
+                        }
+                        None => Err(MISSING_INTERFACE),
+                    },
+                    |r| messages.push((u.input, r.line, r.detail.to_string())),
+                ),
+                Delivery::Failed { .. } => panic!("no input fails here"),
             }
-            messages.extend(c.messages.iter().map(|(l, m)| (c.input, *l, m.clone())));
-            stats.add(&c.stats);
         }
+        assert_eq!(inputs.reparsed(), 0, "the splitter followed every header line");
+        inputs.close();
+        stats.add(&streaming.stats);
         (records, messages, stats)
     }
 
@@ -411,7 +536,7 @@ mod tests {
     }
 
     fn config(chunk_bytes: usize, threads: usize, in_flight: usize) -> ChunkConfig {
-        ChunkConfig { chunk_bytes, threads, in_flight }
+        ChunkConfig { chunk_bytes, threads, in_flight, max_record_bytes: usize::MAX }
     }
 
     fn sample_inputs() -> Vec<String> {
@@ -447,6 +572,7 @@ mod tests {
             chunk_bytes in 1usize..400,
             threads in 1usize..4,
             in_flight in 1usize..6,
+            max_record_bytes in proptest::prop_oneof![proptest::strategy::Just(usize::MAX), 0usize..600],
         ) {
             let texts: Vec<String> = inputs
                 .iter()
@@ -457,7 +583,8 @@ mod tests {
                 .enumerate()
                 .map(|(i, t)| text_source(&format!("in{i}"), t.clone()))
                 .collect();
-            let got = deliver(sources, config(chunk_bytes, threads, in_flight));
+            let config = ChunkConfig { max_record_bytes, ..config(chunk_bytes, threads, in_flight) };
+            let got = deliver(sources, config);
             proptest::prop_assert_eq!(got, read_serially(&texts));
         }
     }
@@ -512,8 +639,12 @@ mod tests {
             )))
         });
         let sources = vec![
-            Source { name: "bad".into(), open: failing },
-            Source { name: "missing".into(), open: Box::new(|| Err(io::Error::other("no such"))) },
+            Source { name: "bad".into(), open: failing, live: false },
+            Source {
+                name: "missing".into(),
+                open: Box::new(|| Err(io::Error::other("no such"))),
+                live: false,
+            },
             text_source("good", format!("{LINE}\n")),
         ];
         let mut inputs = ParsedInputs::start(sources, LayoutSet::default(), config(8, 2, 2));
@@ -524,6 +655,7 @@ mod tests {
                     seen.push(format!("{}: {} records", c.input, c.records.len()))
                 }
                 Delivery::Failed { input, error } => seen.push(format!("{input}: {error}")),
+                Delivery::Unparsed(_) => panic!("no chunk is oversized here"),
             }
         }
         let records_of = |input: &str| {
@@ -537,6 +669,49 @@ mod tests {
         assert!(seen.contains(&"1: no such".to_string()), "{seen:?}");
         assert_eq!(records_of("2:"), 1, "{seen:?}");
         assert_eq!(inputs.name(1), "missing");
+    }
+
+    /// Standard input fed as events happen: each line is delivered once it has arrived,
+    /// while the input is still open (before, a chunk waited to fill).
+    #[test]
+    fn a_live_input_delivers_each_line_as_it_arrives() {
+        struct Feed(std::sync::mpsc::Receiver<Vec<u8>>);
+        impl io::Read for Feed {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                let Ok(bytes) = self.0.recv() else { return Ok(0) };
+                buf[..bytes.len()].copy_from_slice(&bytes);
+                Ok(bytes.len())
+            }
+        }
+        let (feed, fed) = std::sync::mpsc::channel();
+        let open: Opener = Box::new(move || Ok(Box::new(io::BufReader::new(Feed(fed)))));
+        let source = Source { name: "<stdin>".into(), open, live: true };
+        let mut inputs =
+            ParsedInputs::start(vec![source], LayoutSet::default(), ChunkConfig::default());
+        let (out, delivered) = std::sync::mpsc::channel();
+        let consumer = std::thread::spawn(move || {
+            while let Some(Delivery::Chunk(c)) = inputs.next_chunk() {
+                let _ = out.send(c.records.len());
+            }
+            inputs.close();
+        });
+        let wait = std::time::Duration::from_secs(60); // only reached if the line never comes
+        for _ in 0..3 {
+            feed.send(format!("{LINE}\n").into_bytes()).unwrap();
+            assert_eq!(delivered.recv_timeout(wait), Ok(1), "the line waited for more input");
+        }
+        drop(feed);
+        consumer.join().unwrap();
+    }
+
+    #[test]
+    #[should_panic(expected = "the reader thread stopped before the end")]
+    fn a_reader_that_panics_is_not_taken_for_the_end_of_the_input() {
+        let open: Opener = Box::new(|| panic!("a broken input"));
+        let source = Source { name: "broken".into(), open, live: false };
+        let mut inputs =
+            ParsedInputs::start(vec![source], LayoutSet::default(), ChunkConfig::default());
+        while inputs.next_chunk().is_some() {}
     }
 
     #[test]
