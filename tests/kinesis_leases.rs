@@ -66,14 +66,20 @@ impl Replica {
             "vpcflowd-leases",
             "--lease-endpoint",
             moto,
+            // Long enough that a replica slowed by a loaded 2-core CI machine still renews in
+            // time (this test asserts that no live replica loses a lease; at 2 s, with the
+            // test's own polling taking most of a core, one sometimes did); a SIGKILLed one's
+            // leases are taken this long after its last renewal.
             "--lease-duration",
-            "2s",
+            "6s",
             "--replica-id",
             &self.id,
             "--state-dir",
             dir,
+            // Each checkpoint is a lease-table transaction: three replicas committing every
+            // 300 ms kept moto busy on a 2-core machine.
             "--checkpoint-interval",
-            "300ms",
+            "1s",
         ];
         args.extend_from_slice(&WINDOW);
         Server::start(&args, &AWS_ENV)

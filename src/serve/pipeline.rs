@@ -145,11 +145,20 @@ pub fn run(
                 let _ = job.reply.send(outcome);
             }
             PipelineMsg::Kinesis(batch) => {
-                let records = apply_kinesis(&mut router, &p, &mut decoder, &batch);
-                if let Some(book) = &p.book {
-                    book.applied(&batch.shard, records, &batch.position);
+                // A lease lost while its batch was on the way (another replica took it as
+                // expired): the new owner reads these records from the last committed
+                // position, so they are counted and left, not applied a second time.
+                if let Some(book) = &p.book
+                    && !book.holds(&batch.shard)
+                {
+                    book.not_applied(&batch.shard, batch.records.len());
+                } else {
+                    let records = apply_kinesis(&mut router, &p, &mut decoder, &batch);
+                    if let Some(book) = &p.book {
+                        book.applied(&batch.shard, records, &batch.position);
+                    }
+                    p.positions.insert(batch.shard, batch.position);
                 }
-                p.positions.insert(batch.shard, batch.position);
                 let _ = batch.applied.send(());
             }
             PipelineMsg::Checkpoint(reply) => {

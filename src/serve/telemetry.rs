@@ -329,6 +329,12 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
         |s| &s.kinesis.counters.leases_lost
     );
     atomic!(
+        "vpcflowd.kinesis.records_of_lost_leases_not_applied",
+        "{record}",
+        "Kinesis records that arrived after their lease was lost: left to the new owner",
+        |s| &s.kinesis.counters.records_of_lost_leases_not_applied
+    );
+    atomic!(
         "vpcflowd.kinesis.commit_failures",
         "{commit}",
         "Lease-table commits that failed",

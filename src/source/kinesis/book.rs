@@ -136,6 +136,18 @@ impl LeaseBook {
         );
     }
 
+    /// Counts and logs a batch of `records` Kinesis records left unapplied because the lease of
+    /// its shard is no longer held.
+    pub fn not_applied(&self, key: &ShardKey, records: usize) {
+        let c = &self.status.counters;
+        KinesisStatus::count(&c.records_of_lost_leases_not_applied, records as u64);
+        tracing::warn!(
+            shard = %key,
+            records,
+            "a batch arrived after its lease was lost: not applied, its new owner reads it"
+        );
+    }
+
     /// The lease should go to `to` (or to nobody) at the next commit once its consumer stopped.
     pub fn plan_transfer(&self, key: &ShardKey, to: Option<String>) {
         if let Some(h) = self.lock().held.get_mut(key) {

@@ -58,6 +58,10 @@ pub struct KinesisCounters {
     /// Records of lost leases that were applied here but not committed: the new owner reads
     /// them again, so they may be counted twice (see ARCHITECTURE.md, scale-out).
     pub lost_uncommitted_records: AtomicU64,
+    /// Kinesis records of a batch that arrived after its lease was lost (taken as expired by
+    /// another replica while the batch was on its way): not applied here, since the new owner
+    /// reads them from the last committed position; applying them too would count them twice.
+    pub records_of_lost_leases_not_applied: AtomicU64,
     /// Lease-table commits (one transaction each) and failed ones.
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,
