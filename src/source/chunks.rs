@@ -38,7 +38,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::file::{FileReader, Input, ReadStats, Refusal, Rejection};
+use super::file::{FileReader, Input, ReadStats, Refusal, Rejection, header_layout};
 use crate::decode::{Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects};
 use crate::window::event::RouteInput;
 use crate::window::prepared::PreparedRecords;
@@ -322,20 +322,18 @@ fn split(
     let _ = receipts.send(Receipt::End);
 }
 
-/// The layout of the last header line in `text`, found as [`FileReader`] finds them (a line
-/// starting with a lowercase letter that parses as a header).
+/// The layout of the last header line in `text`, found as [`FileReader`] finds them
+/// ([`header_layout`]).
 fn last_header(text: &[u8]) -> Option<Layout> {
     let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', text).map(|end| end + 1));
-    let mut header = None;
-    // Flow-log lines start with a digit, `{` or gzip's magic; only the rest are looked at.
-    for start in starts.filter(|&s| text.get(s).is_some_and(u8::is_ascii_lowercase)) {
-        let line = &text[start..];
-        let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
-        if let Some(layout) = std::str::from_utf8(line).ok().and_then(Layout::from_header) {
-            header = Some(layout);
-        }
-    }
-    header
+    // From the end; only lines starting with a lowercase letter have their end looked for.
+    let starts = starts.filter(|&s| text.get(s).is_some_and(u8::is_ascii_lowercase));
+    starts
+        .filter_map(|start| {
+            let line = &text[start..];
+            header_layout(&line[..memchr::memchr(b'\n', line).unwrap_or(line.len())])
+        })
+        .next_back()
 }
 
 /// Cuts one input into chunks of about `chunk_bytes` that end at a line's end (the last may

@@ -181,9 +181,7 @@ impl FileReader {
         on_reject: &mut impl FnMut(&Rejection<'_>),
     ) {
         self.stats.lines += 1;
-        if line.first().is_some_and(u8::is_ascii_lowercase)
-            && let Some(layout) = std::str::from_utf8(line).ok().and_then(Layout::from_header)
-        {
+        if let Some(layout) = header_layout(line) {
             *header_layouts = Some(LayoutSet::single(layout));
             self.stats.headers += 1;
             return;
@@ -210,6 +208,16 @@ impl FileReader {
             on_reject(&Rejection { line: line_no, sub_line, reason: e.reason, detail: &e });
         }
     }
+}
+
+/// The layout an S3 header line names, if `line` is one. Only lines starting with a lowercase
+/// letter are looked at (flow-log lines start with a digit, `{` or gzip's magic), which keeps
+/// this cheap enough for every line.
+pub fn header_layout(line: &[u8]) -> Option<Layout> {
+    if !line.first().is_some_and(u8::is_ascii_lowercase) {
+        return None;
+    }
+    std::str::from_utf8(line).ok().and_then(Layout::from_header)
 }
 
 /// Counts a rejected flow-log line, keeps it as its reason's sample, and reports it.
