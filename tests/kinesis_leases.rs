@@ -13,6 +13,8 @@ use common::serve::Server;
 use common::tools::{Kinesalite, Moto};
 use serde_json::Value;
 use vpcflowd::decode::kpl;
+use vpcflowd::source::kinesis::Position;
+use vpcflowd::source::kinesis::lease::LeaseTable;
 
 const T0: u64 = 1_700_000_040;
 const WINDOW: [&str; 6] = ["--window", "2m", "--slide", "1m", "--lateness", "2h"];
@@ -225,4 +227,98 @@ async fn three_replicas_share_a_stream_and_survive_a_sigkill_with_exact_counts()
     assert!(out.status.success());
     let expected = common::json_lines(&out.stdout);
     assert_eq!(sums(&data), sums(&expected), "no record missed or counted twice");
+}
+
+fn lease_table(moto: &Moto, name: &str) -> LeaseTable {
+    LeaseTable {
+        client: aws_sdk_dynamodb::Client::new(&common::tools::sdk_config(&moto.endpoint)),
+        table: name.into(),
+        stream: "shared".into(),
+    }
+}
+
+/// The renewer on its own: it keeps a held lease's counter moving, plans a handover when
+/// another replica asks, and forgets a lease taken from it (counting what was uncommitted,
+/// and a batch applied after the loss).
+#[tokio::test(flavor = "multi_thread")]
+async fn the_renewer_renews_hands_over_and_notices_a_lost_lease() {
+    use std::sync::Arc;
+    use vpcflowd::source::kinesis::renewer::{Renewal, Renewer};
+    use vpcflowd::source::kinesis::{KinesisStatus, LeaseBook, ShardKey};
+
+    let moto = Moto::start();
+    let table = lease_table(&moto, "renewals");
+    let status = Arc::new(KinesisStatus::default());
+    let tables = BTreeMap::from([(Arc::from("shared"), table.clone())]);
+    let book = Arc::new(LeaseBook::open("r1".into(), tables, status.clone()).await.unwrap());
+    let lease = |shard: &'static str| {
+        let table = table.clone();
+        async move { table.scan().await.unwrap().into_iter().find(|l| l.shard == shard).unwrap() }
+    };
+    for shard in ["s-asked", "s-lost"] {
+        table.create(shard, &[], &Position::TrimHorizon).await.unwrap();
+        let taken = table.take(&lease(shard).await, "r1").await.unwrap().unwrap();
+        book.hold(&ShardKey::new("shared", shard), taken.checkpoint);
+    }
+    let (asked, lost) = (ShardKey::new("shared", "s-asked"), ShardKey::new("shared", "s-lost"));
+    let seq = Position::After("49000000000000000000000000000000000000000000000000000001".into());
+    book.applied(&lost, 7, &seq);
+
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    async fn next(events: &mut tokio::sync::mpsc::UnboundedReceiver<Renewal>) -> Option<Renewal> {
+        let wait = tokio::time::timeout(Duration::from_secs(30), events.recv());
+        wait.await.expect("no renewal event within 30 s")
+    }
+    let renewer = Renewer {
+        book: book.clone(),
+        table: table.clone(),
+        stream: "shared".into(),
+        status: status.clone(),
+        every: Duration::from_millis(20),
+        events: events_tx,
+        stop: tokio_util::sync::CancellationToken::new(),
+    };
+    let stop = renewer.stop.clone();
+    let running = tokio::spawn(renewer.run());
+
+    // Renewals: both counters move (the table says so, not the renewer).
+    let before = (lease("s-asked").await.counter, lease("s-lost").await.counter);
+    for _ in 0..500 {
+        if lease("s-asked").await.counter > before.0 + 1
+            && lease("s-lost").await.counter > before.1 + 1
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(lease("s-asked").await.counter > before.0 + 1, "s-asked was not renewed");
+    assert!(lease("s-lost").await.counter > before.1 + 1, "s-lost was not renewed");
+
+    // r2 asks for one: the renewer plans the transfer and tells the coordinator, once.
+    assert!(table.request_handoff(&lease("s-asked").await, "r2").await.unwrap());
+    assert_eq!(next(&mut events).await, Some(Renewal::HandOver(asked.clone())));
+    assert!(book.held("shared").contains(&(asked.clone(), true)));
+
+    // r2 takes the other (as if r1's renewals had stopped): r1 forgets it and reports the loss.
+    let mut took = None;
+    while took.is_none() {
+        took = table.take(&lease("s-lost").await, "r2").await.unwrap();
+    }
+    assert_eq!(next(&mut events).await, Some(Renewal::Lost(lost.clone())));
+    assert!(!book.holds(&lost));
+    let counters = &status.counters;
+    let load = |c: &std::sync::atomic::AtomicU64| c.load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(load(&counters.leases_lost), 1);
+    assert_eq!(load(&counters.lost_uncommitted_records), 7);
+    // A batch the pipeline applied after checking `holds` just before the loss: its records
+    // will be read again by r2, so they count as lost uncommitted records too.
+    book.applied(&lost, 5, &seq);
+    assert_eq!(load(&counters.lost_uncommitted_records), 12);
+    assert_eq!(lease("s-lost").await.owner.as_deref(), Some("r2"));
+
+    stop.cancel();
+    running.await.unwrap();
+    // The handed-over lease is still r1's until r1 commits its transfer; nothing else came.
+    assert!(events.try_recv().is_err());
+    assert_eq!(lease("s-asked").await.owner.as_deref(), Some("r1"));
 }

@@ -35,7 +35,7 @@ impl Server {
             "--print-snapshots",
         ])
         .args(args)
-        .env("RUST_LOG", "warn")
+        .env("RUST_LOG", std::env::var("TEST_SERVE_LOG").unwrap_or_else(|_| "warn".into()))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -45,8 +45,13 @@ impl Server {
         let mut child = cmd.spawn().expect("start vpcflowd serve");
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let pid = child.id();
         std::thread::spawn(move || {
+            let echo = std::env::var_os("TEST_ECHO_SERVE_STDERR").is_some();
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if echo {
+                    eprintln!("[serve {pid}] {line}");
+                }
                 if tx.send(line).is_err() {
                     return;
                 }

@@ -170,11 +170,23 @@ impl LeaseBook {
         }
     }
 
-    /// A batch of a held shard is in the engine (called by the pipeline per batch).
+    /// A batch of a held shard is in the engine (called by the pipeline per batch, after it
+    /// checked [`LeaseBook::holds`]). If the lease was lost in between, its new owner reads these
+    /// records again: they are counted and logged as lost uncommitted records.
     pub fn applied(&self, key: &ShardKey, records: u64, position: &Position) {
-        if let Some(h) = self.lock().held.get_mut(key) {
-            h.uncommitted_records += records;
-            h.applied = position.clone();
+        match self.lock().held.get_mut(key) {
+            Some(h) => {
+                h.uncommitted_records += records;
+                h.applied = position.clone();
+            }
+            None => {
+                KinesisStatus::count(&self.status.counters.lost_uncommitted_records, records);
+                tracing::error!(
+                    shard = %key,
+                    records,
+                    "lease lost while its batch was applied: the new owner reads it again"
+                );
+            }
         }
     }
 

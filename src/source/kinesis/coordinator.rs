@@ -5,12 +5,14 @@
 //!   read to its end (its `SHARD_END` applied), from the restored position, else from `start`
 //!   for the shards of the first listing and `TRIM_HORIZON` for shards that appear later
 //!   (children of a reshard hold only new records).
-//! - **With a lease table**: every third of `lease_duration` the coordinator renews its
-//!   leases, takes leases whose counter has not moved for `lease_duration` (their owner is
-//!   gone), and balances: while it holds fewer than ⌈leases / live replicas⌉ it takes expired
-//!   leases, else asks the busiest replica to hand one over. A replica asked for a lease stops
-//!   that consumer and transfers the lease in its next commit, with the final position, so no
-//!   record is read twice. A lease's consumer starts once its parents' leases say `SHARD_END`.
+//! - **With a lease table**: a [`Renewer`] task renews the leases held every third of
+//!   `lease_duration`, apart from everything else here. On the same beat the coordinator
+//!   takes leases whose counter has not moved for `lease_duration` (their owner is gone; never
+//!   one it holds itself), and balances: while it holds fewer than ⌈leases / live replicas⌉ it
+//!   takes expired leases, else asks the busiest replica to hand one over. A replica asked for
+//!   a lease stops that consumer and transfers the lease in its next commit, with the final
+//!   position, so no record is read twice. A lease's consumer starts once its parents' leases
+//!   say `SHARD_END`.
 //!
 //! ListShards runs every `shard_discovery_interval` and whenever a shard ends.
 
@@ -28,6 +30,7 @@ use super::consumer::{KinesisBatch, ShardExit, ShardReader};
 use super::discovery::{self, ShardInfo};
 use super::lease::Lease;
 use super::position::{Position, ShardKey};
+use super::renewer::{Renewal, Renewer};
 use super::status::KinesisStatus;
 
 /// What the sources send to the pipeline.
@@ -198,7 +201,6 @@ impl Coordinator {
             tracing::error!(stream = %self.config.stream, "no lease table for this stream");
             return;
         };
-        let me = book.me.clone();
         let lease_duration = self.config.lease_duration;
         let tick = lease_duration / 3;
         let mut tasks = JoinSet::new();
@@ -208,30 +210,21 @@ impl Coordinator {
         let mut listed: BTreeMap<String, ShardInfo> = BTreeMap::new();
         let mut discover_at = Instant::now();
         let mut asked: Option<(String, Instant)> = None;
+        // Renewals run on their own task (see `renewer`), so nothing here can delay them.
+        let (renewals_tx, mut renewals) = mpsc::unbounded_channel();
+        let renewer = Renewer {
+            book: book.clone(),
+            table: table.clone(),
+            stream: self.config.stream_name().into(),
+            status: self.status.clone(),
+            every: tick,
+            events: renewals_tx,
+            stop: self.stop.child_token(),
+        };
+        let _stop_renewer = renewer.stop.clone().drop_guard();
+        tokio::spawn(renewer.run());
         loop {
-            // 1. Renew what we hold; a pending_owner asks us to hand over.
-            for (key, handing_over) in book.held(self.config.stream_name()) {
-                match table.renew(&key.shard, &me).await {
-                    Ok(Some(lease)) => {
-                        if let Some(to) = lease.pending_owner.filter(|_| !handing_over) {
-                            tracing::info!(shard = %key, to = %to, "handing the lease over");
-                            book.plan_transfer(&key, Some(to));
-                            match running.get(&*key.shard) {
-                                Some(r) => r.stop.cancel(),
-                                None => book.consumer_stopped(&key),
-                            }
-                        }
-                    }
-                    Ok(None) => {
-                        book.lose(&key);
-                        if let Some(r) = running.get(&*key.shard) {
-                            r.stop.cancel();
-                        }
-                        self.status.set_state(&key, "leased_elsewhere");
-                    }
-                    Err(e) => tracing::warn!(shard = %key, "{e}"),
-                }
-            }
+            // 1. A lease being handed over whose consumer has stopped goes out in a commit.
             if book
                 .held(self.config.stream_name())
                 .iter()
@@ -303,6 +296,20 @@ impl Coordinator {
                         return;
                     }
                     _ = tokio::time::sleep_until(next.into()) => break,
+                    Some(renewal) = renewals.recv() => match renewal {
+                        Renewal::HandOver(key) => match running.get(&*key.shard) {
+                            Some(r) => r.stop.cancel(),
+                            None => {
+                                book.consumer_stopped(&key);
+                                self.checkpoint_now().await;
+                            }
+                        },
+                        Renewal::Lost(key) => {
+                            if let Some(r) = running.get(&*key.shard) {
+                                r.stop.cancel();
+                            }
+                        }
+                    },
                     Some(Ok((shard, exit, _))) = tasks.join_next(), if !tasks.is_empty() => {
                         running.remove(&shard);
                         let key = self.key(&shard);
@@ -366,6 +373,11 @@ impl Coordinator {
                 self.status.set_state(&key, "leased_elsewhere");
             }
             match &l.owner {
+                // Our own lease is live to us even if its renewals have been failing: taking
+                // it again would reset what the book knows of it under a running consumer.
+                Some(o) if o == me && book.holds(&key) => {
+                    live.entry(o.as_str()).or_default().push(l)
+                }
                 Some(o) if now.duration_since(entry.1) < duration => {
                     live.entry(o.as_str()).or_default().push(l)
                 }

@@ -30,6 +30,7 @@ pub mod coordinator;
 pub mod discovery;
 pub mod lease;
 pub mod position;
+pub mod renewer;
 pub mod status;
 
 use std::collections::BTreeMap;

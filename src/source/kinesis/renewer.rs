@@ -1,0 +1,99 @@
+//! Lease renewal: one task per leased stream that bumps the counter of every lease this
+//! replica holds, every third of `lease_duration`, and nothing else.
+//!
+//! Why a task of its own: other replicas take a lease whose counter has not moved for
+//! `lease_duration`. Renewals that waited behind the coordinator's ListShards, table scans and
+//! checkpoints (which wait for the pipeline) could go a whole lease duration without running
+//! on a loaded machine, and a live replica then lost a lease it was reading. Here nothing but
+//! the renewals themselves (issued concurrently) stands between two rounds.
+//!
+//! The renewer updates the [`LeaseBook`] itself (a lost lease is forgotten at once, so the
+//! pipeline stops applying its batches) and tells the coordinator, which owns the consumers,
+//! what to stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::book::LeaseBook;
+use super::lease::LeaseTable;
+use super::position::ShardKey;
+use super::status::KinesisStatus;
+
+/// What a renewal found that the coordinator must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Renewal {
+    /// Another replica asked for the lease: its transfer is planned; stop the consumer (or, if
+    /// none runs, mark it stopped) and checkpoint so the transfer goes out.
+    HandOver(ShardKey),
+    /// The lease is no longer ours (the book has forgotten it): stop its consumer.
+    Lost(ShardKey),
+}
+
+/// Renews the leases of one stream until `stop`.
+pub struct Renewer {
+    pub book: Arc<LeaseBook>,
+    pub table: LeaseTable,
+    pub stream: Arc<str>,
+    pub status: Arc<KinesisStatus>,
+    pub every: Duration,
+    pub events: mpsc::UnboundedSender<Renewal>,
+    pub stop: CancellationToken,
+}
+
+impl Renewer {
+    pub async fn run(self) {
+        let mut tick = tokio::time::interval(self.every);
+        // A late round is followed by a full interval, not by a burst of catch-up rounds.
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tick.tick() => self.round().await,
+            }
+        }
+    }
+
+    /// Renews every held lease, all at once (one slow call must not delay the others).
+    async fn round(&self) {
+        let mut calls = JoinSet::new();
+        for (key, handing_over) in self.book.held(&self.stream) {
+            let table = self.table.clone();
+            let me = self.book.me.clone();
+            calls.spawn(async move {
+                let outcome = table.renew(&key.shard, &me).await;
+                (key, handing_over, outcome)
+            });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let (key, handing_over, outcome) = match joined {
+                Ok(done) => done,
+                Err(e) => {
+                    tracing::error!(stream = %self.stream, "a lease renewal failed: {e}");
+                    continue;
+                }
+            };
+            match outcome {
+                Ok(Some(lease)) => {
+                    if let Some(to) = lease.pending_owner.filter(|_| !handing_over) {
+                        tracing::info!(shard = %key, to = %to, "handing the lease over");
+                        self.book.plan_transfer(&key, Some(to));
+                        let _ = self.events.send(Renewal::HandOver(key));
+                    }
+                }
+                Ok(None) => {
+                    self.book.lose(&key);
+                    self.status.set_state(&key, "leased_elsewhere");
+                    let _ = self.events.send(Renewal::Lost(key));
+                }
+                Err(e) => {
+                    KinesisStatus::count(&self.status.counters.errors, 1);
+                    tracing::warn!(shard = %key, "{e}");
+                }
+            }
+        }
+    }
+}
