@@ -8,7 +8,7 @@ use std::fmt;
 use super::field::{Field, FlowRecord};
 use super::layout::{DEFAULT_FIELDS, Layout, LayoutSet};
 use super::reject::RejectReason;
-use super::token::{TokenError, Tokens, count_tokens};
+use super::token::{FromToken, TokenError, Tokens, count_tokens, single_spaced};
 
 /// A line that parsed: the record, the layout that read it, and the line's text.
 #[derive(Debug, Clone, Copy)]
@@ -137,16 +137,30 @@ pub fn parse_line_with<'a, 'l, R>(
     line: &'a [u8],
     then: impl FnOnce(Result<&ParsedLine<'a, 'l>, LineError<'a>>) -> R,
 ) -> R {
-    let text = match checked_text(line) {
-        Ok(text) => text,
-        Err(e) => return then(Err(e)),
-    };
     let (first, guessed) = match layouts.only() {
         Some(layout) => (layout, false),
         None => (layouts.first(), true),
     };
+    // A plain default-format line (nearly every line) is checked and split in one pass.
+    let plain = if first.is_default_format() {
+        let line = without_cr(line);
+        single_spaced::<{ DEFAULT_FIELDS.len() - 1 }>(line).zip(std::str::from_utf8(line).ok())
+    } else {
+        None
+    };
+    let text = match plain {
+        Some((_, text)) => text,
+        None => match checked_text(line) {
+            Ok(text) => text,
+            Err(e) => return then(Err(e)),
+        },
+    };
     let mut parsed = ParsedLine { record: FlowRecord::default(), layout: first, text };
-    let Err(e) = parse_tokens(&mut parsed.record, first, text) else {
+    let first_read = match plain {
+        Some((spaces, _)) => parse_default_split(&mut parsed.record, text, &spaces),
+        None => parse_tokens(&mut parsed.record, first, text),
+    };
+    let Err(e) = first_read else {
         return then(Ok(&parsed));
     };
     if !guessed {
@@ -164,10 +178,16 @@ pub fn parse_line_with<'a, 'l, R>(
     }
 }
 
+/// The line without a trailing `\r`.
+#[inline]
+fn without_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
 /// Checks a line's bytes: the line as text, without a trailing `\r`.
 #[inline]
 fn checked_text(line: &[u8]) -> Result<&str, LineError<'_>> {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let line = without_cr(line);
     if has_control(line) {
         let at = line.iter().position(|&b| b < 0x20 || b == 0x7f).unwrap_or(0);
         return Err(LineError {
@@ -260,10 +280,40 @@ fn parse_tokens_as<'a>(
     Ok(())
 }
 
+/// Reads one token into its field: `-` leaves it absent.
+#[inline(always)]
+fn read_into<'a, T: FromToken<'a>>(slot: &mut Option<T>, token: &'a str) -> Result<(), TokenError> {
+    if token != "-" {
+        *slot = Some(T::from_token(token)?);
+    }
+    Ok(())
+}
+
+/// Reads the default format's fields, in its order, from `$token(position)`: each field known
+/// at compile time, so each token goes straight to its field's parser and member instead of
+/// through the table's dispatch on the field (a property test holds the paths equal). A token
+/// that does not parse is reported as the dispatch reports it.
+macro_rules! read_default_fields {
+    ($record:ident, $token:expr) => {
+        read_default_fields!(@ $record, $token;
+            0 version 1 account_id 2 interface_id 3 srcaddr 4 dstaddr 5 srcport 6 dstport
+            7 protocol 8 packets 9 bytes 10 start 11 end 12 action 13 log_status)
+    };
+    (@ $record:ident, $token:expr; $($position:literal $member:ident)*) => {$(
+        let token = $token($position)?;
+        read_into(&mut $record.$member, token).map_err(|e| LineError {
+            reason: token_reason(e),
+            detail: Detail::Token {
+                field: DEFAULT_FIELDS[$position],
+                position: $position + 1,
+                token,
+            },
+        })?;
+    )*};
+}
+
 /// [`parse_tokens`] for the default format, the one nearly every flow log uses: the same
-/// reads in the same order with the same errors, but each field known at compile time, so each
-/// token goes straight to its field's parser instead of through the table's dispatch on the
-/// field (a property test holds the two paths equal).
+/// reads in the same order with the same errors, tokens found by [`Tokens`].
 #[inline]
 fn parse_default_tokens<'a>(
     record: &mut FlowRecord<'a>,
@@ -271,23 +321,35 @@ fn parse_default_tokens<'a>(
 ) -> Result<(), LineError<'a>> {
     const N: usize = DEFAULT_FIELDS.len();
     let mut tokens = Tokens::new(text);
-    macro_rules! read {
-        ($($position:literal)*) => {$(
-            let field = DEFAULT_FIELDS[$position];
-            let Some(token) = tokens.next() else {
-                return Err(if $position == 0 { blank() } else { count_error($position, N) });
-            };
-            record.set(field, token).map_err(|e| LineError {
-                reason: token_reason(e),
-                detail: Detail::Token { field, position: $position + 1, token },
-            })?;
-        )*};
-    }
-    read!(0 1 2 3 4 5 6 7 8 9 10 11 12 13);
+    let mut next = |position: usize| {
+        tokens.next().ok_or(if position == 0 { blank() } else { count_error(position, N) })
+    };
+    read_default_fields!(record, next);
     let extra = tokens.count();
     if extra > 0 {
         return Err(count_error(N + extra, N));
     }
+    Ok(())
+}
+
+/// [`parse_default_tokens`] for a line [`single_spaced`] has split: its tokens lie between
+/// the given spaces, and there are exactly the format's number of them.
+#[inline]
+fn parse_default_split<'a>(
+    record: &mut FlowRecord<'a>,
+    text: &'a str,
+    spaces: &[u16; DEFAULT_FIELDS.len() - 1],
+) -> Result<(), LineError<'a>> {
+    let token = |position: usize| -> Result<&'a str, LineError<'a>> {
+        let start = match position {
+            0 => 0,
+            p => usize::from(spaces[p - 1]) + 1,
+        };
+        let end = spaces.get(position).map_or(text.len(), |&s| usize::from(s));
+        // Both ends are at ASCII spaces or the ends of the text: char boundaries.
+        Ok(&text[start..end])
+    };
+    read_default_fields!(record, token);
     Ok(())
 }
 
@@ -298,6 +360,7 @@ fn count_error(found: usize, expected: usize) -> LineError<'static> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decode::token::SINGLE_SPACED_MAX;
     use crate::decode::{Action, LogStatus};
     use proptest::prelude::{Just, Strategy, prop_oneof};
 
@@ -418,8 +481,9 @@ mod tests {
         assert_eq!(e.to_string(), "no configured layout has 3 fields");
     }
 
-    /// What `parse_line` did before it tried the first layout: count, then parse under the
-    /// layout of that count.
+    /// The reference for `parse_line`: check the bytes, count the tokens, then read them under
+    /// the layout of that count through the table's dispatch (no first-layout guess, no
+    /// single-pass split, no default-format path).
     fn parse_by_count<'a, 'l>(
         layouts: &'l LayoutSet,
         line: &'a [u8],
@@ -430,7 +494,7 @@ mod tests {
             None => layout_by_count(layouts, text)?,
         };
         let mut parsed = ParsedLine { record: FlowRecord::default(), layout, text };
-        parse_tokens(&mut parsed.record, layout, text)?;
+        parse_tokens_as(&mut parsed.record, layout.fields(), text)?;
         Ok(parsed)
     }
 
@@ -462,28 +526,70 @@ mod tests {
             proptest::prop_assert_eq!(fast, table, "{}", line);
         }
 
-        /// Trying the first layout first changes no result: lines of either layout's count
-        /// (valid or not, from a pool of tokens that fit some fields and not others), blank
-        /// lines and lines of no layout's count.
+        /// A plain line is split exactly where its spaces are; any other line (a byte that is
+        /// not printable ASCII, a space at an end or beside another, another count, too long)
+        /// is left to the general path.
+        #[test]
+        fn single_spaced_finds_exactly_the_spaces_of_plain_lines(
+            line in proptest::collection::vec(
+                prop_oneof![8 => Just(b'a'), 3 => Just(b' '), 1 => Just(b'~'), 1 => Just(b'!')],
+                0..24,
+            ),
+            odd in proptest::option::weighted(
+                0.3,
+                (proptest::sample::select(vec![b'\t', 0x7f, 0xc3, 0x1f, 0x80, 0]), 0..24usize),
+            ),
+            long in proptest::bool::weighted(0.1),
+        ) {
+            let mut line = line;
+            if let Some((byte, at)) = odd {
+                line.insert(at.min(line.len()), byte);
+            }
+            if long {
+                line = [line.as_slice(), &[b'a'; SINGLE_SPACED_MAX - 10]].concat();
+            }
+            let spaces: Vec<u16> =
+                (0..line.len()).filter(|&i| line[i] == b' ').map(|i| i as u16).collect();
+            let plain = (1..=SINGLE_SPACED_MAX).contains(&line.len())
+                && line.iter().all(|&c| (0x20..0x7f).contains(&c))
+                && line.first() != Some(&b' ')
+                && line.last() != Some(&b' ')
+                && !line.windows(2).any(|w| w == b"  ");
+            let want = (plain && spaces.len() == 3).then(|| [spaces[0], spaces[1], spaces[2]]);
+            proptest::prop_assert_eq!(single_spaced::<3>(&line), want, "{:?}", line);
+            if want.is_some() {
+                let text = std::str::from_utf8(&line).unwrap();
+                proptest::prop_assert_eq!(Tokens::new(text).count(), 4);
+            }
+        }
+
+        /// Neither the first-layout guess nor the default format's single-pass split changes a
+        /// result, record or error: lines of either layout's count (valid or not, from a pool
+        /// of tokens that fit some fields and not others, control and non-ASCII bytes among
+        /// them), with single or double spaces, a leading space, a trailing `\r`, blank lines
+        /// and lines of no layout's count.
         #[test]
         fn the_first_layout_guess_agrees_with_choosing_by_count(
             tokens in prop_oneof![Just(14usize), Just(6), 0usize..20].prop_flat_map(|n| {
                 proptest::collection::vec(
                     proptest::sample::select(vec![
                         "2", "123456789010", "eni-1", "10.0.0.1", "::1", "443", "6", "-",
-                        "ACCEPT", "OK", "NODATA", "x", "70000", "1700000000",
+                        "ACCEPT", "OK", "NODATA", "x", "70000", "1700000000", "a\tb", "\u{7f}",
+                        "é", "\u{1}", "2001:db8::7", "\r",
                     ]),
                     n,
                 )
             }),
             spaces in "[ ]{1,2}",
+            edge in "[ ]{0,1}",
+            cr in "[\r]{0,1}",
         ) {
             let set = LayoutSet::from_formats(&[
                 "default",
                 "instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr",
             ])
             .unwrap();
-            let line = tokens.join(&spaces);
+            let line = format!("{edge}{}{cr}", tokens.join(&spaces));
             for set in [&set, &LayoutSet::default(), &default_set()] {
                 let got = parse_line(set, line.as_bytes()).map(|p| (p.layout.len(), p.record));
                 let want =
