@@ -339,30 +339,27 @@ pub fn single_spaced<const N: usize>(line: &[u8]) -> Option<[u16; N]> {
     }
     let mut spaces = [0u16; N];
     let mut found = 0;
-    let mut blocks = line.chunks_exact(16);
-    let mut base = 0;
-    let mut take = |block: &[u8; 16], base: usize| -> Option<()> {
-        let (mut mask, odd) = block_masks(block);
+    let mut at = 0;
+    while at < line.len() {
+        let block: [u8; 16] = match line.get(at..at + 16) {
+            Some(block) => block.try_into().expect("16 bytes"),
+            None => {
+                // Padded with a printable non-space byte: no space and nothing odd is added.
+                let mut block = [b'x'; 16];
+                block[..line.len() - at].copy_from_slice(&line[at..]);
+                block
+            }
+        };
+        let (mut mask, odd) = block_masks(&block);
         if odd != 0 {
             return None;
         }
         while mask != 0 {
-            *spaces.get_mut(found)? = (base + mask.trailing_zeros() as usize) as u16;
+            *spaces.get_mut(found)? = (at + mask.trailing_zeros() as usize) as u16;
             found += 1;
             mask &= mask - 1;
         }
-        Some(())
-    };
-    for block in &mut blocks {
-        take(block.try_into().expect("16 bytes"), base)?;
-        base += 16;
-    }
-    let rest = blocks.remainder();
-    if !rest.is_empty() {
-        // Padded with a printable non-space byte: no space and nothing odd is added.
-        let mut block = [b'x'; 16];
-        block[..rest.len()].copy_from_slice(rest);
-        take(&block, base)?;
+        at += 16;
     }
     let (first, last) = (*spaces.first()?, *spaces.last()?);
     let apart = spaces.windows(2).all(|w| w[1] > w[0] + 1);
