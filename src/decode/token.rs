@@ -452,6 +452,30 @@ mod tests {
         assert_eq!(parse_decimal("000000000000000000000000001"), Ok(1));
     }
 
+    proptest::proptest! {
+        /// Decimals read exactly as a checked digit-by-digit loop reads them: numbers of every
+        /// length, and junk (any byte, anywhere).
+        #[test]
+        fn decimals_agree_with_a_digit_loop(
+            digits in "[0-9]{0,22}",
+            junk in proptest::option::of((proptest::prelude::any::<u8>(), 0..22usize)),
+        ) {
+            let mut token = digits.into_bytes();
+            if let Some((byte, at)) = junk {
+                token.insert(at.min(token.len()), byte);
+            }
+            let Ok(token) = std::str::from_utf8(&token) else { return Ok(()) };
+            let slow = if token.is_empty() || !token.bytes().all(|b| b.is_ascii_digit()) {
+                Err(TokenError::NotANumber)
+            } else {
+                token.bytes().try_fold(0u64, |v, b| {
+                    v.checked_mul(10)?.checked_add(u64::from(b - b'0'))
+                }).ok_or(TokenError::OutOfRange)
+            };
+            proptest::prop_assert_eq!(parse_decimal(token), slow, "{:?}", token);
+        }
+    }
+
     #[test]
     fn narrow_integers_check_their_range() {
         assert_eq!(u16::from_token("65535"), Ok(65535));
