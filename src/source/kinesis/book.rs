@@ -30,6 +30,9 @@ struct Inner {
     held: BTreeMap<ShardKey, Held>,
     /// The last committed generation per table (its marker).
     markers: BTreeMap<String, Option<u64>>,
+    /// How many leases have left the book so far, lost or handed over (see
+    /// [`LeaseBook::departures`]).
+    departures: u64,
 }
 
 /// See the module documentation.
@@ -69,7 +72,7 @@ impl LeaseBook {
         Ok(LeaseBook {
             me,
             tables,
-            inner: Mutex::new(Inner { held: BTreeMap::new(), markers }),
+            inner: Mutex::new(Inner { held: BTreeMap::new(), markers, departures: 0 }),
             status,
             runtime: tokio::runtime::Handle::current(),
         })
@@ -119,10 +122,26 @@ impl LeaseBook {
     }
 
     /// The renewal found the lease gone: forget it, counting what it held uncommitted.
-    pub fn lose(&self, key: &ShardKey) {
-        if let Some(h) = self.lock().held.remove(key) {
-            self.count_lost(key, &h);
+    /// Returns whether the lease was forgotten. A lease whose transfer is planned is left to
+    /// the commit that hands it over: a renewal that finds it gone may have raced that very
+    /// commit (a handover, not a loss), and if it was really taken, the commit finds it lost
+    /// and counts it then (its consumer has stopped, or stops before the transfer goes out).
+    pub fn lose(&self, key: &ShardKey) -> bool {
+        let mut inner = self.lock();
+        if inner.held.get(key).is_none_or(|h| h.transfer.is_some()) {
+            return false;
         }
+        let h = inner.held.remove(key).expect("held");
+        inner.departures += 1;
+        drop(inner);
+        self.count_lost(key, &h);
+        true
+    }
+
+    /// How many leases have left the book so far, lost or handed over. A coordinator compares
+    /// it around a table scan: if it moved, the scan may still show a lease as ours that is not.
+    pub fn departures(&self) -> u64 {
+        self.lock().departures
     }
 
     fn count_lost(&self, key: &ShardKey, h: &Held) {
@@ -245,6 +264,7 @@ impl LeaseBook {
                         self.status.set_checkpoint(&k, &c.checkpoint);
                         if let Some(to) = &c.transfer {
                             inner.held.remove(&k);
+                            inner.departures += 1;
                             self.status.set_owner(&k, to.as_deref());
                             let state =
                                 if c.checkpoint.is_end() { "finished" } else { "leased_elsewhere" };
@@ -265,6 +285,7 @@ impl LeaseBook {
                         if let Some(key) = key
                             && let Some(h) = inner.held.remove(&key)
                         {
+                            inner.departures += 1;
                             self.count_lost(&key, &h);
                             report.lost.push(key);
                         }

@@ -252,8 +252,13 @@ impl Coordinator {
                 listed = shards;
                 discover_at = Instant::now() + self.config.shard_discovery_interval;
             }
-            // 3. Take, balance and start.
+            // 3. Take, balance and start. A lease lost or handed over while the table was
+            // read may still show this replica as its owner in the scan: taking that view
+            // would hold the lease again and restart its consumer, so the step waits for a
+            // fresh scan.
+            let departures = book.departures();
             match table.scan().await {
+                Ok(_) if book.departures() != departures => {}
                 Ok(leases) => {
                     self.balance(&book, &table, &leases, &mut seen, &listed, &mut asked).await;
                     let by_shard: HashMap<&str, &Lease> =

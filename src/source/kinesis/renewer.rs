@@ -5,7 +5,8 @@
 //! `lease_duration`. Renewals that waited behind the coordinator's ListShards, table scans and
 //! checkpoints (which wait for the pipeline) could go a whole lease duration without running
 //! on a loaded machine, and a live replica then lost a lease it was reading. Here nothing but
-//! the renewals themselves (issued concurrently) stands between two rounds.
+//! the renewals themselves (issued concurrently, each given at most one interval) stands
+//! between two rounds.
 //!
 //! The renewer updates the [`LeaseBook`] itself (a lost lease is forgotten at once, so the
 //! pipeline stops applying its batches) and tells the coordinator, which owns the consumers,
@@ -52,7 +53,13 @@ impl Renewer {
         loop {
             tokio::select! {
                 _ = self.stop.cancelled() => return,
-                _ = tick.tick() => self.round().await,
+                _ = tick.tick() => {}
+            }
+            // Stopping drops a round in flight (and aborts its calls): the final commit that
+            // releases the leases should not meet renewals of the same items.
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = self.round() => {}
             }
         }
     }
@@ -63,8 +70,15 @@ impl Renewer {
         for (key, handing_over) in self.book.held(&self.stream) {
             let table = self.table.clone();
             let me = self.book.me.clone();
+            let every = self.every;
             calls.spawn(async move {
-                let outcome = table.renew(&key.shard, &me).await;
+                // A call that hangs must not hold back the next round (the SDK's own timeout
+                // can be as long as a lease).
+                let outcome = match tokio::time::timeout(every, table.renew(&key.shard, &me)).await
+                {
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(format!("renewing lease {key}: no answer within {every:?}")),
+                };
                 (key, handing_over, outcome)
             });
         }
@@ -85,9 +99,10 @@ impl Renewer {
                     }
                 }
                 Ok(None) => {
-                    self.book.lose(&key);
-                    self.status.set_state(&key, "leased_elsewhere");
-                    let _ = self.events.send(Renewal::Lost(key));
+                    if self.book.lose(&key) {
+                        self.status.set_state(&key, "leased_elsewhere");
+                        let _ = self.events.send(Renewal::Lost(key));
+                    }
                 }
                 Err(e) => {
                     KinesisStatus::count(&self.status.counters.errors, 1);
