@@ -2,7 +2,7 @@
 //! Firehose sends (headers, access key, ms timestamp, base64 records, optional gzip body).
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -135,12 +135,6 @@ pub fn wrapped(lines: &[String]) -> Vec<Vec<u8>> {
     lines.iter().map(|l| serde_json::to_vec(&json!({"message": l})).unwrap()).collect()
 }
 
-pub fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(data).unwrap();
-    e.finish().unwrap()
-}
-
 /// Sends like Firehose: every X-Amz-Firehose-* header, optional gzip body.
 pub struct Firehose {
     client: reqwest::Client,
@@ -184,7 +178,7 @@ impl Firehose {
         }
         let body = if self.gzip {
             req = req.header("Content-Encoding", "gzip");
-            gzip(&body)
+            super::gzip(&body)
         } else {
             body
         };
