@@ -281,19 +281,26 @@ async fn the_renewer_renews_hands_over_and_notices_a_lost_lease() {
     };
     let stop = renewer.stop.clone();
     let running = tokio::spawn(renewer.run());
+    // Waits until the table shows `shard` renewed `times` more times (fails after 5 s).
+    let renewed = |shard: &'static str, times: u64| async move {
+        let from = lease(shard).await.counter;
+        for _ in 0..500 {
+            if lease(shard).await.counter >= from + times {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{shard} was not renewed {times} times");
+    };
+    // Takes `shard` for r2, trying until no renewal moves its counter in between.
+    let take_for_r2 = |shard: &'static str| {
+        let table = table.clone();
+        async move { while table.take(&lease(shard).await, "r2").await.unwrap().is_none() {} }
+    };
 
     // Renewals: both counters move (the table says so, not the renewer).
-    let before = (lease("s-asked").await.counter, lease("s-lost").await.counter);
-    for _ in 0..500 {
-        if lease("s-asked").await.counter > before.0 + 1
-            && lease("s-lost").await.counter > before.1 + 1
-        {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(lease("s-asked").await.counter > before.0 + 1, "s-asked was not renewed");
-    assert!(lease("s-lost").await.counter > before.1 + 1, "s-lost was not renewed");
+    renewed("s-asked", 2).await;
+    renewed("s-lost", 2).await;
 
     // r2 asks for one: the renewer plans the transfer and tells the coordinator, once.
     assert!(table.request_handoff(&lease("s-asked").await, "r2").await.unwrap());
@@ -303,28 +310,15 @@ async fn the_renewer_renews_hands_over_and_notices_a_lost_lease() {
     // The transfer's commit changes the owner while a renewal is on its way (here r2 takes
     // it, as that commit would have given it): a handover, not a loss. The renewer leaves it
     // to the commit, which forgets it (or counts it lost if the write finds it taken).
-    let mut took = None;
-    while took.is_none() {
-        took = table.take(&lease("s-asked").await, "r2").await.unwrap();
-    }
+    take_for_r2("s-asked").await;
     // Three more renewals of the other lease: the second of those rounds started after the
     // take, and the third after the second had handled every answer.
-    let other = lease("s-lost").await.counter;
-    for _ in 0..500 {
-        if lease("s-lost").await.counter >= other + 3 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    assert!(lease("s-lost").await.counter >= other + 3, "s-lost was not renewed");
+    renewed("s-lost", 3).await;
     assert!(events.try_recv().is_err(), "a lease being handed over was reported");
     assert!(book.held("shared").contains(&(asked.clone(), true)));
 
     // r2 takes the other (as if r1's renewals had stopped): r1 forgets it and reports the loss.
-    let mut took = None;
-    while took.is_none() {
-        took = table.take(&lease("s-lost").await, "r2").await.unwrap();
-    }
+    take_for_r2("s-lost").await;
     assert_eq!(next(&mut events).await, Some(Renewal::Lost(lost.clone())));
     assert!(!book.holds(&lost));
     let counters = &status.counters;

@@ -35,6 +35,15 @@ struct Inner {
     departures: u64,
 }
 
+impl Inner {
+    /// Takes a lease out of the book (lost or handed over), counting the departure.
+    fn depart(&mut self, key: &ShardKey) -> Option<Held> {
+        let held = self.held.remove(key)?;
+        self.departures += 1;
+        Some(held)
+    }
+}
+
 /// See the module documentation.
 #[derive(Debug)]
 pub struct LeaseBook {
@@ -131,8 +140,7 @@ impl LeaseBook {
         if inner.held.get(key).is_none_or(|h| h.transfer.is_some()) {
             return false;
         }
-        let h = inner.held.remove(key).expect("held");
-        inner.departures += 1;
+        let h = inner.depart(key).expect("held");
         drop(inner);
         self.count_lost(key, &h);
         true
@@ -263,8 +271,7 @@ impl LeaseBook {
                     for (k, c) in changes {
                         self.status.set_checkpoint(&k, &c.checkpoint);
                         if let Some(to) = &c.transfer {
-                            inner.held.remove(&k);
-                            inner.departures += 1;
+                            inner.depart(&k);
                             self.status.set_owner(&k, to.as_deref());
                             let state =
                                 if c.checkpoint.is_end() { "finished" } else { "leased_elsewhere" };
@@ -283,9 +290,8 @@ impl LeaseBook {
                     for name in lost {
                         let key = names.iter().flatten().find(|k| k.to_string() == name).cloned();
                         if let Some(key) = key
-                            && let Some(h) = inner.held.remove(&key)
+                            && let Some(h) = inner.depart(&key)
                         {
-                            inner.departures += 1;
                             self.count_lost(&key, &h);
                             report.lost.push(key);
                         }
