@@ -16,6 +16,11 @@ pub struct Server {
     pub ingest: String,
     pub admin: String,
     stderr: mpsc::Receiver<String>,
+    /// One HTTP client for every status poll: `reqwest::get` builds a client (and loads its TLS
+    /// roots) per call, which, polling three servers every 50 ms, took most of a core from the
+    /// servers under test on a 2-core machine. One per server, not one per process: a client's
+    /// pooled connections belong to the runtime of the test that opened them.
+    http: reqwest::Client,
 }
 
 impl Server {
@@ -58,7 +63,8 @@ impl Server {
             }
         });
         // From here the Server owns the child: dropping it (also on a panic) kills and reaps it.
-        let mut server = Server { child, ingest: String::new(), admin: String::new(), stderr: rx };
+        let (ingest, admin, http) = (String::new(), String::new(), reqwest::Client::new());
+        let mut server = Server { child, ingest, admin, stderr: rx, http };
         let mut seen = Vec::new();
         loop {
             let Ok(line) = server.stderr.recv_timeout(Duration::from_secs(60)) else {
@@ -102,16 +108,8 @@ impl Server {
 
     pub async fn status(&self) -> Value {
         let url = format!("{}/api/v1/status", self.admin);
-        http().get(url).send().await.unwrap().json().await.unwrap()
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
     }
-}
-
-/// One HTTP client for every poll: `reqwest::get` builds a client (and loads its TLS roots)
-/// per call, which, polling three servers every 50 ms, took most of a core from the servers
-/// under test on a 2-core machine.
-fn http() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
 }
 
 impl Drop for Server {
