@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use super::field::{Field, FlowRecord};
+use super::field::{DefaultRecord, Field, FlowRecord};
 use super::layout::{DEFAULT_FIELDS, Layout, LayoutSet};
 use super::reject::RejectReason;
 use super::token::{FromToken, TokenError, Tokens, count_tokens, single_spaced};
@@ -157,7 +157,7 @@ pub fn parse_line_with<'a, 'l, R>(
     };
     let mut parsed = ParsedLine { record: FlowRecord::default(), layout: first, text };
     let first_read = match plain {
-        Some((spaces, _)) => parse_default_split(&mut parsed.record, text, &spaces),
+        Some((spaces, _)) => parse_default_split(text, &spaces).map(|d| d.fill(&mut parsed.record)),
         None => parse_tokens(&mut parsed.record, first, text),
     };
     let Err(e) = first_read else {
@@ -176,6 +176,41 @@ pub fn parse_line_with<'a, 'l, R>(
         Ok(()) => then(Ok(&parsed)),
         Err(e) => then(Err(e)),
     }
+}
+
+/// A plain default-format line, read: its fields and its text (without a trailing `\r`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlainLine<'a> {
+    pub record: DefaultRecord<'a>,
+    pub text: &'a str,
+}
+
+/// The shortcut for the line nearly every flow log is made of: when `layouts` read the
+/// default format first, a line of printable ASCII with its 14 tokens one space apart, read
+/// into a [`DefaultRecord`] with no [`FlowRecord`] built or cleared.
+///
+/// `None` for every other line, and for such a line that does not parse; the caller then
+/// takes [`parse_line_with`]. For any line this reads, [`parse_line_with`] gives the same
+/// fields and text (the rest of its record absent), so callers may take either (a property
+/// test holds them equal).
+///
+/// ```
+/// use vpcflowd::decode::{LayoutSet, line::parse_plain_line};
+/// let line = b"2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
+/// let plain = parse_plain_line(&LayoutSet::default(), line).unwrap();
+/// assert_eq!(plain.record.bytes, Some(4249));
+/// assert!(parse_plain_line(&LayoutSet::default(), b"2  123456789010 eni-1 - - - - - - - - - - NODATA").is_none());
+/// ```
+#[inline]
+pub fn parse_plain_line<'a>(layouts: &LayoutSet, line: &'a [u8]) -> Option<PlainLine<'a>> {
+    if !layouts.first().is_default_format() {
+        return None;
+    }
+    let line = without_cr(line);
+    let spaces = single_spaced::<{ DEFAULT_FIELDS.len() - 1 }>(line)?;
+    let text = std::str::from_utf8(line).ok()?;
+    let record = parse_default_split(text, &spaces).ok()?;
+    Some(PlainLine { record, text })
 }
 
 /// The line without a trailing `\r`.
@@ -336,10 +371,9 @@ fn parse_default_tokens<'a>(
 /// the given spaces, and there are exactly the format's number of them.
 #[inline]
 fn parse_default_split<'a>(
-    record: &mut FlowRecord<'a>,
     text: &'a str,
     spaces: &[u16; DEFAULT_FIELDS.len() - 1],
-) -> Result<(), LineError<'a>> {
+) -> Result<DefaultRecord<'a>, LineError<'a>> {
     let token = |position: usize| -> Result<&'a str, LineError<'a>> {
         let start = match position {
             0 => 0,
@@ -349,8 +383,9 @@ fn parse_default_split<'a>(
         // Both ends are at ASCII spaces or the ends of the text: char boundaries.
         Ok(&text[start..end])
     };
+    let mut record = DefaultRecord::default();
     read_default_fields!(record, token);
-    Ok(())
+    Ok(record)
 }
 
 fn count_error(found: usize, expected: usize) -> LineError<'static> {
@@ -590,11 +625,29 @@ mod tests {
             ])
             .unwrap();
             let line = format!("{edge}{}{cr}", tokens.join(&spaces));
-            for set in [&set, &LayoutSet::default(), &default_set()] {
+            let custom_first = LayoutSet::from_formats(&[
+                "instance-id interface-id srcaddr dstaddr pkt-srcaddr pkt-dstaddr",
+                "default",
+            ])
+            .unwrap();
+            for set in [&set, &LayoutSet::default(), &default_set(), &custom_first] {
                 let got = parse_line(set, line.as_bytes()).map(|p| (p.layout.len(), p.record));
                 let want =
                     parse_by_count(set, line.as_bytes()).map(|p| (p.layout.len(), p.record));
                 proptest::prop_assert_eq!(got, want, "{}", line);
+                // The plain-line shortcut reads what the general path reads, and reads every
+                // plain line of a set whose first layout is the default format.
+                let plain = parse_plain_line(set, line.as_bytes());
+                if let Some(p) = plain {
+                    let mut record = FlowRecord::default();
+                    p.record.fill(&mut record);
+                    proptest::prop_assert_eq!(want, Ok((14, record)), "{}", line);
+                    proptest::prop_assert_eq!(p.text, line.trim_end_matches('\r'));
+                }
+                let is_plain = !std::ptr::eq(set, &custom_first)
+                    && single_spaced::<13>(without_cr(line.as_bytes())).is_some();
+                let took = plain.is_some();
+                proptest::prop_assert_eq!(took, is_plain && want.is_ok(), "{}", line);
             }
         }
     }

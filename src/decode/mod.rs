@@ -30,9 +30,9 @@ pub use enums::{
     TrafficPath,
 };
 pub use envelope::{Decoded, EnvelopeDecoder, EnvelopeError, EnvelopeKind, LineContext};
-pub use field::{Field, FlowRecord};
+pub use field::{DefaultRecord, Field, FlowRecord};
 pub use json::RecordJson;
 pub use layout::{Layout, LayoutError, LayoutSet};
-pub use line::{LineError, ParsedLine, parse_line, parse_line_with};
+pub use line::{LineError, ParsedLine, PlainLine, parse_line, parse_line_with, parse_plain_line};
 pub use reject::{RejectReason, RejectSample, Rejects};
 pub use token::{FieldKind, Value};

@@ -11,7 +11,9 @@
 //! with it, and the pipeline routes with it what it still parses itself (Kinesis records,
 //! requests too large to hold parsed).
 
-use crate::decode::{EnvelopeDecoder, LayoutSet, LineContext, RejectReason, parse_line_with};
+use crate::decode::{
+    EnvelopeDecoder, LayoutSet, LineContext, RejectReason, parse_line_with, parse_plain_line,
+};
 use crate::source::firehose::DecodedRequest;
 use crate::window::engine::RouteError;
 use crate::window::event::RouteInput;
@@ -34,6 +36,10 @@ pub fn for_each_input(
     let decoded = decoder.decode(record, |line, ctx| {
         let ctx =
             LineContext { owner: ctx.owner.or(account), region: ctx.region.or(region), ..*ctx };
+        // The shortcut reads what the general path would (decode::line's property tests).
+        if let Some(plain) = parse_plain_line(layouts, line) {
+            return each(Ok(&RouteInput::of_default(&plain.record, &ctx)), line);
+        }
         parse_line_with(layouts, line, |parsed| match parsed {
             Ok(parsed) => each(Ok(&RouteInput::of(&parsed.record, &ctx)), line),
             Err(e) => each(Err((e.reason, &e)), line),

@@ -39,7 +39,9 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::file::{FileReader, Input, ReadStats, Refusal, Rejection, header_layout};
-use crate::decode::{Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects};
+use crate::decode::{
+    Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects, parse_plain_line,
+};
 use crate::window::event::RouteInput;
 use crate::window::prepared::PreparedRecords;
 
@@ -416,48 +418,151 @@ fn parse_chunk(
     started_under: Option<LayoutSet>,
     max_record_bytes: usize,
 ) -> ParsedChunk {
+    parse_chunk_as(reader, input, text, started_under, max_record_bytes, true)
+}
+
+/// [`parse_chunk`], taking the plain-line shortcut or not (the tests compare the two).
+///
+/// With the shortcut, a line that [`parse_plain_line`] reads under the layouts in effect
+/// (nearly every line of a flow log) is kept straight from its fields. Every other line (a
+/// header, a wrapped or malformed line, a record without an interface) goes, with the lines
+/// next to it that the shortcut did not take, through the [`FileReader`], which reads them as
+/// it reads a whole chunk: a result that depends on the shortcut would be a bug (the
+/// shortcut only reads lines whose general reading it knows: see [`parse_plain_line`]).
+fn parse_chunk_as(
+    reader: &mut FileReader,
+    input: usize,
+    text: Vec<u8>,
+    started_under: Option<LayoutSet>,
+    max_record_bytes: usize,
+    shortcut: bool,
+) -> ParsedChunk {
     reader.stats = ReadStats::default();
     reader.rejects = Rejects::new();
-    // About 110 bytes a line.
-    let mut records = PreparedRecords::with_capacity(text.len() / 96 + 1);
+    let mut kept = KeptRecords {
+        // About 110 bytes a line.
+        records: PreparedRecords::with_capacity(text.len() / 96 + 1),
+        bytes: 0,
+        max_bytes: max_record_bytes,
+        oversized: false,
+    };
     let mut messages = Vec::new();
-    let mut record_bytes = 0usize;
-    let mut oversized = false;
-    let ended_under = reader
+    let mut layouts = started_under.clone();
+    // Lines the shortcut did not take, waiting for the reader: their bytes, and the number of
+    // the chunk's lines before them.
+    let mut waiting = 0..0;
+    let mut lines_before_waiting = 0u64;
+    let mut lines = 0u64;
+    let mut at = 0;
+    while at < text.len() {
+        let end = memchr::memchr(b'\n', &text[at..]).map_or(text.len(), |i| at + i);
+        let next = (end + 1).min(text.len());
+        let line = &text[at..end];
+        lines += 1;
+        // Only a line starting as a version can take the shortcut; a header before it (among
+        // the waiting lines) may change the layouts it is read under, so those go first.
+        let candidate = shortcut && matches!(line.first(), Some(b'0'..=b'9' | b'-'));
+        if candidate && !waiting.is_empty() {
+            let waited = &text[waiting.clone()];
+            layouts = read_waiting(
+                reader,
+                waited,
+                layouts,
+                lines_before_waiting,
+                &mut kept,
+                &mut messages,
+            );
+            waiting = at..at;
+            lines_before_waiting = lines - 1;
+        }
+        let plain = candidate
+            .then(|| parse_plain_line(layouts.as_ref().unwrap_or(reader.layouts()), line))
+            .flatten()
+            .map(|p| (RouteInput::of_default(&p.record, &LineContext::default()), p.text));
+        match plain {
+            Some((record, line_text)) if record.interface.is_some() => {
+                reader.stats.lines += 1;
+                reader.stats.records += 1;
+                kept.keep(&record, line_text.len());
+                waiting = next..next;
+                lines_before_waiting = lines;
+            }
+            _ => waiting.end = next,
+        }
+        at = next;
+    }
+    if !waiting.is_empty() {
+        layouts = read_waiting(
+            reader,
+            &text[waiting],
+            layouts,
+            lines_before_waiting,
+            &mut kept,
+            &mut messages,
+        );
+    }
+    ParsedChunk {
+        input,
+        records: kept.records,
+        stats: reader.stats,
+        rejects: std::mem::take(&mut reader.rejects),
+        messages,
+        started_under,
+        ended_under: layouts,
+        oversized: kept.oversized,
+        text,
+    }
+}
+
+/// Reads lines of a chunk through the reader (`lines_before`: the chunk's lines before them,
+/// for rejections' line numbers); returns the layouts in effect after them.
+fn read_waiting(
+    reader: &mut FileReader,
+    text: &[u8],
+    layouts: Option<LayoutSet>,
+    lines_before: u64,
+    kept: &mut KeptRecords,
+    messages: &mut Vec<(u64, String)>,
+) -> Option<LayoutSet> {
+    reader
         .read_part(
             &mut &text[..],
-            started_under.clone(),
+            layouts,
             |parsed, ctx| {
                 let input = RouteInput::of(&parsed.record, ctx);
                 if input.interface.is_none() {
                     return Err(MISSING_INTERFACE);
                 }
-                record_bytes = record_bytes.saturating_add(parsed.text.len());
-                if record_bytes > max_record_bytes && !oversized {
-                    // Left to the router; the rest of the chunk is still read, for its
-                    // layouts and line count.
-                    oversized = true;
-                    records = PreparedRecords::default();
-                }
-                if !oversized {
-                    records.push(&input);
-                }
+                kept.keep(&input, parsed.text.len());
                 Ok(())
             },
-            |r| messages.push((r.line, r.detail.to_string())),
+            |r| messages.push((r.line + lines_before, r.detail.to_string())),
         )
         // Reading a slice cannot fail.
-        .unwrap_or(None);
-    ParsedChunk {
-        input,
-        records,
-        stats: reader.stats,
-        rejects: std::mem::take(&mut reader.rejects),
-        messages,
-        started_under,
-        ended_under,
-        oversized,
-        text,
+        .unwrap_or(None)
+}
+
+/// A chunk's records as they are parsed, until they come to more than `max_bytes` of lines:
+/// then none are kept, and the chunk is left to the router (the rest of it is still read, for
+/// its layouts and line count).
+struct KeptRecords {
+    records: PreparedRecords,
+    bytes: usize,
+    max_bytes: usize,
+    oversized: bool,
+}
+
+impl KeptRecords {
+    #[inline]
+    fn keep(&mut self, input: &RouteInput<'_>, line_bytes: usize) {
+        self.bytes = self.bytes.saturating_add(line_bytes);
+        if self.bytes > self.max_bytes && !self.oversized {
+            self.oversized = true;
+            self.records = PreparedRecords::default();
+        }
+        if !self.oversized {
+            self.records.push(input);
+        }
     }
 }
 
@@ -587,8 +692,48 @@ mod tests {
         }
     }
 
-    /// Lines the property test draws from.
-    const LINES: [&str; 9] = [
+    /// Random chunks of the same lines, parsed with and without the plain-line shortcut:
+    /// the same records, counts, rejections (with their samples and messages), layouts at the
+    /// end, and oversize verdict.
+    #[test]
+    fn the_plain_line_shortcut_changes_nothing_a_chunk_delivers() {
+        let mut runner = proptest::test_runner::TestRunner::default();
+        let lines = proptest::collection::vec(0usize..LINES.len(), 0..30);
+        let max = proptest::prop_oneof![proptest::strategy::Just(usize::MAX), 0usize..900];
+        let started = proptest::option::of(proptest::strategy::Just(()));
+        runner
+            .run(&(lines, max, started), |(lines, max_record_bytes, started)| {
+                let text: String = lines.iter().map(|&i| format!("{}\n", LINES[i])).collect();
+                // Under an earlier header's layouts, or the configured ones.
+                let started = started.map(|()| LayoutSet::single(Layout::default_format()));
+                let parse = |shortcut| {
+                    let mut reader = FileReader::new(LayoutSet::default());
+                    let bytes = text.clone().into_bytes();
+                    let c = parse_chunk_as(
+                        &mut reader,
+                        0,
+                        bytes,
+                        started.clone(),
+                        max_record_bytes,
+                        shortcut,
+                    );
+                    let rejects: Vec<_> = c
+                        .rejects
+                        .iter()
+                        .map(|(r, n)| (r, n, c.rejects.sample(r).cloned()))
+                        .collect();
+                    (c.records, c.stats, rejects, c.messages, c.ended_under, c.oversized)
+                };
+                proptest::prop_assert_eq!(parse(true), parse(false), "{}", text);
+                Ok(())
+            })
+            .unwrap();
+    }
+
+    /// Lines the property tests draw from: plain default-format lines the shortcut takes,
+    /// and lines it must leave to the reader (malformed, wrapped, no interface, headers, a
+    /// space too many, a trailing `\r`).
+    const LINES: [&str; 15] = [
         LINE,
         "2 - eni-b 10.0.0.3 10.0.0.4 5 6 17 1 50 1700000001 1700000061 REJECT OK",
         "not a flow log",
@@ -598,6 +743,12 @@ mod tests {
         "version interface-id account-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status",
         r#"{"message":"2 1 eni-w 10.0.0.1 10.0.0.2 1 2 6 3 9 1700000000 1700000060 ACCEPT OK"}"#,
         "2 - - 10.0.0.1 10.0.0.2 1 2 6 3 300 1700000000 1700000060 ACCEPT OK",
+        "2 111111111111 eni-c 10.0.0.1 10.0.0.2 1 2 6 3 300 1700000000 1700000060 ACCEPT OK\r",
+        "- 111111111111 eni-d 2001:db8::1 10.0.0.2 1 2 6 3 30 1700000000 1700000060 REJECT OK",
+        "2 111111111111 eni-e - - - - - - - 1700000000 1700000060 - NODATA",
+        "2 111111111111 eni-f 10.0.0.1 10.0.0.2 1 2 6 3 x 1700000000 1700000060 ACCEPT OK",
+        "2  111111111111 eni-g 10.0.0.1 10.0.0.2 1 2 6 3 4 1700000000 1700000060 ACCEPT OK",
+        "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status",
     ];
 
     #[test]

@@ -119,6 +119,11 @@ impl FileReader {
         }
     }
 
+    /// The configured layouts (an input's header line replaces them for that input).
+    pub fn layouts(&self) -> &LayoutSet {
+        &self.layouts
+    }
+
     /// Reads one input to its end, calling `on_record` for each record and `on_reject` for each
     /// rejection (which is also counted in [`FileReader::rejects`]). `on_record` may refuse a
     /// record that parsed; the refusal is counted and reported like a parse error.
