@@ -1,11 +1,12 @@
-//! Line parsing under several layouts: never panics, and a line that parses renders as JSON
-//! with one key per layout field.
+//! Line parsing under several layouts: never panics, a line that parses renders as JSON with
+//! one key per layout field, and a line the plain-line shortcut reads parses to the same fields
+//! on the general path.
 #![no_main]
 
 use std::sync::LazyLock;
 
 use libfuzzer_sys::fuzz_target;
-use vpcflowd::decode::{Field, LayoutSet, RecordJson, parse_line};
+use vpcflowd::decode::{Field, FlowRecord, LayoutSet, RecordJson, parse_line, parse_plain_line};
 
 static LAYOUTS: LazyLock<Vec<LayoutSet>> = LazyLock::new(|| {
     let all = Field::ALL.iter().map(|f| f.name()).collect::<Vec<_>>().join(" ");
@@ -21,8 +22,16 @@ static LAYOUTS: LazyLock<Vec<LayoutSet>> = LazyLock::new(|| {
 fuzz_target!(|data: &[u8]| {
     let Some((&pick, line)) = data.split_first() else { return };
     let set = &LAYOUTS[usize::from(pick) % LAYOUTS.len()];
-    if let Ok(parsed) = parse_line(set, line) {
-        let json = serde_json::to_value(RecordJson(&parsed)).expect("a parsed line renders");
+    let parsed = parse_line(set, line);
+    if let Ok(parsed) = &parsed {
+        let json = serde_json::to_value(RecordJson(parsed)).expect("a parsed line renders");
         assert_eq!(json.as_object().unwrap().len(), parsed.layout.len());
+    }
+    if let Some(plain) = parse_plain_line(set, line) {
+        let parsed = parsed.expect("a line the shortcut reads parses");
+        let mut record = FlowRecord::default();
+        plain.record.fill(&mut record);
+        assert_eq!(parsed.record, record);
+        assert_eq!(parsed.text, plain.text);
     }
 });
