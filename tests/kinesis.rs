@@ -116,7 +116,9 @@ async fn a_multi_shard_stream_of_every_envelope_gives_exact_snapshots() {
     bad[6] ^= 0x40;
     k::put(&kin, "flows", &[("eni-x".into(), bad)]).await;
 
-    let server = Server::start(&serve_args(&emu.endpoint, "flows", &[]), &AWS_ENV);
+    // A Kinesis-only replica: no Firehose listener.
+    let server = Server::start(&serve_args(&emu.endpoint, "flows", &["--no-firehose"]), &AWS_ENV);
+    assert_eq!(server.ingest, "", "serve said its Firehose listener is off");
     let status = wait_for(&server, "every record", |s| records(s) == lines.len() as u64).await;
     assert_eq!(status["kinesis"]["records"], puts.len() as u64 + 1);
     assert_eq!(status["kinesis"]["kpl_user_records"], 200 * 3);
@@ -314,6 +316,10 @@ fn kinesis_usage_errors_are_clear() {
         err.contains("--lease-table applies to the streams given with --kinesis-stream"),
         "{err}"
     );
+    let out = common::vpcflowd(&["serve", "--no-firehose"], b"");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("ingest.enabled is false and no sources.kinesis stream"), "{err}");
     let out = common::vpcflowd(&["serve", "--kinesis-stream", "s", "--lease-table", "t"], b"");
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, UNIX_EPOCH};
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use vpcflowd::decode::{Layout, LayoutSet};
 use vpcflowd::generate::{Generator, GeneratorConfig};
@@ -58,9 +58,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let running = vpcflowd::serve::spawn(config).await.map_err(anyhow::Error::msg)?;
     let bound = running.bound;
     let admin = format!("http://{}", bound.admin);
+    let ingest = bound.ingest.context("the demo's Firehose listener is on")?;
     println!(
-        "vpcflowd demo: Firehose HTTP endpoint on http://{} (access key demo-access-key)",
-        bound.ingest
+        "vpcflowd demo: Firehose HTTP endpoint on http://{ingest} (access key demo-access-key)"
     );
     println!(
         "  fed {} records/s of generated flow logs ({} interfaces) as Firehose sends them",
@@ -79,7 +79,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 
     let sender = http::Sender {
         client: reqwest::Client::new(),
-        url: format!("http://{}/", bound.ingest),
+        url: format!("http://{ingest}/"),
         access_key: Some("demo-access-key".into()),
         gzip: true,
         region: "us-east-1".into(),

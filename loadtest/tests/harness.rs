@@ -67,7 +67,7 @@ async fn harness(args: Vec<String>) -> Output {
 
 fn http_target(bound: Bound, extra: &[&str]) -> Vec<String> {
     let mut a: Vec<String> = ["firehose", "--access-key", "k", "--gzip"].map(String::from).to_vec();
-    a.extend(["--url".into(), format!("http://{}/", bound.ingest)]);
+    a.extend(["--url".into(), format!("http://{}/", bound.ingest.unwrap())]);
     a.extend(["--admin".into(), format!("http://{}", bound.admin)]);
     a.extend(extra.iter().map(|s| s.to_string()));
     a
@@ -246,7 +246,7 @@ async fn put_record_batch_through_moto_verifies() {
         c.window.region = Some("eu-west-1".into());
     })
     .await;
-    moto.http_delivery_stream("flows", &format!("http://{}/", server.bound.ingest)).await;
+    moto.http_delivery_stream("flows", &format!("http://{}/", server.bound.ingest.unwrap())).await;
 
     let mut args: Vec<String> =
         ["firehose-api", "--delivery-stream", "flows", "--region", "eu-west-1"]

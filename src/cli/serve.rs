@@ -28,6 +28,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
 
+    /// Do not listen for Firehose deliveries (`ingest.enabled = false`): for a replica that
+    /// only reads Kinesis streams.
+    #[arg(long)]
+    pub no_firehose: bool,
+
     /// Admin listener address [default: 127.0.0.1:9464].
     #[arg(long, value_name = "ADDR")]
     pub admin_listen: Option<SocketAddr>,
@@ -156,6 +161,7 @@ impl ServeArgs {
             ("tls_key", path(&self.tls_key)),
             ("access_keys_file", path(&self.access_keys_file)),
             ("access_keys", (!self.access_keys.is_empty()).then(|| json!(self.access_keys))),
+            ("enabled", self.no_firehose.then_some(Value::Bool(false))),
         ] {
             if let Some(v) = v {
                 ingest.insert(k.into(), v);
@@ -307,7 +313,12 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
         crate::serve::run(config, shutdown, |bound| {
             // A line for scripts and tests: where to send traffic and where to look.
-            eprintln!("vpcflowd serve: ingest on {} admin on {}", bound.ingest, bound.admin);
+            match bound.ingest {
+                Some(ingest) => {
+                    eprintln!("vpcflowd serve: ingest on {ingest} admin on {}", bound.admin)
+                }
+                None => eprintln!("vpcflowd serve: ingest off admin on {}", bound.admin),
+            }
         })
         .await
     });

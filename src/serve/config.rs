@@ -64,6 +64,10 @@ pub struct ServeConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct IngestConfig {
+    /// Listen for Firehose deliveries. Turn it off on a replica that only reads Kinesis
+    /// streams (`sources.kinesis`): then nothing listens on `listen`, and the TLS files and
+    /// access keys are not read. With it off and no stream to read, `serve` refuses to start.
+    pub enabled: bool,
     /// Address to listen on. Firehose delivers only to HTTPS on port 443: terminate TLS here
     /// (`tls_cert`, `tls_key`) or at a load balancer in front.
     pub listen: SocketAddr,
@@ -154,6 +158,7 @@ impl Default for ServeConfig {
 impl Default for IngestConfig {
     fn default() -> Self {
         IngestConfig {
+            enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             tls_cert: None,
             tls_key: None,
@@ -225,6 +230,9 @@ impl ServeConfig {
         crate::decode::LayoutSet::from_formats(&self.formats)
             .map_err(|e| format!("formats: {e}"))?;
         self.sources.validate()?;
+        if !self.ingest.enabled && self.sources.kinesis.is_empty() {
+            return Err("ingest.enabled is false and no sources.kinesis stream is configured: nothing to read (enable the Firehose listener or add a stream)".into());
+        }
         if self.sources.uses_leases() && self.state.dir.is_none() {
             return Err("a Kinesis lease table needs state.dir (--state-dir): lease checkpoints commit the state file".into());
         }
@@ -328,6 +336,24 @@ mod tests {
             jail.create_file("bad3.toml", "[ingest]\nlisten_on = \"x\"\n")?;
             let e = ServeConfig::load(Some(Path::new("bad3.toml")), json!({})).unwrap_err();
             assert!(e.contains("listen_on"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_firehose_listener_may_be_off_only_when_a_stream_is_read() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "kinesis.toml",
+                "[ingest]\nenabled = false\n[[sources.kinesis]]\nstream = \"s\"\n",
+            )?;
+            let c = ServeConfig::load(Some(Path::new("kinesis.toml")), json!({}))
+                .map_err(figment::Error::from)?;
+            assert!(!c.ingest.enabled);
+            jail.set_env("VPCFLOWD_INGEST__ENABLED", "false");
+            let e = ServeConfig::load(None, json!({})).unwrap_err();
+            assert!(e.contains("ingest.enabled is false and no sources.kinesis"), "{e}");
+            assert!(ServeConfig::default().ingest.enabled);
             Ok(())
         });
     }

@@ -49,7 +49,8 @@ use crate::window::Engine;
 /// The addresses the listeners bound (a configured port 0 picks a free one).
 #[derive(Debug, Clone, Copy)]
 pub struct Bound {
-    pub ingest: SocketAddr,
+    /// The Firehose listener's address; `None` when `ingest.enabled` is off.
+    pub ingest: Option<SocketAddr>,
     pub admin: SocketAddr,
 }
 
@@ -84,7 +85,7 @@ impl Running {
 /// config.ingest.listen = "127.0.0.1:0".parse().unwrap();
 /// config.admin.listen = "127.0.0.1:0".parse().unwrap();
 /// let running = vpcflowd::serve::spawn(config).await?;
-/// println!("POST Firehose requests to http://{}/", running.bound.ingest);
+/// println!("POST Firehose requests to http://{}/", running.bound.ingest.unwrap());
 /// running.stop().await
 /// # }
 /// ```
@@ -163,22 +164,26 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()>,
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), String> {
-    let access_keys = config.access_keys()?;
-    if access_keys.is_empty() {
+    let ingest = config.ingest.enabled;
+    let access_keys = if ingest { config.access_keys()? } else { Vec::new() };
+    if ingest && access_keys.is_empty() {
         tracing::warn!("no ingest access keys configured: every request is accepted");
     }
     config.export.validate()?;
     let layouts = LayoutSet::from_formats(&config.formats).map_err(|e| format!("formats: {e}"))?;
     let firehose_layouts = Arc::new(layouts.clone());
     let engine_config = config.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
-    let ingest_listener = bind(config.ingest.listen, "ingest")?;
+    let ingest_listener = if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
     let admin_listener = bind(config.admin.listen, "admin")?;
     let bound = Bound {
-        ingest: ingest_listener.local_addr().map_err(|e| e.to_string())?,
+        ingest: match &ingest_listener {
+            Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+            None => None,
+        },
         admin: admin_listener.local_addr().map_err(|e| e.to_string())?,
     };
     let tls = match (&config.ingest.tls_cert, &config.ingest.tls_key) {
-        (Some(cert), Some(key)) => Some(
+        (Some(cert), Some(key)) if ingest => Some(
             axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
                 .await
                 .map_err(|e| format!("ingest TLS ({}, {}): {e}", cert.display(), key.display()))?,
@@ -330,9 +335,8 @@ pub async fn run(
     let ingest_handle = axum_server::Handle::new();
     let admin_handle = axum_server::Handle::new();
     let ingest_app = http::ingest_router(state.clone()).into_make_service();
-    let ingest_server = {
+    let ingest_server = ingest_listener.map(|listener| {
         let handle = ingest_handle.clone();
-        let listener = ingest_listener;
         tokio::spawn(async move {
             match tls {
                 Some(tls) => {
@@ -344,7 +348,7 @@ pub async fn run(
                 None => axum_server::from_tcp(listener)?.handle(handle).serve(ingest_app).await,
             }
         })
-    };
+    });
     let admin_server = {
         let handle = admin_handle.clone();
         let app = http::admin_router(state.clone()).into_make_service();
@@ -371,7 +375,8 @@ pub async fn run(
         crate::source::kinesis::start(&config.sources, prepared, &positions, tx)
     });
     let scheme = if config.ingest.tls_cert.is_some() { "https" } else { "http" };
-    tracing::info!(ingest = %format!("{scheme}://{}", bound.ingest), admin = %format!("http://{}", bound.admin), "listening");
+    let ingest_url = bound.ingest.map_or("off".into(), |a| format!("{scheme}://{a}"));
+    tracing::info!(ingest = %ingest_url, admin = %format!("http://{}", bound.admin), "listening");
     on_bound(bound);
 
     shutdown.await;
@@ -382,7 +387,9 @@ pub async fn run(
     // requests, if already queued, are still applied and their ids kept, so retries dedup).
     let http_grace = config.shutdown_timeout / 2;
     ingest_handle.graceful_shutdown(Some(http_grace));
-    let _ = tokio::time::timeout(http_grace + Duration::from_secs(1), ingest_server).await;
+    if let Some(server) = ingest_server {
+        let _ = tokio::time::timeout(http_grace + Duration::from_secs(1), server).await;
+    }
     ticker.abort();
     // Kinesis consumers stop between calls; what they read is applied before they return, and
     // the final checkpoint below commits it (and releases the leases).

@@ -70,9 +70,12 @@ impl Server {
             let Ok(line) = server.stderr.recv_timeout(Duration::from_secs(60)) else {
                 panic!("serve did not start; stderr: {seen:#?}");
             };
-            if let Some(rest) = line.strip_prefix("vpcflowd serve: ingest on ") {
+            if let Some(rest) = line.strip_prefix("vpcflowd serve: ingest ") {
                 let (ingest, admin) = rest.split_once(" admin on ").unwrap();
-                server.ingest = format!("http://{ingest}/");
+                // `on ADDR`, or `off` (no Firehose listener: `ingest` stays empty).
+                if let Some(ingest) = ingest.strip_prefix("on ") {
+                    server.ingest = format!("http://{ingest}/");
+                }
                 server.admin = format!("http://{admin}");
                 return server;
             }
