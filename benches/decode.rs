@@ -4,7 +4,7 @@ use std::hint::black_box;
 use std::io::Write;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use vpcflowd::decode::{EnvelopeDecoder, LayoutSet, parse_line};
+use vpcflowd::decode::{EnvelopeDecoder, LayoutSet, parse_line, parse_plain_line};
 
 const N: usize = 10_000;
 
@@ -75,6 +75,17 @@ fn lines(c: &mut Criterion) {
     g.bench_function("default_format", |b| b.iter(|| black_box(parse_all(&single, &d))));
     g.bench_function("default_format_multi_layout_set", |b| {
         b.iter(|| black_box(parse_all(&default, &d)))
+    });
+    // The plain-line shortcut replay's parse pool and serve's request preparation take.
+    g.bench_function("plain_default_format", |b| {
+        b.iter(|| {
+            let mut bytes = 0;
+            for l in &d {
+                bytes +=
+                    parse_plain_line(&default, l.as_bytes()).unwrap().record.bytes.unwrap_or(0);
+            }
+            black_box(bytes)
+        })
     });
     let v5 = LayoutSet::from_formats(&[V5_FORMAT]).unwrap();
     let l5 = v5_lines();
