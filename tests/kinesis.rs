@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::time::Duration;
-
 use common::kinesis::{self as k, AWS_ENV};
 use common::serve::Server;
 use common::tools::Kinesalite;
@@ -50,19 +48,6 @@ fn serve_args<'a>(endpoint: &'a str, stream: &'a str, extra: &[&'a str]) -> Vec<
     a.extend_from_slice(&WINDOW);
     a.extend_from_slice(extra);
     a
-}
-
-/// Polls the status until `done` holds (or fails after 60 s, showing the last status).
-async fn wait_for(server: &Server, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-    let mut status = server.status().await;
-    for _ in 0..1200 {
-        if done(&status) {
-            return status;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        status = server.status().await;
-    }
-    panic!("timed out waiting for {what}; status: {status:#}");
 }
 
 fn records(status: &Value) -> u64 {
@@ -119,7 +104,7 @@ async fn a_multi_shard_stream_of_every_envelope_gives_exact_snapshots() {
     // A Kinesis-only replica: no Firehose listener.
     let server = Server::start(&serve_args(&emu.endpoint, "flows", &["--no-firehose"]), &AWS_ENV);
     assert_eq!(server.ingest, "", "serve said its Firehose listener is off");
-    let status = wait_for(&server, "every record", |s| records(s) == lines.len() as u64).await;
+    let status = server.wait_for("every record", |s| records(s) == lines.len() as u64).await;
     assert_eq!(status["kinesis"]["records"], puts.len() as u64 + 1);
     assert_eq!(status["kinesis"]["kpl_user_records"], 200 * 3);
     assert_eq!(status["rejects"]["kpl_checksum"]["count"], 1);
@@ -178,7 +163,7 @@ async fn split_and_merge_while_consuming_reads_parents_first_and_everything_once
     k::put(&kin, "reshard", &c).await;
     all.extend(lines);
 
-    let status = wait_for(&server, "every record", |s| records(s) == all.len() as u64).await;
+    let status = server.wait_for("every record", |s| records(s) == all.len() as u64).await;
     let shards = status["kinesis"]["shards"].as_array().unwrap();
     assert_eq!(shards.len(), 5, "2 + 2 children + 1 merged: {shards:#?}");
     let finished = shards.iter().filter(|s| s["state"] == "finished").count();
@@ -229,7 +214,7 @@ async fn throttling_and_expired_iterators_are_retried_without_loss() {
         &serve_args(&proxy.endpoint, "faults", &["--kinesis-max-records", "100"]),
         &AWS_ENV,
     );
-    let status = wait_for(&server, "every record", |s| records(s) == lines.len() as u64).await;
+    let status = server.wait_for("every record", |s| records(s) == lines.len() as u64).await;
     assert_eq!(status["kinesis"]["throttled"], 3);
     assert_eq!(status["kinesis"]["expired_iterators"], 2);
     assert_eq!(status["kinesis"]["records"], puts.len() as u64, "nothing read twice");
@@ -250,15 +235,16 @@ async fn kill_9_then_restart_resumes_from_the_checkpoint_with_exact_counts() {
     let (first, mut all) = mixed(600, T0);
     k::put(&kin, "crash", &first).await;
     let server = Server::start(&args, &AWS_ENV);
-    wait_for(&server, "the first half", |s| records(s) == all.len() as u64).await;
+    server.wait_for("the first half", |s| records(s) == all.len() as u64).await;
     let (second, lines) = mixed(900, T0 + 50);
     all.extend(lines);
     k::put(&kin, "crash", &second).await;
     // Mid-stream: after at least one checkpoint holding some of the second half.
-    wait_for(&server, "a checkpoint mid-stream", |s| {
-        records(s) > all.len() as u64 - 2000 && s["state"]["checkpoints"].as_u64() > Some(1)
-    })
-    .await;
+    server
+        .wait_for("a checkpoint mid-stream", |s| {
+            records(s) > all.len() as u64 - 2000 && s["state"]["checkpoints"].as_u64() > Some(1)
+        })
+        .await;
     let killed =
         std::process::Command::new("kill").args(["-KILL", &server.pid().to_string()]).status();
     assert!(killed.unwrap().success());
@@ -297,14 +283,15 @@ async fn close_every_window(server: &Server, kin: &aws_sdk_kinesis::Client, stre
         k::put_to(kin, stream, hash_key, b"end-of-test marker".to_vec()).await;
     }
     let n = open.len() as u64;
-    wait_for(server, "the end markers", |s| rejected(s) == before + n).await;
+    server.wait_for("the end markers", |s| rejected(s) == before + n).await;
     let closed = server.status().await["engine"]["windows_closed"].as_u64().unwrap();
     k::put_to(kin, stream, &open[0].1, line(999, 1, T0 + 10 * 3600, 1).into_bytes()).await;
-    wait_for(server, "the windows to close", |s| {
-        s["engine"]["windows_closed"].as_u64() > Some(closed)
-            && s["engine"]["open_windows"].as_u64() <= Some(2)
-    })
-    .await;
+    server
+        .wait_for("the windows to close", |s| {
+            s["engine"]["windows_closed"].as_u64() > Some(closed)
+                && s["engine"]["open_windows"].as_u64() <= Some(2)
+        })
+        .await;
 }
 
 #[test]

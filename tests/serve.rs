@@ -343,15 +343,9 @@ async fn the_admin_api_serves_closed_windows() {
     assert_eq!(fh.send("w2", &wrapped(&later)).await.0, 200);
     // Wait until the closer has published the windows (the status says which is newest).
     let newest_closed = t0; // windows [t0-60, t0+60) and [t0, t0+120) close; the newest starts at t0
-    let mut status = server.status().await;
-    for _ in 0..500 {
-        if status["latest_window"].as_u64() == Some(newest_closed) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        status = server.status().await;
-    }
-    assert_eq!(status["latest_window"].as_u64(), Some(newest_closed), "{status}");
+    let status = server
+        .wait_for("the windows to close", |s| s["latest_window"].as_u64() == Some(newest_closed))
+        .await;
     let latest: Vec<Value> = get_json(format!("{}/api/v1/snapshots/latest", server.admin)).await;
     assert_eq!(latest.len(), 2);
     assert_eq!(latest[0]["interface_id"], "eni-0000000000000000a");

@@ -65,14 +65,11 @@ async fn a_restart_continues_the_open_windows_and_remembers_request_ids() {
     assert_eq!(fh.send("after-restart", &wrapped(&second)).await.0, 200);
     // Far enough ahead to close every window holding the records above.
     assert_eq!(fh.send("closer", &wrapped(&[line(9, T0 + 7200, 1)])).await.0, 200);
-    let mut status = server.status().await;
-    for _ in 0..500 {
-        if status["engine"]["windows_closed"].as_u64() >= Some(4) {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        status = server.status().await;
-    }
+    // Windows close in order: once the newest holding those records has, all have. They all
+    // start in T0's minute (T0 + 0..=59; T0 is a minute boundary), so the newest window holding
+    // them starts at T0. (This used to wait for `windows_closed >= 4`, which never came: only
+    // two windows hold them, and it gave up after 5 s.)
+    server.wait_for("the windows to close", |s| s["latest_window"].as_u64() >= Some(T0)).await;
     let (exit, printed, _) = server.stop();
     assert!(exit.success());
     // Windows of one minute's slide over two panes: every record is in two windows.
@@ -92,16 +89,9 @@ async fn kill_9_after_a_checkpoint_loses_nothing_it_holds() {
     let records: Vec<String> = (0..40).map(|i| line(i % 4, T0 + (i as u64) % 50, 7)).collect();
     assert_eq!(fh.send("r1", &wrapped(&records)).await.0, 200);
     // The next checkpoint after the acknowledgement holds r1.
-    let before = server.status().await["state"]["checkpoints"].as_u64().unwrap();
-    let mut now = before;
-    for _ in 0..500 {
-        if now > before {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        now = server.status().await["state"]["checkpoints"].as_u64().unwrap();
-    }
-    assert!(now > before, "no checkpoint was written");
+    let checkpoints = |s: &serde_json::Value| s["state"]["checkpoints"].as_u64().unwrap();
+    let before = checkpoints(&server.status().await);
+    server.wait_for("a checkpoint after r1", |s| checkpoints(s) > before).await;
     let pid = server.pid();
     assert!(
         std::process::Command::new("kill")
@@ -118,15 +108,9 @@ async fn kill_9_after_a_checkpoint_loses_nothing_it_holds() {
     assert_eq!(fh.send("r1", &wrapped(&records)).await.0, 200, "the retry is recognised");
     assert_eq!(server.status().await["ingest"]["dedup_hits"], 1);
     assert_eq!(fh.send("closer", &wrapped(&[line(9, T0 + 7200, 1)])).await.0, 200);
-    // Closing at shutdown is not done with a state dir: wait for the windows to close now.
-    let mut status = server.status().await;
-    for _ in 0..500 {
-        if status["latest_window"].as_u64().is_some() {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        status = server.status().await;
-    }
+    // Closing at shutdown is not done with a state dir: wait for the windows to close now
+    // (the newest holding the records starts at T0, a minute boundary).
+    server.wait_for("the windows to close", |s| s["latest_window"].as_u64() >= Some(T0)).await;
     let (_, printed, _) = server.stop();
     let early: Vec<_> =
         printed.iter().filter(|s| s["window_start"].as_u64() < Some(T0 + 3600)).cloned().collect();

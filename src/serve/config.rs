@@ -98,6 +98,46 @@ pub struct IngestConfig {
     pub dedup_ttl: Duration,
     /// At most this many request ids are remembered (the oldest are forgotten first).
     pub dedup_max_entries: usize,
+    /// How often `tls_cert`, `tls_key` and `access_keys_file` are read again: a rotated
+    /// certificate or secret takes effect within this, without a restart. A file that cannot
+    /// be read or does not load leaves the one in use in place (logged, and counted in
+    /// `vpcflowd.ingest.reload_failures`), as does an `access_keys_file` that comes to no key
+    /// at all where there were some (which would accept any request). `0s` reads them at start
+    /// only.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
+    pub reload_interval: Duration,
+}
+
+impl IngestConfig {
+    /// The accepted access keys: `access_keys` plus the lines of `access_keys_file` (read
+    /// now: at start, and again at each reload).
+    pub fn access_keys(&self) -> Result<Vec<String>, String> {
+        let mut keys = self.access_keys.clone();
+        if let Some(path) = &self.access_keys_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("ingest.access_keys_file {}: {e}", path.display()))?;
+            let trimmed = text.trim();
+            if trimmed.starts_with('{') {
+                #[derive(Deserialize)]
+                struct Secret {
+                    api_key: String,
+                }
+                let secret: Secret = serde_json::from_str(trimmed).map_err(|e| {
+                    format!(
+                        "ingest.access_keys_file {}: not {{\"api_key\": …}}: {e}",
+                        path.display()
+                    )
+                })?;
+                keys.push(secret.api_key);
+            } else {
+                keys.extend(
+                    trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from),
+                );
+            }
+        }
+        Ok(keys)
+    }
 }
 
 /// State across restarts.
@@ -164,6 +204,7 @@ impl Default for IngestConfig {
             tls_key: None,
             access_keys: Vec::new(),
             access_keys_file: None,
+            reload_interval: Duration::from_secs(60),
             max_body_bytes: 64 * 1024 * 1024,
             max_decompressed_bytes: 64 * 1024 * 1024,
             queue_requests: 64,
@@ -237,34 +278,6 @@ impl ServeConfig {
             return Err("a Kinesis lease table needs state.dir (--state-dir): lease checkpoints commit the state file".into());
         }
         Ok(())
-    }
-
-    /// The accepted access keys: `access_keys` plus the lines of `access_keys_file`.
-    pub fn access_keys(&self) -> Result<Vec<String>, String> {
-        let mut keys = self.ingest.access_keys.clone();
-        if let Some(path) = &self.ingest.access_keys_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("ingest.access_keys_file {}: {e}", path.display()))?;
-            let trimmed = text.trim();
-            if trimmed.starts_with('{') {
-                #[derive(Deserialize)]
-                struct Secret {
-                    api_key: String,
-                }
-                let secret: Secret = serde_json::from_str(trimmed).map_err(|e| {
-                    format!(
-                        "ingest.access_keys_file {}: not {{\"api_key\": …}}: {e}",
-                        path.display()
-                    )
-                })?;
-                keys.push(secret.api_key);
-            } else {
-                keys.extend(
-                    trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from),
-                );
-            }
-        }
-        Ok(keys)
     }
 }
 
@@ -369,9 +382,9 @@ mod tests {
         let mut c = ServeConfig::default();
         c.ingest.access_keys = vec!["k1".into()];
         c.ingest.access_keys_file = Some(lines);
-        assert_eq!(c.access_keys().unwrap(), ["k1", "k2", "k3"]);
+        assert_eq!(c.ingest.access_keys().unwrap(), ["k1", "k2", "k3"]);
         c.ingest.access_keys_file = Some(json_secret);
-        assert_eq!(c.access_keys().unwrap(), ["k1", "k4"]);
+        assert_eq!(c.ingest.access_keys().unwrap(), ["k1", "k4"]);
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -24,7 +24,8 @@ use crate::window::EngineStats;
 
 /// What the handlers share.
 pub struct ServeState {
-    pub access_keys: Vec<String>,
+    /// The accepted access keys, swapped by `serve::reload` when their file changes.
+    pub access_keys: Arc<super::reload::AccessKeys>,
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
     /// The formats Firehose records are parsed under.
@@ -93,7 +94,7 @@ async fn handle(
     if state.shutting_down.load(Ordering::Relaxed) {
         return Err(fail(RequestError::Unavailable("shutting down")));
     }
-    firehose::check_access_key(headers, &state.access_keys).map_err(fail)?;
+    firehose::check_access_key(headers, &state.access_keys.get()).map_err(fail)?;
     firehose::check_protocol_version(headers).map_err(fail)?;
     let bytes = to_bytes(body, state.max_body_bytes).await.map_err(|e| {
         // The only error with a limit in play is the limit (or a broken connection).
@@ -247,6 +248,8 @@ async fn status(State(state): State<Arc<ServeState>>) -> Response {
             "queue_depth": state.pipeline.max_capacity() - state.pipeline.capacity(),
             "queue_capacity": state.pipeline.max_capacity(),
             "shutting_down": state.shutting_down.load(Relaxed),
+            "reloads": s.reloads.load(Relaxed),
+            "reload_failures": s.reload_failures.load(Relaxed),
         },
         "state": {
             "checkpoints": s.checkpoints.load(Relaxed),

@@ -24,6 +24,7 @@ pub mod dedup;
 pub mod http;
 pub mod pipeline;
 pub mod prepared;
+pub mod reload;
 pub mod state;
 pub mod store;
 pub mod telemetry;
@@ -165,7 +166,7 @@ pub async fn run(
     on_bound: impl FnOnce(Bound),
 ) -> Result<(), String> {
     let ingest = config.ingest.enabled;
-    let access_keys = if ingest { config.access_keys()? } else { Vec::new() };
+    let access_keys = if ingest { config.ingest.access_keys()? } else { Vec::new() };
     if ingest && access_keys.is_empty() {
         tracing::warn!("no ingest access keys configured: every request is accepted");
     }
@@ -182,14 +183,13 @@ pub async fn run(
         },
         admin: admin_listener.local_addr().map_err(|e| e.to_string())?,
     };
-    let tls = match (&config.ingest.tls_cert, &config.ingest.tls_key) {
-        (Some(cert), Some(key)) if ingest => Some(
-            axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
-                .await
-                .map_err(|e| format!("ingest TLS ({}, {}): {e}", cert.display(), key.display()))?,
-        ),
+    let certificate = match (&config.ingest.tls_cert, &config.ingest.tls_key) {
+        (Some(cert), Some(key)) if ingest => {
+            Some(reload::Certificate::load(cert.clone(), key.clone()).await?)
+        }
         _ => None,
     };
+    let tls = certificate.as_ref().map(|c| c.config.clone());
 
     let dedup = Arc::new(Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries));
     let kinesis = match config.sources.kinesis.is_empty() {
@@ -314,8 +314,9 @@ pub async fn run(
         })
     };
 
+    let access_keys = Arc::new(reload::AccessKeys::new(access_keys));
     let state = Arc::new(ServeState {
-        access_keys,
+        access_keys: access_keys.clone(),
         max_body_bytes: config.ingest.max_body_bytes,
         max_decompressed_bytes: config.ingest.max_decompressed_bytes,
         layouts: firehose_layouts,
@@ -332,6 +333,17 @@ pub async fn run(
     let telemetry =
         telemetry::Telemetry::start(&config.export, region.as_deref(), &registry, state.clone())?;
 
+    let reloader = ingest
+        .then(|| {
+            reload::Reloader {
+                ingest: config.ingest.clone(),
+                certificate,
+                keys: access_keys,
+                stats: state.stats.clone(),
+            }
+            .spawn()
+        })
+        .flatten();
     let ingest_handle = axum_server::Handle::new();
     let admin_handle = axum_server::Handle::new();
     let ingest_app = http::ingest_router(state.clone()).into_make_service();
@@ -391,6 +403,9 @@ pub async fn run(
         let _ = tokio::time::timeout(http_grace + Duration::from_secs(1), server).await;
     }
     ticker.abort();
+    if let Some(r) = reloader {
+        r.abort();
+    }
     // Kinesis consumers stop between calls; what they read is applied before they return, and
     // the final checkpoint below commits it (and releases the leases).
     if let Some(k) = kinesis_running {

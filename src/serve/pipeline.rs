@@ -101,6 +101,10 @@ pub struct IngestStats {
     pub checkpoints: AtomicU64,
     pub checkpoint_failures: AtomicU64,
     pub last_checkpoint_ms: AtomicU64,
+    /// The ingest listener's certificate or access keys swapped in after a change on disk, and
+    /// changed files that could not be read or loaded (`serve::reload`).
+    pub reloads: AtomicU64,
+    pub reload_failures: AtomicU64,
 }
 
 impl IngestStats {

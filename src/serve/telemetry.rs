@@ -268,6 +268,19 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
     // The process, named by the OpenTelemetry semantic conventions (`/metrics`:
     // `process_memory_usage_bytes`).
     gauge(meter, "process.memory.usage", "By", "Resident set size of this process", resident_bytes);
+    // Ingest secrets.
+    atomic!(
+        "vpcflowd.ingest.reloads",
+        "{reload}",
+        "The ingest listener's certificate or access keys replaced after a change on disk",
+        |s| &s.stats.reloads
+    );
+    atomic!(
+        "vpcflowd.ingest.reload_failures",
+        "{reload}",
+        "Changed or unreadable certificate, key or access-key files that were not swapped in",
+        |s| &s.stats.reload_failures
+    );
     // State.
     atomic!("vpcflowd.state.checkpoints", "{checkpoint}", "State files written", |s| &s
         .stats

@@ -113,6 +113,19 @@ impl Server {
         let url = format!("{}/api/v1/status", self.admin);
         self.http.get(url).send().await.unwrap().json().await.unwrap()
     }
+
+    /// Polls the status until `done` holds (or fails after 60 s, showing the last status).
+    pub async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let mut status = self.status().await;
+        for _ in 0..1200 {
+            if done(&status) {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            status = self.status().await;
+        }
+        panic!("timed out waiting for {what}; status: {status:#}");
+    }
 }
 
 impl Drop for Server {
