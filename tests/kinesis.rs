@@ -101,8 +101,11 @@ async fn a_multi_shard_stream_of_every_envelope_gives_exact_snapshots() {
     bad[6] ^= 0x40;
     k::put(&kin, "flows", &[("eni-x".into(), bad)]).await;
 
-    // A Kinesis-only replica: no Firehose listener.
-    let server = Server::start(&serve_args(&emu.endpoint, "flows", &["--no-firehose"]), &AWS_ENV);
+    // A Kinesis-only replica: no Firehose listener; logs as JSON, chosen through the
+    // environment as a container would.
+    let env = [AWS_ENV.as_slice(), &[("VPCFLOWD_LOG_FORMAT", "json"), ("RUST_LOG", "info")]];
+    let server =
+        Server::start(&serve_args(&emu.endpoint, "flows", &["--no-firehose"]), &env.concat());
     assert_eq!(server.ingest, "", "serve said its Firehose listener is off");
     let status = server.wait_for("every record", |s| records(s) == lines.len() as u64).await;
     assert_eq!(status["kinesis"]["records"], puts.len() as u64 + 1);
@@ -117,6 +120,10 @@ async fn a_multi_shard_stream_of_every_envelope_gives_exact_snapshots() {
     let (exit, printed, stderr) = server.stop();
     assert!(exit.success(), "{stderr:#?}");
     assert_eq!(sorted(printed), expected(&lines));
+    let json = |l: &String| serde_json::from_str::<Value>(l).ok();
+    let reading =
+        stderr.iter().filter_map(json).filter(|e| e["fields"]["message"] == "reading shard");
+    assert_eq!(reading.count(), 4, "one JSON event per shard: {stderr:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

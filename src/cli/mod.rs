@@ -24,7 +24,7 @@ pub const EXIT_IO: u8 = 1;
 pub struct Cli {
     /// Log format on standard error: `pretty` for people, `json` (one object per line) for log
     /// pipelines. The level comes from RUST_LOG (default `info`).
-    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty)]
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Pretty, env = "VPCFLOWD_LOG_FORMAT")]
     pub log_format: LogFormat,
 
     #[command(subcommand)]

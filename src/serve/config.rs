@@ -238,8 +238,9 @@ impl ServeConfig {
             .merge(
                 Env::prefixed(ENV_PREFIX)
                     // The file's path (`VPCFLOWD_CONFIG`, read by the `--config` flag) and
-                    // the log settings are not keys of the file.
-                    .ignore(&["LOG", "CONFIG"])
+                    // the log settings (`VPCFLOWD_LOG_FORMAT`, read by `--log-format`) are
+                    // not keys of the file.
+                    .ignore(&["LOG", "LOG_FORMAT", "CONFIG"])
                     .filter(|key| !is_service_link(key.as_str()))
                     .split("__"),
             )
