@@ -422,6 +422,17 @@ fn the_config_file_comes_from_the_flag_or_vpcflowd_config() {
     let (code, _, stderr) = print(&[], &[("VPCFLOWD_CONFIG", "/nonexistent.toml")]);
     assert_ne!(code, Some(0));
     assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
+    // The image's defaults file (VPCFLOWD_BASE_CONFIG) sits beneath the configuration file,
+    // which may set the same keys; the environment still beats both.
+    let base = dir.path().join("image-defaults.toml");
+    std::fs::write(&base, "[window]\ntop_sources = 2\n[admin]\nhistory = 5\n").unwrap();
+    let base = base.to_str().unwrap();
+    let (code, stdout, stderr) =
+        print(&[], &[("VPCFLOWD_BASE_CONFIG", base), ("VPCFLOWD_CONFIG", path)]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(stdout.contains("top_sources = 7") && stdout.contains("history = 5"), "{stdout}");
+    let (_, stdout, _) = print(&["--base-config", base], &[("VPCFLOWD_ADMIN__HISTORY", "6")]);
+    assert!(stdout.contains("top_sources = 2") && stdout.contains("history = 6"), "{stdout}");
 }
 
 #[test]

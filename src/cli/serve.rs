@@ -20,6 +20,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "FILE", env = "VPCFLOWD_CONFIG")]
     pub config: Option<PathBuf>,
 
+    /// A TOML file of defaults read beneath `--config` (whose keys win over it). The container
+    /// image names its own here (listen addresses, state directory), so that a mounted
+    /// configuration file can still set those keys.
+    #[arg(long, value_name = "FILE", env = "VPCFLOWD_BASE_CONFIG")]
+    pub base_config: Option<PathBuf>,
+
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
@@ -280,7 +286,9 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         );
         return ExitCode::from(EXIT_USAGE);
     }
-    let config = match ServeConfig::load(args.config.as_deref(), args.overrides()) {
+    let files: Vec<_> =
+        [&args.base_config, &args.config].into_iter().flatten().map(|p| p.as_path()).collect();
+    let config = match ServeConfig::load(&files, args.overrides()) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vpcflowd serve: invalid configuration: {e}");

@@ -224,11 +224,12 @@ impl Default for AdminConfig {
 pub const ENV_PREFIX: &str = "VPCFLOWD_";
 
 impl ServeConfig {
-    /// Loads the configuration: defaults, then `file`, then the environment, then `overrides`
+    /// Loads the configuration: defaults, then each of `files` in order (a later file's keys
+    /// win: the image's base file, then the user's), then the environment, then `overrides`
     /// (the flags that were given, shaped like this struct). Errors name the offending key.
-    pub fn load(file: Option<&Path>, overrides: serde_json::Value) -> Result<ServeConfig, String> {
+    pub fn load(files: &[&Path], overrides: serde_json::Value) -> Result<ServeConfig, String> {
         let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
-        if let Some(path) = file {
+        for path in files {
             if !path.exists() {
                 return Err(format!("configuration file {} does not exist", path.display()));
             }
@@ -237,10 +238,10 @@ impl ServeConfig {
         figment = figment
             .merge(
                 Env::prefixed(ENV_PREFIX)
-                    // The file's path (`VPCFLOWD_CONFIG`, read by the `--config` flag) and
-                    // the log settings (`VPCFLOWD_LOG_FORMAT`, read by `--log-format`) are
-                    // not keys of the file.
-                    .ignore(&["LOG", "LOG_FORMAT", "CONFIG"])
+                    // The files' paths (`VPCFLOWD_CONFIG`, `VPCFLOWD_BASE_CONFIG`, read by
+                    // `--config` and `--base-config`) and the log settings
+                    // (`VPCFLOWD_LOG_FORMAT`, read by `--log-format`) are not keys of the file.
+                    .ignore(&["LOG", "LOG_FORMAT", "CONFIG", "BASE_CONFIG"])
                     .filter(|key| !is_service_link(key.as_str()))
                     .split("__"),
             )
@@ -290,20 +291,31 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn layers_file_env_and_flags_in_order() {
+    fn layers_base_file_file_env_and_flags_in_order() {
         figment::Jail::expect_with(|jail| {
+            // What the container image names with VPCFLOWD_BASE_CONFIG.
+            jail.create_file(
+                "image.toml",
+                "[ingest]\nlisten = \"0.0.0.0:8080\"\n[admin]\nlisten = \"0.0.0.0:9464\"\n",
+            )?;
             jail.create_file(
                 "vpcflowd.toml",
                 "formats = [\"default\"]\n[ingest]\nlisten = \"127.0.0.1:9000\"\nqueue_requests = 5\n[window]\nlateness = \"15m\"\ntop_sources = 3\n",
             )?;
             jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUESTS", "7");
             jail.set_env("VPCFLOWD_WINDOW__TOP_SOURCES", "4");
+            jail.set_env("VPCFLOWD_BASE_CONFIG", "image.toml");
             let c = ServeConfig::load(
-                Some(Path::new("vpcflowd.toml")),
+                &[Path::new("image.toml"), Path::new("vpcflowd.toml")],
                 json!({"window": {"top_sources": 5}}),
             )
             .map_err(figment::Error::from)?;
-            assert_eq!(c.ingest.listen, "127.0.0.1:9000".parse().unwrap());
+            assert_eq!(
+                c.ingest.listen,
+                "127.0.0.1:9000".parse().unwrap(),
+                "the file beats the base"
+            );
+            assert_eq!(c.admin.listen, "0.0.0.0:9464".parse().unwrap(), "the base beats defaults");
             assert_eq!(c.ingest.queue_requests, 7, "env beats file");
             assert_eq!(c.window.top_sources, 5, "flags beat env");
             assert_eq!(c.window.lateness, Duration::from_secs(900));
@@ -329,11 +341,11 @@ mod tests {
                 jail.set_env(k, v);
             }
             jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUESTS", "7");
-            let c = ServeConfig::load(None, json!({})).map_err(figment::Error::from)?;
+            let c = ServeConfig::load(&[], json!({})).map_err(figment::Error::from)?;
             assert_eq!(c.ingest.queue_requests, 7);
             // A misspelt key is still an error.
             jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUEST", "7");
-            assert!(ServeConfig::load(None, json!({})).unwrap_err().contains("queue_request"));
+            assert!(ServeConfig::load(&[], json!({})).unwrap_err().contains("queue_request"));
             Ok(())
         });
     }
@@ -342,13 +354,13 @@ mod tests {
     fn bad_values_name_their_key() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[ingest]\nqueue_requests = \"many\"\n")?;
-            let e = ServeConfig::load(Some(Path::new("bad.toml")), json!({})).unwrap_err();
+            let e = ServeConfig::load(&[Path::new("bad.toml")], json!({})).unwrap_err();
             assert!(e.contains("ingest.queue_requests"), "{e}");
             jail.create_file("bad2.toml", "[window]\nwindow = \"7m\"\nslide = \"2m\"\n")?;
-            let e = ServeConfig::load(Some(Path::new("bad2.toml")), json!({})).unwrap_err();
+            let e = ServeConfig::load(&[Path::new("bad2.toml")], json!({})).unwrap_err();
             assert!(e.starts_with("window:"), "{e}");
             jail.create_file("bad3.toml", "[ingest]\nlisten_on = \"x\"\n")?;
-            let e = ServeConfig::load(Some(Path::new("bad3.toml")), json!({})).unwrap_err();
+            let e = ServeConfig::load(&[Path::new("bad3.toml")], json!({})).unwrap_err();
             assert!(e.contains("listen_on"), "{e}");
             Ok(())
         });
@@ -361,11 +373,11 @@ mod tests {
                 "kinesis.toml",
                 "[ingest]\nenabled = false\n[[sources.kinesis]]\nstream = \"s\"\n",
             )?;
-            let c = ServeConfig::load(Some(Path::new("kinesis.toml")), json!({}))
+            let c = ServeConfig::load(&[Path::new("kinesis.toml")], json!({}))
                 .map_err(figment::Error::from)?;
             assert!(!c.ingest.enabled);
             jail.set_env("VPCFLOWD_INGEST__ENABLED", "false");
-            let e = ServeConfig::load(None, json!({})).unwrap_err();
+            let e = ServeConfig::load(&[], json!({})).unwrap_err();
             assert!(e.contains("ingest.enabled is false and no sources.kinesis"), "{e}");
             assert!(ServeConfig::default().ingest.enabled);
             Ok(())
