@@ -433,6 +433,15 @@ fn the_config_file_comes_from_the_flag_or_vpcflowd_config() {
     assert!(stdout.contains("top_sources = 7") && stdout.contains("history = 5"), "{stdout}");
     let (_, stdout, _) = print(&["--base-config", base], &[("VPCFLOWD_ADMIN__HISTORY", "6")]);
     assert!(stdout.contains("top_sources = 2") && stdout.contains("history = 6"), "{stdout}");
+    // The image's own file loads, and says what the image's ports and volume expect.
+    let image = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/image-defaults.toml");
+    let (code, stdout, stderr) = print(&["--base-config", image], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    for key in
+        ["listen = \"0.0.0.0:8080\"", "listen = \"0.0.0.0:9464\"", "dir = \"/var/lib/vpcflowd\""]
+    {
+        assert!(stdout.contains(key), "{key} in {stdout}");
+    }
 }
 
 #[test]

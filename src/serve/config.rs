@@ -101,9 +101,9 @@ pub struct IngestConfig {
     /// How often `tls_cert`, `tls_key` and `access_keys_file` are read again: a rotated
     /// certificate or secret takes effect within this, without a restart. A file that cannot
     /// be read or does not load leaves the one in use in place (logged, and counted in
-    /// `vpcflowd.ingest.reload_failures`), as does an `access_keys_file` that comes to no key
-    /// at all where there were some (which would accept any request). `0s` reads them at start
-    /// only.
+    /// `vpcflowd.ingest.reload_failures`), as does an `access_keys_file` that holds no key
+    /// (which would accept any request; at start, such a file stops the start). `0s` reads
+    /// them at start only.
     #[serde(with = "humantime_serde")]
     #[schemars(with = "crate::schema::HumanDuration")]
     pub reload_interval: Duration,
@@ -112,28 +112,41 @@ pub struct IngestConfig {
 impl IngestConfig {
     /// The accepted access keys: `access_keys` plus the lines of `access_keys_file` (read
     /// now: at start, and again at each reload).
+    ///
+    /// An empty key, or a key file that holds none (emptied, or caught while being written), is
+    /// an error: an empty key would accept requests that send none, and a file with no key
+    /// where keys were meant would leave every request accepted.
     pub fn access_keys(&self) -> Result<Vec<String>, String> {
+        if self.access_keys.iter().any(|k| k.trim().is_empty()) {
+            return Err("ingest.access_keys holds an empty key".into());
+        }
         let mut keys = self.access_keys.clone();
         if let Some(path) = &self.access_keys_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("ingest.access_keys_file {}: {e}", path.display()))?;
+            let at = || format!("ingest.access_keys_file {}", path.display());
+            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", at()))?;
             let trimmed = text.trim();
+            let before = keys.len();
             if trimmed.starts_with('{') {
                 #[derive(Deserialize)]
                 struct Secret {
                     api_key: String,
                 }
-                let secret: Secret = serde_json::from_str(trimmed).map_err(|e| {
-                    format!(
-                        "ingest.access_keys_file {}: not {{\"api_key\": …}}: {e}",
-                        path.display()
-                    )
-                })?;
-                keys.push(secret.api_key);
+                let secret: Secret = serde_json::from_str(trimmed)
+                    .map_err(|e| format!("{}: not {{\"api_key\": …}}: {e}", at()))?;
+                let key = secret.api_key.trim();
+                if !key.is_empty() {
+                    keys.push(key.to_string());
+                }
             } else {
                 keys.extend(
                     trimmed.lines().map(str::trim).filter(|l| !l.is_empty()).map(String::from),
                 );
+            }
+            if keys.len() == before {
+                return Err(format!(
+                    "{}: holds no key (refused rather than accepting any request)",
+                    at()
+                ));
             }
         }
         Ok(keys)
@@ -394,10 +407,21 @@ mod tests {
         std::fs::write(&json_secret, "{\"api_key\": \"k4\"}").unwrap();
         let mut c = ServeConfig::default();
         c.ingest.access_keys = vec!["k1".into()];
-        c.ingest.access_keys_file = Some(lines);
+        c.ingest.access_keys_file = Some(lines.clone());
         assert_eq!(c.ingest.access_keys().unwrap(), ["k1", "k2", "k3"]);
-        c.ingest.access_keys_file = Some(json_secret);
+        c.ingest.access_keys_file = Some(json_secret.clone());
         assert_eq!(c.ingest.access_keys().unwrap(), ["k1", "k4"]);
+        // No key where keys were meant is an error, never "accept any request": an emptied
+        // file, a secret with an empty key, an empty key in the list.
+        for (file, text) in [(&lines, "\n \n"), (&json_secret, "{\"api_key\": \" \"}")] {
+            std::fs::write(file, text).unwrap();
+            c.ingest.access_keys_file = Some(file.clone());
+            let e = c.ingest.access_keys().unwrap_err();
+            assert!(e.contains("holds no key"), "{e}");
+        }
+        c.ingest.access_keys_file = None;
+        c.ingest.access_keys = vec!["k1".into(), "".into()];
+        assert!(c.ingest.access_keys().unwrap_err().contains("empty key"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

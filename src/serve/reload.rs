@@ -5,8 +5,8 @@
 //! This module owns the ingest listener's current access keys ([`AccessKeys`], read by every
 //! request) and the [`Reloader`] task that replaces them and the listener's certificate. What
 //! is in use stays in use until its replacement has loaded: a file that cannot be read, a
-//! certificate or key that does not load, or a key file that would leave no key where there
-//! were some (which would accept any request) is logged and counted
+//! certificate or key that does not load, or a key file that holds no key (which would accept
+//! any request; see `IngestConfig::access_keys`) is logged and counted
 //! (`IngestStats::reload_failures`), and tried again at the next check.
 //!
 //! Certificates managed by cert-manager, or keys mounted from a Kubernetes or Secrets Manager
@@ -118,14 +118,6 @@ impl Reloader {
             .unwrap_or_else(|e| Err(e.to_string()));
         match read {
             Ok(keys) if *keys == *self.keys.get() => {}
-            Ok(keys) if keys.is_empty() => {
-                failed(
-                    &self.stats,
-                    "access keys",
-                    path.display(),
-                    "the file holds no key: keeping the keys in use rather than accepting any request",
-                );
-            }
             Ok(keys) => {
                 let n = keys.len();
                 self.keys.set(keys);

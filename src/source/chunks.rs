@@ -452,6 +452,13 @@ fn parse_chunk_as(
     // the chunk's lines before them.
     let mut waiting = 0..0;
     let mut lines_before_waiting = 0u64;
+    // Whether the layouts in effect read the default format first (else no line can take the
+    // shortcut), and whether a waiting line may be a header that changes them.
+    let default_first = |l: &Option<LayoutSet>, r: &FileReader| {
+        l.as_ref().unwrap_or(r.layouts()).first().is_default_format()
+    };
+    let mut plain_layouts = default_first(&layouts, reader);
+    let mut header_waiting = false;
     let mut lines = 0u64;
     let mut at = 0;
     while at < text.len() {
@@ -459,10 +466,12 @@ fn parse_chunk_as(
         let next = (end + 1).min(text.len());
         let line = &text[at..end];
         lines += 1;
-        // Only a line starting as a version can take the shortcut; a header before it (among
-        // the waiting lines) may change the layouts it is read under, so those go first.
-        let candidate = shortcut && matches!(line.first(), Some(b'0'..=b'9' | b'-'));
-        if candidate && !waiting.is_empty() {
+        // Only a line starting as a version can take the shortcut, under layouts that read the
+        // default format first; a header among the waiting lines may change the layouts it is
+        // read under, so those go first (and else they wait on, so that lines of another
+        // format go to the reader a chunk at a time, not one by one).
+        let versionlike = shortcut && matches!(line.first(), Some(b'0'..=b'9' | b'-'));
+        if versionlike && !waiting.is_empty() && (plain_layouts || header_waiting) {
             let waited = &text[waiting.clone()];
             layouts = read_waiting(
                 reader,
@@ -474,8 +483,10 @@ fn parse_chunk_as(
             );
             waiting = at..at;
             lines_before_waiting = lines - 1;
+            plain_layouts = default_first(&layouts, reader);
+            header_waiting = false;
         }
-        let plain = candidate
+        let plain = (versionlike && plain_layouts)
             .then(|| parse_plain_line(layouts.as_ref().unwrap_or(reader.layouts()), line))
             .flatten()
             .map(|p| (RouteInput::of_default(&p.record, &LineContext::default()), p.text));
@@ -487,7 +498,10 @@ fn parse_chunk_as(
                 waiting = next..next;
                 lines_before_waiting = lines;
             }
-            _ => waiting.end = next,
+            _ => {
+                waiting.end = next;
+                header_waiting |= line.first().is_some_and(u8::is_ascii_lowercase);
+            }
         }
         at = next;
     }
@@ -701,32 +715,44 @@ mod tests {
         let lines = proptest::collection::vec(0usize..LINES.len(), 0..30);
         let max = proptest::prop_oneof![proptest::strategy::Just(usize::MAX), 0usize..900];
         let started = proptest::option::of(proptest::strategy::Just(()));
+        let custom_first = proptest::bool::ANY;
         runner
-            .run(&(lines, max, started), |(lines, max_record_bytes, started)| {
-                let text: String = lines.iter().map(|&i| format!("{}\n", LINES[i])).collect();
-                // Under an earlier header's layouts, or the configured ones.
-                let started = started.map(|()| LayoutSet::single(Layout::default_format()));
-                let parse = |shortcut| {
-                    let mut reader = FileReader::new(LayoutSet::default());
-                    let bytes = text.clone().into_bytes();
-                    let c = parse_chunk_as(
-                        &mut reader,
-                        0,
-                        bytes,
-                        started.clone(),
-                        max_record_bytes,
-                        shortcut,
-                    );
-                    let rejects: Vec<_> = c
-                        .rejects
-                        .iter()
-                        .map(|(r, n)| (r, n, c.rejects.sample(r).cloned()))
-                        .collect();
-                    (c.records, c.stats, rejects, c.messages, c.ended_under, c.oversized)
-                };
-                proptest::prop_assert_eq!(parse(true), parse(false), "{}", text);
-                Ok(())
-            })
+            .run(
+                &(lines, max, started, custom_first),
+                |(lines, max_record_bytes, started, custom_first)| {
+                    let text: String = lines.iter().map(|&i| format!("{}\n", LINES[i])).collect();
+                    // Under an earlier header's layouts, or the configured ones: the default set,
+                    // or one whose first format is another (no line takes the shortcut until a
+                    // header sets the default format).
+                    let started = started.map(|()| LayoutSet::single(Layout::default_format()));
+                    let configured = match custom_first {
+                        true => {
+                            LayoutSet::from_formats(&["interface-id bytes", "default"]).unwrap()
+                        }
+                        false => LayoutSet::default(),
+                    };
+                    let parse = |shortcut| {
+                        let mut reader = FileReader::new(configured.clone());
+                        let bytes = text.clone().into_bytes();
+                        let c = parse_chunk_as(
+                            &mut reader,
+                            0,
+                            bytes,
+                            started.clone(),
+                            max_record_bytes,
+                            shortcut,
+                        );
+                        let rejects: Vec<_> = c
+                            .rejects
+                            .iter()
+                            .map(|(r, n)| (r, n, c.rejects.sample(r).cloned()))
+                            .collect();
+                        (c.records, c.stats, rejects, c.messages, c.ended_under, c.oversized)
+                    };
+                    proptest::prop_assert_eq!(parse(true), parse(false), "{}", text);
+                    Ok(())
+                },
+            )
             .unwrap();
     }
 

@@ -16,6 +16,9 @@ pub struct Server {
     pub ingest: String,
     pub admin: String,
     stderr: mpsc::Receiver<String>,
+    /// What it wrote to stderr before the line saying where it listens (its tasks log from
+    /// the start: Kinesis consumers may already be reading).
+    early_stderr: Vec<String>,
     /// One HTTP client for every status poll: `reqwest::get` builds a client (and loads its TLS
     /// roots) per call, which, polling three servers every 50 ms, took most of a core from the
     /// servers under test on a 2-core machine. One per server, not one per process: a client's
@@ -64,11 +67,11 @@ impl Server {
         });
         // From here the Server owns the child: dropping it (also on a panic) kills and reaps it.
         let (ingest, admin, http) = (String::new(), String::new(), reqwest::Client::new());
-        let mut server = Server { child, ingest, admin, stderr: rx, http };
-        let mut seen = Vec::new();
+        let mut server =
+            Server { child, ingest, admin, stderr: rx, early_stderr: Vec::new(), http };
         loop {
             let Ok(line) = server.stderr.recv_timeout(Duration::from_secs(60)) else {
-                panic!("serve did not start; stderr: {seen:#?}");
+                panic!("serve did not start; stderr: {:#?}", server.early_stderr);
             };
             if let Some(rest) = line.strip_prefix("vpcflowd serve: ingest ") {
                 let (ingest, admin) = rest.split_once(" admin on ").unwrap();
@@ -79,7 +82,7 @@ impl Server {
                 server.admin = format!("http://{admin}");
                 return server;
             }
-            seen.push(line);
+            server.early_stderr.push(line);
         }
     }
 
@@ -93,13 +96,17 @@ impl Server {
         assert!(ok.success());
     }
 
-    /// Waits for the process to exit; returns its status, the snapshots it printed, its stderr.
+    /// Waits for the process to exit; returns its status, the snapshots it printed, and its
+    /// stderr (all of it, but for the line saying where it listens).
     pub fn wait(mut self) -> (ExitStatus, Vec<Value>, Vec<String>) {
         let mut out = String::new();
         self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         let status = self.child.wait().unwrap();
         let snapshots = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-        let stderr = self.stderr.try_iter().collect();
+        let mut stderr = std::mem::take(&mut self.early_stderr);
+        // Every line: the reader thread ends (and the channel with it) at the pipe's end, which
+        // the exit has come to; `try_iter` could stop short of lines still being forwarded.
+        stderr.extend(self.stderr.iter());
         (status, snapshots, stderr)
     }
 
