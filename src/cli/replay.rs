@@ -125,13 +125,8 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             };
             read.add(&chunk.stats);
             rejects.merge(&chunk.rejects);
-            for input in chunk.records.inputs() {
-                if let Err(e) = router.push_input(&input, clock.now()) {
-                    // Not reached: a prepared record names its interface. Counted all the same.
-                    read.records -= 1;
-                    read.rejected += 1;
-                    rejects.record(RejectReason::MissingInterface, e, b"");
-                }
+            for (interface, input) in chunk.records.named_inputs() {
+                router.push_named(interface, &input, clock.now());
             }
             // The router's own count of records naming no interface.
             for _ in 0..chunk.rejects.count(RejectReason::MissingInterface) {

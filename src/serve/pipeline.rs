@@ -331,15 +331,9 @@ fn apply(
     stats.bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
     match &job.records {
         JobRecords::Prepared(prepared) => {
-            for input in prepared.inputs() {
-                match router.push_input(&input, now) {
-                    Ok(()) => outcome.records += 1,
-                    Err(e @ RouteError::MissingInterface) => {
-                        // Not reached: a prepared record always names its interface.
-                        outcome.rejected += 1;
-                        stats.reject(RejectReason::MissingInterface, &e, b"");
-                    }
-                }
+            for (interface, input) in prepared.named_inputs() {
+                router.push_named(interface, &input, now);
+                outcome.records += 1;
             }
             for r in &prepared.rejects {
                 if r.reason == RejectReason::MissingInterface {

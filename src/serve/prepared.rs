@@ -125,6 +125,11 @@ impl PreparedRequest {
         self.records.inputs()
     }
 
+    /// The records with their interfaces ([`PreparedRecords::named_inputs`]).
+    pub fn named_inputs(&self) -> impl Iterator<Item = (&str, RouteInput<'_>)> {
+        self.records.named_inputs()
+    }
+
     /// How many records are ready to route.
     pub fn len(&self) -> usize {
         self.records.len()

@@ -466,10 +466,20 @@ impl Router {
     }
 
     /// [`Router::push`] for a record already resolved into what routing reads.
+    #[inline]
     pub fn push_input(&mut self, input: &RouteInput<'_>, arrival: u64) -> Result<(), RouteError> {
         let Some(interface) = input.interface else {
             return Err(self.refuse_missing_interface());
         };
+        self.push_named(interface, input, arrival);
+        Ok(())
+    }
+
+    /// [`Router::push_input`] for a record whose interface is known to be `interface` (its
+    /// `input.interface` is not read again): the records of a
+    /// [`crate::window::prepared::PreparedRecords`], which keeps only records that name one.
+    #[inline]
+    pub fn push_named(&mut self, interface: &str, input: &RouteInput<'_>, arrival: u64) {
         self.last_record_at = Some(arrival);
         let cfg = &self.config;
         let f = &input.fields;
@@ -482,7 +492,7 @@ impl Router {
             self.stats.late_records.fetch_add(1, Ordering::Relaxed);
             if pane < cfg.late_horizon(wm.unwrap_or(0)) {
                 self.stats.expired_late_records.fetch_add(1, Ordering::Relaxed);
-                return Ok(());
+                return;
             }
         }
         self.watermark.observe(t);
@@ -520,7 +530,6 @@ impl Router {
             self.flush_shard(shard);
         }
         self.mark_if_advanced();
-        Ok(())
     }
 
     /// Lets the watermark move on with the wall clock when no record has arrived for the idle

@@ -70,11 +70,22 @@ impl PreparedRecords {
 
     /// The records as the router reads them, in input order.
     pub fn inputs(&self) -> impl Iterator<Item = RouteInput<'_>> {
-        self.records.iter().map(|r| RouteInput {
-            interface: Some(self.text(&r.interface)),
-            account: r.account.as_ref().map(|a| self.text(a)),
-            region: r.region.as_ref().map(|g| self.text(g)),
-            fields: r.fields,
+        self.named_inputs().map(|(_, input)| input)
+    }
+
+    /// [`PreparedRecords::inputs`] with each record's interface, which every record kept
+    /// names ([`PreparedRecords::push`]): what [`crate::window::engine::Router::push_named`]
+    /// routes without a refusal to handle.
+    pub fn named_inputs(&self) -> impl Iterator<Item = (&str, RouteInput<'_>)> {
+        self.records.iter().map(|r| {
+            let interface = self.text(&r.interface);
+            let input = RouteInput {
+                interface: Some(interface),
+                account: r.account.as_ref().map(|a| self.text(a)),
+                region: r.region.as_ref().map(|g| self.text(g)),
+                fields: r.fields,
+            };
+            (interface, input)
         })
     }
 
