@@ -38,7 +38,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use super::file::{FileReader, Input, ReadStats, Refusal, Rejection, header_layout};
+use super::file::{FileReader, Input, ReadStats, Refusal, Rejection, header_layout, may_be_header};
 use crate::decode::{
     Layout, LayoutSet, LineContext, ParsedLine, RejectReason, Rejects, parse_plain_line,
 };
@@ -328,8 +328,8 @@ fn split(
 /// ([`header_layout`]).
 fn last_header(text: &[u8]) -> Option<Layout> {
     let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', text).map(|end| end + 1));
-    // From the end; only lines starting with a lowercase letter have their end looked for.
-    let starts = starts.filter(|&s| text.get(s).is_some_and(u8::is_ascii_lowercase));
+    // From the end; only lines that may be headers have their end looked for.
+    let starts = starts.filter(|&s| may_be_header(&text[s..]));
     starts
         .filter_map(|start| {
             let line = &text[start..];
@@ -452,12 +452,7 @@ fn parse_chunk_as(
     // the chunk's lines before them.
     let mut waiting = 0..0;
     let mut lines_before_waiting = 0u64;
-    // Whether the layouts in effect read the default format first (else no line can take the
-    // shortcut), and whether a waiting line may be a header that changes them.
-    let default_first = |l: &Option<LayoutSet>, r: &FileReader| {
-        l.as_ref().unwrap_or(r.layouts()).first().is_default_format()
-    };
-    let mut plain_layouts = default_first(&layouts, reader);
+    // Whether a waiting line may be a header that changes the layouts in effect.
     let mut header_waiting = false;
     let mut lines = 0u64;
     let mut at = 0;
@@ -471,7 +466,8 @@ fn parse_chunk_as(
         // read under, so those go first (and else they wait on, so that lines of another
         // format go to the reader a chunk at a time, not one by one).
         let versionlike = shortcut && matches!(line.first(), Some(b'0'..=b'9' | b'-'));
-        if versionlike && !waiting.is_empty() && (plain_layouts || header_waiting) {
+        let reads_plain = in_effect(&layouts, reader).first().is_default_format();
+        if versionlike && !waiting.is_empty() && (reads_plain || header_waiting) {
             let waited = &text[waiting.clone()];
             layouts = read_waiting(
                 reader,
@@ -483,11 +479,12 @@ fn parse_chunk_as(
             );
             waiting = at..at;
             lines_before_waiting = lines - 1;
-            plain_layouts = default_first(&layouts, reader);
             header_waiting = false;
         }
-        let plain = (versionlike && plain_layouts)
-            .then(|| parse_plain_line(layouts.as_ref().unwrap_or(reader.layouts()), line))
+        // `parse_plain_line` declines a line under layouts that do not read the default format
+        // first (such as those a header among the waiting lines just set).
+        let plain = versionlike
+            .then(|| parse_plain_line(in_effect(&layouts, reader), line))
             .flatten()
             .map(|p| (RouteInput::of_default(&p.record, &LineContext::default()), p.text));
         match plain {
@@ -500,7 +497,7 @@ fn parse_chunk_as(
             }
             _ => {
                 waiting.end = next;
-                header_waiting |= line.first().is_some_and(u8::is_ascii_lowercase);
+                header_waiting |= may_be_header(line);
             }
         }
         at = next;
@@ -526,6 +523,11 @@ fn parse_chunk_as(
         oversized: kept.oversized,
         text,
     }
+}
+
+/// The layouts a chunk's next line is read under: an earlier header's, else the configured.
+fn in_effect<'l>(header_layouts: &'l Option<LayoutSet>, reader: &'l FileReader) -> &'l LayoutSet {
+    header_layouts.as_ref().unwrap_or(reader.layouts())
 }
 
 /// Reads lines of a chunk through the reader (`lines_before`: the chunk's lines before them,

@@ -215,14 +215,20 @@ impl FileReader {
     }
 }
 
-/// The layout an S3 header line names, if `line` is one. Only lines starting with a lowercase
-/// letter are looked at (flow-log lines start with a digit, `{` or gzip's magic), which keeps
-/// this cheap enough for every line.
+/// The layout an S3 header line names, if `line` is one. Only lines that [`may_be_header`]
+/// are looked at, which keeps this cheap enough for every line.
 pub fn header_layout(line: &[u8]) -> Option<Layout> {
-    if !line.first().is_some_and(u8::is_ascii_lowercase) {
+    if !may_be_header(line) {
         return None;
     }
     std::str::from_utf8(line).ok().and_then(Layout::from_header)
+}
+
+/// Whether `line` (or text from a line's start) may be an S3 header line: it starts with a
+/// lowercase letter (flow-log lines start with a digit, `-`, `{` or gzip's magic).
+#[inline]
+pub fn may_be_header(line: &[u8]) -> bool {
+    line.first().is_some_and(u8::is_ascii_lowercase)
 }
 
 /// Counts a rejected flow-log line, keeps it as its reason's sample, and reports it.
