@@ -6,6 +6,7 @@ pub mod cli;
 pub mod decode;
 pub mod export;
 pub mod generate;
+pub mod record;
 pub mod schema;
 pub mod serve;
 pub mod source;

@@ -2,7 +2,7 @@
 //! one serial stage of ingest, only routes.
 //!
 //! A [`PreparedRequest`] holds the request's flow-log records as
-//! [`PreparedRecords`] (fixed fields, strings in one arena), and its rejections with their
+//! [`ParsedRecords`] (fixed fields, strings in one arena), and its rejections with their
 //! samples. Nothing of it is counted until the pipeline
 //! applies it: a request answered 503 (queue full) and retried by Firehose must not count its
 //! rejections twice.
@@ -14,10 +14,9 @@
 use crate::decode::{
     EnvelopeDecoder, LayoutSet, LineContext, RejectReason, parse_line_with, parse_plain_line,
 };
+use crate::record::{ParsedRecords, RouteInput};
 use crate::source::firehose::DecodedRequest;
 use crate::window::engine::RouteError;
-use crate::window::event::RouteInput;
-use crate::window::prepared::PreparedRecords;
 
 /// A line as routing reads it, or why a line (or a whole record) was refused.
 pub type Parsed<'r, 'a> = Result<&'r RouteInput<'a>, (RejectReason, &'r dyn std::fmt::Display)>;
@@ -61,7 +60,7 @@ pub struct PreparedReject {
 /// A request's records in order, ready to route, and its rejections.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PreparedRequest {
-    records: PreparedRecords,
+    records: ParsedRecords,
     pub rejects: Vec<PreparedReject>,
 }
 
@@ -81,7 +80,7 @@ impl PreparedRequest {
         max_line_bytes: usize,
     ) -> Option<PreparedRequest> {
         let mut out = PreparedRequest {
-            records: PreparedRecords::with_capacity(request.ends.len()),
+            records: ParsedRecords::with_capacity(request.ends.len()),
             ..PreparedRequest::default()
         };
         let mut decoder = EnvelopeDecoder::default();
@@ -125,7 +124,7 @@ impl PreparedRequest {
         self.records.inputs()
     }
 
-    /// The records with their interfaces ([`PreparedRecords::named_inputs`]).
+    /// The records with their interfaces ([`ParsedRecords::named_inputs`]).
     pub fn named_inputs(&self) -> impl Iterator<Item = (&str, RouteInput<'_>)> {
         self.records.named_inputs()
     }

@@ -31,7 +31,6 @@
 
 pub mod engine;
 pub mod event;
-pub mod prepared;
 pub mod settings;
 pub mod snapshot;
 pub mod state;

@@ -15,6 +15,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+/// The key prefix of replica markers in a lease table; no replica id may start with it.
+pub const REPLICA_PREFIX: &str = "replica#";
+
 /// Where a shard with no checkpoint starts.
 #[derive(
     Debug,
@@ -222,7 +225,7 @@ impl SourcesConfig {
             ));
         }
         if let Some(id) = &self.replica_id
-            && (id.is_empty() || id.starts_with(super::lease::REPLICA_PREFIX))
+            && (id.is_empty() || id.starts_with(REPLICA_PREFIX))
         {
             return Err(format!("sources.replica_id {id:?} is empty or reserved"));
         }

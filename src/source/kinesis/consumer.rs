@@ -26,23 +26,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::client::describe;
 use super::config::KinesisSourceConfig;
-use super::coordinator::SourceMsg;
+use super::message::{KinesisBatch, SourceMsg};
 use super::position::{Position, ShardKey};
 use super::status::KinesisStatus;
-
-/// Records of one GetRecords answer, for the pipeline.
-#[derive(Debug)]
-pub struct KinesisBatch {
-    pub shard: ShardKey,
-    /// Which `[[sources.kinesis]]` entry (its formats).
-    pub source: usize,
-    /// Kinesis record payloads, in shard order (KPL aggregates not yet unpacked).
-    pub records: Vec<Vec<u8>>,
-    /// The shard's position once these records are applied.
-    pub position: Position,
-    /// Answered once every record is in the engine.
-    pub applied: oneshot::Sender<()>,
-}
 
 /// Why a consumer returned.
 #[derive(Debug, Clone, PartialEq, Eq)]

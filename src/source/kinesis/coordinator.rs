@@ -26,20 +26,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::book::LeaseBook;
 use super::config::{KinesisSourceConfig, StartingPosition};
-use super::consumer::{KinesisBatch, ShardExit, ShardReader};
+use super::consumer::{ShardExit, ShardReader};
 use super::discovery::{self, ShardInfo};
 use super::lease::Lease;
+use super::message::SourceMsg;
 use super::position::{Position, ShardKey};
 use super::renewer::{Renewal, Renewer};
 use super::status::KinesisStatus;
-
-/// What the sources send to the pipeline.
-#[derive(Debug)]
-pub enum SourceMsg {
-    Batch(KinesisBatch),
-    /// Write a checkpoint (and commit leases) now: a shard ended or a lease is handed over.
-    Checkpoint(oneshot::Sender<Result<(), String>>),
-}
 
 /// One stream's coordinator.
 pub struct Coordinator {

@@ -20,10 +20,9 @@ use aws_sdk_dynamodb::types::{
 };
 
 use super::client::describe;
+pub use super::config::REPLICA_PREFIX;
 use super::position::Position;
 
-/// The key prefix of replica markers.
-pub const REPLICA_PREFIX: &str = "replica#";
 const KEY: &str = "lease_key";
 
 /// One shard's lease.

@@ -29,6 +29,7 @@ pub mod consumer;
 pub mod coordinator;
 pub mod discovery;
 pub mod lease;
+pub mod message;
 pub mod position;
 pub mod renewer;
 pub mod status;
@@ -42,8 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::book::LeaseBook;
 pub use self::config::{KinesisSourceConfig, SourcesConfig, StartingPosition};
-pub use self::consumer::KinesisBatch;
-pub use self::coordinator::SourceMsg;
+pub use self::message::{KinesisBatch, SourceMsg};
 pub use self::position::{Position, ShardKey};
 pub use self::status::KinesisStatus;
 

@@ -13,7 +13,8 @@ use super::config::EngineConfig;
 use super::shard::ShardMsg;
 use super::{CloseProgress, EngineStats, Hasher, MarkerInfo, RouteError, shard_of};
 use crate::decode::{FlowRecord, LineContext};
-use crate::window::event::{FlowEvent, Interner, LastInterned, RouteInput};
+use crate::record::RouteInput;
+use crate::window::event::{FlowEvent, Interner, LastInterned};
 use crate::window::time::{PaneId, Watermark, event_time_of};
 
 /// The channels and shared state a router is started with (see [`super::Engine::start_from`]).
@@ -129,7 +130,7 @@ impl Router {
 
     /// [`Router::push_input`] for a record whose interface is known to be `interface` (its
     /// `input.interface` is not read again): the records of a
-    /// [`crate::window::prepared::PreparedRecords`], which keeps only records that name one.
+    /// [`crate::record::ParsedRecords`], which keeps only records that name one.
     #[inline]
     pub fn push_named(&mut self, interface: &str, input: &RouteInput<'_>, arrival: u64) {
         self.last_record_at = Some(arrival);

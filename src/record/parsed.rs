@@ -3,17 +3,17 @@
 //! The router is the engine's one sequencer, so every ingest path that wants more than one
 //! core parses elsewhere and hands the router finished records: serve's HTTP workers (one
 //! Firehose request each) and replay's parse pool (one chunk of a file each). A
-//! [`PreparedRecords`] keeps each record as the fixed [`RouteFields`] routing reads, with its
+//! [`ParsedRecords`] keeps each record as the fixed [`RouteFields`] routing reads, with its
 //! strings (interface, account, region) copied into one text arena, so a batch of ten thousand
 //! records is three allocations, not thirty thousand.
 
 use std::ops::Range;
 
-use super::event::{RouteFields, RouteInput};
+use super::route::{RouteFields, RouteInput};
 
 /// One record's routing fields, its strings as ranges of the batch's text arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
-struct PreparedRecord {
+struct ParsedRecord {
     interface: Range<u32>,
     account: Option<Range<u32>>,
     region: Option<Range<u32>>,
@@ -22,15 +22,15 @@ struct PreparedRecord {
 
 /// Records in input order, ready to route.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PreparedRecords {
-    records: Vec<PreparedRecord>,
+pub struct ParsedRecords {
+    records: Vec<ParsedRecord>,
     text: String,
 }
 
-impl PreparedRecords {
+impl ParsedRecords {
     /// An empty batch with room for `records` records.
     pub fn with_capacity(records: usize) -> Self {
-        PreparedRecords { records: Vec::with_capacity(records), text: String::new() }
+        ParsedRecords { records: Vec::with_capacity(records), text: String::new() }
     }
 
     /// Keeps `input` for routing. Refused (`false`, nothing kept) when it names no interface:
@@ -45,7 +45,7 @@ impl PreparedRecords {
         let interface = self.keep(interface, last_interface);
         let account = input.account.map(|a| self.keep(a, last_account));
         let region = input.region.map(|r| self.keep(r, last_region));
-        self.records.push(PreparedRecord { interface, account, region, fields: input.fields });
+        self.records.push(ParsedRecord { interface, account, region, fields: input.fields });
         true
     }
 
@@ -73,8 +73,8 @@ impl PreparedRecords {
         self.named_inputs().map(|(_, input)| input)
     }
 
-    /// [`PreparedRecords::inputs`] with each record's interface, which every record kept
-    /// names ([`PreparedRecords::push`]): what [`crate::window::engine::Router::push_named`]
+    /// [`ParsedRecords::inputs`] with each record's interface, which every record kept
+    /// names ([`ParsedRecords::push`]): what `Router::push_named`
     /// routes without a refusal to handle.
     pub fn named_inputs(&self) -> impl Iterator<Item = (&str, RouteInput<'_>)> {
         self.records.iter().map(|r| {
@@ -121,7 +121,7 @@ mod tests {
 
     #[test]
     fn records_come_back_in_order_with_their_strings_stored_once() {
-        let mut p = PreparedRecords::with_capacity(4);
+        let mut p = ParsedRecords::with_capacity(4);
         assert!(p.push(&input(Some("eni-a"), Some("111"))));
         assert!(p.push(&input(Some("eni-a"), Some("111"))));
         assert!(!p.push(&input(None, Some("111"))));

@@ -1,0 +1,140 @@
+//! What the router reads of one record ([`RouteInput`]), resolved from a parsed line and its
+//! envelope's context: which interface the record belongs to, its account and region, and the
+//! fixed fields every window measure is computed from.
+
+use std::net::IpAddr;
+
+use crate::decode::{Action, DefaultRecord, FlowRecord, LineContext, LogStatus};
+
+/// What the router reads of one record: its fields and its envelope's context, resolved. Built
+/// from a parsed line ([`RouteInput::of`]) or from a request parsed on another thread.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteInput<'a> {
+    /// See [`interface_of`]; `None` is a rejection.
+    pub interface: Option<&'a str>,
+    /// The record's `account-id`, else the envelope's owner.
+    pub account: Option<&'a str>,
+    /// The record's `region`, else the transport's.
+    pub region: Option<&'a str>,
+    pub fields: RouteFields,
+}
+
+/// The fixed-size fields routing reads (everything but the strings).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteFields {
+    pub start: Option<u64>,
+    pub end: Option<u64>,
+    pub status: Option<LogStatus>,
+    pub action: Option<Action>,
+    pub srcaddr: Option<IpAddr>,
+    pub dstaddr: Option<IpAddr>,
+    pub srcport: Option<u16>,
+    pub dstport: Option<u16>,
+    pub protocol: Option<u8>,
+    pub packets: Option<u64>,
+    pub bytes: Option<u64>,
+}
+
+/// The [`RouteFields`] of a record, read from any struct with the record's members.
+macro_rules! route_fields {
+    ($record:expr) => {
+        RouteFields {
+            start: $record.start,
+            end: $record.end,
+            status: $record.log_status,
+            action: $record.action,
+            srcaddr: $record.srcaddr,
+            dstaddr: $record.dstaddr,
+            srcport: $record.srcport,
+            dstport: $record.dstport,
+            protocol: $record.protocol,
+            packets: $record.packets,
+            bytes: $record.bytes,
+        }
+    };
+}
+
+impl<'a> RouteInput<'a> {
+    #[inline]
+    pub fn of(record: &FlowRecord<'a>, ctx: &LineContext<'a>) -> RouteInput<'a> {
+        RouteInput {
+            interface: interface_of(record, ctx),
+            account: record.account_id.or(ctx.owner),
+            region: record.region.or(ctx.region),
+            fields: route_fields!(record),
+        }
+    }
+
+    /// [`RouteInput::of`] for a line read by the plain-line shortcut
+    /// ([`crate::decode::parse_plain_line`]): the same input as of the record that line
+    /// parses to under the general path.
+    #[inline]
+    pub fn of_default(record: &DefaultRecord<'a>, ctx: &LineContext<'a>) -> RouteInput<'a> {
+        RouteInput {
+            interface: record.interface_id.or_else(|| stream_interface(ctx)),
+            account: record.account_id.or(ctx.owner),
+            region: ctx.region,
+            fields: route_fields!(record),
+        }
+    }
+}
+
+/// The interface a record belongs to: `interface-id`; else, for records without one, the
+/// regional NAT gateway (`resource-id`), the transit-gateway attachment, or the ENI named by a
+/// CloudWatch log stream (`eni-…-all`).
+pub fn interface_of<'a>(record: &FlowRecord<'a>, ctx: &LineContext<'a>) -> Option<&'a str> {
+    record
+        .interface_id
+        .or(record.resource_id)
+        .or(record.tgw_attachment_id)
+        .or_else(|| stream_interface(ctx))
+}
+
+/// The ENI a CloudWatch log stream is named after (`eni-…-all`), if it is one.
+fn stream_interface<'a>(ctx: &LineContext<'a>) -> Option<&'a str> {
+    ctx.log_stream.filter(|s| s.starts_with("eni-")).map(|s| s.strip_suffix("-all").unwrap_or(s))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::option::of as maybe;
+    use proptest::prelude::{Just, prop_oneof};
+
+    proptest::proptest! {
+        /// A line read by the plain-line shortcut routes exactly as the record the general
+        /// path reads from it, whatever the record lacks and whatever its envelope says.
+        #[test]
+        fn the_plain_line_shortcut_routes_as_the_record(
+            interface in maybe(Just("eni-0a")),
+            account in maybe(Just("123456789010")),
+            owner in maybe(Just("999999999999")),
+            region in maybe(Just("eu-west-1")),
+            stream in maybe(prop_oneof![Just("eni-0b-all"), Just("eni-0c"), Just("vpc-1")]),
+            numbers in proptest::array::uniform4(maybe(proptest::prelude::any::<u64>())),
+            ports in proptest::array::uniform2(maybe(proptest::prelude::any::<u16>())),
+            rejected in maybe(proptest::bool::ANY),
+        ) {
+            let plain = DefaultRecord {
+                version: Some(2),
+                account_id: account,
+                interface_id: interface,
+                srcaddr: Some("10.0.0.1".parse().unwrap()),
+                dstaddr: None,
+                srcport: ports[0],
+                dstport: ports[1],
+                protocol: Some(6),
+                packets: numbers[0],
+                bytes: numbers[1],
+                start: numbers[2],
+                end: numbers[3],
+                action: rejected.map(|r| if r { Action::Reject } else { Action::Accept }),
+                log_status: Some(LogStatus::Ok),
+            };
+            let mut record = FlowRecord::default();
+            plain.fill(&mut record);
+            let ctx = LineContext { owner, region, log_stream: stream, ..LineContext::default() };
+            proptest::prop_assert_eq!(RouteInput::of_default(&plain, &ctx), RouteInput::of(&record, &ctx));
+        }
+    }
+}
