@@ -15,7 +15,7 @@ use crate::decode::{Layout, LayoutSet, RejectReason, Rejects};
 use crate::generate::{Generator, GeneratorConfig};
 use crate::source::chunks::{ChunkConfig, Delivery, MISSING_INTERFACE, ParsedInputs, Source};
 use crate::source::file::{FileReader, Input, ReadStats};
-use crate::window::{Engine, Snapshot};
+use crate::window::{Engine, Router, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
@@ -54,7 +54,6 @@ pub struct ReplayArgs {
 }
 
 pub fn run(args: &ReplayArgs) -> ExitCode {
-    let args_seed = args.seed;
     let layouts = match LayoutSet::from_formats(&args.format) {
         Ok(l) => l,
         Err(e) => {
@@ -69,93 +68,132 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let sources: Vec<Source> = match args.generate {
-        // Generated lines go through the same read, parse and route path as file lines.
-        Some(n) => vec![Source {
-            name: "<generated>".into(),
-            open: Box::new(move || {
-                Ok(Box::new(io::BufReader::with_capacity(
-                    1 << 16,
-                    GeneratedText::new(n, args_seed),
-                )))
-            }),
-            live: false,
-        }],
-        None if args.files.is_empty() => vec![Source::input(Input::Stdin)],
-        None => args.files.iter().map(|f| Source::input(Input::from_arg(f))).collect(),
-    };
+    let sources = sources_of(args);
     let engine = Engine::start(config);
     let stats = engine.stats.clone();
-    let (mut router, mut snapshots, join) = engine.into_parts();
+    let (router, mut snapshots, join) = engine.into_parts();
 
     // This thread routes parsed chunks in input order (the parse pool and the splitter run on
     // their own threads, see `source::chunks`); the main thread prints snapshots as windows
     // close.
     let n_inputs = sources.len();
-    let router_thread = std::thread::spawn(move || {
-        // Chunks too large to hold parsed are read here a record at a time, as before.
-        let mut streaming = FileReader::new(layouts.clone());
-        let mut inputs = ParsedInputs::start(sources, layouts, ChunkConfig::default());
-        let (mut read, mut rejects, mut io_failed) = (ReadStats::default(), Rejects::new(), false);
-        let mut clock = CoarseClock::default();
-        let stderr = io::stderr();
-        while let Some(delivery) = inputs.next_chunk() {
-            let chunk = match delivery {
-                Delivery::Chunk(chunk) => chunk,
-                Delivery::Unparsed(chunk) => {
-                    let name = inputs.name(chunk.input);
-                    chunk.read(
-                        &mut streaming,
-                        |parsed, ctx| {
-                            let now = clock.now();
-                            router.push(&parsed.record, ctx, now).map_err(|_| MISSING_INTERFACE)
-                        },
-                        |r| {
-                            let _ = writeln!(stderr.lock(), "{name}:{}: {}", r.line, r.detail);
-                        },
-                    );
-                    continue;
-                }
-                Delivery::Failed { input, error } => {
-                    io_failed = true;
-                    let _ =
-                        writeln!(stderr.lock(), "vpcflowd replay: {}: {error}", inputs.name(input));
-                    continue;
-                }
-            };
-            read.add(&chunk.stats);
-            rejects.merge(&chunk.rejects);
-            for (interface, input) in chunk.records.named_inputs() {
-                router.push_named(interface, &input, clock.now());
+    let router_thread = std::thread::spawn(move || route_inputs(router, sources, layouts));
+    let (printed, written) = print_snapshots(&mut snapshots, args.output);
+    join.join();
+    let routed = router_thread.join().expect("router thread panicked");
+    if let Err(e) = written {
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            return ExitCode::SUCCESS;
+        }
+        eprintln!("vpcflowd replay: writing output: {e}");
+        return ExitCode::from(EXIT_IO);
+    }
+    let ReadStats { lines, records, rejected, headers } = routed.read;
+    let rejects = routed.rejects;
+    let late = stats.late_records.load(std::sync::atomic::Ordering::Relaxed);
+    let expired = stats.expired_late_records.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!(
+        "vpcflowd replay: {records} records from {lines} lines in {n_inputs} input(s); {headers} header line(s); \
+         {rejected} rejected ({rejects}); {late} late ({expired} too late for any window); {printed} snapshots"
+    );
+    if routed.io_failed { ExitCode::from(EXIT_IO) } else { ExitCode::SUCCESS }
+}
+
+/// The inputs to replay: the generator, the files named, or standard input.
+fn sources_of(args: &ReplayArgs) -> Vec<Source> {
+    let seed = args.seed;
+    match args.generate {
+        // Generated lines go through the same read, parse and route path as file lines.
+        Some(n) => vec![Source {
+            name: "<generated>".into(),
+            open: Box::new(move || {
+                Ok(Box::new(io::BufReader::with_capacity(1 << 16, GeneratedText::new(n, seed))))
+            }),
+            live: false,
+        }],
+        None if args.files.is_empty() => vec![Source::input(Input::Stdin)],
+        None => args.files.iter().map(|f| Source::input(Input::from_arg(f))).collect(),
+    }
+}
+
+/// What the router thread read: counts, rejections, and whether an input failed.
+struct Routed {
+    read: ReadStats,
+    rejects: Rejects,
+    io_failed: bool,
+}
+
+/// Reads, parses and routes every input in order, then closes every window.
+fn route_inputs(mut router: Router, sources: Vec<Source>, layouts: LayoutSet) -> Routed {
+    // Chunks too large to hold parsed are read here a record at a time.
+    let mut streaming = FileReader::new(layouts.clone());
+    let mut inputs = ParsedInputs::start(sources, layouts, ChunkConfig::default());
+    let (mut read, mut rejects, mut io_failed) = (ReadStats::default(), Rejects::new(), false);
+    let mut clock = CoarseClock::default();
+    let stderr = io::stderr();
+    while let Some(delivery) = inputs.next_chunk() {
+        let chunk = match delivery {
+            Delivery::Chunk(chunk) => chunk,
+            Delivery::Unparsed(chunk) => {
+                let name = inputs.name(chunk.input);
+                chunk.read(
+                    &mut streaming,
+                    |parsed, ctx| {
+                        let now = clock.now();
+                        router.push(&parsed.record, ctx, now).map_err(|_| MISSING_INTERFACE)
+                    },
+                    |r| {
+                        let _ = writeln!(stderr.lock(), "{name}:{}: {}", r.line, r.detail);
+                    },
+                );
+                continue;
             }
-            // The router's own count of records naming no interface.
-            for _ in 0..chunk.rejects.count(RejectReason::MissingInterface) {
-                router.refuse_missing_interface();
+            Delivery::Failed { input, error } => {
+                io_failed = true;
+                let _ = writeln!(stderr.lock(), "vpcflowd replay: {}: {error}", inputs.name(input));
+                continue;
             }
-            if !chunk.messages.is_empty() {
-                let mut err = stderr.lock();
-                for (line, message) in &chunk.messages {
-                    let _ = writeln!(err, "{}:{line}: {message}", inputs.name(chunk.input));
-                }
+        };
+        read.add(&chunk.stats);
+        rejects.merge(&chunk.rejects);
+        for (interface, input) in chunk.records.named_inputs() {
+            router.push_named(interface, &input, clock.now());
+        }
+        // The router's own count of records naming no interface.
+        for _ in 0..chunk.rejects.count(RejectReason::MissingInterface) {
+            router.refuse_missing_interface();
+        }
+        if !chunk.messages.is_empty() {
+            let mut err = stderr.lock();
+            for (line, message) in &chunk.messages {
+                let _ = writeln!(err, "{}:{line}: {message}", inputs.name(chunk.input));
             }
         }
-        inputs.close();
-        router.finish();
-        read.add(&streaming.stats);
-        rejects.merge(&streaming.rejects);
-        (read, rejects, io_failed)
-    });
+    }
+    inputs.close();
+    router.finish();
+    read.add(&streaming.stats);
+    rejects.merge(&streaming.rejects);
+    Routed { read, rejects, io_failed }
+}
 
+/// Prints every snapshot batch as it arrives, until the engine is done; returns how many
+/// were printed and the first write error. After an error it keeps draining, so that the
+/// engine can finish.
+fn print_snapshots(
+    snapshots: &mut tokio::sync::mpsc::Receiver<Vec<Snapshot>>,
+    format: OutputFormat,
+) -> (u64, io::Result<()>) {
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(1 << 16, stdout.lock());
     let mut write_failed = None;
     let mut printed = 0u64;
     while let Some(batch) = snapshots.blocking_recv() {
         if write_failed.is_some() {
-            continue; // keep draining so the engine can finish
+            continue;
         }
         for s in &batch {
-            let r = match args.output {
+            let r = match format {
                 OutputFormat::Json => serde_json::to_writer(&mut out, s)
                     .map_err(io::Error::from)
                     .and_then(|()| out.write_all(b"\n")),
@@ -169,23 +207,7 @@ pub fn run(args: &ReplayArgs) -> ExitCode {
         }
     }
     let flushed = out.flush();
-    join.join();
-    let (read, rejects, io_failed) = router_thread.join().expect("router thread panicked");
-    if let Some(e) = write_failed.or(flushed.err()) {
-        if e.kind() == io::ErrorKind::BrokenPipe {
-            return ExitCode::SUCCESS;
-        }
-        eprintln!("vpcflowd replay: writing output: {e}");
-        return ExitCode::from(EXIT_IO);
-    }
-    let ReadStats { lines, records, rejected, headers } = read;
-    let late = stats.late_records.load(std::sync::atomic::Ordering::Relaxed);
-    let expired = stats.expired_late_records.load(std::sync::atomic::Ordering::Relaxed);
-    eprintln!(
-        "vpcflowd replay: {records} records from {lines} lines in {n_inputs} input(s); {headers} header line(s); \
-         {rejected} rejected ({rejects}); {late} late ({expired} too late for any window); {printed} snapshots"
-    );
-    if io_failed { ExitCode::from(EXIT_IO) } else { ExitCode::SUCCESS }
+    (printed, write_failed.or(flushed.err()).map_or(Ok(()), Err))
 }
 
 /// Wall-clock seconds, read once per 4096 calls: arrival time for records without timestamps

@@ -155,26 +155,26 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// A path as the configuration spells it.
+fn path_value(p: &Option<PathBuf>) -> Option<Value> {
+    p.as_ref().map(|p| Value::from(p.to_string_lossy().into_owned()))
+}
+
+/// A duration as the configuration spells it (`1m 30s`).
+fn duration_value(d: Option<std::time::Duration>) -> Option<Value> {
+    d.map(|d| Value::from(humantime::format_duration(d).to_string()))
+}
+
+/// The keys whose flags were given: a table of the configuration.
+fn table_of(pairs: impl IntoIterator<Item = (&'static str, Option<Value>)>) -> Map<String, Value> {
+    pairs.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect()
+}
+
 impl ServeArgs {
     /// The flags that were given, shaped like [`ServeConfig`].
     fn overrides(&self) -> Value {
-        let mut ingest = Map::new();
-        let path =
-            |p: &Option<PathBuf>| p.as_ref().map(|p| Value::from(p.to_string_lossy().into_owned()));
-        for (k, v) in [
-            ("listen", self.listen.map(|a| Value::from(a.to_string()))),
-            ("tls_cert", path(&self.tls_cert)),
-            ("tls_key", path(&self.tls_key)),
-            ("access_keys_file", path(&self.access_keys_file)),
-            ("access_keys", (!self.access_keys.is_empty()).then(|| json!(self.access_keys))),
-            ("enabled", self.no_firehose.then_some(Value::Bool(false))),
-        ] {
-            if let Some(v) = v {
-                ingest.insert(k.into(), v);
-            }
-        }
         let mut root = Map::new();
-        root.insert("ingest".into(), Value::Object(ingest));
+        root.insert("ingest".into(), Value::Object(self.ingest_overrides()));
         if let Some(a) = self.admin_listen {
             root.insert("admin".into(), json!({"listen": a.to_string()}));
         }
@@ -182,49 +182,57 @@ impl ServeArgs {
         if !self.formats.is_empty() {
             root.insert("formats".into(), json!(self.formats));
         }
-        let mut state = Map::new();
-        if let Some(d) = &self.state_dir {
-            state.insert("dir".into(), Value::from(d.to_string_lossy().into_owned()));
-        }
-        if self.discard_bad_state {
-            state.insert("discard_bad_state".into(), Value::Bool(true));
-        }
-        if let Some(i) = self.checkpoint_interval {
-            state.insert(
-                "checkpoint_interval".into(),
-                Value::from(humantime::format_duration(i).to_string()),
-            );
-        }
+        let state = table_of([
+            ("dir", path_value(&self.state_dir)),
+            ("discard_bad_state", self.discard_bad_state.then_some(Value::Bool(true))),
+            ("checkpoint_interval", duration_value(self.checkpoint_interval)),
+        ]);
         root.insert("state".into(), Value::Object(state));
-        let mut export = Map::new();
-        for (k, v) in [
+        root.insert("export".into(), Value::Object(self.export_overrides()));
+        root.insert("sources".into(), Value::Object(self.sources_overrides()));
+        if self.print_snapshots {
+            root.insert("print_snapshots".into(), Value::Bool(true));
+        }
+        Value::Object(root)
+    }
+
+    /// The `[ingest]` flags.
+    fn ingest_overrides(&self) -> Map<String, Value> {
+        table_of([
+            ("listen", self.listen.map(|a| Value::from(a.to_string()))),
+            ("tls_cert", path_value(&self.tls_cert)),
+            ("tls_key", path_value(&self.tls_key)),
+            ("access_keys_file", path_value(&self.access_keys_file)),
+            ("access_keys", (!self.access_keys.is_empty()).then(|| json!(self.access_keys))),
+            ("enabled", self.no_firehose.then_some(Value::Bool(false))),
+        ])
+    }
+
+    /// The `[export]` flags.
+    fn export_overrides(&self) -> Map<String, Value> {
+        let headers = (!self.otlp_headers.is_empty()).then(|| {
+            Value::Object(
+                self.otlp_headers
+                    .iter()
+                    .map(|(k, v)| (k.clone(), Value::from(v.clone())))
+                    .collect(),
+            )
+        });
+        table_of([
             ("otlp_endpoint", self.otlp_endpoint.clone().map(Value::from)),
             ("otlp_protocol", self.otlp_protocol.map(|p| json!(p))),
-            ("otlp_ca_cert", path(&self.otlp_ca_cert)),
-            ("otlp_client_cert", path(&self.otlp_client_cert)),
-            ("otlp_client_key", path(&self.otlp_client_key)),
-            (
-                "otlp_interval",
-                self.otlp_interval.map(|i| Value::from(humantime::format_duration(i).to_string())),
-            ),
+            ("otlp_ca_cert", path_value(&self.otlp_ca_cert)),
+            ("otlp_client_cert", path_value(&self.otlp_client_cert)),
+            ("otlp_client_key", path_value(&self.otlp_client_key)),
+            ("otlp_interval", duration_value(self.otlp_interval)),
             ("flow_logs_per_interface", self.flow_logs_per_interface.map(Value::from)),
-            (
-                "otlp_headers",
-                (!self.otlp_headers.is_empty()).then(|| {
-                    Value::Object(
-                        self.otlp_headers
-                            .iter()
-                            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-                            .collect(),
-                    )
-                }),
-            ),
-        ] {
-            if let Some(v) = v {
-                export.insert(k.into(), v);
-            }
-        }
-        root.insert("export".into(), Value::Object(export));
+            ("otlp_headers", headers),
+        ])
+    }
+
+    /// The `[sources]` flags: the replica id, and one `[[sources.kinesis]]` entry per
+    /// `--kinesis-stream`, each with the stream flags.
+    fn sources_overrides(&self) -> Map<String, Value> {
         let mut sources = Map::new();
         if let Some(id) = &self.replica_id {
             sources.insert("replica_id".into(), Value::from(id.clone()));
@@ -234,9 +242,7 @@ impl ServeArgs {
                 .kinesis_streams
                 .iter()
                 .map(|stream| {
-                    let mut k = Map::new();
-                    k.insert("stream".into(), Value::from(stream.clone()));
-                    for (key, v) in [
+                    let mut k = table_of([
                         ("region", self.kinesis_region.clone().map(Value::from)),
                         ("endpoint", self.kinesis_endpoint.clone().map(Value::from)),
                         ("start", self.kinesis_start.map(|p| json!(p))),
@@ -244,26 +250,15 @@ impl ServeArgs {
                         ("max_records_per_call", self.kinesis_max_records.map(Value::from)),
                         ("lease_table", self.lease_table.clone().map(Value::from)),
                         ("lease_endpoint", self.lease_endpoint.clone().map(Value::from)),
-                        (
-                            "lease_duration",
-                            self.lease_duration
-                                .map(|d| Value::from(humantime::format_duration(d).to_string())),
-                        ),
-                    ] {
-                        if let Some(v) = v {
-                            k.insert(key.into(), v);
-                        }
-                    }
+                        ("lease_duration", duration_value(self.lease_duration)),
+                    ]);
+                    k.insert("stream".into(), Value::from(stream.clone()));
                     Value::Object(k)
                 })
                 .collect();
             sources.insert("kinesis".into(), Value::Array(streams));
         }
-        root.insert("sources".into(), Value::Object(sources));
-        if self.print_snapshots {
-            root.insert("print_snapshots".into(), Value::Bool(true));
-        }
-        Value::Object(root)
+        sources
     }
 }
 

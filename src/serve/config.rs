@@ -78,8 +78,9 @@ pub struct IngestConfig {
     /// Accepted `X-Amz-Firehose-Access-Key` values. Empty (and no `access_keys_file`) accepts
     /// any request: only for trusted networks.
     pub access_keys: Vec<String>,
-    /// A file with one accepted access key per line (e.g. a mounted secret), read at start.
-    /// A Secrets Manager style JSON `{"api_key": "…"}` is accepted too.
+    /// A file with one accepted access key per line (e.g. a mounted secret), read at start and
+    /// again every `reload_interval`. A Secrets Manager style JSON `{"api_key": "…"}` is
+    /// accepted too.
     pub access_keys_file: Option<PathBuf>,
     /// Largest request body accepted as sent (compressed or not); larger is answered 413.
     pub max_body_bytes: usize,

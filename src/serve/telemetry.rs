@@ -129,39 +129,62 @@ fn now_secs() -> f64 {
         .map_or(0.0, |d| d.as_secs_f64())
 }
 
+/// A cumulative counter over one of the state's atomics.
+macro_rules! atomic {
+    ($meter:ident, $state:ident, $name:literal, $unit:literal, $desc:literal, |$s:ident| $e:expr) => {{
+        let $s = $state.clone();
+        counter($meter, $name, $unit, $desc, move || ($e as &AtomicU64).load(Relaxed));
+    }};
+}
+
+/// A gauge over a value read from the state.
+macro_rules! gauge {
+    ($meter:ident, $state:ident, $name:literal, $unit:literal, $desc:literal, |$s:ident| $e:expr) => {{
+        let $s = $state.clone();
+        gauge($meter, $name, $unit, $desc, move || $e);
+    }};
+}
+
 fn register(meter: &Meter, state: Arc<ServeState>) {
-    macro_rules! atomic {
-        ($name:literal, $unit:literal, $desc:literal, |$s:ident| $e:expr) => {{
-            let $s = state.clone();
-            counter(meter, $name, $unit, $desc, move || ($e as &AtomicU64).load(Relaxed));
-        }};
-    }
-    macro_rules! gauge {
-        ($name:literal, $unit:literal, $desc:literal, |$s:ident| $e:expr) => {{
-            let $s = state.clone();
-            gauge(meter, $name, $unit, $desc, move || $e);
-        }};
-    }
-    // Ingest.
+    register_ingest(meter, &state);
+    register_engine(meter, &state);
+    // The process, named by the OpenTelemetry semantic conventions (`/metrics`:
+    // `process_memory_usage_bytes`).
+    gauge(meter, "process.memory.usage", "By", "Resident set size of this process", resident_bytes);
+    register_reloads_and_state(meter, &state);
+    register_export(meter, state.export.clone());
+    register_kinesis(meter, &state);
+}
+
+/// The ingest path's counters.
+fn register_ingest(meter: &Meter, state: &Arc<ServeState>) {
     atomic!(
+        meter,
+        state,
         "vpcflowd.ingest.records",
         "{record}",
         "Flow-log records accepted into the engine",
         |s| &s.stats.records
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.ingest.rejected",
         "{record}",
         "Lines or envelopes rejected (by reason in vpcflowd.ingest.rejects)",
         |s| &s.stats.rejected
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.ingest.bytes",
         "By",
         "Record bytes received (after base64 and body decompression)",
         |s| &s.stats.bytes
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.ingest.dedup_hits",
         "{request}",
         "Retried Firehose requests answered from the dedup memory",
@@ -196,34 +219,55 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             .build();
     }
     gauge!(
+        meter,
+        state,
         "vpcflowd.ingest.queue.depth",
         "{request}",
         "Requests being parsed for the pipeline or waiting for it",
         |s| { Some((s.pipeline.max_capacity() - s.pipeline.capacity()) as f64) }
     );
-    // Engine.
-    atomic!("vpcflowd.engine.records", "{record}", "Records the engine took in", |s| &s
-        .engine
-        .records);
-    atomic!("vpcflowd.engine.late_records", "{record}", "Records for panes already closed", |s| &s
-        .engine
-        .late_records);
+}
+
+/// The window engine's counters and gauges.
+fn register_engine(meter: &Meter, state: &Arc<ServeState>) {
     atomic!(
+        meter,
+        state,
+        "vpcflowd.engine.records",
+        "{record}",
+        "Records the engine took in",
+        |s| &s.engine.records
+    );
+    atomic!(
+        meter,
+        state,
+        "vpcflowd.engine.late_records",
+        "{record}",
+        "Records for panes already closed",
+        |s| &s.engine.late_records
+    );
+    atomic!(
+        meter,
+        state,
         "vpcflowd.engine.expired_late_records",
         "{record}",
         "Late records too old for any kept pane (counted only)",
         |s| &s.engine.expired_late_records
     );
-    atomic!("vpcflowd.engine.windows_closed", "{window}", "Windows closed", |s| &s
+    atomic!(meter, state, "vpcflowd.engine.windows_closed", "{window}", "Windows closed", |s| &s
         .engine
         .windows_closed);
     atomic!(
+        meter,
+        state,
         "vpcflowd.engine.snapshots",
         "{snapshot}",
         "Snapshots emitted (one per window and interface)",
         |s| &s.engine.snapshots
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.engine.revisions",
         "{snapshot}",
         "Corrected snapshots emitted (--late update)",
@@ -239,15 +283,24 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             .build();
     }
     gauge!(
+        meter,
+        state,
         "vpcflowd.engine.window_close.last_duration",
         "s",
         "Time the last window close took",
         |s| Some(s.engine.last_close_micros.load(Relaxed) as f64 / 1e6)
     );
-    gauge!("vpcflowd.engine.open_windows", "{window}", "Windows with data not closed yet", |s| {
-        Some(s.engine.open_windows.load(Relaxed) as f64)
-    });
     gauge!(
+        meter,
+        state,
+        "vpcflowd.engine.open_windows",
+        "{window}",
+        "Windows with data not closed yet",
+        |s| { Some(s.engine.open_windows.load(Relaxed) as f64) }
+    );
+    gauge!(
+        meter,
+        state,
         "vpcflowd.engine.watermark",
         "s",
         "The watermark (Unix time): windows ending at or before it are closed",
@@ -257,6 +310,8 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
         }
     );
     gauge!(
+        meter,
+        state,
         "vpcflowd.engine.watermark.lag",
         "s",
         "Wall clock minus the watermark: how far behind real time results are",
@@ -265,35 +320,47 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             (w != 0 && w != u64::MAX).then(|| (now_secs() - w as f64).max(0.0))
         }
     );
-    // The process, named by the OpenTelemetry semantic conventions (`/metrics`:
-    // `process_memory_usage_bytes`).
-    gauge(meter, "process.memory.usage", "By", "Resident set size of this process", resident_bytes);
-    // Ingest secrets.
+}
+
+/// The ingest listener's secrets and the state file's counters.
+fn register_reloads_and_state(meter: &Meter, state: &Arc<ServeState>) {
     atomic!(
+        meter,
+        state,
         "vpcflowd.ingest.reloads",
         "{reload}",
         "The ingest listener's certificate or access keys replaced after a change on disk",
         |s| &s.stats.reloads
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.ingest.reload_failures",
         "{reload}",
         "Changed or unreadable certificate, key or access-key files that were not swapped in",
         |s| &s.stats.reload_failures
     );
     // State.
-    atomic!("vpcflowd.state.checkpoints", "{checkpoint}", "State files written", |s| &s
-        .stats
-        .checkpoints);
     atomic!(
+        meter,
+        state,
+        "vpcflowd.state.checkpoints",
+        "{checkpoint}",
+        "State files written",
+        |s| &s.stats.checkpoints
+    );
+    atomic!(
+        meter,
+        state,
         "vpcflowd.state.checkpoint_failures",
         "{checkpoint}",
         "State files that could not be written",
         |s| &s.stats.checkpoint_failures
     );
-    // Export.
-    register_export(meter, state.export.clone());
-    // Kinesis.
+}
+
+/// The Kinesis sources' counters and per-shard lag.
+fn register_kinesis(meter: &Meter, state: &Arc<ServeState>) {
     {
         let s = state.clone();
         let _ = meter
@@ -314,40 +381,52 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
             .build();
     }
     atomic!(
+        meter,
+        state,
         "vpcflowd.kinesis.records",
         "{record}",
         "Kinesis records read (before KPL de-aggregation)",
         |s| &s.kinesis.counters.records
     );
-    atomic!("vpcflowd.kinesis.get_records", "{call}", "GetRecords calls", |s| &s
+    atomic!(meter, state, "vpcflowd.kinesis.get_records", "{call}", "GetRecords calls", |s| &s
         .kinesis
         .counters
         .get_records_calls);
     atomic!(
+        meter,
+        state,
         "vpcflowd.kinesis.throttled",
         "{call}",
         "GetRecords calls answered ProvisionedThroughputExceeded (backed off)",
         |s| &s.kinesis.counters.throttled
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.kinesis.errors",
         "{call}",
         "Failed Kinesis calls other than throttling (retried with backoff)",
         |s| &s.kinesis.counters.errors
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.kinesis.leases_lost",
         "{lease}",
         "Leases lost with records not yet committed",
         |s| &s.kinesis.counters.leases_lost
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.kinesis.records_of_lost_leases_not_applied",
         "{record}",
         "Kinesis records that arrived after their lease was lost: left to the new owner",
         |s| &s.kinesis.counters.records_of_lost_leases_not_applied
     );
     atomic!(
+        meter,
+        state,
         "vpcflowd.kinesis.commit_failures",
         "{commit}",
         "Lease-table commits that failed",

@@ -147,6 +147,39 @@ pub fn share_pct(part: u64, whole: u64) -> f64 {
 
 /// Builds the snapshot of the given panes (those of one interface inside one window).
 pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
+    let (totals, mut approx) = window_totals(panes);
+    let (sources, other_sources) = ranked_sources(panes, top, totals.bytes, &mut approx);
+    let (destinations, other_destinations) = ranked_destinations(panes, top);
+    let protocols = protocol_snapshots(panes);
+    let approximate = approx != Approximation::default();
+    Snapshot {
+        window_start: key.window_start,
+        window_end: key.window_end,
+        interface_id: key.interface_id,
+        account_id: key.account_id,
+        region: key.region,
+        packets: totals.packets,
+        bytes: totals.bytes,
+        flows: totals.flows,
+        rejected_flows: totals.rejected_flows,
+        rejected_packets: totals.rejected_packets,
+        rejected_bytes: totals.rejected_bytes,
+        nodata_records: totals.nodata_records,
+        skipdata_records: totals.skipdata_records,
+        late_records: totals.late_records,
+        sources,
+        other_sources,
+        destinations,
+        other_destinations,
+        protocols,
+        revision: key.revision,
+        approximate,
+        approximation: approx,
+    }
+}
+
+/// The window's totals, and the error bounds and evictions of its panes' tables.
+fn window_totals(panes: &[&Pane]) -> (Totals, Approximation) {
     let mut totals = Totals::default();
     let mut approx = Approximation::default();
     for p in panes {
@@ -164,22 +197,30 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         approx.evicted_destinations =
             approx.evicted_destinations.saturating_add(p.destinations.evicted());
     }
+    (totals, approx)
+}
 
-    // Sources: sum across panes, rank, keep the top N with their flows.
-    let mut other_sources = Other::default();
+/// Sources summed across panes and ranked: the top N with their flows, and the rest.
+fn ranked_sources(
+    panes: &[&Pane],
+    top: &TopN,
+    window_bytes: u64,
+    approx: &mut Approximation,
+) -> (Vec<SourceSnapshot>, Other) {
+    let mut other = Other::default();
     for p in panes {
-        other_sources.add(&p.sources.folded().traffic());
-        other_sources.add(&p.unattributed_sources);
+        other.add(&p.sources.folded().traffic());
+        other.add(&p.unattributed_sources);
     }
     let sources = sum_by_key(
         panes.iter().map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
     );
     let (listed, rest) = top_n(sources, top.sources);
     for (_, t) in &rest {
-        other_sources.add(t);
+        other.add(t);
     }
-    other_sources.count = rest.len() as u64;
-    let source_snapshots = listed
+    other.count = rest.len() as u64;
+    let listed = listed
         .into_iter()
         .map(|(addr, t)| {
             let (top_flows, flow_approx) = source_flows(addr, panes, top.flows);
@@ -192,27 +233,30 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
                 flows: t.flows,
                 rejected_flows: t.rejected_flows,
                 rejected_bytes: t.rejected_bytes,
-                traffic_share_pct: share_pct(t.bytes, totals.bytes),
+                traffic_share_pct: share_pct(t.bytes, window_bytes),
                 top_flows,
             }
         })
         .collect();
+    (listed, other)
+}
 
-    // Destinations.
-    let mut other_destinations = Other::default();
+/// Destinations summed across panes and ranked: the top N, and the rest.
+fn ranked_destinations(panes: &[&Pane], top: &TopN) -> (Vec<DestinationSnapshot>, Other) {
+    let mut other = Other::default();
     for p in panes {
-        other_destinations.add(p.destinations.folded());
-        other_destinations.add(&p.unattributed_destinations);
+        other.add(p.destinations.folded());
+        other.add(&p.unattributed_destinations);
     }
     let destinations = sum_by_key(
         panes.iter().map(|p| (p.destinations.len(), p.destinations.iter().map(|(a, t)| (*a, *t)))),
     );
     let (listed, rest) = top_n(destinations, top.destinations);
     for (_, t) in &rest {
-        other_destinations.add(t);
+        other.add(t);
     }
-    other_destinations.count = rest.len() as u64;
-    let destination_snapshots = listed
+    other.count = rest.len() as u64;
+    let listed = listed
         .into_iter()
         .map(|(address, t)| DestinationSnapshot {
             address,
@@ -222,8 +266,11 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
             rejected_flows: t.rejected_flows,
         })
         .collect();
+    (listed, other)
+}
 
-    // Protocols: all of them (a handful).
+/// Every protocol of the window (a handful), ranked.
+fn protocol_snapshots(panes: &[&Pane]) -> Vec<ProtocolSnapshot> {
     let mut protocols: Vec<(u8, Traffic)> = Vec::new();
     for p in panes {
         for (proto, t) in &p.protocols {
@@ -234,7 +281,7 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         }
     }
     protocols.sort_by(rank);
-    let protocol_snapshots = protocols
+    protocols
         .into_iter()
         .map(|(protocol, t)| ProtocolSnapshot {
             protocol,
@@ -243,33 +290,7 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
             flows: t.flows,
             rejected_flows: t.rejected_flows,
         })
-        .collect();
-
-    let approximate = approx != Approximation::default();
-    Snapshot {
-        window_start: key.window_start,
-        window_end: key.window_end,
-        interface_id: key.interface_id,
-        account_id: key.account_id,
-        region: key.region,
-        packets: totals.packets,
-        bytes: totals.bytes,
-        flows: totals.flows,
-        rejected_flows: totals.rejected_flows,
-        rejected_packets: totals.rejected_packets,
-        rejected_bytes: totals.rejected_bytes,
-        nodata_records: totals.nodata_records,
-        skipdata_records: totals.skipdata_records,
-        late_records: totals.late_records,
-        sources: source_snapshots,
-        other_sources,
-        destinations: destination_snapshots,
-        other_destinations,
-        protocols: protocol_snapshots,
-        revision: key.revision,
-        approximate,
-        approximation: approx,
-    }
+        .collect()
 }
 
 /// Listed entries (ranked) and the rest.

@@ -19,6 +19,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use aws_sdk_kinesis::operation::get_records::{GetRecordsError, GetRecordsOutput};
 use aws_sdk_kinesis::primitives::DateTime;
 use aws_sdk_kinesis::types::ShardIteratorType;
 use tokio::sync::{mpsc, oneshot};
@@ -102,135 +103,196 @@ impl ShardReader {
 
     /// Reads from `position` until the shard ends, a stop, or the pipeline closes; returns why
     /// and the position up to which everything read has been applied.
-    pub async fn run(self, mut position: Position) -> (ShardExit, Position) {
-        let counters = &self.status.counters;
-        let mut backoff = Backoff(0);
-        let mut in_flight: Option<oneshot::Receiver<()>> = None;
-        // Applies `in_flight` before anything that ends the loop or re-reads.
-        macro_rules! settle {
-            () => {
-                if let Some(rx) = in_flight.take() {
-                    if rx.await.is_err() {
-                        return (ShardExit::SinkClosed, position);
-                    }
+    pub async fn run(self, position: Position) -> (ShardExit, Position) {
+        let mut read = ShardRead {
+            position,
+            in_flight: None,
+            iterator: None,
+            next_call: Instant::now(),
+            backoff: Backoff(0),
+        };
+        self.status.set_state(&self.key, "reading");
+        loop {
+            if let Step::Exit(exit) = self.step(&mut read).await {
+                return (exit, read.position);
+            }
+        }
+    }
+
+    /// One turn of the read loop: at most one GetShardIterator and one GetRecords call.
+    async fn step(&self, read: &mut ShardRead) -> Step {
+        if self.stop.is_cancelled() {
+            return Step::Exit(read.exit_after_settling(ShardExit::Stopped).await);
+        }
+        let it = match read.iterator.take() {
+            Some(it) => it,
+            None => match self.iterator(&read.position).await {
+                Ok(Some(it)) => it,
+                Ok(None) => return Step::Exit(read.exit_after_settling(ShardExit::End).await),
+                Err(e) => {
+                    KinesisStatus::count(&self.status.counters.errors, 1);
+                    tracing::warn!(shard = %self.key, position = %read.position, "GetShardIterator: {e}");
+                    self.status.set_error(&self.key, Some(e));
+                    // Stopped or not, the loop's next turn decides.
+                    let _ = self.pause(read.backoff.next()).await;
+                    return Step::Continue;
                 }
+            },
+        };
+        let wait = read.next_call.saturating_duration_since(Instant::now());
+        if !wait.is_zero() && !self.pause(wait).await {
+            return Step::Continue;
+        }
+        KinesisStatus::count(&self.status.counters.get_records_calls, 1);
+        let call = self
+            .client
+            .get_records()
+            .shard_iterator(&it)
+            .limit(self.config.max_records_per_call)
+            .send();
+        let answer = tokio::select! {
+            _ = self.stop.cancelled() => return Step::Continue,
+            a = call => a,
+        };
+        match answer {
+            Ok(out) => self.take_answer(read, out).await,
+            Err(e) => self.take_failure(read, it, &e).await,
+        }
+    }
+
+    /// Handles a failed GetRecords call: a new iterator after an expired one, else backoff
+    /// and the same iterator again.
+    async fn take_failure(
+        &self,
+        read: &mut ShardRead,
+        it: String,
+        e: &aws_sdk_kinesis::error::SdkError<GetRecordsError>,
+    ) -> Step {
+        let counters = &self.status.counters;
+        let service = e.as_service_error();
+        if service.is_some_and(|s| s.is_expired_iterator_exception()) {
+            KinesisStatus::count(&counters.expired_iterators, 1);
+            tracing::info!(shard = %self.key, position = %read.position, "iterator expired; a new one from the last position");
+            // The next turn asks for a new iterator after `position`.
+            return match read.settle().await {
+                Settled::Applied => Step::Continue,
+                Settled::SinkClosed => Step::Exit(ShardExit::SinkClosed),
             };
         }
-        self.status.set_state(&self.key, "reading");
-        let mut iterator: Option<String> = None;
-        let mut next_call = Instant::now();
-        loop {
-            if self.stop.is_cancelled() {
-                settle!();
-                return (ShardExit::Stopped, position);
+        let throttled = service.is_some_and(|s| s.is_provisioned_throughput_exceeded_exception());
+        let text = describe(e);
+        if throttled {
+            KinesisStatus::count(&counters.throttled, 1);
+            tracing::debug!(shard = %self.key, "GetRecords throttled: {text}");
+        } else {
+            KinesisStatus::count(&counters.errors, 1);
+            tracing::warn!(shard = %self.key, "GetRecords: {text}");
+        }
+        self.status.set_error(&self.key, Some(text));
+        read.iterator = Some(it);
+        let _ = self.pause(read.backoff.next()).await;
+        Step::Continue
+    }
+
+    /// Sends an answer's records on as one batch (after the previous batch is applied) and
+    /// paces the next call.
+    async fn take_answer(&self, read: &mut ShardRead, out: GetRecordsOutput) -> Step {
+        let counters = &self.status.counters;
+        read.backoff = Backoff(0);
+        let now = Instant::now();
+        let n = out.records.len();
+        let mut bytes = 0usize;
+        let mut payloads = Vec::with_capacity(n);
+        let mut last_seq = None;
+        for r in out.records {
+            bytes += r.data.as_ref().len();
+            last_seq = Some(r.sequence_number);
+            payloads.push(r.data.into_inner());
+        }
+        KinesisStatus::count(&counters.records, n as u64);
+        KinesisStatus::count(&counters.bytes, bytes as u64);
+        self.status.record_call(&self.key, n as u64, out.millis_behind_latest, now);
+        let end = out.next_shard_iterator.is_none();
+        let after = match (last_seq, end) {
+            (_, true) => Some(Position::ShardEnd),
+            (Some(seq), false) => Some(Position::After(seq)),
+            (None, false) => None,
+        };
+        if let Some(after) = after {
+            if let Settled::SinkClosed = read.settle().await {
+                return Step::Exit(ShardExit::SinkClosed);
             }
-            let it = match iterator.take() {
-                Some(it) => it,
-                None => match self.iterator(&position).await {
-                    Ok(Some(it)) => it,
-                    Ok(None) => {
-                        settle!();
-                        return (ShardExit::End, position);
-                    }
-                    Err(e) => {
-                        KinesisStatus::count(&counters.errors, 1);
-                        tracing::warn!(shard = %self.key, %position, "GetShardIterator: {e}");
-                        self.status.set_error(&self.key, Some(e));
-                        // Stopped or not, the loop's next turn decides.
-                        let _ = self.pause(backoff.next()).await;
-                        continue;
-                    }
-                },
+            let (tx, rx) = oneshot::channel();
+            let batch = KinesisBatch {
+                shard: self.key.clone(),
+                source: self.source,
+                records: payloads,
+                position: after.clone(),
+                applied: tx,
             };
-            let wait = next_call.saturating_duration_since(Instant::now());
-            if !wait.is_zero() && !self.pause(wait).await {
-                continue;
+            if self.sink.send(SourceMsg::Batch(batch)).await.is_err() {
+                return Step::Exit(ShardExit::SinkClosed);
             }
-            KinesisStatus::count(&counters.get_records_calls, 1);
-            let call = self
-                .client
-                .get_records()
-                .shard_iterator(&it)
-                .limit(self.config.max_records_per_call)
-                .send();
-            let answer = tokio::select! {
-                _ = self.stop.cancelled() => continue,
-                a = call => a,
-            };
-            let out = match answer {
-                Ok(out) => out,
-                Err(e) => {
-                    let service = e.as_service_error();
-                    if service.is_some_and(|s| s.is_expired_iterator_exception()) {
-                        KinesisStatus::count(&counters.expired_iterators, 1);
-                        tracing::info!(shard = %self.key, %position, "iterator expired; a new one from the last position");
-                        // The next loop asks for a new iterator after `position`.
-                        settle!();
-                        continue;
-                    }
-                    let throttled =
-                        service.is_some_and(|s| s.is_provisioned_throughput_exceeded_exception());
-                    let text = describe(&e);
-                    if throttled {
-                        KinesisStatus::count(&counters.throttled, 1);
-                        tracing::debug!(shard = %self.key, "GetRecords throttled: {text}");
-                    } else {
-                        KinesisStatus::count(&counters.errors, 1);
-                        tracing::warn!(shard = %self.key, "GetRecords: {text}");
-                    }
-                    self.status.set_error(&self.key, Some(text));
-                    iterator = Some(it);
-                    let _ = self.pause(backoff.next()).await;
-                    continue;
-                }
-            };
-            backoff = Backoff(0);
-            let now = Instant::now();
-            let n = out.records.len();
-            let mut bytes = 0usize;
-            let mut payloads = Vec::with_capacity(n);
-            let mut last_seq = None;
-            for r in out.records {
-                bytes += r.data.as_ref().len();
-                last_seq = Some(r.sequence_number);
-                payloads.push(r.data.into_inner());
-            }
-            KinesisStatus::count(&counters.records, n as u64);
-            KinesisStatus::count(&counters.bytes, bytes as u64);
-            self.status.record_call(&self.key, n as u64, out.millis_behind_latest, now);
-            let end = out.next_shard_iterator.is_none();
-            let after = match (last_seq, end) {
-                (_, true) => Some(Position::ShardEnd),
-                (Some(seq), false) => Some(Position::After(seq)),
-                (None, false) => None,
-            };
-            if let Some(after) = after {
-                settle!();
-                let (tx, rx) = oneshot::channel();
-                let batch = KinesisBatch {
-                    shard: self.key.clone(),
-                    source: self.source,
-                    records: payloads,
-                    position: after.clone(),
-                    applied: tx,
-                };
-                if self.sink.send(SourceMsg::Batch(batch)).await.is_err() {
-                    return (ShardExit::SinkClosed, position);
-                }
-                position = after;
-                in_flight = Some(rx);
-            }
-            if end {
-                settle!();
+            read.position = after;
+            read.in_flight = Some(rx);
+        }
+        if end {
+            let exit = read.exit_after_settling(ShardExit::End).await;
+            if exit == ShardExit::End {
                 self.status.set_state(&self.key, "finished");
-                return (ShardExit::End, position);
             }
-            iterator = out.next_shard_iterator;
-            let pace = self
-                .config
-                .min_poll_interval
-                .max(Duration::from_secs_f64(bytes as f64 / BYTES_PER_SEC));
-            next_call = now + if n == 0 { self.config.idle_poll_interval.max(pace) } else { pace };
+            return Step::Exit(exit);
+        }
+        read.iterator = out.next_shard_iterator;
+        let pace = self
+            .config
+            .min_poll_interval
+            .max(Duration::from_secs_f64(bytes as f64 / BYTES_PER_SEC));
+        read.next_call = now + if n == 0 { self.config.idle_poll_interval.max(pace) } else { pace };
+        Step::Continue
+    }
+}
+
+/// A consumer's progress through its shard.
+struct ShardRead {
+    /// Everything read up to here has been sent (and, once `in_flight` settles, applied).
+    position: Position,
+    /// Answered once the last batch sent is applied.
+    in_flight: Option<oneshot::Receiver<()>>,
+    iterator: Option<String>,
+    next_call: Instant,
+    backoff: Backoff,
+}
+
+/// Whether the batch in flight was applied.
+enum Settled {
+    Applied,
+    /// The pipeline is gone and will not apply it.
+    SinkClosed,
+}
+
+/// What the read loop does after a step.
+enum Step {
+    Continue,
+    Exit(ShardExit),
+}
+
+impl ShardRead {
+    /// Waits until the batch in flight (if any) is applied: before anything that ends the loop
+    /// or reads again from `position`.
+    async fn settle(&mut self) -> Settled {
+        let Some(rx) = self.in_flight.take() else { return Settled::Applied };
+        match rx.await {
+            Ok(()) => Settled::Applied,
+            Err(_) => Settled::SinkClosed,
+        }
+    }
+
+    /// `exit`, once the batch in flight is applied; [`ShardExit::SinkClosed`] if it never is.
+    async fn exit_after_settling(&mut self, exit: ShardExit) -> ShardExit {
+        match self.settle().await {
+            Settled::Applied => exit,
+            Settled::SinkClosed => ShardExit::SinkClosed,
         }
     }
 }

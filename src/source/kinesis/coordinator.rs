@@ -28,7 +28,7 @@ use super::book::LeaseBook;
 use super::config::{KinesisSourceConfig, StartingPosition};
 use super::consumer::{ShardExit, ShardReader};
 use super::discovery::{self, ShardInfo};
-use super::lease::Lease;
+use super::lease::{Lease, LeaseTable};
 use super::message::SourceMsg;
 use super::position::{Position, ShardKey};
 use super::renewer::{Renewal, Renewer};
@@ -51,6 +51,30 @@ pub struct Coordinator {
 
 struct Running {
     stop: CancellationToken,
+}
+
+/// What a leased coordinator keeps from one round of its loop to the next.
+struct LeasedRounds {
+    book: Arc<LeaseBook>,
+    table: LeaseTable,
+    /// A round's length: a third of the lease duration.
+    tick: std::time::Duration,
+    tasks: JoinSet<(String, ShardExit, Position)>,
+    running: HashMap<String, Running>,
+    /// Each lease's counter and when this replica first saw that value.
+    seen: HashMap<String, (u64, Instant)>,
+    listed: BTreeMap<String, ShardInfo>,
+    discover_at: Instant,
+    /// The lease last asked for in a handoff, and when.
+    asked: Option<(String, Instant)>,
+}
+
+/// How a round of the leased loop ended.
+enum RoundEnd {
+    /// The next round is due.
+    Due,
+    /// The coordinator was stopped, or the pipeline is gone.
+    Stopped,
 }
 
 /// Turns the configured start into the position of an unstarted shard of the first listing.
@@ -194,15 +218,7 @@ impl Coordinator {
             tracing::error!(stream = %self.config.stream, "no lease table for this stream");
             return;
         };
-        let lease_duration = self.config.lease_duration;
-        let tick = lease_duration / 3;
-        let mut tasks = JoinSet::new();
-        let mut running: HashMap<String, Running> = HashMap::new();
-        // Each lease's counter and when this replica first saw that value.
-        let mut seen: HashMap<String, (u64, Instant)> = HashMap::new();
-        let mut listed: BTreeMap<String, ShardInfo> = BTreeMap::new();
-        let mut discover_at = Instant::now();
-        let mut asked: Option<(String, Instant)> = None;
+        let tick = self.config.lease_duration / 3;
         // Renewals run on their own task (see `renewer`), so nothing here can delay them.
         let (renewals_tx, mut renewals) = mpsc::unbounded_channel();
         let renewer = Renewer {
@@ -216,122 +232,166 @@ impl Coordinator {
         };
         let _stop_renewer = renewer.stop.clone().drop_guard();
         tokio::spawn(renewer.run());
+        let mut round = LeasedRounds {
+            book,
+            table,
+            tick,
+            tasks: JoinSet::new(),
+            running: HashMap::new(),
+            seen: HashMap::new(),
+            listed: BTreeMap::new(),
+            discover_at: Instant::now(),
+            asked: None,
+        };
         loop {
-            // 1. A lease being handed over whose consumer has stopped goes out in a commit.
-            if book
-                .held(self.config.stream_name())
-                .iter()
-                .any(|(k, t)| *t && !running.contains_key(&*k.shard))
-            {
-                self.checkpoint_now().await;
+            self.commit_stopped_handovers(&round).await;
+            self.discover_leases(&mut round).await;
+            self.take_balance_and_start(&mut round).await;
+            if let RoundEnd::Stopped = self.wait_for_next_round(&mut round, &mut renewals).await {
+                return;
             }
-            // 2. Discovery: a lease for every shard.
-            if Instant::now() >= discover_at
-                && let Some(shards) = self.list().await
-            {
-                let existing = table.scan().await.unwrap_or_default();
-                let initial = existing.is_empty();
-                let have: BTreeSet<&str> = existing.iter().map(|l| l.shard.as_str()).collect();
-                for s in shards.values().filter(|s| !have.contains(s.id.as_str())) {
-                    let from = if initial {
-                        initial_position(&self.config, s)
-                    } else {
-                        Position::TrimHorizon
-                    };
-                    if let Err(e) = table.create(&s.id, &s.parents, &from).await {
-                        tracing::warn!(stream = %self.config.stream, "{e}");
+        }
+    }
+
+    /// Step 1: a lease being handed over whose consumer has stopped goes out in a commit.
+    async fn commit_stopped_handovers(&self, round: &LeasedRounds) {
+        if round
+            .book
+            .held(self.config.stream_name())
+            .iter()
+            .any(|(k, t)| *t && !round.running.contains_key(&*k.shard))
+        {
+            self.checkpoint_now().await;
+        }
+    }
+
+    /// Step 2, every `shard_discovery_interval`: a lease for every shard listed.
+    async fn discover_leases(&self, round: &mut LeasedRounds) {
+        if Instant::now() < round.discover_at {
+            return;
+        }
+        let Some(shards) = self.list().await else { return };
+        let existing = round.table.scan().await.unwrap_or_default();
+        let initial = existing.is_empty();
+        let have: BTreeSet<&str> = existing.iter().map(|l| l.shard.as_str()).collect();
+        for s in shards.values().filter(|s| !have.contains(s.id.as_str())) {
+            let from =
+                if initial { initial_position(&self.config, s) } else { Position::TrimHorizon };
+            if let Err(e) = round.table.create(&s.id, &s.parents, &from).await {
+                tracing::warn!(stream = %self.config.stream, "{e}");
+            }
+        }
+        round.listed = shards;
+        round.discover_at = Instant::now() + self.config.shard_discovery_interval;
+    }
+
+    /// Step 3: take, balance and start. A lease lost or handed over while the table was read
+    /// may still show this replica as its owner in the scan: taking that view would hold the
+    /// lease again and restart its consumer, so the step waits for a fresh scan.
+    async fn take_balance_and_start(&self, round: &mut LeasedRounds) {
+        let departures = round.book.departures();
+        let leases = match round.table.scan().await {
+            Ok(_) if round.book.departures() != departures => return,
+            Ok(leases) => leases,
+            Err(e) => {
+                tracing::warn!(stream = %self.config.stream, "{e}");
+                return;
+            }
+        };
+        let LeasedRounds { book, table, seen, listed, asked, .. } = &mut *round;
+        self.balance(book, table, &leases, seen, listed, asked).await;
+        let by_shard: HashMap<&str, &Lease> =
+            leases.iter().map(|l| (l.shard.as_str(), l)).collect();
+        for (key, handing_over) in round.book.held(self.config.stream_name()) {
+            if handing_over || round.running.contains_key(&*key.shard) {
+                continue;
+            }
+            let Some(lease) = by_shard.get(&*key.shard) else { continue };
+            if lease.checkpoint.is_end() {
+                continue;
+            }
+            let parents_done = lease.parents.iter().all(|p| match by_shard.get(p.as_str()) {
+                Some(parent) => parent.checkpoint.is_end(),
+                None => !round.listed.contains_key(p),
+            });
+            if parents_done {
+                let from = lease.checkpoint.clone();
+                self.spawn(&mut round.tasks, &mut round.running, &key.shard, from);
+            } else {
+                self.status.set_state(&key, "waiting_for_parents");
+            }
+        }
+    }
+
+    /// Step 4: until the next round is due, acts on renewals (handovers asked for, leases
+    /// lost) and on consumers that stop.
+    async fn wait_for_next_round(
+        &self,
+        round: &mut LeasedRounds,
+        renewals: &mut mpsc::UnboundedReceiver<Renewal>,
+    ) -> RoundEnd {
+        let next = Instant::now() + round.tick;
+        loop {
+            tokio::select! {
+                _ = self.stop.cancelled() => {
+                    for r in round.running.values() { r.stop.cancel(); }
+                    while let Some(Ok((shard, _, _))) = round.tasks.join_next().await {
+                        round.book.consumer_stopped(&self.key(&shard));
                     }
+                    return RoundEnd::Stopped;
                 }
-                listed = shards;
-                discover_at = Instant::now() + self.config.shard_discovery_interval;
-            }
-            // 3. Take, balance and start. A lease lost or handed over while the table was
-            // read may still show this replica as its owner in the scan: taking that view
-            // would hold the lease again and restart its consumer, so the step waits for a
-            // fresh scan.
-            let departures = book.departures();
-            match table.scan().await {
-                Ok(_) if book.departures() != departures => {}
-                Ok(leases) => {
-                    self.balance(&book, &table, &leases, &mut seen, &listed, &mut asked).await;
-                    let by_shard: HashMap<&str, &Lease> =
-                        leases.iter().map(|l| (l.shard.as_str(), l)).collect();
-                    for (key, handing_over) in book.held(self.config.stream_name()) {
-                        if handing_over || running.contains_key(&*key.shard) {
-                            continue;
-                        }
-                        let Some(lease) = by_shard.get(&*key.shard) else { continue };
-                        if lease.checkpoint.is_end() {
-                            continue;
-                        }
-                        let parents_done =
-                            lease.parents.iter().all(|p| match by_shard.get(p.as_str()) {
-                                Some(parent) => parent.checkpoint.is_end(),
-                                None => !listed.contains_key(p),
-                            });
-                        if parents_done {
-                            self.spawn(
-                                &mut tasks,
-                                &mut running,
-                                &key.shard,
-                                lease.checkpoint.clone(),
-                            );
-                        } else {
-                            self.status.set_state(&key, "waiting_for_parents");
-                        }
-                    }
-                }
-                Err(e) => tracing::warn!(stream = %self.config.stream, "{e}"),
-            }
-            let next = Instant::now() + tick;
-            loop {
-                tokio::select! {
-                    _ = self.stop.cancelled() => {
-                        for r in running.values() { r.stop.cancel(); }
-                        while let Some(Ok((shard, _, _))) = tasks.join_next().await {
-                            book.consumer_stopped(&self.key(&shard));
-                        }
-                        return;
-                    }
-                    _ = tokio::time::sleep_until(next.into()) => break,
-                    Some(renewal) = renewals.recv() => match renewal {
-                        Renewal::HandOver(key) => match running.get(&*key.shard) {
-                            Some(r) => r.stop.cancel(),
-                            None => {
-                                book.consumer_stopped(&key);
-                                self.checkpoint_now().await;
-                            }
-                        },
-                        Renewal::Lost(key) => {
-                            if let Some(r) = running.get(&*key.shard) {
-                                r.stop.cancel();
-                            }
+                _ = tokio::time::sleep_until(next.into()) => return RoundEnd::Due,
+                Some(renewal) = renewals.recv() => match renewal {
+                    Renewal::HandOver(key) => match round.running.get(&*key.shard) {
+                        Some(r) => r.stop.cancel(),
+                        None => {
+                            round.book.consumer_stopped(&key);
+                            self.checkpoint_now().await;
                         }
                     },
-                    Some(Ok((shard, exit, _))) = tasks.join_next(), if !tasks.is_empty() => {
-                        running.remove(&shard);
-                        let key = self.key(&shard);
-                        book.consumer_stopped(&key);
-                        match exit {
-                            ShardExit::End => {
-                                tracing::info!(shard = %key, "shard read to its end");
-                                // Commit SHARD_END (children may start) and let the lease go
-                                // in the same write: a finished lease is nobody's share.
-                                book.plan_transfer(&key, None);
-                                discover_at = Instant::now();
-                                self.checkpoint_now().await;
-                                break;
-                            }
-                            ShardExit::Stopped => {
-                                if book.holds(&key) {
-                                    self.checkpoint_now().await;
-                                }
-                            }
-                            ShardExit::SinkClosed => return,
+                    Renewal::Lost(key) => {
+                        if let Some(r) = round.running.get(&*key.shard) {
+                            r.stop.cancel();
                         }
+                    }
+                },
+                Some(Ok((shard, exit, _))) = round.tasks.join_next(), if !round.tasks.is_empty() => {
+                    if let Some(end) = self.consumer_stopped(round, &shard, exit).await {
+                        return end;
                     }
                 }
             }
+        }
+    }
+
+    /// A consumer of this replica returned: commit what it read, and let a finished shard's
+    /// lease go. `Some` ends the round early.
+    async fn consumer_stopped(
+        &self,
+        round: &mut LeasedRounds,
+        shard: &str,
+        exit: ShardExit,
+    ) -> Option<RoundEnd> {
+        round.running.remove(shard);
+        let key = self.key(shard);
+        round.book.consumer_stopped(&key);
+        match exit {
+            ShardExit::End => {
+                tracing::info!(shard = %key, "shard read to its end");
+                // Commit SHARD_END (children may start) and let the lease go in the same
+                // write: a finished lease is nobody's share.
+                round.book.plan_transfer(&key, None);
+                round.discover_at = Instant::now();
+                self.checkpoint_now().await;
+                Some(RoundEnd::Due)
+            }
+            ShardExit::Stopped => {
+                if round.book.holds(&key) {
+                    self.checkpoint_now().await;
+                }
+                None
+            }
+            ShardExit::SinkClosed => Some(RoundEnd::Stopped),
         }
     }
 
@@ -339,7 +399,7 @@ impl Coordinator {
     async fn balance(
         &self,
         book: &LeaseBook,
-        table: &super::lease::LeaseTable,
+        table: &LeaseTable,
         leases: &[Lease],
         seen: &mut HashMap<String, (u64, Instant)>,
         listed: &BTreeMap<String, ShardInfo>,

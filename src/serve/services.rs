@@ -1,0 +1,463 @@
+//! The phases of [`super::run`]: bind the listeners, restore the state, start the engine and
+//! its pipeline, start the listeners and sources, and shut everything down in order.
+//!
+//! Each phase is a function over the values the earlier phases produced, so the order that
+//! shutdown depends on (stop taking requests, drain the pipeline, checkpoint, export, stop the
+//! admin listener) is written in one place: [`Services::shut_down`].
+
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::config::ServeConfig;
+use super::dedup::Dedup;
+use super::http::ServeState;
+use super::pipeline::{self, IngestStats, PipelineMsg};
+use super::store::SnapshotStore;
+use super::{Bound, reload, restore, state, telemetry};
+use crate::decode::LayoutSet;
+use crate::export::{ExportStats, WindowExporter};
+use crate::source::kinesis::{self, Position, ShardKey, SourceMsg};
+use crate::window::engine::{EngineJoin, EngineState, Router};
+use crate::window::{Engine, EngineConfig, Snapshot};
+
+fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
+    let listener =
+        TcpListener::bind(addr).map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))?;
+    listener.set_nonblocking(true).map_err(|e| format!("{what}: {e}"))?;
+    Ok(listener)
+}
+
+/// What is read and bound before anything starts: a configuration that fails here starts
+/// nothing.
+pub(super) struct Listeners {
+    ingest: Option<TcpListener>,
+    admin: TcpListener,
+    pub(super) bound: Bound,
+    access_keys: Vec<String>,
+    certificate: Option<reload::Certificate>,
+    layouts: LayoutSet,
+    engine_config: EngineConfig,
+}
+
+impl Listeners {
+    /// Checks the configuration, loads the ingest listener's secrets and binds both listeners.
+    pub(super) async fn bind(config: &ServeConfig) -> Result<Listeners, String> {
+        let ingest = config.ingest.enabled;
+        let access_keys = if ingest { config.ingest.access_keys()? } else { Vec::new() };
+        if ingest && access_keys.is_empty() {
+            tracing::warn!("no ingest access keys configured: every request is accepted");
+        }
+        config.export.validate()?;
+        let layouts =
+            LayoutSet::from_formats(&config.formats).map_err(|e| format!("formats: {e}"))?;
+        let engine_config = config.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
+        let ingest_listener =
+            if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
+        let admin = bind(config.admin.listen, "admin")?;
+        let bound = Bound {
+            ingest: match &ingest_listener {
+                Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+                None => None,
+            },
+            admin: admin.local_addr().map_err(|e| e.to_string())?,
+        };
+        let certificate = match (&config.ingest.tls_cert, &config.ingest.tls_key) {
+            (Some(cert), Some(key)) if ingest => {
+                Some(reload::Certificate::load(cert.clone(), key.clone()).await?)
+            }
+            _ => None,
+        };
+        Ok(Listeners {
+            ingest: ingest_listener,
+            admin,
+            bound,
+            access_keys,
+            certificate,
+            layouts,
+            engine_config,
+        })
+    }
+}
+
+/// What a restart continues from: the engine's state, the Kinesis positions and generation,
+/// and the Kinesis clients and lease book.
+struct Restored {
+    engine: Option<EngineState>,
+    positions: BTreeMap<ShardKey, Position>,
+    generation: u64,
+    kinesis: Option<kinesis::Prepared>,
+}
+
+impl Restored {
+    async fn load(
+        config: &ServeConfig,
+        engine_config: &EngineConfig,
+        dedup: &Dedup,
+    ) -> Result<Restored, String> {
+        let kinesis = match config.sources.kinesis.is_empty() {
+            true => None,
+            false => Some(kinesis::prepare(&config.sources).await?),
+        };
+        let book = kinesis.as_ref().and_then(|k| k.book.clone());
+        if !config.sources.kinesis.is_empty() && config.state.dir.is_none() {
+            tracing::warn!(
+                "no state.dir: Kinesis positions are not kept, a restart reads from `start` again"
+            );
+        }
+        let restored = match &config.state.dir {
+            Some(dir) => {
+                let committed = book.as_ref().map(|b| b.generation());
+                restore(dir, config, engine_config, dedup, committed)?
+            }
+            None => None,
+        };
+        let (engine, kinesis_state) = match restored {
+            Some((engine, kinesis)) => (Some(engine), kinesis),
+            None => (None, state::KinesisState::default()),
+        };
+        let generation =
+            kinesis_state.generation.max(book.as_ref().and_then(|b| b.generation()).unwrap_or(0));
+        Ok(Restored {
+            engine,
+            positions: kinesis_state.positions.iter().cloned().collect(),
+            generation,
+            kinesis,
+        })
+    }
+}
+
+/// The engine and what feeds and drains it: the pipeline thread, the snapshot consumer and
+/// the idle ticker.
+struct Engineering {
+    pipeline_tx: mpsc::Sender<PipelineMsg>,
+    pipeline: std::thread::JoinHandle<Result<(), String>>,
+    engine_join: EngineJoin,
+    consumer: JoinHandle<Option<WindowExporter>>,
+    ticker: JoinHandle<()>,
+}
+
+/// Starts the pipeline thread that owns `router`.
+fn start_pipeline(
+    config: &ServeConfig,
+    router: Router,
+    layouts: LayoutSet,
+    restored: &Restored,
+    parts: (Arc<IngestStats>, Arc<Dedup>, Arc<kinesis::KinesisStatus>),
+    queue: mpsc::Receiver<PipelineMsg>,
+) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+    let (stats, dedup, kinesis_status) = parts;
+    let kinesis_layouts = config
+        .sources
+        .kinesis
+        .iter()
+        .map(|k| match k.formats.is_empty() {
+            true => LayoutSet::from_formats(&config.formats),
+            false => LayoutSet::from_formats(&k.formats),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("sources.kinesis formats: {e}"))?;
+    let p = pipeline::Pipeline {
+        layouts,
+        kinesis_layouts,
+        positions: restored.positions.clone(),
+        book: restored.kinesis.as_ref().and_then(|k| k.book.clone()),
+        generation: restored.generation,
+        kinesis: kinesis_status,
+        stats,
+        dedup,
+        state_dir: config.state.dir.clone(),
+        checkpoint_interval: config.state.checkpoint_interval,
+    };
+    std::thread::Builder::new()
+        .name("vpcflowd-pipeline".into())
+        .spawn(move || pipeline::run(router, p, queue))
+        .map_err(|e| e.to_string())
+}
+
+/// Hands each closed batch to the store (the API), to standard output if asked, and to the
+/// exporter, which it returns at the end for the last flush.
+fn start_snapshot_consumer(
+    snapshots: mpsc::Receiver<Vec<Snapshot>>,
+    store: Arc<SnapshotStore>,
+    print: bool,
+    exporter: Option<WindowExporter>,
+) -> JoinHandle<Option<WindowExporter>> {
+    tokio::spawn(async move {
+        use tokio::io::AsyncWriteExt;
+        let mut stdout = tokio::io::stdout();
+        let mut stream = ReceiverStream::new(snapshots);
+        while let Some(batch) = stream.next().await {
+            let batch: Vec<Arc<Snapshot>> = batch.into_iter().map(Arc::new).collect();
+            if print {
+                let mut lines = Vec::new();
+                for s in &batch {
+                    if serde_json::to_writer(&mut lines, s).is_ok() {
+                        lines.push(b'\n');
+                    }
+                }
+                if let Err(e) = stdout.write_all(&lines).await {
+                    tracing::warn!("printing snapshots: {e}");
+                }
+                let _ = stdout.flush().await;
+            }
+            if let Some(exporter) = &exporter {
+                exporter.offer(&batch);
+            }
+            store.insert(batch);
+        }
+        exporter
+    })
+}
+
+/// Wakes an idle pipeline every second for its timed work; never waits for a queue slot.
+fn start_ticker(pipeline: mpsc::Sender<PipelineMsg>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            if let Err(mpsc::error::TrySendError::Closed(_)) = pipeline.try_send(PipelineMsg::Wake)
+            {
+                return;
+            }
+        }
+    })
+}
+
+/// Starts the OTLP window exporter when an endpoint is configured.
+fn start_exporter(
+    config: &ServeConfig,
+    stats: Arc<ExportStats>,
+) -> Result<Option<WindowExporter>, String> {
+    let Some(endpoint) = &config.export.otlp_endpoint else { return Ok(None) };
+    let exporter = WindowExporter::start(
+        &config.export,
+        config.window.region.as_deref(),
+        config.window.top_sources,
+        config.window.top_destinations,
+        None,
+        stats,
+    )?;
+    tracing::info!(%endpoint, protocol = ?config.export.otlp_protocol, "exporting closed windows over OTLP");
+    Ok(Some(exporter))
+}
+
+/// Everything `serve` runs, from the engine to the listeners, until [`Services::shut_down`].
+pub(super) struct Services {
+    config: ServeConfig,
+    state: Arc<ServeState>,
+    engine: Engineering,
+    telemetry: telemetry::Telemetry,
+    reloader: Option<JoinHandle<()>>,
+    ingest_handle: axum_server::Handle<SocketAddr>,
+    admin_handle: axum_server::Handle<SocketAddr>,
+    ingest_server: Option<JoinHandle<std::io::Result<()>>>,
+    admin_server: JoinHandle<std::io::Result<()>>,
+    kinesis: Option<kinesis::Running>,
+}
+
+impl Services {
+    /// Restores the state, starts the engine, the pipeline, the exporters, the listeners and
+    /// the Kinesis sources.
+    pub(super) async fn start(
+        config: ServeConfig,
+        listeners: Listeners,
+    ) -> Result<Services, String> {
+        let Listeners { ingest, admin, bound, access_keys, certificate, layouts, engine_config } =
+            listeners;
+        let dedup = Arc::new(Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries));
+        let mut restored = Restored::load(&config, &engine_config, &dedup).await?;
+        let engine = Engine::start_from(engine_config, restored.engine.take());
+        let engine_stats = engine.stats.clone();
+        let (router, snapshots, engine_join) = engine.into_parts();
+        let store = Arc::new(SnapshotStore::new(config.admin.history));
+        let export_stats = Arc::new(ExportStats::default());
+        let exporter = start_exporter(&config, export_stats.clone())?;
+        let stats = Arc::new(IngestStats::default());
+        let kinesis_status =
+            restored.kinesis.as_ref().map_or_else(Arc::default, |k| k.status.clone());
+        let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
+        let firehose_layouts = Arc::new(layouts.clone());
+        let parts = (stats.clone(), dedup.clone(), kinesis_status.clone());
+        let pipeline = start_pipeline(&config, router, layouts, &restored, parts, pipeline_rx)?;
+        let consumer =
+            start_snapshot_consumer(snapshots, store.clone(), config.print_snapshots, exporter);
+        let ticker = start_ticker(pipeline_tx.clone());
+        let engine = Engineering { pipeline_tx, pipeline, engine_join, consumer, ticker };
+
+        let registry = prometheus::Registry::new();
+        let access_keys = Arc::new(reload::AccessKeys::new(access_keys));
+        let state = Arc::new(ServeState {
+            access_keys: access_keys.clone(),
+            max_body_bytes: config.ingest.max_body_bytes,
+            max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+            layouts: firehose_layouts,
+            dedup,
+            pipeline: engine.pipeline_tx.clone(),
+            shutting_down: Default::default(),
+            stats,
+            engine: engine_stats,
+            store,
+            export: export_stats,
+            kinesis: kinesis_status,
+            registry: registry.clone(),
+        });
+        let region = config.window.region.as_deref();
+        let telemetry =
+            telemetry::Telemetry::start(&config.export, region, &registry, state.clone())?;
+        let tls = certificate.as_ref().map(|c| c.config.clone());
+        let reloader = config
+            .ingest
+            .enabled
+            .then(|| {
+                reload::Reloader {
+                    ingest: config.ingest.clone(),
+                    certificate,
+                    keys: access_keys,
+                    stats: state.stats.clone(),
+                }
+                .spawn()
+            })
+            .flatten();
+        let ingest_handle = axum_server::Handle::new();
+        let admin_handle = axum_server::Handle::new();
+        let ingest_server = ingest.map(|l| serve_ingest(l, tls, ingest_handle.clone(), &state));
+        let admin_server = serve_admin(admin, admin_handle.clone(), &state);
+        let kinesis = restored.kinesis.as_ref().map(|prepared| {
+            let sink = forward_to_pipeline(engine.pipeline_tx.clone());
+            kinesis::start(&config.sources, prepared, &restored.positions, sink)
+        });
+        let scheme = if config.ingest.tls_cert.is_some() { "https" } else { "http" };
+        let ingest_url = bound.ingest.map_or("off".into(), |a| format!("{scheme}://{a}"));
+        tracing::info!(ingest = %ingest_url, admin = %format!("http://{}", bound.admin), "listening");
+        Ok(Services {
+            config,
+            state,
+            engine,
+            telemetry,
+            reloader,
+            ingest_handle,
+            admin_handle,
+            ingest_server,
+            admin_server,
+            kinesis,
+        })
+    }
+
+    /// Stops taking requests, finishes those in flight, drains the pipeline (which writes the
+    /// last checkpoint, or closes every window without a state directory), exports what closed
+    /// and stops the admin listener. An error says what could not be finished in time.
+    pub(super) async fn shut_down(self) -> Result<(), String> {
+        let Services { config, state, engine, telemetry, reloader, .. } = self;
+        let started = std::time::Instant::now();
+        tracing::info!("shutting down: refusing new requests, finishing those in flight, draining");
+        state.shutting_down.store(true, Ordering::Relaxed);
+        // Requests in flight get half the budget; connections still open then are closed (their
+        // requests, if already queued, are still applied and their ids kept, so retries dedup).
+        let http_grace = config.shutdown_timeout / 2;
+        self.ingest_handle.graceful_shutdown(Some(http_grace));
+        if let Some(server) = self.ingest_server {
+            let _ = tokio::time::timeout(http_grace + Duration::from_secs(1), server).await;
+        }
+        engine.ticker.abort();
+        if let Some(r) = reloader {
+            r.abort();
+        }
+        // Kinesis consumers stop between calls; what they read is applied before they return,
+        // and the final checkpoint below commits it (and releases the leases).
+        if let Some(k) = self.kinesis {
+            k.stop().await;
+        }
+        // Always finish the pipeline, however long it takes: what it holds was acknowledged.
+        // Its work is bounded by the queue (`queue_requests` requests) and one checkpoint.
+        let _ = engine.pipeline_tx.send(PipelineMsg::Finish).await;
+        drop(engine.pipeline_tx);
+        drop(state);
+        let (pipeline, engine_join) = (engine.pipeline, engine.engine_join);
+        let stopped = tokio::task::spawn_blocking(move || {
+            let result =
+                pipeline.join().unwrap_or_else(|_| Err("the pipeline thread panicked".into()));
+            engine_join.join();
+            result
+        })
+        .await
+        .unwrap_or_else(|e| Err(e.to_string()));
+        // Export what closed during shutdown, within what is left of the budget.
+        let exporter = engine.consumer.await.ok().flatten();
+        let left =
+            config.shutdown_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Some(exporter) = exporter {
+                exporter.finish(left);
+            }
+            telemetry.shutdown();
+        })
+        .await;
+        self.admin_handle.graceful_shutdown(Some(Duration::from_secs(1)));
+        let _ = self.admin_server.await;
+        stopped?;
+        if started.elapsed() <= config.shutdown_timeout {
+            tracing::info!("shut down cleanly");
+            Ok(())
+        } else {
+            Err(format!(
+                "shutdown took {:?}, longer than {:?} (nothing acknowledged was lost)",
+                started.elapsed(),
+                config.shutdown_timeout
+            ))
+        }
+    }
+}
+
+/// Serves the Firehose endpoint on `listener`, over TLS when `tls` is set.
+fn serve_ingest(
+    listener: TcpListener,
+    tls: Option<axum_server::tls_rustls::RustlsConfig>,
+    handle: axum_server::Handle<SocketAddr>,
+    state: &Arc<ServeState>,
+) -> JoinHandle<std::io::Result<()>> {
+    let app = super::http::ingest_router(state.clone()).into_make_service();
+    tokio::spawn(async move {
+        match tls {
+            Some(tls) => {
+                axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app).await
+            }
+            None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+        }
+    })
+}
+
+/// Serves the admin API, `/metrics` and the health checks on `listener`.
+fn serve_admin(
+    listener: TcpListener,
+    handle: axum_server::Handle<SocketAddr>,
+    state: &Arc<ServeState>,
+) -> JoinHandle<std::io::Result<()>> {
+    let app = super::http::admin_router(state.clone()).into_make_service();
+    tokio::spawn(async move { axum_server::from_tcp(listener)?.handle(handle).serve(app).await })
+}
+
+/// A sink for the Kinesis sources whose messages a task forwards into the pipeline queue,
+/// waiting for room: backpressure on the consumers, never a 503.
+fn forward_to_pipeline(pipeline: mpsc::Sender<PipelineMsg>) -> mpsc::Sender<SourceMsg> {
+    let (tx, mut rx) = mpsc::channel::<SourceMsg>(1);
+    tokio::spawn(async move {
+        while let Some(msg) = rx.recv().await {
+            let msg = match msg {
+                SourceMsg::Batch(b) => PipelineMsg::Kinesis(b),
+                SourceMsg::Checkpoint(reply) => PipelineMsg::Checkpoint(reply),
+            };
+            if pipeline.send(msg).await.is_err() {
+                return;
+            }
+        }
+    });
+    tx
+}
