@@ -25,7 +25,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
 use vpcflowd::decode::Action;
-use vpcflowd::export::{ExportConfig, ExportStats, WindowExporter};
+use vpcflowd::export::{ExportConfig, ExportStats, ExporterOptions, WindowExporter};
 use vpcflowd::window::Snapshot;
 use vpcflowd::window::snapshot::{
     Approximation, DestinationSnapshot, FlowSnapshot, Other, ProtocolSnapshot, SourceSnapshot,
@@ -197,9 +197,12 @@ fn main() {
             ..ExportConfig::default()
         };
         let before = sink.requests.load(Relaxed);
-        let exporter =
-            WindowExporter::start(&config, None, 15, 15, Some(rt.handle().clone()), stats.clone())
-                .unwrap();
+        let exporter = WindowExporter::start(
+            &config,
+            &ExporterOptions { runtime: Some(rt.handle().clone()), ..ExporterOptions::default() },
+            stats.clone(),
+        )
+        .unwrap();
         let started = Instant::now();
         let ((), peak) = peak_during(|| {
             exporter.offer(&snapshots);

@@ -5,7 +5,7 @@
 //!
 //! `cargo bench --bench kinesis` (kinesalite is installed with npm on first use).
 
-#[path = "../tests/common/tools.rs"]
+#[path = "../tests/it/common/tools.rs"]
 mod tools;
 
 use std::io::Write;

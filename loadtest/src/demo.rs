@@ -55,7 +55,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     config.window.region = Some("us-east-1".into());
     config.validate().map_err(anyhow::Error::msg)?;
 
-    let running = vpcflowd::serve::spawn(config).await.map_err(anyhow::Error::msg)?;
+    let running = vpcflowd::serve::spawn(config).await?;
     let bound = running.bound;
     let admin = format!("http://{}", bound.admin);
     let ingest = bound.ingest.context("the demo's Firehose listener is on")?;
@@ -147,7 +147,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     feeder.abort();
     printer.abort();
-    running.stop().await.map_err(anyhow::Error::msg)
+    Ok(running.stop().await?)
 }
 
 fn print_window(latest: &[serde_json::Value]) {

@@ -2,7 +2,7 @@
 //! `--verify` passes on what it sent in every scenario, packaging and target mode, and a
 //! deliberately wrong expectation fails.
 
-#[path = "../../tests/common/tools.rs"]
+#[path = "../../tests/it/common/tools.rs"]
 mod tools;
 
 use std::process::{Command, Output};

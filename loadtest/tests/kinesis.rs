@@ -5,7 +5,7 @@
 //! The only test of this binary: it sets the AWS environment for the in-process server's
 //! credential chain before any other thread exists.
 
-#[path = "../../tests/common/tools.rs"]
+#[path = "../../tests/it/common/tools.rs"]
 mod tools;
 
 use std::process::Command;

@@ -313,7 +313,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
     let result = runtime.block_on(async {
         // Handlers are installed before the listeners bind, so a SIGTERM sent as soon as the
         // addresses are printed is never missed.
-        let shutdown = shutdown_signal().map_err(|e| format!("cannot handle signals: {e}"))?;
+        let shutdown = shutdown_signal().map_err(crate::serve::ServeError::Signals)?;
         crate::serve::run(config, shutdown, |bound| {
             // A line for scripts and tests: where to send traffic and where to look.
             match bound.ingest {

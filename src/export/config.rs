@@ -1,6 +1,7 @@
 //! Export configuration: the `[export]` table of `serve`'s configuration (and its flags). The doc
 //! comments are the reference documentation.
 
+use super::error::ExportError;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -100,26 +101,26 @@ impl Default for ExportConfig {
 
 impl ExportConfig {
     /// Checks what serde cannot.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ExportError> {
         if let Some(e) = &self.otlp_endpoint
             && !(e.starts_with("http://") || e.starts_with("https://"))
         {
-            return Err(format!("export.otlp_endpoint {e:?} must start with http:// or https://"));
+            return Err(ExportError::EndpointScheme(e.clone()));
         }
         if self.otlp_client_cert.is_some() != self.otlp_client_key.is_some() {
-            return Err("export.otlp_client_cert and export.otlp_client_key go together".into());
+            return Err(ExportError::ClientCertWithoutKey);
         }
         if self.queue_windows == 0 {
-            return Err("export.queue_windows must be at least 1".into());
+            return Err(ExportError::NoQueue);
         }
         if self.max_points_per_request < 100 {
-            return Err("export.max_points_per_request must be at least 100".into());
+            return Err(ExportError::RequestTooSmall);
         }
         for name in self.otlp_headers.keys() {
             if name.is_empty()
                 || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
             {
-                return Err(format!("export.otlp_headers: {name:?} is not a header name"));
+                return Err(ExportError::HeaderName(name.clone()));
             }
         }
         Ok(())

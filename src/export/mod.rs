@@ -17,15 +17,16 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use vpcflowd::export::{ExportConfig, ExportStats, WindowExporter, config::OtlpProtocol};
-//! # fn demo(snapshots: Vec<Arc<vpcflowd::window::Snapshot>>) -> Result<(), String> {
+//! use vpcflowd::export::{ExportConfig, ExportStats, ExporterOptions, WindowExporter};
+//! use vpcflowd::export::config::OtlpProtocol;
+//! # fn demo(snapshots: Vec<Arc<vpcflowd::window::Snapshot>>) -> Result<(), vpcflowd::export::ExportError> {
 //! let config = ExportConfig {
 //!     otlp_endpoint: Some("http://127.0.0.1:4318".into()),
 //!     otlp_protocol: OtlpProtocol::Http,
 //!     ..ExportConfig::default()
 //! };
 //! let stats = Arc::new(ExportStats::default());
-//! let exporter = WindowExporter::start(&config, None, 15, 15, None, stats.clone())?;
+//! let exporter = WindowExporter::start(&config, &ExporterOptions::default(), stats.clone())?;
 //! exporter.offer(&snapshots);
 //! exporter.finish(std::time::Duration::from_secs(30));
 //! println!("{} points exported", stats.points_exported.load(std::sync::atomic::Ordering::Relaxed));
@@ -33,6 +34,7 @@
 //! ```
 
 pub mod config;
+mod error;
 pub mod measures;
 pub mod otlp;
 pub mod prometheus;
@@ -41,7 +43,8 @@ pub mod worker;
 use std::sync::atomic::AtomicU64;
 
 pub use config::ExportConfig;
-pub use worker::WindowExporter;
+pub use error::ExportError;
+pub use worker::{ExporterOptions, WindowExporter};
 
 /// Counters of the export path (shown as `vpcflowd.export.*` self-metrics and in
 /// `/api/v1/status`).

@@ -16,6 +16,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::metrics::Temporality;
 
 use super::config::{ExportConfig, OtlpProtocol};
+use super::error::ExportError;
 
 /// The resource of every exported signal: `service.*` and `cloud.*`.
 pub fn resource(config: &ExportConfig, default_region: Option<&str>) -> Resource {
@@ -46,13 +47,13 @@ fn retry(config: &ExportConfig) -> RetryPolicy {
         .with_max_delay(Duration::from_secs(5))
 }
 
-fn read(path: &std::path::Path, what: &str) -> Result<Vec<u8>, String> {
-    std::fs::read(path).map_err(|e| format!("export.{what} {}: {e}", path.display()))
+fn read(path: &std::path::Path, key: &'static str) -> Result<Vec<u8>, ExportError> {
+    std::fs::read(path).map_err(|source| ExportError::ReadFile { key, path: path.into(), source })
 }
 
 fn tonic_tls(
     config: &ExportConfig,
-) -> Result<Option<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig>, String> {
+) -> Result<Option<opentelemetry_otlp::tonic_types::transport::ClientTlsConfig>, ExportError> {
     use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig, Identity};
     let endpoint = config.otlp_endpoint.as_deref().unwrap_or_default();
     if !endpoint.starts_with("https://") {
@@ -74,37 +75,39 @@ fn tonic_tls(
 
 fn metadata(
     config: &ExportConfig,
-) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, String> {
+) -> Result<opentelemetry_otlp::tonic_types::metadata::MetadataMap, ExportError> {
     use std::str::FromStr;
     let mut map = opentelemetry_otlp::tonic_types::metadata::MetadataMap::new();
     for (k, v) in &config.otlp_headers {
         let key = tonic::metadata::MetadataKey::from_str(&k.to_ascii_lowercase())
-            .map_err(|e| format!("export.otlp_headers {k:?}: {e}"))?;
-        let value = v.parse().map_err(|e| format!("export.otlp_headers {k:?}: {e}"))?;
+            .map_err(|e| ExportError::Metadata { name: k.clone(), reason: e.to_string() })?;
+        let value = v.parse().map_err(|e: tonic::metadata::errors::InvalidMetadataValue| {
+            ExportError::Metadata { name: k.clone(), reason: e.to_string() }
+        })?;
         map.insert(key, value);
     }
     Ok(map)
 }
 
-fn http_client(config: &ExportConfig) -> Result<reqwest::blocking::Client, String> {
+fn http_client(config: &ExportConfig) -> Result<reqwest::blocking::Client, ExportError> {
     let mut b = reqwest::blocking::Client::builder().timeout(config.otlp_timeout);
     if let Some(ca) = &config.otlp_ca_cert {
         let cert = reqwest::Certificate::from_pem(&read(ca, "otlp_ca_cert")?)
-            .map_err(|e| format!("export.otlp_ca_cert: {e}"))?;
+            .map_err(|source| ExportError::Tls { key: "otlp_ca_cert", source })?;
         b = b.tls_certs_only([cert]);
     }
     if let (Some(cert), Some(key)) = (&config.otlp_client_cert, &config.otlp_client_key) {
         let mut pem = read(cert, "otlp_client_cert")?;
         pem.extend(read(key, "otlp_client_key")?);
         let id = reqwest::Identity::from_pem(&pem)
-            .map_err(|e| format!("export.otlp_client_cert/key: {e}"))?;
+            .map_err(|source| ExportError::Tls { key: "otlp_client_cert/key", source })?;
         b = b.identity(id);
     }
-    b.build().map_err(|e| format!("export: HTTP client: {e}"))
+    b.build().map_err(ExportError::HttpClient)
 }
 
-fn endpoint(config: &ExportConfig) -> Result<&str, String> {
-    config.otlp_endpoint.as_deref().ok_or_else(|| "export.otlp_endpoint is not set".to_string())
+fn endpoint(config: &ExportConfig) -> Result<&str, ExportError> {
+    config.otlp_endpoint.as_deref().ok_or(ExportError::NoEndpoint)
 }
 
 /// The signal path appended to an OTLP/HTTP endpoint.
@@ -113,7 +116,10 @@ fn http_url(base: &str, path: &str) -> String {
 }
 
 /// The transport settings every gRPC exporter gets: endpoint, timeout, metadata, retries, TLS.
-fn grpc<B: WithExportConfig + WithTonicConfig>(b: B, config: &ExportConfig) -> Result<B, String> {
+fn grpc<B: WithExportConfig + WithTonicConfig>(
+    b: B,
+    config: &ExportConfig,
+) -> Result<B, ExportError> {
     let b = b
         .with_endpoint(endpoint(config)?)
         .with_timeout(config.otlp_timeout)
@@ -130,7 +136,7 @@ fn http<B: WithExportConfig + WithHttpConfig>(
     b: B,
     config: &ExportConfig,
     path: &str,
-) -> Result<B, String> {
+) -> Result<B, ExportError> {
     Ok(b.with_endpoint(http_url(endpoint(config)?, path))
         .with_timeout(config.otlp_timeout)
         .with_headers(headers(config))
@@ -142,7 +148,7 @@ fn http<B: WithExportConfig + WithHttpConfig>(
 pub fn metric_exporter(
     config: &ExportConfig,
     temporality: Temporality,
-) -> Result<MetricExporter, String> {
+) -> Result<MetricExporter, ExportError> {
     let built = match config.otlp_protocol {
         OtlpProtocol::Grpc => grpc(MetricExporter::builder().with_tonic(), config)?
             .with_temporality(temporality)
@@ -151,16 +157,16 @@ pub fn metric_exporter(
             .with_temporality(temporality)
             .build(),
     };
-    built.map_err(|e| format!("export: OTLP metric exporter: {e}"))
+    built.map_err(|source| ExportError::Exporter { signal: "metric", source })
 }
 
 /// An OTLP log exporter (same rules as [`metric_exporter`]).
-pub fn log_exporter(config: &ExportConfig) -> Result<LogExporter, String> {
+pub fn log_exporter(config: &ExportConfig) -> Result<LogExporter, ExportError> {
     let built = match config.otlp_protocol {
         OtlpProtocol::Grpc => grpc(LogExporter::builder().with_tonic(), config)?.build(),
         OtlpProtocol::Http => http(LogExporter::builder().with_http(), config, "/v1/logs")?.build(),
     };
-    built.map_err(|e| format!("export: OTLP log exporter: {e}"))
+    built.map_err(|source| ExportError::Exporter { signal: "log", source })
 }
 
 fn headers(config: &ExportConfig) -> HashMap<String, String> {

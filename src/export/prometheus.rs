@@ -15,6 +15,7 @@
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use super::error::ExportError;
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
 
@@ -88,10 +89,11 @@ pub fn render_window(snapshots: &[Arc<Snapshot>], out: &mut String) {
 }
 
 /// The whole `/metrics` text: the registry's metrics (self-metrics) and the latest window.
-pub fn render(registry: &prometheus::Registry, latest: &[Arc<Snapshot>]) -> Result<String, String> {
-    let mut text = prometheus::TextEncoder::new()
-        .encode_to_string(&registry.gather())
-        .map_err(|e| e.to_string())?;
+pub fn render(
+    registry: &prometheus::Registry,
+    latest: &[Arc<Snapshot>],
+) -> Result<String, ExportError> {
+    let mut text = prometheus::TextEncoder::new().encode_to_string(&registry.gather())?;
     render_window(latest, &mut text);
     Ok(text)
 }

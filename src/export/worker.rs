@@ -31,6 +31,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Stream, Tempo
 
 use super::ExportStats;
 use super::config::ExportConfig;
+use super::error::ExportError;
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
 
@@ -48,23 +49,46 @@ pub struct WindowExporter {
     join: JoinHandle<()>,
 }
 
+/// What a [`WindowExporter`] needs beside its [`ExportConfig`].
+#[derive(Debug, Clone)]
+pub struct ExporterOptions {
+    /// The resource's `cloud.region` when `export.region` is not set.
+    pub default_region: Option<String>,
+    /// How many sources and destinations each snapshot lists (it sizes the instruments).
+    pub top_sources: usize,
+    pub top_destinations: usize,
+    /// The Tokio runtime an OTLP/gRPC exporter runs on; `None` takes the current one.
+    pub runtime: Option<tokio::runtime::Handle>,
+}
+
+impl Default for ExporterOptions {
+    fn default() -> Self {
+        let top = crate::window::TopN::default();
+        ExporterOptions {
+            default_region: None,
+            top_sources: top.sources,
+            top_destinations: top.destinations,
+            runtime: None,
+        }
+    }
+}
+
 impl WindowExporter {
     /// Builds the exporters (failing on a bad configuration) and starts the worker thread.
     /// Call inside a Tokio runtime when the protocol is gRPC.
     pub fn start(
         config: &ExportConfig,
-        default_region: Option<&str>,
-        top_sources: usize,
-        top_destinations: usize,
-        runtime: Option<tokio::runtime::Handle>,
+        options: &ExporterOptions,
         stats: Arc<ExportStats>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, ExportError> {
         let (tx, rx) = sync_channel::<Batch>(config.queue_windows);
-        let (ready_tx, ready_rx) = sync_channel::<Result<(), String>>(1);
+        let (ready_tx, ready_rx) = sync_channel::<Result<(), ExportError>>(1);
         let abandon = Arc::new(AtomicBool::new(false));
-        let resource = super::otlp::resource(config, default_region);
+        let resource = super::otlp::resource(config, options.default_region.as_deref());
         let config = config.clone();
-        let runtime = runtime.or_else(|| tokio::runtime::Handle::try_current().ok());
+        let runtime =
+            options.runtime.clone().or_else(|| tokio::runtime::Handle::try_current().ok());
+        let (top_sources, top_destinations) = (options.top_sources, options.top_destinations);
         let worker_stats = stats.clone();
         let worker_abandon = abandon.clone();
         // The most rows one instrument gets from one interface: its listed sources or
@@ -93,8 +117,8 @@ impl WindowExporter {
                 };
                 sink.run(rx);
             })
-            .map_err(|e| e.to_string())?;
-        ready_rx.recv().map_err(|_| "the export thread stopped".to_string())??;
+            .map_err(|_| ExportError::Thread("the export thread could not be started"))?;
+        ready_rx.recv().map_err(|_| ExportError::Thread("the export thread stopped"))??;
         Ok(WindowExporter { tx, stats, abandon, join })
     }
 
@@ -266,13 +290,13 @@ impl Sink {
         runtime: Option<&tokio::runtime::Handle>,
         stats: Arc<ExportStats>,
         abandon: Arc<AtomicBool>,
-    ) -> Result<Sink, String> {
+    ) -> Result<Sink, ExportError> {
         let grpc = config.otlp_protocol == super::config::OtlpProtocol::Grpc;
         // tonic spawns its connection task on the current runtime; the HTTP client must not
         // see one.
         let _entered = match (grpc, runtime) {
             (true, Some(rt)) => Some(rt.enter()),
-            (true, None) => return Err("export: OTLP/gRPC needs a Tokio runtime".into()),
+            (true, None) => return Err(ExportError::NoRuntime),
             (false, _) => None,
         };
         let metric_exporter = super::otlp::metric_exporter(config, Temporality::Delta)?;
@@ -408,7 +432,7 @@ impl Sink {
     }
 
     /// Sends the chunk's flow log records; counts what was sent and what was not.
-    fn export_logs(&self, chunk: &[&Snapshot]) -> Result<(), String> {
+    fn export_logs(&self, chunk: &[&Snapshot]) -> Result<(), ExportError> {
         let Some(logs) = &self.logs else { return Ok(()) };
         let mut records: Vec<SdkLogRecord> = Vec::new();
         let mut pending = self.flow_logs(chunk);
@@ -432,7 +456,7 @@ impl Sink {
         logs: &Logs,
         records: &[SdkLogRecord],
         pending: &mut usize,
-    ) -> Result<(), String> {
+    ) -> Result<(), ExportError> {
         use opentelemetry_sdk::logs::LogExporter;
         let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             records.iter().map(|r| (r, &logs.scope)).collect();
@@ -446,7 +470,7 @@ impl Sink {
                 self.stats.log_errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.flow_logs_dropped.fetch_add(*pending as u64, Ordering::Relaxed);
                 *pending = 0;
-                Err(e.to_string())
+                Err(ExportError::Request { signal: "log", message: e.to_string() })
             }
         }
     }

@@ -21,6 +21,7 @@
 
 pub mod config;
 pub mod dedup;
+mod error;
 pub mod http;
 pub mod pipeline;
 pub mod prepared;
@@ -34,6 +35,7 @@ use std::net::SocketAddr;
 
 use self::config::ServeConfig;
 use self::dedup::Dedup;
+pub use self::error::ServeError;
 
 /// The addresses the listeners bound (a configured port 0 picks a free one).
 #[derive(Debug, Clone, Copy)]
@@ -47,14 +49,14 @@ pub struct Bound {
 pub struct Running {
     pub bound: Bound,
     stop: tokio::sync::oneshot::Sender<()>,
-    task: tokio::task::JoinHandle<Result<(), String>>,
+    task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
 impl Running {
     /// Shuts it down gracefully (as SIGTERM would) and waits for the end.
-    pub async fn stop(self) -> Result<(), String> {
+    pub async fn stop(self) -> Result<(), ServeError> {
         let _ = self.stop.send(());
-        self.task.await.map_err(|e| e.to_string())?
+        self.task.await.map_err(|e| ServeError::Stopped(e.to_string()))?
     }
 }
 
@@ -62,7 +64,7 @@ impl Running {
 /// listeners are bound.
 ///
 /// ```no_run
-/// # async fn demo() -> Result<(), String> {
+/// # async fn demo() -> Result<(), vpcflowd::serve::ServeError> {
 /// let mut config = vpcflowd::serve::config::ServeConfig::default();
 /// config.ingest.listen = "127.0.0.1:0".parse().unwrap();
 /// config.admin.listen = "127.0.0.1:0".parse().unwrap();
@@ -71,7 +73,7 @@ impl Running {
 /// running.stop().await
 /// # }
 /// ```
-pub async fn spawn(config: ServeConfig) -> Result<Running, String> {
+pub async fn spawn(config: ServeConfig) -> Result<Running, ServeError> {
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run(
@@ -88,9 +90,9 @@ pub async fn spawn(config: ServeConfig) -> Result<Running, String> {
         // It stopped before binding: its error says why.
         Err(_) => Err(task
             .await
-            .map_err(|e| e.to_string())?
+            .map_err(|e| ServeError::Stopped(e.to_string()))?
             .err()
-            .unwrap_or_else(|| "serve stopped".into())),
+            .unwrap_or_else(|| ServeError::Stopped("before binding its listeners".into()))),
     }
 }
 
@@ -145,7 +147,7 @@ pub async fn run(
     config: ServeConfig,
     shutdown: impl std::future::Future<Output = ()>,
     on_bound: impl FnOnce(Bound),
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     let listeners = services::Listeners::bind(&config).await?;
     let bound = listeners.bound;
     let services = services::Services::start(config, listeners).await?;

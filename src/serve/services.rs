@@ -18,21 +18,27 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::config::ServeConfig;
 use super::dedup::Dedup;
+use super::error::ServeError;
 use super::http::ServeState;
 use super::pipeline::{self, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
 use super::{Bound, reload, restore, state, telemetry};
 use crate::decode::LayoutSet;
-use crate::export::{ExportStats, WindowExporter};
+use crate::export::{ExportStats, ExporterOptions, WindowExporter};
 use crate::source::kinesis::{self, Position, ShardKey, SourceMsg};
 use crate::window::engine::{EngineJoin, EngineState, Router};
 use crate::window::{Engine, EngineConfig, Snapshot};
 
-fn bind(addr: SocketAddr, what: &str) -> Result<TcpListener, String> {
-    let listener =
-        TcpListener::bind(addr).map_err(|e| format!("{what}: cannot listen on {addr}: {e}"))?;
-    listener.set_nonblocking(true).map_err(|e| format!("{what}: {e}"))?;
-    Ok(listener)
+fn bind(addr: SocketAddr, listener: &'static str) -> Result<TcpListener, ServeError> {
+    let bound =
+        TcpListener::bind(addr).map_err(|source| ServeError::Bind { listener, addr, source })?;
+    bound.set_nonblocking(true).map_err(|source| ServeError::Listener { listener, source })?;
+    Ok(bound)
+}
+
+/// The address `listener` is bound to.
+fn address_of(bound: &TcpListener, listener: &'static str) -> Result<SocketAddr, ServeError> {
+    bound.local_addr().map_err(|source| ServeError::Listener { listener, source })
 }
 
 /// What is read and bound before anything starts: a configuration that fails here starts
@@ -49,29 +55,36 @@ pub(super) struct Listeners {
 
 impl Listeners {
     /// Checks the configuration, loads the ingest listener's secrets and binds both listeners.
-    pub(super) async fn bind(config: &ServeConfig) -> Result<Listeners, String> {
+    pub(super) async fn bind(config: &ServeConfig) -> Result<Listeners, ServeError> {
         let ingest = config.ingest.enabled;
-        let access_keys = if ingest { config.ingest.access_keys()? } else { Vec::new() };
+        let access_keys = match ingest {
+            true => config.ingest.access_keys().map_err(ServeError::Secrets)?,
+            false => Vec::new(),
+        };
         if ingest && access_keys.is_empty() {
             tracing::warn!("no ingest access keys configured: every request is accepted");
         }
         config.export.validate()?;
-        let layouts =
-            LayoutSet::from_formats(&config.formats).map_err(|e| format!("formats: {e}"))?;
-        let engine_config = config.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
+        let layouts = LayoutSet::from_formats(&config.formats)
+            .map_err(|source| ServeError::Formats { key: "formats", source })?;
+        let engine_config = config
+            .window
+            .to_engine_config()
+            .map_err(|e| ServeError::Config(format!("window: {e}")))?;
         let ingest_listener =
             if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
         let admin = bind(config.admin.listen, "admin")?;
         let bound = Bound {
             ingest: match &ingest_listener {
-                Some(l) => Some(l.local_addr().map_err(|e| e.to_string())?),
+                Some(l) => Some(address_of(l, "ingest")?),
                 None => None,
             },
-            admin: admin.local_addr().map_err(|e| e.to_string())?,
+            admin: address_of(&admin, "admin")?,
         };
         let certificate = match (&config.ingest.tls_cert, &config.ingest.tls_key) {
             (Some(cert), Some(key)) if ingest => {
-                Some(reload::Certificate::load(cert.clone(), key.clone()).await?)
+                let loaded = reload::Certificate::load(cert.clone(), key.clone()).await;
+                Some(loaded.map_err(ServeError::Secrets)?)
             }
             _ => None,
         };
@@ -101,10 +114,10 @@ impl Restored {
         config: &ServeConfig,
         engine_config: &EngineConfig,
         dedup: &Dedup,
-    ) -> Result<Restored, String> {
+    ) -> Result<Restored, ServeError> {
         let kinesis = match config.sources.kinesis.is_empty() {
             true => None,
-            false => Some(kinesis::prepare(&config.sources).await?),
+            false => Some(kinesis::prepare(&config.sources).await.map_err(ServeError::Kinesis)?),
         };
         let book = kinesis.as_ref().and_then(|k| k.book.clone());
         if !config.sources.kinesis.is_empty() && config.state.dir.is_none() {
@@ -115,7 +128,7 @@ impl Restored {
         let restored = match &config.state.dir {
             Some(dir) => {
                 let committed = book.as_ref().map(|b| b.generation());
-                restore(dir, config, engine_config, dedup, committed)?
+                restore(dir, config, engine_config, dedup, committed).map_err(ServeError::State)?
             }
             None => None,
         };
@@ -152,7 +165,7 @@ fn start_pipeline(
     restored: &Restored,
     parts: (Arc<IngestStats>, Arc<Dedup>, Arc<kinesis::KinesisStatus>),
     queue: mpsc::Receiver<PipelineMsg>,
-) -> Result<std::thread::JoinHandle<Result<(), String>>, String> {
+) -> Result<std::thread::JoinHandle<Result<(), String>>, ServeError> {
     let (stats, dedup, kinesis_status) = parts;
     let kinesis_layouts = config
         .sources
@@ -163,7 +176,7 @@ fn start_pipeline(
             false => LayoutSet::from_formats(&k.formats),
         })
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("sources.kinesis formats: {e}"))?;
+        .map_err(|source| ServeError::Formats { key: "sources.kinesis formats", source })?;
     let p = pipeline::Pipeline {
         layouts,
         kinesis_layouts,
@@ -179,7 +192,7 @@ fn start_pipeline(
     std::thread::Builder::new()
         .name("vpcflowd-pipeline".into())
         .spawn(move || pipeline::run(router, p, queue))
-        .map_err(|e| e.to_string())
+        .map_err(|_| ServeError::Thread("pipeline", "could not be started"))
 }
 
 /// Hands each closed batch to the store (the API), to standard output if asked, and to the
@@ -235,16 +248,15 @@ fn start_ticker(pipeline: mpsc::Sender<PipelineMsg>) -> JoinHandle<()> {
 fn start_exporter(
     config: &ServeConfig,
     stats: Arc<ExportStats>,
-) -> Result<Option<WindowExporter>, String> {
+) -> Result<Option<WindowExporter>, ServeError> {
     let Some(endpoint) = &config.export.otlp_endpoint else { return Ok(None) };
-    let exporter = WindowExporter::start(
-        &config.export,
-        config.window.region.as_deref(),
-        config.window.top_sources,
-        config.window.top_destinations,
-        None,
-        stats,
-    )?;
+    let options = ExporterOptions {
+        default_region: config.window.region.clone(),
+        top_sources: config.window.top_sources,
+        top_destinations: config.window.top_destinations,
+        runtime: None,
+    };
+    let exporter = WindowExporter::start(&config.export, &options, stats)?;
     tracing::info!(%endpoint, protocol = ?config.export.otlp_protocol, "exporting closed windows over OTLP");
     Ok(Some(exporter))
 }
@@ -269,7 +281,7 @@ impl Services {
     pub(super) async fn start(
         config: ServeConfig,
         listeners: Listeners,
-    ) -> Result<Services, String> {
+    ) -> Result<Services, ServeError> {
         let Listeners { ingest, admin, bound, access_keys, certificate, layouts, engine_config } =
             listeners;
         let dedup = Arc::new(Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries));
@@ -354,7 +366,7 @@ impl Services {
     /// Stops taking requests, finishes those in flight, drains the pipeline (which writes the
     /// last checkpoint, or closes every window without a state directory), exports what closed
     /// and stops the admin listener. An error says what could not be finished in time.
-    pub(super) async fn shut_down(self) -> Result<(), String> {
+    pub(super) async fn shut_down(self) -> Result<(), ServeError> {
         let Services { config, state, engine, telemetry, reloader, .. } = self;
         let started = std::time::Instant::now();
         tracing::info!("shutting down: refusing new requests, finishing those in flight, draining");
@@ -382,13 +394,15 @@ impl Services {
         drop(state);
         let (pipeline, engine_join) = (engine.pipeline, engine.engine_join);
         let stopped = tokio::task::spawn_blocking(move || {
-            let result =
-                pipeline.join().unwrap_or_else(|_| Err("the pipeline thread panicked".into()));
+            let result = match pipeline.join() {
+                Ok(finished) => finished.map_err(ServeError::State),
+                Err(_) => Err(ServeError::Thread("pipeline", "panicked")),
+            };
             engine_join.join();
             result
         })
         .await
-        .unwrap_or_else(|e| Err(e.to_string()));
+        .unwrap_or_else(|e| Err(ServeError::Stopped(e.to_string())));
         // Export what closed during shutdown, within what is left of the budget.
         let exporter = engine.consumer.await.ok().flatten();
         let left =
@@ -407,11 +421,10 @@ impl Services {
             tracing::info!("shut down cleanly");
             Ok(())
         } else {
-            Err(format!(
-                "shutdown took {:?}, longer than {:?} (nothing acknowledged was lost)",
-                started.elapsed(),
-                config.shutdown_timeout
-            ))
+            Err(ServeError::SlowShutdown {
+                took: started.elapsed(),
+                budget: config.shutdown_timeout,
+            })
         }
     }
 }

@@ -14,7 +14,7 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
 use super::http::ServeState;
 use crate::export::config::OtlpProtocol;
-use crate::export::{ExportConfig, ExportStats};
+use crate::export::{ExportConfig, ExportError, ExportStats};
 
 /// The self-metrics meter provider; shut it down at exit so the last values are pushed.
 pub struct Telemetry {
@@ -29,12 +29,12 @@ impl Telemetry {
         default_region: Option<&str>,
         registry: &prometheus::Registry,
         state: Arc<ServeState>,
-    ) -> Result<Telemetry, String> {
+    ) -> Result<Telemetry, ExportError> {
         let prometheus = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
             .scope_info_enabled(false)
             .build()
-            .map_err(|e| format!("prometheus exporter: {e}"))?;
+            .map_err(ExportError::Prometheus)?;
         let mut builder = SdkMeterProvider::builder()
             .with_resource(crate::export::otlp::resource(config, default_region))
             .with_reader(prometheus);
@@ -50,7 +50,7 @@ impl Telemetry {
                         crate::export::otlp::metric_exporter(&config, Temporality::Cumulative)
                     })
                     .join()
-                    .map_err(|_| "building the OTLP exporter panicked".to_string())??
+                    .map_err(|_| ExportError::Thread("building the OTLP exporter panicked"))??
                 }
             };
             builder = builder.with_reader(

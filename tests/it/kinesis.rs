@@ -4,11 +4,11 @@
 //! checkpoint. Every test compares the real `serve`'s snapshots with `vpcflowd replay` over the
 //! same lines (the data stays inside the lateness, so order cannot change results).
 
-mod common;
+use crate::common;
 
-use common::kinesis::{self as k, AWS_ENV};
-use common::serve::Server;
-use common::tools::Kinesalite;
+use crate::common::kinesis::{self as k, AWS_ENV};
+use crate::common::serve::Server;
+use crate::common::tools::Kinesalite;
 use serde_json::Value;
 use vpcflowd::decode::kpl;
 

@@ -1,9 +1,7 @@
 //! `vpcflowd replay` end to end: determinism across shard counts, bounded memory with exact
 //! reconciliation, and the readable output.
 
-mod common;
-
-use common::{json_lines, vpcflowd};
+use crate::common::{json_lines, vpcflowd};
 use serde_json::Value;
 
 fn generate(args: &[&str]) -> Vec<u8> {

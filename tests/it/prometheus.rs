@@ -1,12 +1,12 @@
 //! A real Prometheus server (Debian's package) scrapes `/metrics`; its HTTP API must report
 //! the known top talker's bytes of the latest closed window, and the self-metrics.
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
-use common::serve::{Firehose, Server};
-use common::tools::Prometheus;
+use crate::common::serve::{Firehose, Server};
+use crate::common::tools::Prometheus;
 use serde_json::Value;
 
 /// Aligned to the one-minute slide.

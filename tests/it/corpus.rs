@@ -1,13 +1,11 @@
 //! Golden tests: every line of the shared corpus through the real `vpcflowd parse`, compared with
 //! `expected.jsonl` field by field; every transport sample through the envelope decoder.
 
-mod common;
-
 use std::collections::BTreeMap;
 
+use crate::common::{corpus_dir, corpus_file, gzip, json_lines, vpcflowd};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use common::{corpus_dir, corpus_file, gzip, json_lines, vpcflowd};
 use serde_json::Value;
 use vpcflowd::decode::{EnvelopeDecoder, EnvelopeKind, LayoutSet, RecordJson, parse_line};
 

@@ -3,14 +3,14 @@
 //! they expire; it comes back with its state directory and gets leases handed back. The sum of
 //! every replica's snapshots equals `vpcflowd replay` over everything put.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::kinesis::{self as k, AWS_ENV};
-use common::serve::Server;
-use common::tools::{Kinesalite, Moto};
+use crate::common::kinesis::{self as k, AWS_ENV};
+use crate::common::serve::Server;
+use crate::common::tools::{Kinesalite, Moto};
 use serde_json::Value;
 use vpcflowd::decode::kpl;
 use vpcflowd::source::kinesis::Position;

@@ -1,8 +1,6 @@
 //! The ingest listener over HTTPS (rustls), as Firehose requires, with a certificate made here.
 
-mod common;
-
-use common::serve::{Server, firehose_body, wrapped};
+use crate::common::serve::{Server, firehose_body, wrapped};
 
 /// A self-signed certificate for `localhost`: (certificate PEM, key PEM).
 fn self_signed() -> (String, String) {

@@ -7,15 +7,13 @@
 //! with `+crt-static` for `x86_64-unknown-linux-gnu`); otherwise the test builds one the same way
 //! into `target/tmp/static` first (once, a few minutes), so that `cargo test` alone runs it too.
 
-mod common;
-
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::serve::{Firehose, Server, total, wrapped};
+use crate::common::serve::{Firehose, Server, total, wrapped};
 
 const TARGET: &str = "x86_64-unknown-linux-gnu";
 const CA_BUNDLE: &str = "etc/ssl/certs/ca-certificates.crt";

@@ -1,9 +1,7 @@
 //! `vpcflowd serve` across restarts: state written at shutdown and periodically, restored at
 //! start; kill -9 after a checkpoint; corrupt, unknown-version and incompatible state files.
 
-mod common;
-
-use common::serve::{Firehose, Server, total, wrapped};
+use crate::common::serve::{Firehose, Server, total, wrapped};
 
 const KEY: &str = "k";
 

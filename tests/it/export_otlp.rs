@@ -4,18 +4,16 @@
 //! The expected points are written out here from the snapshot JSON and the README's instrument
 //! list, independently of the exporter's own measure table.
 
-mod common;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
-use common::otlp::{self, Num, Receiver};
+use crate::common::otlp::{self, Num, Receiver};
 use serde_json::Value;
 use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
 use vpcflowd::export::config::OtlpProtocol;
-use vpcflowd::export::{ExportConfig, ExportStats, WindowExporter};
+use vpcflowd::export::{ExportConfig, ExportStats, ExporterOptions, WindowExporter};
 use vpcflowd::generate::{Generator, GeneratorConfig};
 use vpcflowd::window::{Engine, Snapshot, WindowSettings};
 
@@ -279,8 +277,12 @@ async fn export_equals_snapshots(r: Receiver, protocol: OtlpProtocol) {
     assert!(windows.len() >= 5, "several windows ({})", windows.len());
     let config = config(&r, protocol);
     let stats = Arc::new(ExportStats::default());
-    let exporter =
-        WindowExporter::start(&config, Some(REGION), 15, 15, None, stats.clone()).unwrap();
+    let exporter = WindowExporter::start(
+        &config,
+        &ExporterOptions { default_region: Some(REGION.into()), ..ExporterOptions::default() },
+        stats.clone(),
+    )
+    .unwrap();
     let batch: Vec<Arc<Snapshot>> = snapshots.iter().cloned().map(Arc::new).collect();
     // Two batches, split between windows as the engine sends them (whole windows per close).
     let middle = batch[batch.len() / 2].window_start;
@@ -331,7 +333,8 @@ async fn flow_logs_are_the_largest_flows_of_each_interface() {
     let snapshots = tokio::task::spawn_blocking(|| snapshots(20_000)).await.unwrap();
     let config = ExportConfig { flow_logs_per_interface: 3, ..config(&r, OtlpProtocol::Grpc) };
     let stats = Arc::new(ExportStats::default());
-    let exporter = WindowExporter::start(&config, None, 15, 15, None, stats.clone()).unwrap();
+    let exporter =
+        WindowExporter::start(&config, &ExporterOptions::default(), stats.clone()).unwrap();
     let batch: Vec<Arc<Snapshot>> = snapshots.iter().cloned().map(Arc::new).collect();
     exporter.offer(&batch);
     tokio::task::spawn_blocking(move || exporter.finish(Duration::from_secs(60))).await.unwrap();
@@ -369,7 +372,8 @@ async fn an_unreachable_collector_drops_and_counts_without_blocking() {
         ..ExportConfig::default()
     };
     let stats = Arc::new(ExportStats::default());
-    let exporter = WindowExporter::start(&config, None, 15, 15, None, stats.clone()).unwrap();
+    let exporter =
+        WindowExporter::start(&config, &ExporterOptions::default(), stats.clone()).unwrap();
     // One batch per window, offered as fast as possible: the queue (1) fills while the worker
     // waits on the dead endpoint, and offer never blocks.
     let mut offered_points = 0;
@@ -416,7 +420,7 @@ fn serve_lines() -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_exports_every_closed_window_and_its_self_metrics() {
-    use common::serve::{Firehose, Server, wrapped};
+    use crate::common::serve::{Firehose, Server, wrapped};
     let r = otlp::grpc().await;
     let server = Server::start(
         &["--lateness", "0s", "--otlp-endpoint", &r.endpoint, "--otlp-interval", "1h"],
@@ -489,7 +493,7 @@ async fn serve_exports_every_closed_window_and_its_self_metrics() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_keeps_ingesting_when_the_collector_is_unreachable() {
-    use common::serve::{Firehose, Server, wrapped};
+    use crate::common::serve::{Firehose, Server, wrapped};
     let dead = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         format!("http://{}", l.local_addr().unwrap())

@@ -4,12 +4,10 @@
 //! gzip, with a timestamp in seconds (`shared/reference/emulators.md`): this proves that the
 //! SDK's records reach the engine intact, not the finer protocol, which `tests/serve.rs` covers.
 
-mod common;
-
+use crate::common::serve::{Server, total};
+use crate::common::tools::Moto;
 use aws_sdk_firehose::primitives::Blob;
 use aws_sdk_firehose::types::Record;
-use common::serve::{Server, total};
-use common::tools::Moto;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn put_record_batch_through_moto_reaches_the_windows() {

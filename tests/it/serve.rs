@@ -2,12 +2,12 @@
 //! corpus envelopes, auth, limits, a gzip bomb, malformed requests, retried ids, a flooded queue,
 //! SIGTERM with requests in flight, and the admin API.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 
-use common::corpus_dir;
-use common::serve::{Firehose, Server, firehose_body, total, wrapped};
+use crate::common::corpus_dir;
+use crate::common::serve::{Firehose, Server, firehose_body, total, wrapped};
 use serde_json::Value;
 
 const KEY: &str = "test-access-key";

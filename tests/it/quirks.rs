@@ -1,11 +1,11 @@
 //! Every parsing hazard `shared/reference/flowlogs-and-firehose.md` lists (section 1.5 and the
 //! later fields), through the library and through `vpcflowd parse`.
 
-mod common;
+use crate::common;
 
 use std::net::IpAddr;
 
-use common::{corpus_file, json_lines, vpcflowd};
+use crate::common::{corpus_file, json_lines, vpcflowd};
 use serde_json::{Value, json};
 use vpcflowd::decode::{
     Action, EncryptionStatus, Field, FlowDirection, Layout, LayoutSet, LogStatus, RejectReason,
