@@ -5,6 +5,7 @@
 //! `VPCFLOWD_INGEST__LISTEN=0.0.0.0:8443`, `VPCFLOWD_WINDOW__LATENESS=15m`,
 //! `VPCFLOWD_INGEST__ACCESS_KEYS='["k1","k2"]'`.
 
+use super::error::{ConfigError, SecretsError};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -117,14 +118,14 @@ impl IngestConfig {
     /// An empty key, or a key file that holds none (emptied, or caught while being written), is
     /// an error: an empty key would accept requests that send none, and a file with no key
     /// where keys were meant would leave every request accepted.
-    pub fn access_keys(&self) -> Result<Vec<String>, String> {
+    pub fn access_keys(&self) -> Result<Vec<String>, SecretsError> {
         if self.access_keys.iter().any(|k| k.trim().is_empty()) {
-            return Err("ingest.access_keys holds an empty key".into());
+            return Err(SecretsError::EmptyKey);
         }
         let mut keys = self.access_keys.clone();
         if let Some(path) = &self.access_keys_file {
-            let at = || format!("ingest.access_keys_file {}", path.display());
-            let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", at()))?;
+            let text = std::fs::read_to_string(path)
+                .map_err(|source| SecretsError::ReadKeys { path: path.clone(), source })?;
             let trimmed = text.trim();
             let before = keys.len();
             if trimmed.starts_with('{') {
@@ -133,7 +134,7 @@ impl IngestConfig {
                     api_key: String,
                 }
                 let secret: Secret = serde_json::from_str(trimmed)
-                    .map_err(|e| format!("{}: not {{\"api_key\": …}}: {e}", at()))?;
+                    .map_err(|source| SecretsError::NotASecret { path: path.clone(), source })?;
                 let key = secret.api_key.trim();
                 if !key.is_empty() {
                     keys.push(key.to_string());
@@ -144,10 +145,7 @@ impl IngestConfig {
                 );
             }
             if keys.len() == before {
-                return Err(format!(
-                    "{}: holds no key (refused rather than accepting any request)",
-                    at()
-                ));
+                return Err(SecretsError::NoKey { path: path.clone() });
             }
         }
         Ok(keys)
@@ -241,11 +239,11 @@ impl ServeConfig {
     /// Loads the configuration: defaults, then each of `files` in order (a later file's keys
     /// win: the image's base file, then the user's), then the environment, then `overrides`
     /// (the flags that were given, shaped like this struct). Errors name the offending key.
-    pub fn load(files: &[&Path], overrides: serde_json::Value) -> Result<ServeConfig, String> {
+    pub fn load(files: &[&Path], overrides: serde_json::Value) -> Result<ServeConfig, ConfigError> {
         let mut figment = Figment::from(Serialized::defaults(ServeConfig::default()));
         for path in files {
             if !path.exists() {
-                return Err(format!("configuration file {} does not exist", path.display()));
+                return Err(ConfigError::NoFile(path.to_path_buf()));
             }
             figment = figment.merge(Toml::file_exact(path));
         }
@@ -260,38 +258,39 @@ impl ServeConfig {
                     .split("__"),
             )
             .merge(Serialized::defaults(overrides));
-        let config: ServeConfig = figment
-            .extract()
-            .map_err(|e| e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))?;
+        let config: ServeConfig = figment.extract().map_err(|e| {
+            ConfigError::Parse(e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))
+        })?;
         config.validate()?;
         Ok(config)
     }
 
     /// Checks what types alone cannot.
-    pub fn validate(&self) -> Result<(), String> {
-        self.window.to_engine_config().map_err(|e| format!("window: {e}"))?;
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.window.to_engine_config().map_err(|e| ConfigError::Invalid(format!("window: {e}")))?;
         if self.ingest.tls_cert.is_some() != self.ingest.tls_key.is_some() {
-            return Err("ingest.tls_cert and ingest.tls_key must be set together".into());
+            return Err(ConfigError::Invalid(
+                "ingest.tls_cert and ingest.tls_key must be set together".into(),
+            ));
         }
         if self.state.checkpoint_interval.is_zero() {
-            return Err("state.checkpoint_interval must be positive".into());
+            return Err(ConfigError::Invalid("state.checkpoint_interval must be positive".into()));
         }
         if self.ingest.queue_requests == 0 {
-            return Err("ingest.queue_requests must be at least 1".into());
+            return Err(ConfigError::Invalid("ingest.queue_requests must be at least 1".into()));
         }
         if self.ingest.max_body_bytes == 0 || self.ingest.max_decompressed_bytes == 0 {
-            return Err(
-                "ingest.max_body_bytes and ingest.max_decompressed_bytes must be positive".into()
-            );
+            return Err(ConfigError::Invalid(
+                "ingest.max_body_bytes and ingest.max_decompressed_bytes must be positive".into(),
+            ));
         }
-        crate::decode::LayoutSet::from_formats(&self.formats)
-            .map_err(|e| format!("formats: {e}"))?;
+        crate::decode::LayoutSet::from_formats(&self.formats).map_err(ConfigError::Formats)?;
         self.sources.validate()?;
         if !self.ingest.enabled && self.sources.kinesis.is_empty() {
-            return Err("ingest.enabled is false and no sources.kinesis stream is configured: nothing to read (enable the Firehose listener or add a stream)".into());
+            return Err(ConfigError::Invalid("ingest.enabled is false and no sources.kinesis stream is configured: nothing to read (enable the Firehose listener or add a stream)".into()));
         }
         if self.sources.uses_leases() && self.state.dir.is_none() {
-            return Err("a Kinesis lease table needs state.dir (--state-dir): lease checkpoints commit the state file".into());
+            return Err(ConfigError::Invalid("a Kinesis lease table needs state.dir (--state-dir): lease checkpoints commit the state file".into()));
         }
         Ok(())
     }
@@ -323,7 +322,7 @@ mod tests {
                 &[Path::new("image.toml"), Path::new("vpcflowd.toml")],
                 json!({"window": {"top_sources": 5}}),
             )
-            .map_err(figment::Error::from)?;
+            .map_err(|e| figment::Error::from(e.to_string()))?;
             assert_eq!(
                 c.ingest.listen,
                 "127.0.0.1:9000".parse().unwrap(),
@@ -355,11 +354,17 @@ mod tests {
                 jail.set_env(k, v);
             }
             jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUESTS", "7");
-            let c = ServeConfig::load(&[], json!({})).map_err(figment::Error::from)?;
+            let c = ServeConfig::load(&[], json!({}))
+                .map_err(|e| figment::Error::from(e.to_string()))?;
             assert_eq!(c.ingest.queue_requests, 7);
             // A misspelt key is still an error.
             jail.set_env("VPCFLOWD_INGEST__QUEUE_REQUEST", "7");
-            assert!(ServeConfig::load(&[], json!({})).unwrap_err().contains("queue_request"));
+            assert!(
+                ServeConfig::load(&[], json!({}))
+                    .unwrap_err()
+                    .to_string()
+                    .contains("queue_request")
+            );
             Ok(())
         });
     }
@@ -368,13 +373,15 @@ mod tests {
     fn bad_values_name_their_key() {
         figment::Jail::expect_with(|jail| {
             jail.create_file("bad.toml", "[ingest]\nqueue_requests = \"many\"\n")?;
-            let e = ServeConfig::load(&[Path::new("bad.toml")], json!({})).unwrap_err();
+            let e = ServeConfig::load(&[Path::new("bad.toml")], json!({})).unwrap_err().to_string();
             assert!(e.contains("ingest.queue_requests"), "{e}");
             jail.create_file("bad2.toml", "[window]\nwindow = \"7m\"\nslide = \"2m\"\n")?;
-            let e = ServeConfig::load(&[Path::new("bad2.toml")], json!({})).unwrap_err();
+            let e =
+                ServeConfig::load(&[Path::new("bad2.toml")], json!({})).unwrap_err().to_string();
             assert!(e.starts_with("window:"), "{e}");
             jail.create_file("bad3.toml", "[ingest]\nlisten_on = \"x\"\n")?;
-            let e = ServeConfig::load(&[Path::new("bad3.toml")], json!({})).unwrap_err();
+            let e =
+                ServeConfig::load(&[Path::new("bad3.toml")], json!({})).unwrap_err().to_string();
             assert!(e.contains("listen_on"), "{e}");
             Ok(())
         });
@@ -388,10 +395,10 @@ mod tests {
                 "[ingest]\nenabled = false\n[[sources.kinesis]]\nstream = \"s\"\n",
             )?;
             let c = ServeConfig::load(&[Path::new("kinesis.toml")], json!({}))
-                .map_err(figment::Error::from)?;
+                .map_err(|e| figment::Error::from(e.to_string()))?;
             assert!(!c.ingest.enabled);
             jail.set_env("VPCFLOWD_INGEST__ENABLED", "false");
-            let e = ServeConfig::load(&[], json!({})).unwrap_err();
+            let e = ServeConfig::load(&[], json!({})).unwrap_err().to_string();
             assert!(e.contains("ingest.enabled is false and no sources.kinesis"), "{e}");
             assert!(ServeConfig::default().ingest.enabled);
             Ok(())
@@ -417,12 +424,12 @@ mod tests {
         for (file, text) in [(&lines, "\n \n"), (&json_secret, "{\"api_key\": \" \"}")] {
             std::fs::write(file, text).unwrap();
             c.ingest.access_keys_file = Some(file.clone());
-            let e = c.ingest.access_keys().unwrap_err();
+            let e = c.ingest.access_keys().unwrap_err().to_string();
             assert!(e.contains("holds no key"), "{e}");
         }
         c.ingest.access_keys_file = None;
         c.ingest.access_keys = vec!["k1".into(), "".into()];
-        assert!(c.ingest.access_keys().unwrap_err().contains("empty key"));
+        assert!(c.ingest.access_keys().unwrap_err().to_string().contains("empty key"));
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

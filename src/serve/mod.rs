@@ -35,7 +35,7 @@ use std::net::SocketAddr;
 
 use self::config::ServeConfig;
 use self::dedup::Dedup;
-pub use self::error::ServeError;
+pub use self::error::{CheckpointError, ConfigError, SecretsError, ServeError};
 
 /// The addresses the listeners bound (a configured port 0 picks a free one).
 #[derive(Debug, Clone, Copy)]
@@ -105,12 +105,13 @@ fn restore(
     engine_config: &crate::window::EngineConfig,
     dedup: &Dedup,
     committed: Option<Option<u64>>,
-) -> Result<Option<(crate::window::engine::EngineState, state::KinesisState)>, String> {
-    std::fs::create_dir_all(dir).map_err(|e| format!("state.dir {}: {e}", dir.display()))?;
+) -> Result<Option<(crate::window::engine::EngineState, state::KinesisState)>, ServeError> {
+    std::fs::create_dir_all(dir)
+        .map_err(|source| ServeError::StateDir { dir: dir.to_path_buf(), source })?;
     if let Some(committed) = committed {
         // A crash between preparing a state file and committing its leases left it beside the
         // current one: the lease table says which of the two is true.
-        if let Some(what) = state::resolve_next(dir, committed).map_err(|e| e.to_string())? {
+        if let Some(what) = state::resolve_next(dir, committed)? {
             tracing::warn!("{what}");
         }
     }
@@ -134,11 +135,11 @@ fn restore(
     };
     if config.state.discard_bad_state {
         let aside = state::set_aside(dir, crate::source::firehose::now_millis())
-            .map_err(|e| format!("{problem}; and it could not be set aside: {e}"))?;
+            .map_err(|source| ServeError::SetAside { problem: problem.clone(), source })?;
         tracing::warn!("{problem}; starting empty (the file is now {})", aside.display());
         Ok(None)
     } else {
-        Err(format!("{problem} (start with --discard-bad-state to set it aside and start empty)"))
+        Err(ServeError::BadState { problem })
     }
 }
 

@@ -15,6 +15,7 @@ use tokio::sync::{mpsc, oneshot};
 use std::path::PathBuf;
 
 use super::dedup::Dedup;
+use super::error::{CheckpointError, ServeError};
 use super::prepared::{PreparedRequest, for_each_input};
 use super::state::{self, KinesisState, StateFile};
 use crate::decode::kpl;
@@ -134,7 +135,7 @@ pub fn run(
     mut router: Router,
     mut p: Pipeline,
     mut rx: mpsc::Receiver<PipelineMsg>,
-) -> Result<(), String> {
+) -> Result<(), ServeError> {
     use std::time::{Duration, Instant};
     let mut decoder = EnvelopeDecoder::default();
     let mut next_tick = Instant::now() + Duration::from_secs(1);
@@ -168,7 +169,7 @@ pub fn run(
             PipelineMsg::Checkpoint(reply) => {
                 let r =
                     if p.state_dir.is_some() { checkpoint(&mut router, &mut p) } else { Ok(()) };
-                let _ = reply.send(r);
+                let _ = reply.send(r.map_err(|e| e.to_string()));
                 next_checkpoint = Instant::now() + p.checkpoint_interval;
             }
             PipelineMsg::Wake => {}
@@ -199,21 +200,17 @@ pub fn run(
             // on from there, so closing the windows here would count those records twice. The
             // state file of the last committed generation stays current.
             router.stop();
-            Err(format!(
-                "the final checkpoint could not be committed ({e}); the last committed state file stays"
-            ))
+            Err(ServeError::FinalCommit(e))
         }
         Err(e) => {
             // The open windows cannot be kept: emit them rather than lose them.
             router.finish();
-            Err(format!(
-                "the final state file could not be written ({e}); every window was closed instead"
-            ))
+            Err(ServeError::FinalWrite(e))
         }
     }
 }
 
-fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), String> {
+fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), CheckpointError> {
     let Some(dir) = p.state_dir.clone() else { return Ok(()) };
     let started = std::time::Instant::now();
     let generation = p.generation + 1;
@@ -227,18 +224,20 @@ fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), String> {
         },
     };
     let written = match &p.book {
-        None => state::write(&dir, &file).map_err(|e| e.to_string()),
+        None => state::write(&dir, &file).map_err(CheckpointError::from),
         // Lease mode: prepare the file, commit the leases with its generation, then make it
         // current; a crash in between is resolved at the next start by the committed marker.
-        Some(book) => state::write_next(&dir, &file).map_err(|e| e.to_string()).and_then(|()| {
-            match book.commit(generation) {
-                Ok(_) => state::promote_next(&dir).map_err(|e| e.to_string()),
+        Some(book) => {
+            state::write_next(&dir, &file).map_err(CheckpointError::from).and_then(|()| match book
+                .commit(generation)
+            {
+                Ok(_) => state::promote_next(&dir).map_err(CheckpointError::from),
                 Err(e) => {
                     state::discard_next(&dir);
-                    Err(e)
+                    Err(e.into())
                 }
-            }
-        }),
+            })
+        }
     };
     if written.is_ok() {
         p.generation = generation;
@@ -253,7 +252,7 @@ fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), String> {
         Err(e) => {
             p.stats.checkpoint_failures.fetch_add(1, Ordering::Relaxed);
             tracing::error!("writing the state file: {e}");
-            Err(e.to_string())
+            Err(e)
         }
     }
 }

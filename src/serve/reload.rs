@@ -12,6 +12,7 @@
 //! Certificates managed by cert-manager, or keys mounted from a Kubernetes or Secrets Manager
 //! secret, change on disk in place; Firehose must never see the expired ones.
 
+use super::error::SecretsError;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::{Arc, RwLock};
@@ -52,12 +53,11 @@ pub struct Certificate {
 
 impl Certificate {
     /// Reads and loads the certificate chain and key at start: an error stops the start.
-    pub async fn load(cert: PathBuf, key: PathBuf) -> Result<Certificate, String> {
-        let what = format!("ingest TLS ({}, {})", cert.display(), key.display());
-        let read = read_pair(&cert, &key).await.map_err(|e| format!("{what}: {e}"))?;
-        let config = RustlsConfig::from_pem(read.0.clone(), read.1.clone())
-            .await
-            .map_err(|e| format!("{what}: {e}"))?;
+    pub async fn load(cert: PathBuf, key: PathBuf) -> Result<Certificate, SecretsError> {
+        let failed = |source| SecretsError::Tls { cert: cert.clone(), key: key.clone(), source };
+        let read = read_pair(&cert, &key).await.map_err(failed)?;
+        let config =
+            RustlsConfig::from_pem(read.0.clone(), read.1.clone()).await.map_err(failed)?;
         Ok(Certificate { cert, key, read, config })
     }
 }
@@ -115,7 +115,7 @@ impl Reloader {
         let ingest = self.ingest.clone();
         let read = tokio::task::spawn_blocking(move || ingest.access_keys())
             .await
-            .unwrap_or_else(|e| Err(e.to_string()));
+            .unwrap_or_else(|e| Err(SecretsError::Task(e.to_string())));
         match read {
             Ok(keys) if *keys == *self.keys.get() => {}
             Ok(keys) => {

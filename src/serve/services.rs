@@ -18,7 +18,7 @@ use tokio_stream::wrappers::ReceiverStream;
 
 use super::config::ServeConfig;
 use super::dedup::Dedup;
-use super::error::ServeError;
+use super::error::{ConfigError, ServeError};
 use super::http::ServeState;
 use super::pipeline::{self, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
@@ -58,7 +58,7 @@ impl Listeners {
     pub(super) async fn bind(config: &ServeConfig) -> Result<Listeners, ServeError> {
         let ingest = config.ingest.enabled;
         let access_keys = match ingest {
-            true => config.ingest.access_keys().map_err(ServeError::Secrets)?,
+            true => config.ingest.access_keys()?,
             false => Vec::new(),
         };
         if ingest && access_keys.is_empty() {
@@ -70,7 +70,7 @@ impl Listeners {
         let engine_config = config
             .window
             .to_engine_config()
-            .map_err(|e| ServeError::Config(format!("window: {e}")))?;
+            .map_err(|e| ConfigError::Invalid(format!("window: {e}")))?;
         let ingest_listener =
             if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
         let admin = bind(config.admin.listen, "admin")?;
@@ -83,8 +83,7 @@ impl Listeners {
         };
         let certificate = match (&config.ingest.tls_cert, &config.ingest.tls_key) {
             (Some(cert), Some(key)) if ingest => {
-                let loaded = reload::Certificate::load(cert.clone(), key.clone()).await;
-                Some(loaded.map_err(ServeError::Secrets)?)
+                Some(reload::Certificate::load(cert.clone(), key.clone()).await?)
             }
             _ => None,
         };
@@ -117,7 +116,7 @@ impl Restored {
     ) -> Result<Restored, ServeError> {
         let kinesis = match config.sources.kinesis.is_empty() {
             true => None,
-            false => Some(kinesis::prepare(&config.sources).await.map_err(ServeError::Kinesis)?),
+            false => Some(kinesis::prepare(&config.sources).await?),
         };
         let book = kinesis.as_ref().and_then(|k| k.book.clone());
         if !config.sources.kinesis.is_empty() && config.state.dir.is_none() {
@@ -128,7 +127,7 @@ impl Restored {
         let restored = match &config.state.dir {
             Some(dir) => {
                 let committed = book.as_ref().map(|b| b.generation());
-                restore(dir, config, engine_config, dedup, committed).map_err(ServeError::State)?
+                restore(dir, config, engine_config, dedup, committed)?
             }
             None => None,
         };
@@ -151,7 +150,7 @@ impl Restored {
 /// the idle ticker.
 struct Engineering {
     pipeline_tx: mpsc::Sender<PipelineMsg>,
-    pipeline: std::thread::JoinHandle<Result<(), String>>,
+    pipeline: std::thread::JoinHandle<Result<(), ServeError>>,
     engine_join: EngineJoin,
     consumer: JoinHandle<Option<WindowExporter>>,
     ticker: JoinHandle<()>,
@@ -165,7 +164,7 @@ fn start_pipeline(
     restored: &Restored,
     parts: (Arc<IngestStats>, Arc<Dedup>, Arc<kinesis::KinesisStatus>),
     queue: mpsc::Receiver<PipelineMsg>,
-) -> Result<std::thread::JoinHandle<Result<(), String>>, ServeError> {
+) -> Result<std::thread::JoinHandle<Result<(), ServeError>>, ServeError> {
     let (stats, dedup, kinesis_status) = parts;
     let kinesis_layouts = config
         .sources
@@ -395,7 +394,7 @@ impl Services {
         let (pipeline, engine_join) = (engine.pipeline, engine.engine_join);
         let stopped = tokio::task::spawn_blocking(move || {
             let result = match pipeline.join() {
-                Ok(finished) => finished.map_err(ServeError::State),
+                Ok(finished) => finished,
                 Err(_) => Err(ServeError::Thread("pipeline", "panicked")),
             };
             engine_join.join();

@@ -8,7 +8,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use super::lease::{self, CommitError, LeaseCommit, LeaseTable};
+use super::error::{CommitError, KinesisError};
+use super::lease::{self, LeaseCommit, LeaseTable};
 use super::position::{Position, ShardKey};
 use super::status::KinesisStatus;
 
@@ -72,7 +73,7 @@ impl LeaseBook {
         me: String,
         tables: BTreeMap<Arc<str>, LeaseTable>,
         status: Arc<KinesisStatus>,
-    ) -> Result<LeaseBook, String> {
+    ) -> Result<LeaseBook, KinesisError> {
         let mut markers = BTreeMap::new();
         for t in tables.values() {
             t.ensure().await?;
@@ -221,7 +222,7 @@ impl LeaseBook {
     /// transaction over every held lease that moved or is handed over, plus the markers. Called
     /// from the pipeline thread (not a runtime thread); blocks on the DynamoDB call. A lease
     /// found lost is dropped and the commit retried once without it.
-    pub fn commit(&self, generation: u64) -> Result<Committed, String> {
+    pub fn commit(&self, generation: u64) -> Result<Committed, KinesisError> {
         let mut report = Committed::default();
         for _attempt in 0..3 {
             let (changes, markers) = {
@@ -299,18 +300,15 @@ impl LeaseBook {
                 }
                 Err(CommitError::MarkerConflict) => {
                     KinesisStatus::count(&self.status.counters.commit_failures, 1);
-                    return Err(format!(
-                        "another process commits as replica {:?}: replica ids must be unique",
-                        self.me
-                    ));
+                    return Err(KinesisError::DuplicateReplica { replica: self.me.clone() });
                 }
-                Err(CommitError::Other(e)) => {
+                Err(e) => {
                     KinesisStatus::count(&self.status.counters.commit_failures, 1);
-                    return Err(format!("committing leases: {e}"));
+                    return Err(e.into());
                 }
             }
         }
         KinesisStatus::count(&self.status.counters.commit_failures, 1);
-        Err("committing leases: lost leases on every attempt".into())
+        Err(CommitError::LostOnEveryAttempt.into())
     }
 }

@@ -13,6 +13,7 @@ use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 
 use super::config::KinesisSourceConfig;
+use super::error::KinesisError;
 
 /// The clients one stream uses.
 #[derive(Clone, Debug)]
@@ -22,17 +23,14 @@ pub struct Clients {
 }
 
 /// Loads the shared AWS configuration for `source` and builds its clients.
-pub async fn build(source: &KinesisSourceConfig) -> Result<Clients, String> {
+pub async fn build(source: &KinesisSourceConfig) -> Result<Clients, KinesisError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = source.region.as_deref().or(source.arn_region()) {
         loader = loader.region(aws_config::Region::new(region.to_string()));
     }
     let shared = loader.load().await;
     if shared.region().is_none() {
-        return Err(format!(
-            "stream {}: no AWS region (set region in [[sources.kinesis]], AWS_REGION, or use an ARN)",
-            source.stream
-        ));
+        return Err(KinesisError::NoRegion { stream: source.stream.clone() });
     }
     let mut kinesis = aws_sdk_kinesis::config::Builder::from(&shared)
         .retry_config(RetryConfig::disabled())

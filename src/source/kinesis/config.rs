@@ -11,6 +11,7 @@
 //! lease_table = "vpcflowd-flow-logs"  # share the shards among replicas (optional)
 //! ```
 
+use super::error::KinesisError;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -163,52 +164,60 @@ impl KinesisSourceConfig {
     }
 
     /// Checks what types alone cannot; `i` names the entry in messages.
-    pub fn validate(&self, i: usize) -> Result<(), String> {
+    pub fn validate(&self, i: usize) -> Result<(), KinesisError> {
         let at = format!("sources.kinesis[{i}]");
         if self.stream.trim().is_empty() {
-            return Err(format!("{at}.stream is required"));
+            return Err(KinesisError::Config(format!("{at}.stream is required")));
         }
         if self.is_arn() && !self.stream.contains(":stream/") {
-            return Err(format!("{at}.stream {:?} is not a Kinesis stream ARN", self.stream));
+            return Err(KinesisError::Config(format!(
+                "{at}.stream {:?} is not a Kinesis stream ARN",
+                self.stream
+            )));
         }
         if !(1..=10_000).contains(&self.max_records_per_call) {
-            return Err(format!("{at}.max_records_per_call must be 1–10000"));
+            return Err(KinesisError::Config(format!("{at}.max_records_per_call must be 1–10000")));
         }
         if self.min_poll_interval.is_zero() || self.idle_poll_interval.is_zero() {
-            return Err(format!("{at}: poll intervals must be positive"));
+            return Err(KinesisError::Config(format!("{at}: poll intervals must be positive")));
         }
         if self.shard_discovery_interval.is_zero() {
-            return Err(format!("{at}.shard_discovery_interval must be positive"));
+            return Err(KinesisError::Config(format!(
+                "{at}.shard_discovery_interval must be positive"
+            )));
         }
         if self.lease_duration < Duration::from_secs(1) {
-            return Err(format!("{at}.lease_duration must be at least 1s"));
+            return Err(KinesisError::Config(format!("{at}.lease_duration must be at least 1s")));
         }
         if !(1..=MAX_LEASES).contains(&self.max_leases) {
-            return Err(format!("{at}.max_leases must be 1–{MAX_LEASES}"));
+            return Err(KinesisError::Config(format!("{at}.max_leases must be 1–{MAX_LEASES}")));
         }
-        self.start_timestamp_ms().map_err(|e| format!("{at}: {e}"))?;
+        self.start_timestamp_ms().map_err(|e| KinesisError::Config(format!("{at}: {e}")))?;
         crate::decode::LayoutSet::from_formats(&self.formats)
-            .map_err(|e| format!("{at}.formats: {e}"))?;
+            .map_err(|e| KinesisError::Config(format!("{at}.formats: {e}")))?;
         Ok(())
     }
 }
 
 impl SourcesConfig {
     /// Checks every stream, and that no lease table or stream is configured twice.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), KinesisError> {
         let mut seen = std::collections::BTreeSet::new();
         let mut tables = std::collections::BTreeSet::new();
         for (i, k) in self.kinesis.iter().enumerate() {
             k.validate(i)?;
             if !seen.insert(k.stream_name()) {
-                return Err(format!("sources.kinesis: stream {:?} is listed twice", k.stream));
+                return Err(KinesisError::Config(format!(
+                    "sources.kinesis: stream {:?} is listed twice",
+                    k.stream
+                )));
             }
             if let Some(t) = &k.lease_table
                 && !tables.insert(t.as_str())
             {
-                return Err(format!(
+                return Err(KinesisError::Config(format!(
                     "sources.kinesis: lease table {t:?} is used by two streams (a lease is keyed by shard id)"
-                ));
+                )));
             }
         }
         // One commit transaction covers every lease table: one DynamoDB client.
@@ -219,15 +228,17 @@ impl SourcesConfig {
                     != (first.region.as_deref().or(first.arn_region()), &first.lease_endpoint)
             })
         {
-            return Err(format!(
+            return Err(KinesisError::Config(format!(
                 "sources.kinesis: the lease tables of {:?} and {:?} must be in one region and endpoint (one commit transaction covers them)",
                 first.stream, other.stream
-            ));
+            )));
         }
         if let Some(id) = &self.replica_id
             && (id.is_empty() || id.starts_with(REPLICA_PREFIX))
         {
-            return Err(format!("sources.replica_id {id:?} is empty or reserved"));
+            return Err(KinesisError::Config(format!(
+                "sources.replica_id {id:?} is empty or reserved"
+            )));
         }
         Ok(())
     }
@@ -268,11 +279,11 @@ mod tests {
         k.stream = "flows".into();
         assert_eq!(k.arn_region(), None);
         k.start = StartingPosition::AtTimestamp;
-        assert!(k.validate(0).unwrap_err().contains("start_timestamp"));
+        assert!(k.validate(0).unwrap_err().to_string().contains("start_timestamp"));
         k.start_timestamp = Some("2026-11-23T08:00:00Z".into());
         assert_eq!(k.start_timestamp_ms().unwrap(), Some(1_795_420_800_000));
         k.start_timestamp = Some("yesterday".into());
-        assert!(k.validate(3).unwrap_err().starts_with("sources.kinesis[3]"));
+        assert!(k.validate(3).unwrap_err().to_string().starts_with("sources.kinesis[3]"));
     }
 
     #[test]
@@ -284,10 +295,10 @@ mod tests {
         };
         let b = KinesisSourceConfig { stream: "b".into(), ..a.clone() };
         let s = SourcesConfig { kinesis: vec![a.clone(), b], replica_id: None };
-        assert!(s.validate().unwrap_err().contains("lease table"));
+        assert!(s.validate().unwrap_err().to_string().contains("lease table"));
         let s = SourcesConfig { kinesis: vec![a.clone(), a.clone()], replica_id: None };
-        assert!(s.validate().unwrap_err().contains("twice"));
+        assert!(s.validate().unwrap_err().to_string().contains("twice"));
         let bad = KinesisSourceConfig { max_leases: 100, ..a };
-        assert!(bad.validate(0).unwrap_err().contains("max_leases"));
+        assert!(bad.validate(0).unwrap_err().to_string().contains("max_leases"));
     }
 }

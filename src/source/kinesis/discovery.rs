@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use super::client::describe;
 use super::config::KinesisSourceConfig;
+use super::error::KinesisError;
 
 /// One shard of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -23,7 +24,7 @@ pub struct ShardInfo {
 pub async fn list_shards(
     client: &aws_sdk_kinesis::Client,
     source: &KinesisSourceConfig,
-) -> Result<BTreeMap<String, ShardInfo>, String> {
+) -> Result<BTreeMap<String, ShardInfo>, KinesisError> {
     let mut shards = BTreeMap::new();
     let mut next: Option<String> = None;
     loop {
@@ -34,7 +35,7 @@ pub async fn list_shards(
             None if source.is_arn() => req.stream_arn(&source.stream),
             None => req.stream_name(&source.stream),
         };
-        let out = req.send().await.map_err(|e| format!("ListShards: {}", describe(&e)))?;
+        let out = req.send().await.map_err(|e| KinesisError::call("ListShards", describe(&e)))?;
         for s in out.shards.unwrap_or_default() {
             let closed = s
                 .sequence_number_range

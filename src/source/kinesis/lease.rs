@@ -21,6 +21,8 @@ use aws_sdk_dynamodb::types::{
 
 use super::client::describe;
 pub use super::config::REPLICA_PREFIX;
+pub use super::error::CommitError;
+use super::error::KinesisError;
 use super::position::Position;
 
 const KEY: &str = "lease_key";
@@ -47,16 +49,6 @@ pub struct LeaseCommit {
     pub transfer: Option<Option<String>>,
 }
 
-/// Why a commit failed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CommitError {
-    /// These leases are no longer ours (their condition failed); nothing was written.
-    Lost(Vec<String>),
-    /// The marker moved: another process runs with this replica id. Nothing was written.
-    MarkerConflict,
-    Other(String),
-}
-
 /// A lease table of one stream.
 #[derive(Debug, Clone)]
 pub struct LeaseTable {
@@ -79,8 +71,8 @@ fn conditional_failed<E: aws_sdk_dynamodb::error::ProvideErrorMetadata>(e: &E) -
 
 impl LeaseTable {
     /// Creates the table (on-demand billing) if it does not exist, and waits until it is active.
-    pub async fn ensure(&self) -> Result<(), String> {
-        let ctx = |e: String| format!("lease table {}: {e}", self.table);
+    pub async fn ensure(&self) -> Result<(), KinesisError> {
+        let ctx = |e: String| KinesisError::call(format!("lease table {}", self.table), e);
         match self.client.describe_table().table_name(&self.table).send().await {
             Ok(_) => {}
             Err(e) if e.as_service_error().is_some_and(|e| e.is_resource_not_found_exception()) => {
@@ -129,30 +121,34 @@ impl LeaseTable {
             }
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        Err(ctx("not ACTIVE after 60 s".into()))
+        Err(KinesisError::TableNotActive { table: self.table.clone() })
     }
 
-    fn parse(&self, item: &HashMap<String, AttributeValue>) -> Result<Option<Lease>, String> {
+    fn parse(&self, item: &HashMap<String, AttributeValue>) -> Result<Option<Lease>, KinesisError> {
         let text = |k: &str| item.get(k).and_then(|v| v.as_s().ok()).cloned();
-        let Some(shard) = text(KEY) else { return Err("an item without lease_key".into()) };
+        let Some(shard) = text(KEY) else {
+            return Err(KinesisError::Item("an item without lease_key".into()));
+        };
         if shard.starts_with(REPLICA_PREFIX) {
             return Ok(None);
         }
         let stream = text("stream").unwrap_or_default();
         if stream != self.stream {
-            return Err(format!(
+            return Err(KinesisError::Item(format!(
                 "lease {shard} belongs to stream {stream:?}, not {:?}: one lease table per stream",
                 self.stream
-            ));
+            )));
         }
-        let checkpoint = text("checkpoint")
-            .and_then(|c| Position::parse(&c))
-            .ok_or_else(|| format!("lease {shard}: missing or unreadable checkpoint"))?;
+        let checkpoint = text("checkpoint").and_then(|c| Position::parse(&c)).ok_or_else(|| {
+            KinesisError::Item(format!("lease {shard}: missing or unreadable checkpoint"))
+        })?;
         let counter = item
             .get("counter")
             .and_then(|v| v.as_n().ok())
             .and_then(|c| c.parse().ok())
-            .ok_or_else(|| format!("lease {shard}: missing or unreadable counter"))?;
+            .ok_or_else(|| {
+                KinesisError::Item(format!("lease {shard}: missing or unreadable counter"))
+            })?;
         let parents = item
             .get("parent_shards")
             .and_then(|v| v.as_l().ok())
@@ -170,7 +166,7 @@ impl LeaseTable {
     }
 
     /// Every lease (a consistent scan; replica markers are skipped).
-    pub async fn scan(&self) -> Result<Vec<Lease>, String> {
+    pub async fn scan(&self) -> Result<Vec<Lease>, KinesisError> {
         let mut leases = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -182,7 +178,9 @@ impl LeaseTable {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| format!("scanning lease table {}: {}", self.table, describe(&e)))?;
+                .map_err(|e| {
+                    KinesisError::call(format!("scanning lease table {}", self.table), describe(&e))
+                })?;
             for item in out.items.unwrap_or_default() {
                 if let Some(lease) = self.parse(&item)? {
                     leases.push(lease);
@@ -201,7 +199,7 @@ impl LeaseTable {
         shard: &str,
         parents: &[String],
         checkpoint: &Position,
-    ) -> Result<bool, String> {
+    ) -> Result<bool, KinesisError> {
         let out = self
             .client
             .put_item()
@@ -217,12 +215,12 @@ impl LeaseTable {
         match out {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(conditional_failed) => Ok(false),
-            Err(e) => Err(format!("creating lease {shard}: {}", describe(&e))),
+            Err(e) => Err(KinesisError::call(format!("creating lease {shard}"), describe(&e))),
         }
     }
 
     /// Renews our lease: the counter goes up if we still own it. `Ok(None)`: we do not.
-    pub async fn renew(&self, shard: &str, me: &str) -> Result<Option<Lease>, String> {
+    pub async fn renew(&self, shard: &str, me: &str) -> Result<Option<Lease>, KinesisError> {
         let out = self
             .client
             .update_item()
@@ -240,16 +238,19 @@ impl LeaseTable {
         match out {
             Ok(out) => match out.attributes {
                 Some(item) => self.parse(&item),
-                None => Err(format!("renewing lease {shard}: no attributes returned")),
+                None => Err(KinesisError::call(
+                    format!("renewing lease {shard}"),
+                    "no attributes returned",
+                )),
             },
             Err(e) if e.as_service_error().is_some_and(conditional_failed) => Ok(None),
-            Err(e) => Err(format!("renewing lease {shard}: {}", describe(&e))),
+            Err(e) => Err(KinesisError::call(format!("renewing lease {shard}"), describe(&e))),
         }
     }
 
     /// Takes a lease whose owner stopped renewing it (or that has none): succeeds only if its
     /// counter is still the one observed. Returns the lease as taken.
-    pub async fn take(&self, lease: &Lease, me: &str) -> Result<Option<Lease>, String> {
+    pub async fn take(&self, lease: &Lease, me: &str) -> Result<Option<Lease>, KinesisError> {
         let out = self
             .client
             .update_item()
@@ -270,13 +271,15 @@ impl LeaseTable {
                 out.attributes.as_ref().map(|i| self.parse(i)).transpose().map(Option::flatten)
             }
             Err(e) if e.as_service_error().is_some_and(conditional_failed) => Ok(None),
-            Err(e) => Err(format!("taking lease {}: {}", lease.shard, describe(&e))),
+            Err(e) => {
+                Err(KinesisError::call(format!("taking lease {}", lease.shard), describe(&e)))
+            }
         }
     }
 
     /// Asks the live owner of `lease` to hand it to us: it commits its position and transfers
     /// the lease in one write (see [`LeaseCommit::transfer`]), so nothing is read twice.
-    pub async fn request_handoff(&self, lease: &Lease, me: &str) -> Result<bool, String> {
+    pub async fn request_handoff(&self, lease: &Lease, me: &str) -> Result<bool, KinesisError> {
         let Some(owner) = &lease.owner else { return Ok(false) };
         let out = self
             .client
@@ -293,12 +296,14 @@ impl LeaseTable {
         match out {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(conditional_failed) => Ok(false),
-            Err(e) => Err(format!("asking for lease {}: {}", lease.shard, describe(&e))),
+            Err(e) => {
+                Err(KinesisError::call(format!("asking for lease {}", lease.shard), describe(&e)))
+            }
         }
     }
 
     /// The generation `replica` last committed, if it ever did.
-    pub async fn committed_generation(&self, replica: &str) -> Result<Option<u64>, String> {
+    pub async fn committed_generation(&self, replica: &str) -> Result<Option<u64>, KinesisError> {
         let out = self
             .client
             .get_item()
@@ -307,7 +312,9 @@ impl LeaseTable {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| format!("reading lease table {}: {}", self.table, describe(&e)))?;
+            .map_err(|e| {
+                KinesisError::call(format!("reading lease table {}", self.table), describe(&e))
+            })?;
         Ok(out
             .item
             .and_then(|i| i.get("committed_gen").and_then(|v| v.as_n().ok()).cloned())
@@ -321,7 +328,7 @@ impl LeaseTable {
         generation: u64,
         previous: Option<u64>,
         leases: &[LeaseCommit],
-    ) -> Result<Vec<TransactWriteItem>, String> {
+    ) -> Result<Vec<TransactWriteItem>, KinesisError> {
         let mut items = Vec::with_capacity(leases.len() + 1);
         for l in leases {
             let mut update = Update::builder()
@@ -346,7 +353,9 @@ impl LeaseTable {
             };
             items.push(
                 TransactWriteItem::builder()
-                    .update(update.build().map_err(|e| e.to_string())?)
+                    .update(update.build().map_err(|e| {
+                        KinesisError::call("building a lease-table request", e.to_string())
+                    })?)
                     .build(),
             );
         }
@@ -362,7 +371,11 @@ impl LeaseTable {
             None => marker.condition_expression("attribute_not_exists(committed_gen)"),
         };
         items.push(
-            TransactWriteItem::builder().update(marker.build().map_err(|e| e.to_string())?).build(),
+            TransactWriteItem::builder()
+                .update(marker.build().map_err(|e| {
+                    KinesisError::call("building a lease-table request", e.to_string())
+                })?)
+                .build(),
         );
         Ok(items)
     }

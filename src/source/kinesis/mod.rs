@@ -28,6 +28,7 @@ pub mod config;
 pub mod consumer;
 pub mod coordinator;
 pub mod discovery;
+mod error;
 pub mod lease;
 pub mod message;
 pub mod position;
@@ -43,6 +44,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use self::book::LeaseBook;
 pub use self::config::{KinesisSourceConfig, SourcesConfig, StartingPosition};
+pub use self::error::{CommitError, KinesisError};
 pub use self::message::{KinesisBatch, SourceMsg};
 pub use self::position::{Position, ShardKey};
 pub use self::status::KinesisStatus;
@@ -57,7 +59,7 @@ pub struct Prepared {
 
 /// Builds every stream's clients and, with lease tables, opens the lease book (creating the
 /// tables if needed).
-pub async fn prepare(config: &SourcesConfig) -> Result<Prepared, String> {
+pub async fn prepare(config: &SourcesConfig) -> Result<Prepared, KinesisError> {
     let status = Arc::new(KinesisStatus::default());
     let mut clients = Vec::new();
     for k in &config.kinesis {

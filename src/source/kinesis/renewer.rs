@@ -20,6 +20,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::book::LeaseBook;
+use super::error::KinesisError;
 use super::lease::LeaseTable;
 use super::position::ShardKey;
 use super::status::KinesisStatus;
@@ -77,7 +78,10 @@ impl Renewer {
                 let outcome = match tokio::time::timeout(every, table.renew(&key.shard, &me)).await
                 {
                     Ok(outcome) => outcome,
-                    Err(_) => Err(format!("renewing lease {key}: no answer within {every:?}")),
+                    Err(_) => Err(KinesisError::call(
+                        format!("renewing lease {key}"),
+                        format!("no answer within {every:?}"),
+                    )),
                 };
                 (key, handing_over, outcome)
             });
