@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vpcflowd::serve::state::{StateFile, decode};
+use vpcflowd::serve::state_file::{StateFile, decode};
 
 fuzz_target!(|data: &[u8]| {
     let _ = decode(data, std::path::Path::new("fuzz"));

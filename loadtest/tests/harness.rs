@@ -9,7 +9,7 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 use vpcflowd::serve::config::ServeConfig;
-use vpcflowd::serve::{Bound, Running};
+use vpcflowd::serve::{Bound, RunningServe};
 
 /// Windows short enough that 20,000 records at 200 records per second of event time span
 /// several of them, on the server and in the harness alike. The lateness covers the scenarios'
@@ -26,7 +26,7 @@ const MIXED_FORMATS: [&str; 4] = [
 
 /// Starts `serve` in this process on free ports, with caps above the test traffic and the
 /// short windows; `tune` adjusts the rest.
-async fn start_server(tune: impl FnOnce(&mut ServeConfig)) -> Running {
+async fn start_server(tune: impl FnOnce(&mut ServeConfig)) -> RunningServe {
     let mut config = ServeConfig::default();
     config.ingest.listen = "127.0.0.1:0".parse().unwrap();
     config.admin.listen = "127.0.0.1:0".parse().unwrap();

@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::state::StateError;
+use super::state_file::StateError;
 use crate::decode::LayoutError;
 use crate::export::ExportError;
 use crate::source::kinesis::KinesisError;
@@ -43,7 +43,7 @@ pub enum ServeError {
     /// The OTLP exporters or the self-metrics could not be set up.
     #[error(transparent)]
     Export(#[from] ExportError),
-    /// The Kinesis sources could not be prepared (clients, lease tables).
+    /// The Kinesis sources could not connect (clients, lease tables).
     #[error(transparent)]
     Kinesis(#[from] KinesisError),
     /// The state directory could not be created.

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::dedup::{Claim, Dedup};
 use super::pipeline::{IngestJob, IngestStats, JobRecords, PipelineMsg};
-use super::prepared::PreparedRequest;
+use super::request::ParsedRequest;
 use super::store::SnapshotStore;
 use crate::decode::LayoutSet;
 use crate::decode::RejectSample;
@@ -23,7 +23,7 @@ use crate::source::firehose::{self, RequestError, respond};
 use crate::window::EngineStats;
 
 /// What the handlers share.
-pub struct ServeState {
+pub struct ServeContext {
     /// The accepted access keys, swapped by `serve::reload` when their file changes.
     pub access_keys: Arc<super::reload::AccessKeys>,
     pub max_body_bytes: usize,
@@ -46,12 +46,12 @@ pub struct ServeState {
 
 /// The ingest listener: Firehose POSTs to the configured URL (any path); load balancers and
 /// Firehose's own checks GET or HEAD it.
-pub fn ingest_router(state: Arc<ServeState>) -> axum::Router {
+pub fn ingest_router(state: Arc<ServeContext>) -> axum::Router {
     axum::Router::new().route("/", any(ingest)).fallback(ingest).with_state(state)
 }
 
 async fn ingest(
-    State(state): State<Arc<ServeState>>,
+    State(state): State<Arc<ServeContext>>,
     method: Method,
     headers: HeaderMap,
     body: Body,
@@ -85,7 +85,7 @@ async fn ingest(
 
 /// Accepts one request; returns its id, or the id and why it was refused.
 async fn handle(
-    state: &ServeState,
+    state: &ServeContext,
     headers: &HeaderMap,
     header_id: &str,
     body: Body,
@@ -127,8 +127,8 @@ async fn handle(
     let (account_or, region_or) = (account.as_deref(), region.as_deref());
     let limit = state.max_decompressed_bytes;
     let records =
-        match PreparedRequest::prepare(&request, &state.layouts, account_or, region_or, limit) {
-            Some(prepared) => JobRecords::Prepared(prepared),
+        match ParsedRequest::prepare(&request, &state.layouts, account_or, region_or, limit) {
+            Some(parsed) => JobRecords::Parsed(parsed),
             None => JobRecords::Raw { request, account, region },
         };
     let (reply, outcome) = oneshot::channel();
@@ -144,7 +144,7 @@ async fn handle(
 }
 
 /// The admin listener's routes.
-pub fn admin_router(state: Arc<ServeState>) -> axum::Router {
+pub fn admin_router(state: Arc<ServeContext>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
@@ -156,7 +156,7 @@ pub fn admin_router(state: Arc<ServeState>) -> axum::Router {
         .with_state(state)
 }
 
-async fn readyz(State(state): State<Arc<ServeState>>) -> Response {
+async fn readyz(State(state): State<Arc<ServeContext>>) -> Response {
     if state.shutting_down.load(Ordering::Relaxed) {
         (StatusCode::SERVICE_UNAVAILABLE, "shutting down\n").into_response()
     } else {
@@ -166,7 +166,7 @@ async fn readyz(State(state): State<Arc<ServeState>>) -> Response {
 
 /// The Prometheus scrape endpoint. Rendering walks every series of the latest window, so it
 /// runs on a blocking thread.
-async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
+async fn metrics(State(state): State<Arc<ServeContext>>) -> Response {
     let registry = state.registry.clone();
     let latest = state.store.latest();
     match tokio::task::spawn_blocking(move || crate::export::prometheus::render(&registry, &latest))
@@ -181,11 +181,11 @@ async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
     }
 }
 
-async fn latest(State(state): State<Arc<ServeState>>) -> Response {
+async fn latest(State(state): State<Arc<ServeContext>>) -> Response {
     Json(state.store.latest()).into_response()
 }
 
-async fn interfaces(State(state): State<Arc<ServeState>>) -> Response {
+async fn interfaces(State(state): State<Arc<ServeContext>>) -> Response {
     Json(state.store.interfaces()).into_response()
 }
 
@@ -195,7 +195,7 @@ struct Limit {
 }
 
 async fn interface_snapshots(
-    State(state): State<Arc<ServeState>>,
+    State(state): State<Arc<ServeContext>>,
     Path(id): Path<String>,
     Query(q): Query<Limit>,
 ) -> Response {
@@ -223,7 +223,7 @@ fn kinesis_status(k: &crate::source::kinesis::KinesisStatus) -> serde_json::Valu
     section
 }
 
-async fn status(State(state): State<Arc<ServeState>>) -> Response {
+async fn status(State(state): State<Arc<ServeContext>>) -> Response {
     use std::sync::atomic::Ordering::Relaxed;
     let s = &state.stats;
     let e = &state.engine;

@@ -24,10 +24,10 @@ pub mod dedup;
 mod error;
 pub mod http;
 pub mod pipeline;
-pub mod prepared;
 pub mod reload;
+pub mod request;
 mod services;
-pub mod state;
+pub mod state_file;
 pub mod store;
 pub mod telemetry;
 
@@ -46,13 +46,13 @@ pub struct Bound {
 }
 
 /// A `serve` running in this process (see [`spawn`]).
-pub struct Running {
+pub struct RunningServe {
     pub bound: Bound,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<Result<(), ServeError>>,
 }
 
-impl Running {
+impl RunningServe {
     /// Shuts it down gracefully (as SIGTERM would) and waits for the end.
     pub async fn stop(self) -> Result<(), ServeError> {
         let _ = self.stop.send(());
@@ -73,7 +73,7 @@ impl Running {
 /// running.stop().await
 /// # }
 /// ```
-pub async fn spawn(config: ServeConfig) -> Result<Running, ServeError> {
+pub async fn spawn(config: ServeConfig) -> Result<RunningServe, ServeError> {
     let (stop, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let (bound_tx, bound_rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(run(
@@ -86,7 +86,7 @@ pub async fn spawn(config: ServeConfig) -> Result<Running, ServeError> {
         },
     ));
     match bound_rx.await {
-        Ok(bound) => Ok(Running { bound, stop, task }),
+        Ok(bound) => Ok(RunningServe { bound, stop, task }),
         // It stopped before binding: its error says why.
         Err(_) => Err(task
             .await
@@ -105,17 +105,18 @@ fn restore(
     engine_config: &crate::window::EngineConfig,
     dedup: &Dedup,
     committed: Option<Option<u64>>,
-) -> Result<Option<(crate::window::engine::EngineState, state::KinesisState)>, ServeError> {
+) -> Result<Option<(crate::window::engine::EngineState, state_file::KinesisCheckpoint)>, ServeError>
+{
     std::fs::create_dir_all(dir)
         .map_err(|source| ServeError::StateDir { dir: dir.to_path_buf(), source })?;
     if let Some(committed) = committed {
         // A crash between preparing a state file and committing its leases left it beside the
         // current one: the lease table says which of the two is true.
-        if let Some(what) = state::resolve_next(dir, committed)? {
+        if let Some(what) = state_file::resolve_next(dir, committed)? {
             tracing::warn!("{what}");
         }
     }
-    let problem = match state::read(dir) {
+    let problem = match state_file::read(dir) {
         Ok(None) => return Ok(None),
         Ok(Some(file)) => match file.engine.incompatibility(engine_config) {
             None => {
@@ -129,12 +130,12 @@ fn restore(
                 dedup.import(file.dedup, now);
                 return Ok(Some((file.engine, file.kinesis)));
             }
-            Some(why) => format!("{}: {why}", state::path_in(dir).display()),
+            Some(why) => format!("{}: {why}", state_file::path_in(dir).display()),
         },
         Err(e) => e.to_string(),
     };
     if config.state.discard_bad_state {
-        let aside = state::set_aside(dir, crate::source::firehose::now_millis())
+        let aside = state_file::set_aside(dir, crate::source::firehose::now_millis())
             .map_err(|source| ServeError::SetAside { problem: problem.clone(), source })?;
         tracing::warn!("{problem}; starting empty (the file is now {})", aside.display());
         Ok(None)

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 
 use super::dedup::Dedup;
 use super::error::{CheckpointError, ServeError};
-use super::prepared::{PreparedRequest, for_each_input};
-use super::state::{self, KinesisState, StateFile};
+use super::request::{ParsedRequest, for_each_input};
+use super::state_file::{self, KinesisCheckpoint, StateFile};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
 use crate::source::firehose::{DecodedRequest, now_millis};
@@ -38,7 +38,7 @@ pub struct IngestJob {
 /// parsed) left for the pipeline to decode and parse one line at a time.
 #[derive(Debug)]
 pub enum JobRecords {
-    Prepared(PreparedRequest),
+    Parsed(ParsedRequest),
     Raw {
         request: DecodedRequest,
         /// From `X-Amz-Firehose-Common-Attributes`, for records that lack them.
@@ -218,27 +218,26 @@ fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), CheckpointErr
         written_at_ms: now_millis(),
         engine: router.checkpoint(),
         dedup: p.dedup.export(),
-        kinesis: KinesisState {
+        kinesis: KinesisCheckpoint {
             generation,
             positions: p.positions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         },
     };
-    let written = match &p.book {
-        None => state::write(&dir, &file).map_err(CheckpointError::from),
-        // Lease mode: prepare the file, commit the leases with its generation, then make it
-        // current; a crash in between is resolved at the next start by the committed marker.
-        Some(book) => {
-            state::write_next(&dir, &file).map_err(CheckpointError::from).and_then(|()| match book
-                .commit(generation)
-            {
-                Ok(_) => state::promote_next(&dir).map_err(CheckpointError::from),
-                Err(e) => {
-                    state::discard_next(&dir);
-                    Err(e.into())
-                }
-            })
-        }
-    };
+    let written =
+        match &p.book {
+            None => state_file::write(&dir, &file).map_err(CheckpointError::from),
+            // Lease mode: prepare the file, commit the leases with its generation, then make it
+            // current; a crash in between is resolved at the next start by the committed marker.
+            Some(book) => state_file::write_next(&dir, &file)
+                .map_err(CheckpointError::from)
+                .and_then(|()| match book.commit(generation) {
+                    Ok(_) => state_file::promote_next(&dir).map_err(CheckpointError::from),
+                    Err(e) => {
+                        state_file::discard_next(&dir);
+                        Err(e.into())
+                    }
+                }),
+        };
     if written.is_ok() {
         p.generation = generation;
     }
@@ -329,12 +328,12 @@ fn apply(
     let mut outcome = JobOutcome::default();
     stats.bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
     match &job.records {
-        JobRecords::Prepared(prepared) => {
-            for (interface, input) in prepared.named_inputs() {
+        JobRecords::Parsed(parsed) => {
+            for (interface, input) in parsed.named_inputs() {
                 router.push_named(interface, &input, now);
                 outcome.records += 1;
             }
-            for r in &prepared.rejects {
+            for r in &parsed.rejects {
                 if r.reason == RejectReason::MissingInterface {
                     router.refuse_missing_interface();
                 }

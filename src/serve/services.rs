@@ -19,10 +19,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::config::ServeConfig;
 use super::dedup::Dedup;
 use super::error::{ConfigError, ServeError};
-use super::http::ServeState;
+use super::http::ServeContext;
 use super::pipeline::{self, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
-use super::{Bound, reload, restore, state, telemetry};
+use super::{Bound, reload, restore, state_file, telemetry};
 use crate::decode::LayoutSet;
 use crate::export::{ExportStats, ExporterOptions, WindowExporter};
 use crate::source::kinesis::{self, Position, ShardKey, SourceMsg};
@@ -105,7 +105,7 @@ struct Restored {
     engine: Option<EngineState>,
     positions: BTreeMap<ShardKey, Position>,
     generation: u64,
-    kinesis: Option<kinesis::Prepared>,
+    kinesis: Option<kinesis::Connections>,
 }
 
 impl Restored {
@@ -116,7 +116,7 @@ impl Restored {
     ) -> Result<Restored, ServeError> {
         let kinesis = match config.sources.kinesis.is_empty() {
             true => None,
-            false => Some(kinesis::prepare(&config.sources).await?),
+            false => Some(kinesis::connect(&config.sources).await?),
         };
         let book = kinesis.as_ref().and_then(|k| k.book.clone());
         if !config.sources.kinesis.is_empty() && config.state.dir.is_none() {
@@ -133,7 +133,7 @@ impl Restored {
         };
         let (engine, kinesis_state) = match restored {
             Some((engine, kinesis)) => (Some(engine), kinesis),
-            None => (None, state::KinesisState::default()),
+            None => (None, state_file::KinesisCheckpoint::default()),
         };
         let generation =
             kinesis_state.generation.max(book.as_ref().and_then(|b| b.generation()).unwrap_or(0));
@@ -263,7 +263,7 @@ fn start_exporter(
 /// Everything `serve` runs, from the engine to the listeners, until [`Services::shut_down`].
 pub(super) struct Services {
     config: ServeConfig,
-    state: Arc<ServeState>,
+    state: Arc<ServeContext>,
     engine: Engineering,
     telemetry: telemetry::Telemetry,
     reloader: Option<JoinHandle<()>>,
@@ -271,7 +271,7 @@ pub(super) struct Services {
     admin_handle: axum_server::Handle<SocketAddr>,
     ingest_server: Option<JoinHandle<std::io::Result<()>>>,
     admin_server: JoinHandle<std::io::Result<()>>,
-    kinesis: Option<kinesis::Running>,
+    kinesis: Option<kinesis::RunningSources>,
 }
 
 impl Services {
@@ -305,7 +305,7 @@ impl Services {
 
         let registry = prometheus::Registry::new();
         let access_keys = Arc::new(reload::AccessKeys::new(access_keys));
-        let state = Arc::new(ServeState {
+        let state = Arc::new(ServeContext {
             access_keys: access_keys.clone(),
             max_body_bytes: config.ingest.max_body_bytes,
             max_decompressed_bytes: config.ingest.max_decompressed_bytes,
@@ -341,9 +341,9 @@ impl Services {
         let admin_handle = axum_server::Handle::new();
         let ingest_server = ingest.map(|l| serve_ingest(l, tls, ingest_handle.clone(), &state));
         let admin_server = serve_admin(admin, admin_handle.clone(), &state);
-        let kinesis = restored.kinesis.as_ref().map(|prepared| {
+        let kinesis = restored.kinesis.as_ref().map(|connections| {
             let sink = forward_to_pipeline(engine.pipeline_tx.clone());
-            kinesis::start(&config.sources, prepared, &restored.positions, sink)
+            kinesis::start(&config.sources, connections, &restored.positions, sink)
         });
         let scheme = if config.ingest.tls_cert.is_some() { "https" } else { "http" };
         let ingest_url = bound.ingest.map_or("off".into(), |a| format!("{scheme}://{a}"));
@@ -433,7 +433,7 @@ fn serve_ingest(
     listener: TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     handle: axum_server::Handle<SocketAddr>,
-    state: &Arc<ServeState>,
+    state: &Arc<ServeContext>,
 ) -> JoinHandle<std::io::Result<()>> {
     let app = super::http::ingest_router(state.clone()).into_make_service();
     tokio::spawn(async move {
@@ -450,7 +450,7 @@ fn serve_ingest(
 fn serve_admin(
     listener: TcpListener,
     handle: axum_server::Handle<SocketAddr>,
-    state: &Arc<ServeState>,
+    state: &Arc<ServeContext>,
 ) -> JoinHandle<std::io::Result<()>> {
     let app = super::http::admin_router(state.clone()).into_make_service();
     tokio::spawn(async move { axum_server::from_tcp(listener)?.handle(handle).serve(app).await })

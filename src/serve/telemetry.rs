@@ -12,7 +12,7 @@ use opentelemetry::KeyValue;
 use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
-use super::http::ServeState;
+use super::http::ServeContext;
 use crate::export::config::OtlpProtocol;
 use crate::export::{ExportConfig, ExportError, ExportStats};
 
@@ -28,7 +28,7 @@ impl Telemetry {
         config: &ExportConfig,
         default_region: Option<&str>,
         registry: &prometheus::Registry,
-        state: Arc<ServeState>,
+        state: Arc<ServeContext>,
     ) -> Result<Telemetry, ExportError> {
         let prometheus = opentelemetry_prometheus::exporter()
             .with_registry(registry.clone())
@@ -145,7 +145,7 @@ macro_rules! gauge {
     }};
 }
 
-fn register(meter: &Meter, state: Arc<ServeState>) {
+fn register(meter: &Meter, state: Arc<ServeContext>) {
     register_ingest(meter, &state);
     register_engine(meter, &state);
     // The process, named by the OpenTelemetry semantic conventions (`/metrics`:
@@ -157,7 +157,7 @@ fn register(meter: &Meter, state: Arc<ServeState>) {
 }
 
 /// The ingest path's counters.
-fn register_ingest(meter: &Meter, state: &Arc<ServeState>) {
+fn register_ingest(meter: &Meter, state: &Arc<ServeContext>) {
     atomic!(
         meter,
         state,
@@ -229,7 +229,7 @@ fn register_ingest(meter: &Meter, state: &Arc<ServeState>) {
 }
 
 /// The window engine's counters and gauges.
-fn register_engine(meter: &Meter, state: &Arc<ServeState>) {
+fn register_engine(meter: &Meter, state: &Arc<ServeContext>) {
     atomic!(
         meter,
         state,
@@ -323,7 +323,7 @@ fn register_engine(meter: &Meter, state: &Arc<ServeState>) {
 }
 
 /// The ingest listener's secrets and the state file's counters.
-fn register_reloads_and_state(meter: &Meter, state: &Arc<ServeState>) {
+fn register_reloads_and_state(meter: &Meter, state: &Arc<ServeContext>) {
     atomic!(
         meter,
         state,
@@ -360,7 +360,7 @@ fn register_reloads_and_state(meter: &Meter, state: &Arc<ServeState>) {
 }
 
 /// The Kinesis sources' counters and per-shard lag.
-fn register_kinesis(meter: &Meter, state: &Arc<ServeState>) {
+fn register_kinesis(meter: &Meter, state: &Arc<ServeContext>) {
     {
         let s = state.clone();
         let _ = meter

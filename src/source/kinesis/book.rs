@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use super::error::{CommitError, KinesisError};
 use super::lease::{self, LeaseCommit, LeaseTable};
 use super::position::{Position, ShardKey};
-use super::status::KinesisStatus;
+use super::status::{KinesisStatus, ShardPhase};
 
 #[derive(Debug, Clone)]
 struct Held {
@@ -274,8 +274,10 @@ impl LeaseBook {
                         if let Some(to) = &c.transfer {
                             inner.depart(&k);
                             self.status.set_owner(&k, to.as_deref());
-                            let state =
-                                if c.checkpoint.is_end() { "finished" } else { "leased_elsewhere" };
+                            let state = match c.checkpoint.is_end() {
+                                true => ShardPhase::Finished,
+                                false => ShardPhase::LeasedElsewhere,
+                            };
                             self.status.set_state(&k, state);
                             KinesisStatus::count(&self.status.counters.leases_handed_off, 1);
                             report.transferred.push(k);

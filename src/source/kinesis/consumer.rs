@@ -29,7 +29,7 @@ use super::client::describe;
 use super::config::KinesisSourceConfig;
 use super::message::{KinesisBatch, SourceMsg};
 use super::position::{Position, ShardKey};
-use super::status::KinesisStatus;
+use super::status::{KinesisStatus, ShardPhase};
 
 /// Why a consumer returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,7 +111,7 @@ impl ShardReader {
             next_call: Instant::now(),
             backoff: Backoff(0),
         };
-        self.status.set_state(&self.key, "reading");
+        self.status.set_state(&self.key, ShardPhase::Reading);
         loop {
             if let Step::Exit(exit) = self.step(&mut read).await {
                 return (exit, read.position);
@@ -239,7 +239,7 @@ impl ShardReader {
         if end {
             let exit = read.exit_after_settling(ShardExit::End).await;
             if exit == ShardExit::End {
-                self.status.set_state(&self.key, "finished");
+                self.status.set_state(&self.key, ShardPhase::Finished);
             }
             return Step::Exit(exit);
         }

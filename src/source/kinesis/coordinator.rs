@@ -32,7 +32,7 @@ use super::lease::{Lease, LeaseTable};
 use super::message::SourceMsg;
 use super::position::{Position, ShardKey};
 use super::renewer::{Renewal, Renewer};
-use super::status::KinesisStatus;
+use super::status::{KinesisStatus, ShardPhase};
 
 /// One stream's coordinator.
 pub struct Coordinator {
@@ -49,7 +49,7 @@ pub struct Coordinator {
     pub stop: CancellationToken,
 }
 
-struct Running {
+struct RunningConsumer {
     stop: CancellationToken,
 }
 
@@ -60,7 +60,7 @@ struct LeasedRounds {
     /// A round's length: a third of the lease duration.
     tick: std::time::Duration,
     tasks: JoinSet<(String, ShardExit, Position)>,
-    running: HashMap<String, Running>,
+    running: HashMap<String, RunningConsumer>,
     /// Each lease's counter and when this replica first saw that value.
     seen: HashMap<String, (u64, Instant)>,
     listed: BTreeMap<String, ShardInfo>,
@@ -97,7 +97,7 @@ impl Coordinator {
     fn spawn(
         &self,
         tasks: &mut JoinSet<(String, ShardExit, Position)>,
-        running: &mut HashMap<String, Running>,
+        running: &mut HashMap<String, RunningConsumer>,
         shard: &str,
         from: Position,
     ) {
@@ -117,7 +117,7 @@ impl Coordinator {
             let (exit, at) = reader.run(from).await;
             (id, exit, at)
         });
-        running.insert(shard.to_string(), Running { stop });
+        running.insert(shard.to_string(), RunningConsumer { stop });
     }
 
     async fn list(&self) -> Option<BTreeMap<String, ShardInfo>> {
@@ -151,7 +151,7 @@ impl Coordinator {
 
     async fn run_alone(self) {
         let mut tasks = JoinSet::new();
-        let mut running: HashMap<String, Running> = HashMap::new();
+        let mut running: HashMap<String, RunningConsumer> = HashMap::new();
         let mut done: BTreeSet<String> = BTreeSet::new();
         let mut listed_once = false;
         let mut positions = self.restored.clone();
@@ -185,7 +185,7 @@ impl Coordinator {
                         self.status.set_owner(&key, None);
                         self.spawn(&mut tasks, &mut running, &s.id, from);
                     } else {
-                        self.status.set_state(&key, "waiting_for_parents");
+                        self.status.set_state(&key, ShardPhase::WaitingForParents);
                     }
                 }
                 listed_once = true;
@@ -318,7 +318,7 @@ impl Coordinator {
                 let from = lease.checkpoint.clone();
                 self.spawn(&mut round.tasks, &mut round.running, &key.shard, from);
             } else {
-                self.status.set_state(&key, "waiting_for_parents");
+                self.status.set_state(&key, ShardPhase::WaitingForParents);
             }
         }
     }
@@ -428,7 +428,7 @@ impl Coordinator {
             }
             if l.owner.as_deref() != Some(me.as_str()) {
                 self.status.set_checkpoint(&key, &l.checkpoint);
-                self.status.set_state(&key, "leased_elsewhere");
+                self.status.set_state(&key, ShardPhase::LeasedElsewhere);
             }
             match &l.owner {
                 // Our own lease is live to us even if its renewals have been failing: taking

@@ -51,7 +51,7 @@ pub use self::status::KinesisStatus;
 
 /// The clients and lease book, ready before the state file is read (a lease-mode restart asks
 /// the lease table which state generation was committed).
-pub struct Prepared {
+pub struct Connections {
     clients: Vec<client::Clients>,
     pub book: Option<Arc<LeaseBook>>,
     pub status: Arc<KinesisStatus>,
@@ -59,7 +59,7 @@ pub struct Prepared {
 
 /// Builds every stream's clients and, with lease tables, opens the lease book (creating the
 /// tables if needed).
-pub async fn prepare(config: &SourcesConfig) -> Result<Prepared, KinesisError> {
+pub async fn connect(config: &SourcesConfig) -> Result<Connections, KinesisError> {
     let status = Arc::new(KinesisStatus::default());
     let mut clients = Vec::new();
     for k in &config.kinesis {
@@ -83,11 +83,11 @@ pub async fn prepare(config: &SourcesConfig) -> Result<Prepared, KinesisError> {
     } else {
         Some(Arc::new(LeaseBook::open(config.replica_id(), tables, status.clone()).await?))
     };
-    Ok(Prepared { clients, book, status })
+    Ok(Connections { clients, book, status })
 }
 
 /// The running coordinators.
-pub struct Running {
+pub struct RunningSources {
     stop: CancellationToken,
     tasks: JoinSet<()>,
     book: Option<Arc<LeaseBook>>,
@@ -97,35 +97,35 @@ pub struct Running {
 /// by streams without a lease table).
 pub fn start(
     config: &SourcesConfig,
-    prepared: &Prepared,
+    connections: &Connections,
     restored: &BTreeMap<ShardKey, Position>,
     sink: mpsc::Sender<SourceMsg>,
-) -> Running {
+) -> RunningSources {
     let stop = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    for (i, (k, c)) in config.kinesis.iter().zip(&prepared.clients).enumerate() {
+    for (i, (k, c)) in config.kinesis.iter().zip(&connections.clients).enumerate() {
         let stream = k.stream_name();
         let coordinator = coordinator::Coordinator {
             config: Arc::new(k.clone()),
             source: i,
             kinesis: c.kinesis.clone(),
             sink: sink.clone(),
-            status: prepared.status.clone(),
+            status: connections.status.clone(),
             restored: restored
                 .iter()
                 .filter(|(key, _)| &*key.stream == stream)
                 .map(|(key, p)| (key.shard.to_string(), p.clone()))
                 .collect(),
-            book: k.lease_table.as_ref().and(prepared.book.clone()),
+            book: k.lease_table.as_ref().and(connections.book.clone()),
             stop: stop.child_token(),
         };
         tracing::info!(stream = %k.stream, lease_table = ?k.lease_table, "reading Kinesis stream");
         tasks.spawn(coordinator.run());
     }
-    Running { stop, tasks, book: prepared.book.clone() }
+    RunningSources { stop, tasks, book: connections.book.clone() }
 }
 
-impl Running {
+impl RunningSources {
     /// Stops every consumer and waits until everything they read has been applied; leases are
     /// then released at the final commit.
     pub async fn stop(mut self) {

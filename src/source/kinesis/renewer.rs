@@ -23,7 +23,7 @@ use super::book::LeaseBook;
 use super::error::KinesisError;
 use super::lease::LeaseTable;
 use super::position::ShardKey;
-use super::status::KinesisStatus;
+use super::status::{KinesisStatus, ShardPhase};
 
 /// What a renewal found that the coordinator must act on.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,7 +104,7 @@ impl Renewer {
                 }
                 Ok(None) => {
                     if self.book.lose(&key) {
-                        self.status.set_state(&key, "leased_elsewhere");
+                        self.status.set_state(&key, ShardPhase::LeasedElsewhere);
                         let _ = self.events.send(Renewal::Lost(key));
                     }
                 }

@@ -12,13 +12,26 @@ use serde::Serialize;
 
 use super::position::{Position, ShardKey};
 
+/// Where a shard stands for this replica, as `/api/v1/status` spells it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardPhase {
+    /// A consumer of this replica reads it.
+    Reading,
+    /// Its parents have not been read to their ends yet.
+    WaitingForParents,
+    /// It was read to its end.
+    Finished,
+    /// Another replica holds its lease.
+    LeasedElsewhere,
+}
+
 /// One shard as this replica sees it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ShardStatus {
     pub stream: String,
     pub shard: String,
-    /// `reading`, `waiting_for_parents`, `finished`, `leased_elsewhere` or `stopped`.
-    pub state: &'static str,
+    pub state: ShardPhase,
     /// MillisBehindLatest of the last GetRecords answer.
     pub lag_ms: Option<i64>,
     /// Kinesis records read from this shard by this replica.
@@ -80,7 +93,7 @@ impl KinesisStatus {
         let entry = shards.entry(key.clone()).or_insert_with(|| ShardStatus {
             stream: key.stream.to_string(),
             shard: key.shard.to_string(),
-            state: "waiting_for_parents",
+            state: ShardPhase::WaitingForParents,
             lag_ms: None,
             records: 0,
             records_per_sec: 0.0,
@@ -92,10 +105,10 @@ impl KinesisStatus {
         f(entry)
     }
 
-    pub fn set_state(&self, key: &ShardKey, state: &'static str) {
+    pub fn set_state(&self, key: &ShardKey, state: ShardPhase) {
         self.with(key, |s| {
             s.state = state;
-            if state != "reading" {
+            if state != ShardPhase::Reading {
                 s.records_per_sec = 0.0;
                 s.rate_since = None;
             }
@@ -145,7 +158,7 @@ impl KinesisStatus {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .values()
-            .filter(|s| s.state == "reading")
+            .filter(|s| s.state == ShardPhase::Reading)
             .filter_map(|s| Some((s.stream.clone(), s.shard.clone(), s.lag_ms?)))
             .collect()
     }

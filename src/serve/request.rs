@@ -1,13 +1,13 @@
 //! Firehose requests decoded and parsed on the HTTP workers, so that the pipeline thread, the
 //! one serial stage of ingest, only routes.
 //!
-//! A [`PreparedRequest`] holds the request's flow-log records as
+//! A [`ParsedRequest`] holds the request's flow-log records as
 //! [`ParsedRecords`] (fixed fields, strings in one arena), and its rejections with their
 //! samples. Nothing of it is counted until the pipeline
 //! applies it: a request answered 503 (queue full) and retried by Firehose must not count its
 //! rejections twice.
 //!
-//! [`for_each_input`] is the one decode-and-parse loop: the HTTP workers prepare requests
+//! [`for_each_input`] is the one decode-and-parse loop: the HTTP workers parse requests
 //! with it, and the pipeline routes with it what it still parses itself (Kinesis records,
 //! requests too large to hold parsed).
 
@@ -51,7 +51,7 @@ pub fn for_each_input(
 
 /// One rejected line or record, as the pipeline counts it: its reason, message and input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PreparedReject {
+pub struct ParsedReject {
     pub reason: RejectReason,
     pub detail: String,
     pub input: Vec<u8>,
@@ -59,17 +59,17 @@ pub struct PreparedReject {
 
 /// A request's records in order, ready to route, and its rejections.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct PreparedRequest {
+pub struct ParsedRequest {
     records: ParsedRecords,
-    pub rejects: Vec<PreparedReject>,
+    pub rejects: Vec<ParsedReject>,
 }
 
-impl PreparedRequest {
+impl ParsedRequest {
     /// Decodes and parses every record of `request` under `layouts`; `account` and `region`
     /// (the request's common attributes) stand in for records that lack them.
     ///
     /// `None` when the records' lines come to more than `max_line_bytes`: gzip'd records
-    /// (CloudWatch payloads) can expand far beyond the body, and a prepared record takes about
+    /// (CloudWatch payloads) can expand far beyond the body, and a parsed record takes about
     /// the room of its line, so such a request is left to the pipeline, which parses it one
     /// line at a time.
     pub fn prepare(
@@ -78,10 +78,10 @@ impl PreparedRequest {
         account: Option<&str>,
         region: Option<&str>,
         max_line_bytes: usize,
-    ) -> Option<PreparedRequest> {
-        let mut out = PreparedRequest {
+    ) -> Option<ParsedRequest> {
+        let mut out = ParsedRequest {
             records: ParsedRecords::with_capacity(request.ends.len()),
-            ..PreparedRequest::default()
+            ..ParsedRequest::default()
         };
         let mut decoder = EnvelopeDecoder::default();
         let mut line_bytes = 0usize;
@@ -112,7 +112,7 @@ impl PreparedRequest {
     }
 
     fn reject(&mut self, reason: RejectReason, detail: &dyn std::fmt::Display, input: &[u8]) {
-        self.rejects.push(PreparedReject {
+        self.rejects.push(ParsedReject {
             reason,
             detail: detail.to_string(),
             input: input.to_vec(),
@@ -168,7 +168,7 @@ mod tests {
             no_interface.as_bytes(),
             b"{broken json",
         ]);
-        let p = PreparedRequest::prepare(
+        let p = ParsedRequest::prepare(
             &req,
             &LayoutSet::default(),
             Some("999"),
@@ -208,7 +208,7 @@ mod tests {
     fn repeated_strings_are_stored_once() {
         let req = request(&[LINE_A.as_bytes(), LINE_A.as_bytes(), LINE_B.as_bytes()]);
         let p =
-            PreparedRequest::prepare(&req, &LayoutSet::default(), None, None, usize::MAX).unwrap();
+            ParsedRequest::prepare(&req, &LayoutSet::default(), None, None, usize::MAX).unwrap();
         // eni-a and its account once, then eni-b; a record's own account wins over none.
         assert_eq!(p.records.arena(), "eni-a111111111111eni-b");
         assert_eq!(p.inputs().nth(2).unwrap().account, None);
@@ -219,7 +219,7 @@ mod tests {
         let req = request(&[LINE_A.as_bytes(), LINE_B.as_bytes()]);
         let layouts = LayoutSet::default();
         let exact = LINE_A.len() + LINE_B.len();
-        assert!(PreparedRequest::prepare(&req, &layouts, None, None, exact).is_some());
-        assert!(PreparedRequest::prepare(&req, &layouts, None, None, exact - 1).is_none());
+        assert!(ParsedRequest::prepare(&req, &layouts, None, None, exact).is_some());
+        assert!(ParsedRequest::prepare(&req, &layouts, None, None, exact - 1).is_none());
     }
 }

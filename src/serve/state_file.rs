@@ -34,12 +34,12 @@ pub struct StateFile {
     pub dedup: Vec<(u64, String)>,
     /// Kinesis shard positions: every record up to them is in `engine`.
     #[serde(default)]
-    pub kinesis: KinesisState,
+    pub kinesis: KinesisCheckpoint,
 }
 
 /// The Kinesis part of a state file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct KinesisState {
+pub struct KinesisCheckpoint {
     /// With lease tables: the generation committed with these positions (see
     /// `source::kinesis::lease`); 0 otherwise.
     pub generation: u64,
@@ -210,7 +210,7 @@ mod tests {
             written_at_ms: 1,
             engine,
             dedup: vec![(5, "id".into())],
-            kinesis: KinesisState {
+            kinesis: KinesisCheckpoint {
                 generation: 3,
                 positions: vec![(ShardKey::new("s", "shardId-1"), Position::After("42".into()))],
             },
