@@ -1,6 +1,13 @@
-//! vpcflowd: a stream processor for AWS VPC Flow Logs.
+//! vpcflowd is a stream processor for AWS VPC Flow Logs.
 //!
-//! See `ARCHITECTURE.md` for the data flow and the module map.
+//! It reads flow-log records from files, standard input, Amazon Data Firehose HTTP deliveries and
+//! Kinesis Data Streams, keeps event-time sliding windows per network interface, and emits one
+//! snapshot per closed window and interface. `replay` prints the snapshots as JSON; `serve` keeps
+//! them for its admin API and `/metrics` and exports them over OTLP.
+//!
+//! Start reading at [`cli`], where each subcommand has its module: [`cli::replay`] drives the
+//! window engine ([`window`]) from files or the generator, and [`cli::serve`] starts the server
+//! ([`serve`]). `ARCHITECTURE.md` describes the data flow and gives the code map.
 
 pub mod cli;
 pub mod decode;

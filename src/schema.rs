@@ -1,5 +1,6 @@
-//! JSON Schema markers for configuration fields whose serde form is not their Rust type's:
-//! `vpcflowd config-reference` reads the configuration structs' schemas (doc comments included).
+//! This module holds JSON Schema markers for configuration fields whose serde form is not their
+//! Rust type's. `vpcflowd config-reference` reads the configuration structs' schemas, doc comments
+//! included.
 
 use std::borrow::Cow;
 

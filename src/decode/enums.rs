@@ -53,7 +53,7 @@ pub enum LogStatus {
     /// Data is logging normally.
     #[strum(serialize = "OK")]
     Ok,
-    /// No traffic to or from the interface during the aggregation interval.
+    /// No traffic went to or from the interface during the aggregation interval.
     #[strum(serialize = "NODATA")]
     NoData,
     /// Records were skipped (internal capacity or error); one SKIPDATA can stand for many flows.

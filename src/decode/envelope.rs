@@ -1,4 +1,5 @@
-//! Envelopes: one Firehose or Kinesis record (or one input line) into zero or more flow-log lines.
+//! Envelope decoding turns one Firehose or Kinesis record (or one input line) into zero or more
+//! flow-log lines.
 //!
 //! What arrives depends on the path the flow log took (see `shared/reference`, section 2):
 //!
@@ -14,8 +15,8 @@
 //! values in one record (concatenated or newline-separated) are each decoded.
 //!
 //! A record that is exactly `{"message":"…"}` with printable ASCII and no escapes inside (every
-//! record of a flow log publishing straight to Firehose) skips the JSON parser: it means the
-//! same to one, which a property test holds.
+//! record of a flow log publishing straight to Firehose) skips the JSON parser, because the parser
+//! would read it the same way; a property test checks that the two agree.
 //!
 //! Lines borrow from the record, or from the decoder's reused decompression buffer; JSON strings
 //! are borrowed unless they contain escapes. Decoding allocates per gzip stream and per
@@ -39,7 +40,7 @@ pub struct LineContext<'a> {
     /// The AWS account that owns the log group.
     pub owner: Option<&'a str>,
     pub log_group: Option<&'a str>,
-    /// For VPC flow logs, the interface (`eni-…-all`).
+    /// The log stream, which for VPC flow logs names the interface (`eni-…-all`).
     pub log_stream: Option<&'a str>,
     /// The region, when the transport says it (Firehose common attributes).
     pub region: Option<&'a str>,
@@ -152,8 +153,8 @@ where
 {
     let first = data.iter().position(|b| !b.is_ascii_whitespace());
     let Some(first) = first else {
-        // Empty, or only whitespace: no lines. Whitespace-only is what an empty record plus a
-        // delimiter looks like.
+        // The data is empty or only whitespace, so it holds no lines. Whitespace alone is what an
+        // empty record plus a delimiter looks like.
         return Ok(Decoded { kind: EnvelopeKind::Empty, gzip, lines: 0 });
     };
     if data[first..].starts_with(&GZIP_MAGIC) {
@@ -188,7 +189,7 @@ where
     F: FnMut(&[u8], &LineContext<'_>),
 {
     if let Some(line) = plain_message(data) {
-        // No byte below 0x20, so no newline: one line, or none if empty.
+        // The line holds no byte below 0x20 and so no newline: it is one line, or none if empty.
         let lines = usize::from(!line.is_empty());
         if lines == 1 {
             on_line(line, &LineContext::default());
@@ -198,11 +199,11 @@ where
     decode_json_values(data, gzip, on_line)
 }
 
-/// The line of a record that is exactly `{"message":"…"}` (then only whitespace) with printable
-/// ASCII inside and nothing to unescape: how a flow log publishing straight to Firehose writes
-/// every record. Such a record means the same to a JSON parser (its string is the bytes
-/// between the quotes, and ASCII is valid UTF-8), so it skips one; anything else (escapes,
-/// spacing, other keys, several values, non-ASCII) returns `None` and is parsed.
+/// Returns the line of a record that is exactly `{"message":"…"}` (then only whitespace) with
+/// printable ASCII inside and nothing to unescape, which is how a flow log publishing straight to
+/// Firehose writes every record. A JSON parser reads such a record the same way (its string is the
+/// bytes between the quotes, and ASCII is valid UTF-8), so the record skips the parser; anything
+/// else (escapes, spacing, other keys, several values, non-ASCII) returns `None` and is parsed.
 #[inline]
 fn plain_message(data: &[u8]) -> Option<&[u8]> {
     const OPEN: &[u8] = br#"{"message":""#;
@@ -212,7 +213,7 @@ fn plain_message(data: &[u8]) -> Option<&[u8]> {
     if !tail[1..].strip_prefix(b"}")?.iter().all(u8::is_ascii_whitespace) {
         return None;
     }
-    // Branch-free, so that it vectorises: one pass over the line.
+    // The fold is branch-free so that it vectorises, and it makes one pass over the line.
     let unusual = line.iter().fold(false, |u, &b| u | !(0x20..0x80).contains(&b) | (b == b'\\'));
     (!unusual).then_some(line)
 }
@@ -358,7 +359,7 @@ mod tests {
         (r, out)
     }
 
-    /// Both JSON paths on the same record: lines (or the error) and the outcome.
+    /// What one JSON path makes of a record: the outcome (or the error) and the lines.
     type Outcome = (Result<Decoded, EnvelopeError>, Vec<Vec<u8>>);
 
     fn both_json_paths(record: &[u8]) -> [Outcome; 2] {
@@ -415,7 +416,8 @@ mod tests {
             proptest::prop_assert_eq!(fast, parsed);
         }
 
-        /// The same over raw bytes between the quotes, invalid UTF-8 included.
+        /// The shortcut and the parser also agree on raw bytes between the quotes, invalid
+        /// UTF-8 included.
         #[test]
         fn the_plain_message_shortcut_agrees_on_raw_bytes(
             content in proptest::collection::vec(proptest::num::u8::ANY, 0..24),

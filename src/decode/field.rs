@@ -1,9 +1,9 @@
-//! The field table: every flow-log field, its AWS name, the version that introduced it and its
-//! type. [`Field`] and [`FlowRecord`] are both generated from the one table below, so a field
+//! The field table lists every flow-log field, its AWS name, the version that introduced it and
+//! its type. [`Field`] and [`FlowRecord`] are both generated from the one table below, so a field
 //! cannot be known by name but missing from the record, or typed differently in two places.
 //!
-//! Sources: the VPC User Guide's *Flow log records* page (v2–v5, v7, v8), the Transit Gateway
-//! guide (the v6 family), and the later fields as listed in `shared/reference`.
+//! The table follows the VPC User Guide's *Flow log records* page (v2–v5, v7, v8), the Transit
+//! Gateway guide (the v6 family), and, for the later fields, the list in `shared/reference`.
 
 use std::net::IpAddr;
 
@@ -106,9 +106,9 @@ flow_fields! {
     Packets, packets: u64, "packets", 2;
     /// Bytes in the flow during the interval, one direction.
     Bytes, bytes: u64, "bytes", 2;
-    /// Start of the capture window, Unix seconds (milliseconds seen in the wild: kept raw here).
+    /// Start of the capture window in Unix seconds, kept raw (milliseconds occur in the wild).
     Start, start: u64, "start", 2;
-    /// End of the capture window, Unix seconds (milliseconds seen in the wild: kept raw here).
+    /// End of the capture window in Unix seconds, kept raw (milliseconds occur in the wild).
     End, end: u64, "end", 2;
     /// ACCEPT or REJECT; absent on NODATA and SKIPDATA records.
     Action, action: Action, "action", 2;
@@ -133,7 +133,7 @@ flow_fields! {
     SublocationType, sublocation_type: SublocationType, "sublocation-type", 4;
     SublocationId, sublocation_id: &'a str, "sublocation-id", 4;
     // ---- v5 ----
-    /// The ip-ranges.json subset of an AWS source address (an open set: kept as text).
+    /// The ip-ranges.json subset of an AWS source address (an open set, so it is kept as text).
     PktSrcAwsService, pkt_src_aws_service: &'a str, "pkt-src-aws-service", 5;
     /// The ip-ranges.json subset of an AWS destination address.
     PktDstAwsService, pkt_dst_aws_service: &'a str, "pkt-dst-aws-service", 5;
@@ -195,7 +195,7 @@ flow_fields! {
 ///
 /// [`crate::decode::line::parse_plain_line`] reads such lines (nearly every line AWS writes)
 /// into this rather than into a [`FlowRecord`]: every member is written by the parse, where a
-/// whole record (nearly a kilobyte of optional fields) must first be cleared, which cost more
+/// whole record (nearly a kilobyte of optional fields) must first be cleared, which costs more
 /// than reading some of the fields. Its members are the record's, name for name and type for
 /// type ([`DefaultRecord::fill`] would not compile otherwise).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

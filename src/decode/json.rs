@@ -1,8 +1,8 @@
 //! The JSON form of a parsed line, as `vpcflowd parse` prints it.
 //!
-//! Only the layout's fields appear, in layout order, under their AWS hyphenated names; integer
-//! fields as JSON integers, everything else as strings written exactly as in the record (an
-//! address is not re-formatted); `-` as `null`.
+//! Only the layout's fields appear, in layout order, under their AWS hyphenated names. Integer
+//! fields are written as JSON integers and every other field as a string spelled exactly as in the
+//! record (an address is not re-formatted); a `-` is written as `null`.
 
 use serde::ser::{Error as _, Serialize, SerializeMap, Serializer};
 

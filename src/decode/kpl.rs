@@ -1,7 +1,7 @@
-//! KPL de-aggregation: one Kinesis record written by the Kinesis Producer Library's aggregation
-//! into the user records it packs.
+//! KPL de-aggregation unpacks one Kinesis record written by the Kinesis Producer Library's
+//! aggregation into the user records it packs.
 //!
-//! The format (amazon-kinesis-producer `aggregation-format.md`): the 4 magic bytes
+//! The format (amazon-kinesis-producer `aggregation-format.md`) is the 4 magic bytes
 //! `F3 89 9A C2`, a protobuf `AggregatedRecord`, then the 16-byte MD5 of that protobuf body.
 //!
 //! ```text
@@ -20,7 +20,7 @@
 //!
 //! A record without the magic prefix is not aggregated and is its own single user record. One
 //! with the prefix must carry a matching MD5 trailer and a decodable body, or it is refused
-//! ([`RejectReason::KplChecksum`], [`RejectReason::KplDecode`]): never passed on as text,
+//! ([`RejectReason::KplChecksum`], [`RejectReason::KplDecode`]). It is never passed on as text,
 //! since its bytes are not a flow-log line either way.
 //!
 //! CloudWatch Logs subscriptions never aggregate; producers of bare or JSON-wrapped lines may.
@@ -44,8 +44,9 @@ use super::reject::RejectReason;
 pub const MAGIC: [u8; 4] = [0xF3, 0x89, 0x9A, 0xC2];
 const DIGEST: usize = 16;
 
-/// `AggregatedRecord`, as protobuf. Only what de-aggregation needs is kept; tags and the key
-/// tables are parsed (so a malformed body is refused) but not used.
+/// `AggregatedRecord`, as protobuf. De-aggregation reads the records' data and checks their key
+/// indices; the tags and the key tables' entries are parsed (so a malformed body is refused) but
+/// not used.
 #[derive(Clone, PartialEq, Message)]
 pub struct AggregatedRecord {
     #[prost(string, repeated, tag = "1")]
@@ -130,8 +131,8 @@ pub fn for_each_user_record(record: &[u8], mut f: impl FnMut(&[u8])) -> Result<u
     Ok(aggregated.records.len())
 }
 
-/// Packs `records` (with one partition key) the way the KPL does: for tests, benchmarks and the
-/// load-test harness.
+/// Packs `records` (with one partition key) the way the KPL does. Tests, benchmarks and the
+/// load-test harness use it.
 pub fn aggregate(partition_key: &str, records: &[&[u8]]) -> Vec<u8> {
     let body = AggregatedRecord {
         partition_key_table: vec![partition_key.to_string()],
@@ -177,7 +178,7 @@ mod tests {
         assert_eq!(collect(&packed).unwrap(), [b"one".to_vec(), Vec::new(), b"three".to_vec()]);
     }
 
-    /// A record built field by field from the published format, not by our encoder.
+    /// The test builds a record field by field from the published format, not with our encoder.
     #[test]
     fn reads_a_hand_built_record() {
         // partition_key_table: "k"; records: { partition_key_index: 0, data: "hi" }
@@ -195,13 +196,13 @@ mod tests {
         flipped[6] ^= 0x40;
         assert_eq!(collect(&flipped).unwrap_err().reason, RejectReason::KplChecksum);
         assert_eq!(collect(&packed[..10]).unwrap_err().reason, RejectReason::KplDecode);
-        // A valid trailer over a body that is not protobuf.
+        // The trailer is valid, but the body is not protobuf.
         let body = [0xff, 0xff, 0xff];
         let mut bad = MAGIC.to_vec();
         bad.extend_from_slice(&body);
         bad.extend_from_slice(Md5::digest(body).as_slice());
         assert_eq!(collect(&bad).unwrap_err().reason, RejectReason::KplDecode);
-        // A user record pointing outside the key table.
+        // A user record points outside the key table.
         let body = [0x1a, 0x04, 0x08, 0x05, 0x1a, 0x00];
         let mut bad = MAGIC.to_vec();
         bad.extend_from_slice(&body);

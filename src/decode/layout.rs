@@ -1,4 +1,4 @@
-//! Layouts: which fields a record line holds, in which order.
+//! A layout says which fields a record line holds, and in which order.
 //!
 //! A flow-log record does not describe itself: its layout comes from the flow log's configured
 //! format (`${version} ${account-id} …`), from the header line of an S3 text file, or is the
@@ -117,8 +117,8 @@ impl Layout {
     }
 
     /// The layout named by an S3 header line (`version account-id interface-id …`, any order),
-    /// or `None` if the line is not a header. Checked cheaply: a record line's first token is
-    /// a value, never a field name.
+    /// or `None` if the line is not a header. The first token is checked first, which is cheap: a
+    /// record line's first token is a value, never a field name.
     pub fn from_header(line: &str) -> Option<Layout> {
         let first = Tokens::new(line).next()?;
         Field::from_name(first)?;
@@ -156,7 +156,7 @@ impl Layout {
 }
 
 impl fmt::Display for Layout {
-    /// The format as `CreateFlowLogs --log-format` takes it: `${a} ${b} …`.
+    /// Writes the format as `CreateFlowLogs --log-format` takes it: `${a} ${b} …`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, field) in self.fields.iter().enumerate() {
             if i > 0 {
@@ -241,8 +241,8 @@ impl LayoutSet {
 }
 
 impl Default for LayoutSet {
-    /// The VPC default format and the transit-gateway default format: AWS's two fixed formats,
-    /// which differ in field count (14 and 36).
+    /// The default set holds the VPC default format and the transit-gateway default format, AWS's
+    /// two fixed formats, which differ in field count (14 and 36).
     fn default() -> Self {
         LayoutSet::new(vec![Layout::default_format(), Layout::tgw_default_format()])
             .expect("the default formats differ in field count")

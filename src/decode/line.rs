@@ -1,4 +1,4 @@
-//! Line parsing: one record line plus its layout into a typed [`FlowRecord`].
+//! Line parsing reads one record line, under its layout, into a typed [`FlowRecord`].
 //!
 //! The parser borrows from the line and allocates nothing, on success or failure: a rejection
 //! is a [`LineError`] that points into the line, and its message is only built when displayed.
@@ -122,9 +122,9 @@ pub fn parse_line<'a, 'l>(
     parse_line_with(layouts, line, |parsed| parsed.copied())
 }
 
-/// [`parse_line`] for the hot path: hands the result to `then` by reference. A record is
-/// nearly a kilobyte of optional fields; built in place here, it is never copied (returning it
-/// by value copied it twice, a tenth of a line's parse).
+/// Parses a line as [`parse_line`] does, but hands the result to `then` by reference, for the hot
+/// path. A record is nearly a kilobyte of optional fields; built in place here, it is never
+/// copied, where returning it by value would copy it twice.
 ///
 /// With several layouts the line is first read under the set's first one (the usual format;
 /// for the default set, AWS's default VPC format), which costs nothing extra when it fits: a
@@ -180,14 +180,14 @@ pub struct PlainLine<'a> {
     pub text: &'a str,
 }
 
-/// The shortcut for the line nearly every flow log is made of: when `layouts` read the
-/// default format first, a line of printable ASCII with its 14 tokens one space apart, read
-/// into a [`DefaultRecord`] with no [`FlowRecord`] built or cleared.
+/// Reads the line nearly every flow log is made of by a shortcut: when `layouts` read the
+/// default format first, a line of printable ASCII with its 14 tokens one space apart is read
+/// into a [`DefaultRecord`], and no [`FlowRecord`] is built or cleared.
 ///
-/// `None` for every other line, and for such a line that does not parse; the caller then
-/// takes [`parse_line_with`]. For any line this reads, [`parse_line_with`] gives the same
+/// It returns `None` for every other line, and for such a line that does not parse; the caller
+/// then takes [`parse_line_with`]. For any line this reads, [`parse_line_with`] gives the same
 /// fields and text (the rest of its record absent), so callers may take either (a property
-/// test holds them equal).
+/// test checks that the two agree).
 ///
 /// ```
 /// use vpcflowd::decode::{LayoutSet, line::parse_plain_line};
@@ -207,13 +207,14 @@ pub fn parse_plain_line<'a>(layouts: &LayoutSet, line: &'a [u8]) -> Option<Plain
     Some(PlainLine { record, text })
 }
 
-/// A plain default-format line checked and split in one pass ([`single_spaced`]): where its
-/// spaces are, and its text without a trailing `\r`. `None` for any other line.
+/// Checks and splits a plain default-format line in one pass ([`single_spaced`]), returning where
+/// its spaces are and its text without a trailing `\r`. It returns `None` for any other line.
 #[inline]
 fn split_plain(line: &[u8]) -> Option<([u16; DEFAULT_FIELDS.len() - 1], &str)> {
     let line = without_cr(line);
     let spaces = single_spaced::<{ DEFAULT_FIELDS.len() - 1 }>(line)?;
-    // Printable ASCII, so this cannot fail; checked all the same (the crate has no `unsafe`).
+    // The line is printable ASCII, so this cannot fail; it is checked all the same (the crate has
+    // no `unsafe`).
     Some((spaces, std::str::from_utf8(line).ok()?))
 }
 
@@ -223,7 +224,7 @@ fn without_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
 }
 
-/// Checks a line's bytes: the line as text, without a trailing `\r`.
+/// Checks a line's bytes and returns the line as text, without a trailing `\r`.
 #[inline]
 fn checked_text(line: &[u8]) -> Result<&str, LineError<'_>> {
     let line = without_cr(line);
@@ -254,8 +255,8 @@ fn layout_by_count<'a, 'l>(
         .ok_or(LineError { reason: RejectReason::FieldCount, detail: Detail::NoLayout { found } })
 }
 
-/// Whether `line` holds an ASCII control character (below 0x20, or DEL), eight bytes at a time:
-/// the byte loop did not vectorise and cost about as much as reading the line's numbers.
+/// Whether `line` holds an ASCII control character (below 0x20, or DEL). It checks eight bytes at
+/// a time, because a byte loop does not vectorise.
 #[inline]
 fn has_control(line: &[u8]) -> bool {
     const HIGHS: u64 = 0x8080_8080_8080_8080;
@@ -264,7 +265,7 @@ fn has_control(line: &[u8]) -> bool {
     for chunk in &mut chunks {
         let x = u64::from_le_bytes(chunk.try_into().expect("8 bytes"));
         if x & HIGHS != 0 {
-            // A byte from 0x80 up (UTF-8): rare in flow logs; decide byte by byte.
+            // A byte from 0x80 up (UTF-8) is rare in flow logs, so the check goes byte by byte.
             return line.iter().any(|&b| b < 0x20 || b == 0x7f);
         }
         // Every byte is below 0x80, so no lane carries into the next: b + 0x60 reaches 0x80
@@ -328,10 +329,10 @@ fn read_into<'a, T: FromToken<'a>>(slot: &mut Option<T>, token: &'a str) -> Resu
     Ok(())
 }
 
-/// Reads the default format's fields, in its order, from `$token(position)`: each field known
+/// Reads the default format's fields, in its order, from `$token(position)`. Each field is known
 /// at compile time, so each token goes straight to its field's parser and member instead of
-/// through the table's dispatch on the field (a property test holds the paths equal). A token
-/// that does not parse is reported as the dispatch reports it.
+/// through the table's dispatch on the field (a property test checks that the paths agree). A
+/// token that does not parse is reported as the dispatch reports it.
 macro_rules! read_default_fields {
     ($record:ident, $token:expr) => {
         read_default_fields!(@ $record, $token;
@@ -351,8 +352,8 @@ macro_rules! read_default_fields {
     )*};
 }
 
-/// [`parse_tokens`] for the default format, the one nearly every flow log uses: the same
-/// reads in the same order with the same errors, tokens found by [`Tokens`].
+/// Reads the default format, the one nearly every flow log uses, as [`parse_tokens`] does: it
+/// makes the same reads in the same order with the same errors, and [`Tokens`] finds the tokens.
 #[inline]
 fn parse_default_tokens<'a>(
     record: &mut FlowRecord<'a>,
@@ -371,11 +372,11 @@ fn parse_default_tokens<'a>(
     Ok(())
 }
 
-/// Defines a reader of a line [`single_spaced`] has split into a record of type `$record`
-/// (any struct with the default format's members): [`parse_default_tokens`]' reads, its tokens
-/// lying between the given spaces, exactly the format's number of them. One body for both
-/// records, so that neither pays for the other (filling a `FlowRecord` from a `DefaultRecord`
-/// cost the general path 6–8 %).
+/// Defines a reader of a line that [`single_spaced`] has split, into a record of type `$record`
+/// (any struct with the default format's members). The reader makes [`parse_default_tokens`]'
+/// reads, taking exactly the format's number of tokens from between the given spaces. Both
+/// records get their reader from this one body, so that neither pays for the other: filling a
+/// `FlowRecord` from a `DefaultRecord` slows the general path (see BENCHMARKS.md).
 macro_rules! default_split_reader {
     ($(#[$doc:meta])* $name:ident, $record:ident) => {
         $(#[$doc])*
@@ -391,7 +392,8 @@ macro_rules! default_split_reader {
                     p => usize::from(spaces[p - 1]) + 1,
                 };
                 let end = spaces.get(position).map_or(text.len(), |&s| usize::from(s));
-                // Both ends are at ASCII spaces or the ends of the text: char boundaries.
+                // Both ends are at ASCII spaces or the ends of the text, so they are char
+                // boundaries.
                 Ok(&text[start..end])
             };
             read_default_fields!(record, token);
@@ -401,12 +403,12 @@ macro_rules! default_split_reader {
 }
 
 default_split_reader!(
-    /// The general path's reader of a split line: into the whole record.
+    /// Reads a split line into the whole record, for the general path.
     parse_default_split,
     FlowRecord
 );
 default_split_reader!(
-    /// [`parse_plain_line`]'s reader of a split line: into the default format's fields alone.
+    /// Reads a split line into the default format's fields alone, for [`parse_plain_line`].
     parse_plain_split,
     DefaultRecord
 );
@@ -622,10 +624,10 @@ mod tests {
         }
 
         /// Neither the first-layout guess nor the default format's single-pass split changes a
-        /// result, record or error: lines of either layout's count (valid or not, from a pool
-        /// of tokens that fit some fields and not others, control and non-ASCII bytes among
-        /// them), with single or double spaces, a leading space, a trailing `\r`, blank lines
-        /// and lines of no layout's count.
+        /// result, record or error. The lines have either layout's count or none, or are blank;
+        /// they are valid or not, drawn from a pool of tokens that fit some fields and not others
+        /// (control and non-ASCII bytes among them), have single or double spaces, and may have a
+        /// leading space and a trailing `\r`.
         #[test]
         fn the_first_layout_guess_agrees_with_choosing_by_count(
             tokens in prop_oneof![Just(14usize), Just(6), 0usize..20].prop_flat_map(|n| {

@@ -1,4 +1,4 @@
-//! Decoding: bytes in, typed flow-log records out.
+//! Decoding turns bytes into typed flow-log records.
 //!
 //! This module owns everything about the flow-log wire formats and nothing about what happens to
 //! a record afterwards. It is pure (no I/O, no clocks, no globals) so that every path into
@@ -7,7 +7,7 @@
 //! - [`envelope`]: one transport record → zero or more lines (text, `{"message":…}`, gzip,
 //!   CloudWatch Logs subscription payloads).
 //! - [`layout`]: which fields a line holds (configured formats, S3 header lines, the defaults).
-//! - [`line`]: one line + its layout → a typed [`FlowRecord`] borrowing from the line.
+//! - [`line`](mod@line): one line + its layout → a typed [`FlowRecord`] borrowing from the line.
 //! - [`field`], [`enums`], [`token`]: the field table and the per-field value types.
 //! - [`kpl`]: KPL-aggregated Kinesis records → the user records they pack (MD5-checked).
 //! - [`reject`]: why input was refused, counted by reason with samples.

@@ -1,4 +1,5 @@
-//! Rejections: why a record or a line was not used, counted by reason with a sample of each.
+//! A rejection says why a record or a line was not used; rejections are counted by reason, with
+//! a sample of each.
 //!
 //! Nothing the decoder refuses disappears silently: every refusal has a [`RejectReason`], is
 //! counted in [`Rejects`], and the most recent offending input of each reason is kept (cut to
@@ -45,24 +46,25 @@ pub enum RejectReason {
     /// An enumerated field holds a value AWS does not write (enums are case-sensitive).
     InvalidEnumValue,
     // ---- an envelope ----
-    /// Gzip magic bytes, but the stream does not decompress.
+    /// The record starts with the gzip magic bytes, but the stream does not decompress.
     InvalidGzip,
     /// The decompressed record exceeds the configured limit.
     DecompressedTooLarge,
-    /// Gzip inside gzip: no AWS path produces it.
+    /// The decompressed record is gzip again, which no AWS path produces.
     NestedGzip,
     /// The record starts like JSON but does not parse.
     InvalidJson,
-    /// Valid JSON that is neither a `{"message":…}` line nor a CloudWatch Logs payload.
+    /// The record is valid JSON but neither a `{"message":…}` line nor a CloudWatch Logs payload.
     UnrecognisedJson,
-    /// A CloudWatch Logs payload with a `messageType` other than DATA_MESSAGE or CONTROL_MESSAGE.
+    /// The record is a CloudWatch Logs payload whose `messageType` is neither DATA_MESSAGE nor
+    /// CONTROL_MESSAGE.
     UnknownMessageType,
-    /// A KPL-aggregated Kinesis record whose MD5 trailer does not match its body.
+    /// The MD5 trailer of a KPL-aggregated Kinesis record does not match its body.
     KplChecksum,
-    /// A KPL-aggregated Kinesis record whose body is not a valid `AggregatedRecord`.
+    /// The body of a KPL-aggregated Kinesis record is not a valid `AggregatedRecord`.
     KplDecode,
     // ---- the engine ----
-    /// A record with no interface-id (nor resource-id, tgw-attachment-id or ENI log stream):
+    /// The record has no interface-id (nor resource-id, tgw-attachment-id or ENI log stream), so
     /// it cannot be attributed to an interface.
     MissingInterface,
 }
@@ -150,7 +152,7 @@ impl Rejects {
 }
 
 impl fmt::Display for Rejects {
-    /// `field_count 3, invalid_number 1`, or `none`.
+    /// Writes the non-zero counts as `field_count 3, invalid_number 1`, or `none` if all are zero.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut any = false;
         for (reason, n) in self.iter() {

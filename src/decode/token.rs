@@ -1,4 +1,4 @@
-//! Tokens: splitting a record line into fields and turning one field's text into a typed value.
+//! Tokenizing splits a record line into fields and turns one field's text into a typed value.
 //!
 //! AWS separates fields with one space and never writes an empty field (absence is `-`), but a
 //! documented example carries a double space, so a run of spaces is one separator. Nothing else
@@ -16,13 +16,14 @@ use super::enums::{
 /// Why one token did not parse as its field's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TokenError {
-    /// Not a plain run of ASCII digits: a sign, a decimal point, an exponent, a comma, a letter.
+    /// The token is not a plain run of ASCII digits: it holds a sign, a decimal point, an
+    /// exponent, a comma or a letter.
     NotANumber,
-    /// Digits only, but too large for the field's width.
+    /// The token is digits only, but too large for the field's width.
     OutOfRange,
-    /// Not an IPv4 or IPv6 address.
+    /// The token is not an IPv4 or IPv6 address.
     NotAnAddress,
-    /// Not one of the field's documented values (which are case-sensitive).
+    /// The token is not one of the field's documented values (which are case-sensitive).
     UnknownValue,
 }
 
@@ -60,7 +61,7 @@ impl FieldKind {
 }
 
 impl std::fmt::Display for FieldKind {
-    /// What a valid token looks like, for rejection messages.
+    /// Writes what a valid token looks like, for rejection messages.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FieldKind::Integer { max } => write!(f, "an integer from 0 to {max}"),
@@ -92,7 +93,8 @@ pub fn parse_decimal(token: &str) -> Result<u64, TokenError> {
         return Err(TokenError::NotANumber);
     }
     if bytes.len() <= 19 {
-        // Below 10^19 < 2^64: no overflow to check for, digit by digit.
+        // The value stays below 10^19 < 2^64, so the digit-by-digit loop has no overflow to
+        // check for.
         let mut value: u64 = 0;
         for &b in bytes {
             let digit = b.wrapping_sub(b'0');
@@ -168,11 +170,11 @@ impl<'a> FromToken<'a> for IpAddr {
     }
 }
 
-/// The common case of an address, a canonical dotted quad (`10.0.3.17`), read in one pass;
-/// `None` for anything else (IPv6, and every malformed token), which then goes to the standard
-/// library's parser, so the accepted set and the errors stay exactly the standard library's
-/// (a property test holds the two equal). The standard parser is general enough (it backtracks
-/// through IPv4 and IPv6 grammars) to be a tenth of a line's parse time on its own.
+/// Reads the common case of an address, a canonical dotted quad (`10.0.3.17`), in one pass. It
+/// returns `None` for anything else (IPv6, and every malformed token), which then goes to the
+/// standard library's parser, so the accepted set and the errors stay exactly the standard
+/// library's (a property test checks that the two agree). The standard parser is general (it
+/// backtracks through the IPv4 and IPv6 grammars) and so too slow for the hot path.
 #[inline]
 fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
     let mut octets = [0u8; 4];
@@ -204,12 +206,11 @@ fn dotted_quad(b: &[u8]) -> Option<std::net::Ipv4Addr> {
     (i == b.len()).then_some(std::net::Ipv4Addr::from(octets))
 }
 
-/// The common case of an IPv6 address, hex groups around at most one `::` (`2001:db8::7`), read
-/// in one pass; `None` for anything else (an embedded IPv4 suffix, every malformed token),
-/// which then goes to the standard library's parser, so the accepted set stays exactly the
-/// standard library's (a property test holds the two equal). The standard parser tries an IPv4
-/// suffix at every group and cost about 2,000 instructions per IPv6 address, a third of a
-/// whole record's processing.
+/// Reads the common case of an IPv6 address, hex groups around at most one `::`
+/// (`2001:db8::7`), in one pass. It returns `None` for anything else (an embedded IPv4 suffix,
+/// every malformed token), which then goes to the standard library's parser, so the accepted set
+/// stays exactly the standard library's (a property test checks that the two agree). The
+/// standard parser tries an IPv4 suffix at every group, which makes it slow for the hot path.
 #[inline]
 fn colon_hex(b: &[u8]) -> Option<std::net::Ipv6Addr> {
     let mut groups = [0u16; 8];
@@ -237,7 +238,7 @@ fn colon_hex(b: &[u8]) -> Option<std::net::Ipv6Addr> {
         match b.get(i) {
             None => break,
             Some(b':') => i += 1,
-            // A fifth hex digit, a `.` (IPv4 suffix), anything else.
+            // A fifth hex digit, a `.` (an IPv4 suffix) or anything else is declined.
             Some(_) => return None,
         }
         if b.get(i) == Some(&b':') {
@@ -247,7 +248,7 @@ fn colon_hex(b: &[u8]) -> Option<std::net::Ipv6Addr> {
             gap = Some(n);
             i += 1;
         } else if i == b.len() {
-            return None; // a trailing single colon
+            return None; // The address ends in a single colon.
         }
     }
     let mut out = [0u16; 8];
@@ -263,7 +264,8 @@ fn colon_hex(b: &[u8]) -> Option<std::net::Ipv6Addr> {
     Some(std::net::Ipv6Addr::from(out))
 }
 
-/// Text enumerations: the token must be one of the AWS spellings, case included.
+/// Implements `FromToken` for text enumerations: the token must be one of the AWS spellings, case
+/// included.
 macro_rules! text_enum_from_token {
     ($($ty:ty),* $(,)?) => {$(
         impl<'a> FromToken<'a> for $ty {
@@ -282,7 +284,8 @@ macro_rules! text_enum_from_token {
 
 text_enum_from_token!(Action, LogStatus, FlowType, FlowDirection, SublocationType, ResourceType);
 
-/// Numeric-code enumerations: written as integers, and only the documented codes are valid.
+/// Implements `FromToken` for numeric-code enumerations, which are written as integers; only the
+/// documented codes are valid.
 macro_rules! code_enum_from_token {
     ($($ty:ty: $min:literal..=$max:literal),* $(,)?) => {$(
         impl<'a> FromToken<'a> for $ty {
@@ -323,15 +326,16 @@ pub fn count_tokens(line: &str) -> usize {
 /// bytes (two full IPv6 addresses and 20-digit counters).
 pub const SINGLE_SPACED_MAX: usize = 256;
 
-/// Where the `N` spaces of a plain line are: a line of printable ASCII only (no control byte,
-/// no DEL, nothing from 0x80 up), of at most [`SINGLE_SPACED_MAX`] bytes, whose `N + 1` tokens
-/// are separated by single spaces with none at either end, which is how AWS writes every line.
-/// `None` for any other line, which the general path then reads (and rejects, if it must).
+/// Finds the `N` spaces of a plain line: a line of printable ASCII only (no control byte, no
+/// DEL, nothing from 0x80 up), of at most [`SINGLE_SPACED_MAX`] bytes, whose `N + 1` tokens are
+/// separated by single spaces with none at either end, which is how AWS writes every line. It
+/// returns `None` for any other line, which the general path then reads (and rejects, if it must).
 ///
-/// One pass over the line, sixteen bytes at a time into bit masks (the compiler turns each
-/// block's loop into a vector compare and a mask move): the general path's control scan,
-/// token count and token-by-token search are three passes and a branch per byte of a token.
-/// For a plain line the tokens are exactly those of [`Tokens`] (a property test holds it).
+/// It makes one pass over the line, sixteen bytes at a time into bit masks (the compiler turns
+/// each block's loop into a vector compare and a mask move), where the general path's control
+/// scan, token count and token-by-token search take three passes and a branch per byte of a
+/// token. For a plain line the tokens are exactly those of [`Tokens`] (a property test checks
+/// this).
 #[inline]
 pub fn single_spaced<const N: usize>(line: &[u8]) -> Option<[u16; N]> {
     if line.is_empty() || line.len() > SINGLE_SPACED_MAX {
@@ -344,7 +348,8 @@ pub fn single_spaced<const N: usize>(line: &[u8]) -> Option<[u16; N]> {
         let block: [u8; 16] = match line.get(at..at + 16) {
             Some(block) => block.try_into().expect("16 bytes"),
             None => {
-                // Padded with a printable non-space byte: no space and nothing odd is added.
+                // The block is padded with a printable non-space byte, which adds no space and
+                // nothing odd.
                 let mut block = [b'x'; 16];
                 block[..line.len() - at].copy_from_slice(&line[at..]);
                 block
@@ -366,8 +371,8 @@ pub fn single_spaced<const N: usize>(line: &[u8]) -> Option<[u16; N]> {
     (found == N && first > 0 && usize::from(last) + 1 < line.len() && apart).then_some(spaces)
 }
 
-/// A block's spaces, and its bytes that are not printable ASCII (below 0x20, or from 0x7f), as
-/// one bit per byte.
+/// Returns a block's spaces, and its bytes that are not printable ASCII (below 0x20, or from
+/// 0x7f), as one bit per byte.
 #[inline(always)]
 fn block_masks(block: &[u8; 16]) -> (u16, u16) {
     let mut spaces = 0u16;
@@ -405,16 +410,16 @@ impl<'a> Iterator for Tokens<'a> {
             _ => bytes.iter().position(|&b| b != b' ')?,
         };
         let end = start + find_space(&bytes[start..]);
-        // Both ends are at ASCII spaces or the ends of the string: char boundaries.
+        // Both ends are at ASCII spaces or the ends of the string, so they are char boundaries.
         let token = &self.rest[start..end];
         self.rest = &self.rest[end..];
         Some(token)
     }
 }
 
-/// The index of the first space in `b`, or `b.len()`. Eight bytes at a time (SWAR): tokens are
-/// a few bytes long, too short for a SIMD search call to pay (measured: memchr per token cost a
-/// quarter of the parse time), long enough that a byte loop is the parser's largest cost.
+/// Returns the index of the first space in `b`, or `b.len()`. It reads eight bytes at a time
+/// (SWAR): tokens are a few bytes long, too short for a SIMD search call to pay for itself, and
+/// long enough that a byte loop would be the parser's largest cost.
 #[inline]
 fn find_space(b: &[u8]) -> usize {
     const ONES: u64 = 0x0101_0101_0101_0101;
@@ -453,8 +458,8 @@ mod tests {
     }
 
     proptest::proptest! {
-        /// Decimals read exactly as a checked digit-by-digit loop reads them: numbers of every
-        /// length, and junk (any byte, anywhere).
+        /// Decimals read exactly as a checked digit-by-digit loop reads them, for numbers of
+        /// every length and for junk (any byte, anywhere).
         #[test]
         fn decimals_agree_with_a_digit_loop(
             digits in "[0-9]{0,22}",
@@ -563,8 +568,9 @@ mod tests {
             proptest::prop_assert_eq!(ours, token.parse::<IpAddr>().ok());
         }
 
-        /// The same for IPv6: groups of hex digits (sometimes five, sometimes empty), single
-        /// and double colons, dots and junk, in random arrangements.
+        /// The IPv6 fast path agrees with the standard parser in the same way, on groups of hex
+        /// digits (sometimes five, sometimes empty), single and double colons, dots and junk, in
+        /// random arrangements.
         #[test]
         fn colon_hex_agrees_with_the_standard_parser(
             token in "(([0-9a-fA-F]{0,5}|1\\.2\\.3\\.4)(:|::|\\.|g)?){0,10}|[0-9a-f:.]{0,24}"

@@ -1,7 +1,7 @@
-//! The window measures, defined once: each instrument's OpenTelemetry name, Prometheus name,
-//! unit, description and how it reads a [`Snapshot`]. The OTLP exporter and the `/metrics`
-//! collector both walk these tables, so the two can never disagree; the README's instrument
-//! reference lists the same rows.
+//! This module defines the window measures once: each instrument's OpenTelemetry name,
+//! Prometheus name, unit, description and how it reads a [`Snapshot`]. The OTLP exporter and the
+//! `/metrics` collector both walk these tables, so the two can never disagree; the README's
+//! instrument reference lists the same rows.
 //!
 //! Every measure is a **gauge**: a window's total, as of its close. Sliding windows overlap
 //! (a 5-minute window every minute counts each record in five windows), so a cumulative or
@@ -91,7 +91,7 @@ macro_rules! int {
     };
 }
 
-/// Per interface.
+/// The measures per interface.
 pub static INTERFACE: Group<()> = Group {
     rows: one,
     key: None,
@@ -162,7 +162,7 @@ pub static INTERFACE: Group<()> = Group {
     ],
 };
 
-/// Per listed source (the top `top_sources` by bytes).
+/// The measures per listed source (the top `top_sources` by bytes).
 pub static SOURCES: Group<SourceSnapshot> = Group {
     rows: |s| &s.sources,
     key: Some(Keyed {
@@ -252,7 +252,7 @@ pub static OTHER_SOURCES: Group<()> = Group {
     ],
 };
 
-/// Per listed destination (the top `top_destinations` by bytes).
+/// The measures per listed destination (the top `top_destinations` by bytes).
 pub static DESTINATIONS: Group<DestinationSnapshot> = Group {
     rows: |s| &s.destinations,
     key: Some(Keyed {
@@ -335,7 +335,7 @@ pub static OTHER_DESTINATIONS: Group<()> = Group {
     ],
 };
 
-/// Per IP protocol seen on the interface (at most 256 rows; all of them are listed).
+/// The measures per IP protocol seen on the interface (at most 256 rows; all of them are listed).
 pub static PROTOCOLS: Group<ProtocolSnapshot> = Group {
     rows: |s| &s.protocols,
     key: Some(Keyed {
@@ -419,7 +419,7 @@ pub fn each_interface_group(v: &mut impl Visit) {
     v.group(&PROTOCOLS);
 }
 
-/// Data points one snapshot produces.
+/// The number of data points one snapshot produces.
 pub fn points(s: &Snapshot) -> usize {
     struct Count<'a>(&'a Snapshot, usize);
     impl Visit for Count<'_> {

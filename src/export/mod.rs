@@ -1,5 +1,5 @@
-//! Export: closed windows out to OpenTelemetry (OTLP metrics and logs) and to Prometheus
-//! (`/metrics`).
+//! Export sends closed windows to OpenTelemetry (OTLP metrics and logs) and serves them to
+//! Prometheus (`/metrics`).
 //!
 //! This module owns the measure definitions ([`measures`]), the OTLP exporters ([`otlp`]), the
 //! export worker with its bounded queue ([`worker`]) and the `/metrics` window collector

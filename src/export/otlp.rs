@@ -1,5 +1,5 @@
-//! Building the OpenTelemetry SDK's OTLP exporters from [`ExportConfig`]: transport, endpoint,
-//! headers, TLS, timeout, retries, and the resource every signal carries.
+//! This module builds the OpenTelemetry SDK's OTLP exporters from [`ExportConfig`]: transport,
+//! endpoint, headers, TLS, timeout, retries, and the resource every signal carries.
 //!
 //! The gRPC exporter must be built inside a Tokio runtime (tonic spawns its connection task
 //! there); the HTTP exporter uses a blocking client and must be used off the runtime. Both are
@@ -110,12 +110,13 @@ fn endpoint(config: &ExportConfig) -> Result<&str, ExportError> {
     config.otlp_endpoint.as_deref().ok_or(ExportError::NoEndpoint)
 }
 
-/// The signal path appended to an OTLP/HTTP endpoint.
+/// Appends the signal path to an OTLP/HTTP endpoint.
 fn http_url(base: &str, path: &str) -> String {
     format!("{}{path}", base.trim_end_matches('/'))
 }
 
-/// The transport settings every gRPC exporter gets: endpoint, timeout, metadata, retries, TLS.
+/// Applies the transport settings every gRPC exporter gets: endpoint, timeout, metadata,
+/// retries, TLS.
 fn grpc<B: WithExportConfig + WithTonicConfig>(
     b: B,
     config: &ExportConfig,
@@ -131,7 +132,8 @@ fn grpc<B: WithExportConfig + WithTonicConfig>(
     })
 }
 
-/// The transport settings every HTTP exporter gets; `path` is the signal's (`/v1/metrics`).
+/// Applies the transport settings every HTTP exporter gets; `path` is the signal's
+/// (`/v1/metrics`).
 fn http<B: WithExportConfig + WithHttpConfig>(
     b: B,
     config: &ExportConfig,
@@ -144,7 +146,8 @@ fn http<B: WithExportConfig + WithHttpConfig>(
         .with_retry_policy(retry(config)))
 }
 
-/// An OTLP metric exporter. Call inside a Tokio runtime (gRPC), off its worker threads (HTTP).
+/// Builds an OTLP metric exporter. Call it inside a Tokio runtime for gRPC, and off the runtime's
+/// worker threads for HTTP.
 pub fn metric_exporter(
     config: &ExportConfig,
     temporality: Temporality,
@@ -160,7 +163,7 @@ pub fn metric_exporter(
     built.map_err(|source| ExportError::Exporter { signal: "metric", source })
 }
 
-/// An OTLP log exporter (same rules as [`metric_exporter`]).
+/// Builds an OTLP log exporter (under the same rules as [`metric_exporter`]).
 pub fn log_exporter(config: &ExportConfig) -> Result<LogExporter, ExportError> {
     let built = match config.otlp_protocol {
         OtlpProtocol::Grpc => grpc(LogExporter::builder().with_tonic(), config)?.build(),

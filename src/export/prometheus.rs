@@ -1,5 +1,5 @@
-//! The `/metrics` endpoint's window measures: the latest closed window from the snapshot store,
-//! rendered at each scrape in the Prometheus text format.
+//! This module renders the `/metrics` endpoint's window measures: the latest closed window from
+//! the snapshot store, written at each scrape in the Prometheus text format.
 //!
 //! Values are the latest closed window's totals, without sample timestamps: a scrape at time T
 //! shows the newest window closed by T (whose bounds are `vpcflowd_window_start_seconds` and
@@ -9,8 +9,8 @@
 //! lookback and invisible to instant queries.
 //!
 //! The window part is written straight into the response text, one line per series: the
-//! `prometheus` crate's data model (which renders the self-metrics) costs about five times the
-//! text's size in allocations, 1.5 GiB for 10,000 interfaces × 15 sources (BENCHMARKS.md).
+//! `prometheus` crate's data model (which renders the self-metrics) allocates several times the
+//! text's size, which is too much for a large window (see BENCHMARKS.md).
 
 use std::fmt::Write as _;
 use std::sync::Arc;

@@ -1,4 +1,5 @@
-//! A seeded synthetic flow-log generator: realistic shape, fully reproducible.
+//! This module provides a seeded synthetic flow-log generator: its records have a realistic
+//! shape and are fully reproducible.
 //!
 //! The same seed and configuration always give the same records. Interfaces carry heavy-tailed
 //! traffic (a Zipf choice of interface), sources follow a Zipf law per interface, flows have
@@ -47,8 +48,8 @@ pub struct GeneratorConfig {
     pub nodata_ratio: f64,
     pub skipdata_ratio: f64,
     pub ipv6_ratio: f64,
-    /// A scan: from `start` for `duration` seconds, this share of records are scan probes to the
-    /// most active interface, rejected (see [`ScanKind`]).
+    /// An optional scan storm: from its `start`, for `duration` seconds, its `share` of the
+    /// records are rejected scan probes to the most active interface (see [`ScanKind`]).
     pub scan: Option<ScanStorm>,
 }
 
@@ -63,11 +64,11 @@ pub struct ScanStorm {
 /// Who probes during a [`ScanStorm`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ScanKind {
-    /// Every probe from a fresh random source to a random port: millions of distinct sources,
-    /// the case that must not exhaust memory.
+    /// Every probe comes from a fresh random source and goes to a random port: millions of
+    /// distinct sources, the case that must not exhaust memory.
     #[default]
     SourceStorm,
-    /// One source ([`SCANNER`]) walking the destination ports in order: one source with a
+    /// One source ([`SCANNER`]) walks the destination ports in order, so that one source has a
     /// huge number of distinct small flows.
     PortScan,
 }
@@ -158,7 +159,7 @@ impl Generator {
             interfaces: Zipf::new(n(config.interfaces), 1.1).expect("valid Zipf"),
             sources: Zipf::new(n(config.sources_per_interface), 1.2).expect("valid Zipf"),
             services: Zipf::new(SERVICES.len() as f64, 1.0).expect("valid Zipf"),
-            // Flow sizes: minimum 60 bytes, heavy tail.
+            // Flow sizes start at 60 bytes and have a heavy tail.
             flow_bytes: Pareto::new(60.0, 1.1).expect("valid Pareto"),
             clock: config.start as f64,
             scan_port: 1,

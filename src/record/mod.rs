@@ -1,4 +1,5 @@
-//! Records on their way from a source to the engine: what every ingest path hands the router.
+//! This module holds records on their way from a source to the engine: what every ingest path
+//! hands the router.
 //!
 //! A source parses lines (`decode`) and resolves each record into a [`RouteInput`]: the
 //! interface it belongs to, its account and region, and the fixed fields the windows measure.

@@ -1,4 +1,4 @@
-//! Records parsed off the router's thread, held until the router takes them in order.
+//! This module holds records parsed off the router's thread until the router takes them in order.
 //!
 //! The router is the engine's one sequencer, so every ingest path that wants more than one
 //! core parses elsewhere and hands the router finished records: serve's HTTP workers (one
@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use super::route::{RouteFields, RouteInput};
 
-/// One record's routing fields, its strings as ranges of the batch's text arena.
+/// One record's routing fields, with its strings as ranges of the batch's text arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct ParsedRecord {
     interface: Range<u32>,
@@ -33,8 +33,9 @@ impl ParsedRecords {
         ParsedRecords { records: Vec::with_capacity(records), text: String::new() }
     }
 
-    /// Keeps `input` for routing. Refused (`false`, nothing kept) when it names no interface:
-    /// the router would refuse it, and the caller counts that as a rejection.
+    /// Keeps `input` for routing. An input that names no interface is refused (the call returns
+    /// `false` and keeps nothing): the router would refuse it, and the caller counts that as a
+    /// rejection.
     pub fn push(&mut self, input: &RouteInput<'_>) -> bool {
         let Some(interface) = input.interface else { return false };
         let last = self.records.last();
@@ -73,9 +74,9 @@ impl ParsedRecords {
         self.named_inputs().map(|(_, input)| input)
     }
 
-    /// [`ParsedRecords::inputs`] with each record's interface, which every record kept
-    /// names ([`ParsedRecords::push`]): what `Router::push_named`
-    /// routes without a refusal to handle.
+    /// Yields [`ParsedRecords::inputs`] together with each record's interface, which every kept
+    /// record names ([`ParsedRecords::push`]). `Router::push_named` routes these without a
+    /// refusal to handle.
     pub fn named_inputs(&self) -> impl Iterator<Item = (&str, RouteInput<'_>)> {
         self.records.iter().map(|r| {
             let interface = self.text(&r.interface);

@@ -1,13 +1,13 @@
-//! What the router reads of one record ([`RouteInput`]), resolved from a parsed line and its
-//! envelope's context: which interface the record belongs to, its account and region, and the
-//! fixed fields every window measure is computed from.
+//! This module resolves what the router reads of one record ([`RouteInput`]) from a parsed line
+//! and its envelope's context: which interface the record belongs to, its account and region,
+//! and the fixed fields every window measure is computed from.
 
 use std::net::IpAddr;
 
 use crate::decode::{Action, DefaultRecord, FlowRecord, LineContext, LogStatus};
 
-/// What the router reads of one record: its fields and its envelope's context, resolved. Built
-/// from a parsed line ([`RouteInput::of`]) or from a request parsed on another thread.
+/// What the router reads of one record: its fields and its envelope's context, resolved. It is
+/// built from a parsed line ([`RouteInput::of`]) or from a request parsed on another thread.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteInput<'a> {
     /// See [`interface_of`]; `None` is a rejection.
@@ -35,7 +35,7 @@ pub struct RouteFields {
     pub bytes: Option<u64>,
 }
 
-/// The [`RouteFields`] of a record, read from any struct with the record's members.
+/// Reads the [`RouteFields`] of a record from any struct with the record's members.
 macro_rules! route_fields {
     ($record:expr) => {
         RouteFields {
@@ -65,9 +65,9 @@ impl<'a> RouteInput<'a> {
         }
     }
 
-    /// [`RouteInput::of`] for a line read by the plain-line shortcut
-    /// ([`crate::decode::parse_plain_line`]): the same input as of the record that line
-    /// parses to under the general path.
+    /// Resolves a line read by the plain-line shortcut ([`crate::decode::parse_plain_line`])
+    /// exactly as [`RouteInput::of`] resolves the record that line parses to under the general
+    /// path.
     #[inline]
     pub fn of_default(record: &DefaultRecord<'a>, ctx: &LineContext<'a>) -> RouteInput<'a> {
         RouteInput {
@@ -79,7 +79,7 @@ impl<'a> RouteInput<'a> {
     }
 }
 
-/// The interface a record belongs to: `interface-id`; else, for records without one, the
+/// The interface a record belongs to: its `interface-id` or, for records without one, the
 /// regional NAT gateway (`resource-id`), the transit-gateway attachment, or the ENI named by a
 /// CloudWatch log stream (`eni-…-all`).
 pub fn interface_of<'a>(record: &FlowRecord<'a>, ctx: &LineContext<'a>) -> Option<&'a str> {

@@ -1,5 +1,5 @@
-//! Files and standard input: plain text or gzip (detected by magic bytes, so `.gz` files and
-//! gzip'd stdin both work), one input line at a time.
+//! This module reads files and standard input, plain text or gzip (detected by magic bytes, so
+//! `.gz` files and gzip'd stdin both work), one input line at a time.
 //!
 //! Each input line goes through the envelope decoder, so a file of `{"message":…}` lines or of
 //! CloudWatch Logs payloads reads like a file of bare lines. An S3 header line (every token a
@@ -136,9 +136,9 @@ impl FileReader {
         self.read_part(input, None, on_record, on_reject).map(drop)
     }
 
-    /// [`FileReader::read`] for a part of an input (line numbers count from the part's
-    /// start): `header_layouts` are the layouts an earlier header line of the input set, if
-    /// any; returns those in effect at the part's end.
+    /// Reads a part of an input as [`FileReader::read`] reads a whole one (line numbers count
+    /// from the part's start). `header_layouts` are the layouts an earlier header line of the
+    /// input set, if any; the call returns those in effect at the part's end.
     pub fn read_part(
         &mut self,
         input: &mut dyn BufRead,
@@ -176,7 +176,8 @@ impl FileReader {
         }
     }
 
-    /// One input line (without its `\n`): a header, or a flow-log line or envelope to decode.
+    /// Handles one input line (without its `\n`): a header, or a flow-log line or envelope to
+    /// decode.
     fn handle_line(
         &mut self,
         line: &[u8],

@@ -1,6 +1,6 @@
-//! The Amazon Data Firehose HTTP endpoint delivery protocol, as `shared/reference` (section 3)
-//! describes it: what a request must look like, how its body is read and decoded, and how every
-//! answer is shaped. The HTTP server that uses it lives in `serve`.
+//! This module implements the Amazon Data Firehose HTTP endpoint delivery protocol, as
+//! `shared/reference` (section 3) describes it: what a request must look like, how its body is
+//! read and decoded, and how every answer is shaped. The HTTP server that uses it lives in `serve`.
 //!
 //! - Only 200 is success for Firehose; 413 is permanent; every other status is retried with the
 //!   same request id. So bad flow-log *lines* inside a good request are counted and answered
@@ -13,8 +13,9 @@ use std::io::Read;
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-// Vectorised base64 (already in the tree through the AWS SDK): the scalar `base64` crate was
-// a twentieth of the server's CPU on the Firehose path.
+// The base64 decoder is vectorised (`base64_simd` is already in the tree through the AWS SDK),
+// because a scalar decoder takes a visible share of the server's CPU on the Firehose path (see
+// BENCHMARKS.md).
 use base64_simd::STANDARD as BASE64;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
@@ -28,16 +29,17 @@ pub const SOURCE_ARN: &str = "x-amz-firehose-source-arn";
 /// Why a request was refused, and so its status.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RequestError {
-    /// Missing or wrong access key (401).
+    /// The access key is missing or wrong (401).
     #[error("{0}")]
     Unauthorized(&'static str),
-    /// Body over a size limit (413: Firehose does not retry it).
+    /// The body is over a size limit (413: Firehose does not retry it).
     #[error("{0}")]
     TooLarge(String),
-    /// Unreadable body: JSON, base64, gzip, protocol version (400).
+    /// The body cannot be read: its JSON, base64, gzip or protocol version is bad (400).
     #[error("{0}")]
     BadRequest(String),
-    /// Not now: queue full, shutting down, same request in flight (503: Firehose retries).
+    /// The request cannot be taken now: the queue is full, the server is shutting down, or the
+    /// same request is in flight (503: Firehose retries).
     #[error("{0}")]
     Unavailable(&'static str),
 }
@@ -71,7 +73,8 @@ pub fn now_millis() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// A Firehose-shaped response: JSON body, `Content-Type: application/json`, a content length.
+/// Builds a Firehose-shaped response: a JSON body, `Content-Type: application/json` and a content
+/// length.
 pub fn respond(status: StatusCode, request_id: &str, error: Option<String>) -> Response {
     let body = FirehoseResponse {
         request_id: request_id.to_string(),
@@ -137,7 +140,8 @@ pub fn decode_body<'b>(
         }
         Some(b"gzip") => {
             let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max_decompressed));
-            // Streamed under the limit: a gzip bomb stops at max_decompressed + 1 bytes.
+            // The body is streamed under the limit, so a gzip bomb stops at max_decompressed + 1
+            // bytes.
             flate2::read::MultiGzDecoder::new(body)
                 .take(max_decompressed as u64 + 1)
                 .read_to_end(&mut out)
@@ -160,7 +164,8 @@ pub fn decode_body<'b>(
 struct Body<'a> {
     #[serde(rename = "requestId", borrow)]
     request_id: Cow<'a, str>,
-    /// Milliseconds from Firehose (moto sends seconds); not used for windows, only checked.
+    /// Milliseconds from Firehose (moto sends seconds); the value is only checked, never used
+    /// for windows.
     #[serde(default)]
     timestamp: Option<serde_json::Number>,
     #[serde(borrow)]
@@ -173,9 +178,9 @@ struct RecordData<'a> {
     data: Base64Text<'a>,
 }
 
-/// A record's `data` string as bytes, borrowed unless it has escapes. Read as bytes, the JSON
-/// parser does not check it for UTF-8 (a fiftieth of the server's CPU, for text that must be
-/// base64, which the base64 decoder then checks byte by byte anyway).
+/// A record's `data` string as bytes, borrowed unless it has escapes. Read as bytes, the string
+/// is not checked for UTF-8 by the JSON parser: the text must be base64, which the base64 decoder
+/// checks byte by byte anyway, so a UTF-8 check would be wasted work.
 struct Base64Text<'a>(Cow<'a, [u8]>);
 
 impl<'de: 'a, 'a> Deserialize<'de> for Base64Text<'a> {
@@ -253,9 +258,9 @@ pub fn decode_request(body: &[u8]) -> Result<DecodedRequest, RequestError> {
     Ok(request)
 }
 
-/// Account and region from `X-Amz-Firehose-Common-Attributes`
-/// (`{"commonAttributes": {"region": "…", "account-id": "…"}}`; key spellings `region`,
-/// `aws_region`, `aws-region`; `account`, `account_id`, `account-id`, `accountId`).
+/// Reads the account and region from `X-Amz-Firehose-Common-Attributes`
+/// (`{"commonAttributes": {"region": "…", "account-id": "…"}}`). The keys may be spelled `region`,
+/// `aws_region`, `aws-region`; `account`, `account_id`, `account-id`, `accountId`, in any case.
 pub fn common_attributes(headers: &HeaderMap) -> (Option<String>, Option<String>) {
     #[derive(Deserialize)]
     struct Attributes {
@@ -326,13 +331,13 @@ mod tests {
         // An escaped slash is still base64 (`/` = 63): "/w==" is 0xff.
         let r = decode_request(br#"{"requestId":"a","records":[{"data":"\/w=="}]}"#).unwrap();
         assert_eq!(r.records().collect::<Vec<_>>(), [&[0xff][..]]);
-        // Not a string; a number.
+        // The data is a number, not a string.
         assert_eq!(
             decode_request(br#"{"requestId":"a","records":[{"data":1}]}"#).unwrap_err().status(),
             400
         );
-        // Junk, trailing bits set, padding missing, whitespace inside, invalid UTF-8 in the
-        // JSON string.
+        // Each of these is refused: invalid UTF-8 in the JSON string, junk, trailing bits set,
+        // padding missing, and whitespace inside.
         assert_eq!(
             decode_request(b"{\"requestId\":\"a\",\"records\":[{\"data\":\"\xff\xfe==\"}]}")
                 .unwrap_err()
@@ -351,7 +356,7 @@ mod tests {
     proptest::proptest! {
         /// The vectorised decoder accepts exactly what the `base64` crate's standard engine
         /// accepts (canonical padding, no stray trailing bits, no whitespace) and decodes it
-        /// the same: valid encodings of random bytes, and near-misses of them.
+        /// the same, on valid encodings of random bytes and on near-misses of them.
         #[test]
         fn base64_decodes_as_the_base64_crate_does(
             bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..80),

@@ -1,9 +1,9 @@
-//! Sources: where flow-log bytes come from.
+//! Sources are where flow-log bytes come from.
 //!
-//! - [`file`]: flow-log files and standard input (plain or gzip, S3 header lines), for `parse`
+//! - [`file`](mod@file): flow-log files and standard input (plain or gzip, S3 header lines), for `parse`
 //!   and `replay`.
-//! - [`chunks`]: `replay`'s parallel reading: inputs cut into chunks of whole lines, parsed on a
-//!   pool of threads, handed back in input order.
+//! - [`chunks`]: `replay`'s parallel reading, which cuts inputs into chunks of whole lines, parses
+//!   them on a pool of threads and hands them back in input order.
 //! - [`firehose`]: the Firehose HTTP endpoint delivery protocol (requests, answers, auth).
 //! - [`kinesis`]: Kinesis Data Streams: shard consumers, checkpoints, resharding, DynamoDB
 //!   leases.

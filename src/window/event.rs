@@ -1,5 +1,5 @@
-//! Events: the owned, fixed-size form of a record that the router hands to a shard, and the
-//! string interner that lets it be fixed-size.
+//! This module defines the event, the owned, fixed-size form of a record that the router hands
+//! to a shard, and the string interner that lets it be fixed-size.
 //!
 //! A [`FlowEvent`] is `Copy` and holds no heap data, so batches of them move between threads
 //! without allocating per record; interface ids, accounts and regions travel as interned `u32`s.

@@ -1,4 +1,4 @@
-//! Windows: sliding-window measures per interface, on event time, sharded.
+//! This module computes sliding-window measures per interface, on event time, across shards.
 //!
 //! This module owns everything between a decoded record and a closed-window [`Snapshot`]:
 //! event time and the watermark ([`time`]), the owned event a shard receives ([`event`]), the

@@ -1,4 +1,4 @@
-//! Window settings: what `--window`, `--slide` … and the `[window]` table of `serve`'s
+//! The window settings hold what `--window`, `--slide` … and the `[window]` table of `serve`'s
 //! configuration file set. The doc comments on the fields are the reference documentation.
 
 use std::time::Duration;

@@ -1,8 +1,9 @@
-//! Snapshots: what one closed window says about one interface.
+//! A snapshot is what one closed window says about one interface.
 //!
-//! Built by summing the window's panes. The lists are ranked by bytes (ties: more packets, then
-//! the smaller address or flow), cut to the configured top-N, and the rest goes into `other_…`
-//! so that each list plus its remainder reconciles exactly with the interface totals.
+//! A snapshot is built by summing the window's panes. The lists are ranked by bytes (ties go to
+//! more packets, then to the smaller address or flow) and cut to the configured top-N, and the
+//! rest goes into `other_…` so that each list plus its remainder reconciles exactly with the
+//! interface totals.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -368,10 +369,10 @@ const PRUNE_FROM: usize = 256;
 /// flows have window sums of at least `floor`, so every top-`n` flow has one too; a flow's sum
 /// over `k` panes is at most `k` times its largest pane value, so each top-`n` flow has a pane
 /// where `k × bytes ≥ floor`. Only such flows are summed, by looking them up in the other panes;
-/// the rest are never hashed. With a large `--max-flows` this merge was most of a window's close
-/// (every flow of every listed source, merged again for each of the windows over its pane).
-/// Below `prune_from` flows, or when most flows stay candidates, one hashed merge of all of
-/// them is cheaper.
+/// the rest are never hashed. The pruning matters with a large `--max-flows`, where a full merge
+/// would be most of a window's close (every flow of every listed source, merged again for each of
+/// the windows over its pane). Below `prune_from` flows, or when most flows stay candidates, one
+/// hashed merge of all of them is cheaper.
 fn window_flow_candidates(
     entries: &[&SourceEntry],
     n: usize,
@@ -446,17 +447,17 @@ mod tests {
         }
     }
 
-    /// The bound's tie: a flow spread evenly over both panes reaches the floor exactly and
+    /// At the bound's tie, a flow spread evenly over both panes reaches the floor exactly and
     /// outranks the floor's own flow on packets.
     #[test]
     fn a_flow_reaching_the_floor_exactly_is_kept() {
         let mut a = SourceEntry::default();
-        a.record(&event(1, 1, 10), 1_000); // the floor: pane a's heaviest flow
+        a.record(&event(1, 1, 10), 1_000); // This is the floor, pane a's heaviest flow.
         a.record(&event(2, 1, 5), 1_000);
         let mut b = SourceEntry::default();
         b.record(&event(2, 1, 5), 1_000);
         for port in 100..110 {
-            b.record(&event(port, 1, 1), 1_000); // never candidates: 2 × 1 < 10
+            b.record(&event(port, 1, 1), 1_000); // These are never candidates: 2 × 1 < 10.
         }
         let flows = window_flow_candidates(&[&a, &b], 1, 0);
         assert_eq!(flows.len(), 2, "only the two candidates are summed: {flows:?}");

@@ -1,4 +1,5 @@
-//! Per-interface window state: one [`Pane`] of counters per slide, and what one event adds.
+//! This module holds the per-interface window state: one [`Pane`] of counters per slide, and
+//! what one event adds to it.
 //!
 //! Counters saturate rather than wrap: a record may claim up to u64::MAX bytes, and a sum of
 //! such claims must not come out small.
@@ -114,11 +115,11 @@ pub struct FlowKey {
 }
 
 impl std::hash::Hash for FlowKey {
-    /// Two writes, a packed word and the address, instead of the derive's dozen field by field:
-    /// a window's top flows are merged from every pane's flows of each listed source, and with
-    /// a large `--max-flows` that hashing was a tenth of all the work. The packing is
-    /// injective (each optional field gets a presence bit; the address a family tag), so equal
-    /// keys hash equal and the derived `Eq` stays right.
+    /// Hashes the key in two writes, a packed word and the address, instead of the derive's
+    /// dozen field by field: a window's top flows are merged from every pane's flows of each
+    /// listed source, so with a large `--max-flows` this hashing is a noticeable part of the work.
+    /// The packing is injective (each optional field gets a presence bit, and the address a
+    /// family tag), so equal keys hash equal and the derived `Eq` stays right.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         let port = |p: Option<u16>| p.map_or(0, |p| 0x1_0000 | u64::from(p));
         let protocol = self.protocol.map_or(0, |p| 0x100 | u64::from(p));
@@ -175,8 +176,8 @@ impl Measure for FlowCounters {
 ///
 /// Most sources send one flow per pane, so that case is stored inline with nothing derived
 /// kept twice (the source's traffic *is* the flow's); a second distinct flow moves everything
-/// into a boxed [`ManyFlows`]. This keeps a tracked source under 128 bytes (the target of the
-/// window-engine issue).
+/// into a boxed [`ManyFlows`]. This keeps a tracked source and its key within 72 bytes (a test
+/// checks the size).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SourceEntry {
     /// No flow yet, or exactly one.
@@ -348,7 +349,7 @@ pub struct Pane {
     pub destinations: BoundedTable<IpAddr, Traffic>,
     /// Traffic of records without a destination address.
     pub unattributed_destinations: Traffic,
-    /// Few distinct values: a small list beats a map.
+    /// Protocols take few distinct values, so a small list beats a map.
     pub protocols: Vec<(u8, Traffic)>,
     /// The first account and region seen in this pane (interned ids).
     pub account: Option<u32>,
@@ -431,7 +432,8 @@ pub struct InterfaceState {
 }
 
 impl InterfaceState {
-    /// The pane `id`, created if absent. Events mostly hit the newest pane: search from the back.
+    /// The pane `id`, created if absent. Events mostly hit the newest pane, so the search runs
+    /// from the back.
     #[inline]
     pub fn pane_mut(&mut self, id: PaneId, caps: &Caps) -> &mut Pane {
         let pos = self.panes.iter().rposition(|(p, _)| *p <= id);
@@ -626,7 +628,7 @@ mod source_entry_tests {
 
     #[test]
     fn a_one_flow_source_with_its_key_fits_in_72_bytes() {
-        // The layout behind the bytes-per-key figure (BENCHMARKS.md, "Windows").
+        // This layout gives the bytes-per-key figure in BENCHMARKS.md ("Windows").
         assert!(std::mem::size_of::<(std::net::IpAddr, SourceEntry)>() <= 72);
     }
 }

@@ -1,4 +1,5 @@
-//! A capped table of counters that stays exact under its cap and keeps the heavy hitters beyond.
+//! This module provides a capped table of counters that stays exact under its cap and keeps the
+//! heavy hitters beyond it.
 //!
 //! Under the cap it is a plain hash map. When a new key arrives at the cap, the table
 //! **compacts**: it keeps the heaviest half (by weight, ties broken by a second measure and then
@@ -33,7 +34,7 @@ type Hasher = foldhash::fast::RandomState;
 
 /// See the module documentation.
 ///
-/// Layout: entries live in a dense `Vec` in insertion order, found through a hash table of
+/// The entries live in a dense `Vec` in insertion order, found through a hash table of
 /// `u32` indices. A hashed map of the entries themselves would carry its load-factor slack
 /// (up to half its buckets empty) on every entry's full size; here the slack costs 5 bytes per
 /// bucket, and the entries grow by a quarter at a time, which is what keeps a tracked source
@@ -84,8 +85,8 @@ where
         table.folded = data.folded;
         table.evicted = data.evicted;
         table.error_bound = data.error_bound;
-        // Through `entry`, so that a crafted file's cap holds; a duplicate key (only in a
-        // crafted file) is folded in as an evicted entry would be.
+        // The entries go through `entry`, so that a crafted file's cap holds; a duplicate key
+        // (only in a crafted file) is folded in as an evicted entry would be.
         for (k, v) in data.entries {
             let fresh = table.get(&k).is_none();
             let slot = table.entry(k);
@@ -130,7 +131,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> BoundedTable<K, V> {
     #[inline]
     fn insert_new(&mut self, hash: u64, key: K) -> &mut V {
         if self.rows.len() == self.rows.capacity() {
-            // Grow by a quarter (at least 4), never past the cap: see the type's docs.
+            // The rows grow by a quarter (at least 4), never past the cap: see the type's docs.
             let more = (self.rows.len() / 4).max(4).min(self.cap - self.rows.len()).max(1);
             self.rows.reserve_exact(more);
         }
@@ -189,7 +190,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> BoundedTable<K, V> {
         self.error_bound
     }
 
-    /// Whether anything was evicted (the table is no longer exact).
+    /// Whether anything was evicted, which makes the table approximate.
     pub fn is_approximate(&self) -> bool {
         self.evicted > 0
     }
@@ -219,21 +220,21 @@ fn evict_lightest<K: Ord, V: Measure>(
 /// [`BoundedTable`] when it grows past this (64 fingerprints are four vector compares).
 const SPILL: usize = 64;
 
-/// A capped table for usually-few keys: entries inline in a small vector (the first without any
-/// allocation), found by a linear scan over 16-bit fingerprints kept in a parallel array, so a
-/// miss reads a few cache lines rather than every entry; past [`SPILL`] entries (when the cap
-/// allows more) a hashed [`BoundedTable`], so a large cap never makes inserts linear. Same
-/// guarantees as [`BoundedTable`], except that the remainder's counters are not kept (only how
-/// much was evicted), and the cap is passed in so that millions of these tables do not each
-/// store it.
+/// A capped table for usually-few keys. Its entries live inline in a small vector (the first
+/// without any allocation) and are found by a linear scan over 16-bit fingerprints kept in a
+/// parallel array, so a miss reads a few cache lines rather than every entry. Past `SPILL`
+/// entries (when the cap allows more) they move into a hashed [`BoundedTable`], so a large cap
+/// never makes inserts linear. The table gives the same guarantees as [`BoundedTable`], except
+/// that the remainder's counters are not kept (only how much was evicted), and the cap is passed
+/// in so that millions of these tables do not each store it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(bound(
     serialize = "K: serde::Serialize + Hash + Eq, V: serde::Serialize",
     deserialize = "K: serde::Deserialize<'de> + Hash + Eq + Ord + Clone, V: serde::Deserialize<'de> + Measure"
 ))]
-// Read through `SmallTableData`: its Vec caps what a declared length can pre-allocate (a
-// SmallVec reserves whatever a state file claims), and the fingerprints are rebuilt from the
-// items rather than trusted.
+// The table is read through `SmallTableData`: its Vec caps what a declared length can
+// pre-allocate (a SmallVec reserves whatever a state file claims), and the fingerprints are
+// rebuilt from the items rather than trusted.
 #[serde(from = "SmallTableData<K, V>")]
 pub struct SmallTable<K, V> {
     #[serde(skip)]
@@ -340,8 +341,8 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> SmallTable<K, V> {
         &mut self.items[last].1
     }
 
-    /// The index of `key`: fingerprints compared 16 at a time into a bit mask (branch-free, so
-    /// it vectorises), keys compared only where a fingerprint matches.
+    /// Finds the index of `key`: the fingerprints are compared 16 at a time into a bit mask
+    /// (branch-free, so it vectorises), and keys only where a fingerprint matches.
     #[inline]
     fn find(&self, fp: u16, key: &K) -> Option<usize> {
         for (c, chunk) in self.fingerprints.chunks(16).enumerate() {
@@ -454,7 +455,7 @@ mod tests {
 
     #[test]
     fn small_table_spills_past_64_entries_and_keeps_the_guarantees() {
-        // Spilled at 64 entries, then the same compactions as a BoundedTable.
+        // The table spills at 64 entries, then compacts as a BoundedTable does.
         let small =
             same_as_bounded(150, (0..2000u32).map(|i| (i * 7 % 401, u64::from(i * 13 % 17))));
         assert!(small.big.is_some());
@@ -507,8 +508,9 @@ mod tests {
     }
 
     proptest! {
-        /// Against an exact model: reconciliation, lower bounds within the error bound, heavy
-        /// hitters retained, size capped.
+        /// Checked against an exact model, the table reconciles with the totals, its weights are
+        /// lower bounds within the error bound, it keeps the heavy hitters, and its size stays
+        /// capped.
         #[test]
         fn model(cap in 2usize..12, ops in proptest::collection::vec((0u32..40, 0u64..1000), 0..400)) {
             let mut t = BoundedTable::<u32, W>::new(cap);

@@ -1,4 +1,4 @@
-//! Time: windows, panes, event time and the watermark.
+//! This module defines windows, panes, event time and the watermark.
 //!
 //! Time is in whole Unix seconds. A **pane** is one slide-width interval `[p·S, (p+1)·S)`,
 //! numbered `p`. A **window** `[k·S, k·S + W)` is the sum of the `W/S` panes `k … k+W/S−1`; it is
@@ -17,7 +17,7 @@ use crate::decode::FlowRecord;
 pub type PaneId = u64;
 
 /// Window length and slide, both whole seconds, the window a multiple of the slide.
-/// (Deserialized only from state files, which are checked against the configured spec.)
+/// (It is deserialized only from state files, which are checked against the configured spec.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct WindowSpec {
     #[serde(rename = "window_secs")]
@@ -89,9 +89,8 @@ impl WindowSpec {
         p.saturating_sub(self.panes() - 1)..=p
     }
 
-    /// The first panes of the windows that have closed once the watermark is `wm`, and those
-    /// that had closed at `before`: windows `k` with `window_end(k) <= wm`.
-    /// Returns the first pane of the newest closed window, if any.
+    /// Returns the first pane of the newest window that has closed once the watermark is `wm`
+    /// (the windows `k` with `window_end(k) <= wm`), if any.
     pub fn last_closed_window(&self, wm: u64) -> Option<PaneId> {
         // window_end(k) <= wm  <=>  (k + n)·S <= wm  <=>  k <= wm/S − n
         (wm / self.slide).checked_sub(self.panes())
@@ -161,7 +160,7 @@ pub fn event_time(record: &FlowRecord<'_>, mode: TimeMode, field: TimeField, arr
     event_time_of(record.start, record.end, mode, field, arrival)
 }
 
-/// [`event_time`] from a record's `start` and `end`.
+/// Computes [`event_time`] from a record's `start` and `end`.
 #[inline]
 pub fn event_time_of(
     start: Option<u64>,
@@ -217,8 +216,9 @@ impl Watermark {
         }
     }
 
-    /// After `idle` seconds without records: the event clock is taken to have moved on with the
-    /// wall clock since the last record, so the watermark becomes `max_event + idle − lateness`.
+    /// Moves the watermark after `idle` seconds without records: the event clock is taken to have
+    /// moved on with the wall clock since the last record, so the watermark becomes
+    /// `max_event + idle − lateness`.
     pub fn idle_for(&mut self, idle: u64) {
         if let Some(m) = self.max_event {
             self.advance_to(m.saturating_add(idle).saturating_sub(self.lateness));
@@ -232,7 +232,7 @@ impl Watermark {
         }
     }
 
-    /// Closes everything: the end of a replay.
+    /// Closes everything, as at the end of a replay.
     pub fn finish(&mut self) {
         self.value = Some(u64::MAX);
     }

@@ -1,7 +1,7 @@
-//! Inputs read in chunks of whole lines, each chunk decoded and parsed on a pool of threads,
-//! and handed back in input order, so that replay's router (the engine's one sequencer) only
-//! routes. Without this, one thread read, decoded, parsed and routed every line, and replay
-//! ran at the speed of that thread while the other core waited on it.
+//! This module reads inputs in chunks of whole lines, decodes and parses each chunk on a pool of
+//! threads, and hands the chunks back in input order, so that replay's router (the engine's one
+//! sequencer) only routes. If one thread read, decoded, parsed and routed every line, replay
+//! would run at the speed of that thread while the other cores waited on it.
 //!
 //! ```text
 //!   splitter ──chunks──► parse thread ×N ──parsed chunk──┐
@@ -10,11 +10,10 @@
 //!
 //! - The **splitter** reads each input (gzip or plain, through [`Input::open`]) into chunks
 //!   that end at a line's end, and queues one receipt per chunk, in order, on a bounded channel.
-//!   Read-ahead is bounded: `in_flight` receipts queued, each chunk about `chunk_bytes` of text
-//!   plus, once parsed, its records (about the size of its lines).
-//! - A **parse thread** reads a chunk with its own [`FileReader`], the reader `parse` and
-//!   `replay` have always used, into [`ParsedRecords`] with the chunk's counts, rejections
-//!   and messages.
+//!   Read-ahead is bounded: at most `in_flight` receipts are queued, and each chunk holds about
+//!   `chunk_bytes` of text plus, once parsed, its records (about the size of its lines).
+//! - A **parse thread** reads a chunk with its own [`FileReader`], the same reader that `parse`
+//!   uses, into [`ParsedRecords`] with the chunk's counts, rejections and messages.
 //! - [`ParsedInputs::next_chunk`] waits for each receipt in turn, so chunks come back in input
 //!   order and line numbers are counted from the input's start.
 //!
@@ -27,7 +26,7 @@
 //!
 //! **Lines that expand.** A line may be a gzip'd CloudWatch payload that decodes to megabytes.
 //! A chunk whose records come to more than `max_record_bytes` is not held parsed: it comes back
-//! as an [`UnparsedChunk`], which the router reads a record at a time, as before.
+//! as an [`UnparsedChunk`], which the router reads a record at a time.
 //!
 //! **Live input.** Standard input may be a pipe fed as events happen (and `--time processing`
 //! stamps records when they are routed), so a live source sends its whole lines whenever a read
@@ -56,8 +55,8 @@ pub type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn BufRead>> + Send>;
 pub struct Source {
     pub name: String,
     pub open: Opener,
-    /// Fed as events happen (standard input): whole lines are sent as soon as a read has
-    /// drained what was available.
+    /// Whether the input is fed as events happen (standard input): its whole lines are sent as
+    /// soon as a read has drained what was available.
     pub live: bool,
 }
 
@@ -238,8 +237,8 @@ impl ParsedInputs {
         self.names.get(input).map_or("<input>", String::as_str)
     }
 
-    /// The next chunk in input order, parsed under the layouts in effect for it, its
-    /// messages' line numbers counted from its input's start; `None` after the last.
+    /// Returns the next chunk in input order, parsed under the layouts in effect for it and with
+    /// its messages' line numbers counted from its input's start, or `None` after the last.
     ///
     /// Panics if a reader or parse thread has panicked, rather than end the input early.
     pub fn next_chunk(&mut self) -> Option<Delivery> {

@@ -10,7 +10,7 @@ use crate::decode::{LayoutSet, LineContext, Rejects, parse_plain_line};
 use crate::record::{ParsedRecords, RouteInput};
 use crate::source::file::{FileReader, ReadStats, may_be_header};
 
-/// A parse thread: parses chunks until the splitter stops.
+/// Runs a parse thread, which parses chunks until the splitter stops.
 pub(super) fn parse_jobs(jobs: &Mutex<Receiver<Job>>, layouts: LayoutSet, max_record_bytes: usize) {
     let mut reader = FileReader::new(layouts);
     loop {
@@ -37,14 +37,16 @@ pub(super) fn parse_chunk(
 /// How a chunk's plain default-format lines are read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum PlainLines {
-    /// Straight from their fields by [`parse_plain_line`], as every caller but the tests reads.
+    /// The lines are read straight from their fields by [`parse_plain_line`], as every caller but
+    /// the tests reads them.
     Shortcut,
-    /// Through the [`FileReader`] with every other line (the tests compare the two).
+    /// The lines go through the [`FileReader`] with every other line (the tests compare the two
+    /// ways).
     #[cfg_attr(not(test), expect(dead_code, reason = "the tests read chunks both ways"))]
     Reader,
 }
 
-/// [`parse_chunk`], reading plain lines as `plain` says.
+/// Parses a chunk as [`parse_chunk`] does, reading plain lines as `plain` says.
 ///
 /// With the shortcut, a line that [`parse_plain_line`] reads under the layouts in effect
 /// (nearly every line of a flow log) is kept straight from its fields. Every other line (a
@@ -63,7 +65,7 @@ pub(super) fn parse_chunk_as(
     reader.stats = ReadStats::default();
     reader.rejects = Rejects::new();
     let mut kept = KeptRecords {
-        // About 110 bytes a line.
+        // A line is about 110 bytes.
         records: ParsedRecords::with_capacity(text.len() / 96 + 1),
         bytes: 0,
         max_bytes: max_record_bytes,
@@ -71,8 +73,8 @@ pub(super) fn parse_chunk_as(
     };
     let mut messages = Vec::new();
     let mut layouts = started_under.clone();
-    // Lines the shortcut did not take, waiting for the reader: their bytes, and the number of
-    // the chunk's lines before them.
+    // These are the lines the shortcut did not take, waiting for the reader: their bytes, and
+    // the number of the chunk's lines before them.
     let mut waiting = 0..0;
     let mut lines_before_waiting = 0u64;
     // Whether a waiting line may be a header that changes the layouts in effect.
@@ -86,7 +88,7 @@ pub(super) fn parse_chunk_as(
         lines += 1;
         // Only a line starting as a version can take the shortcut, under layouts that read the
         // default format first; a header among the waiting lines may change the layouts it is
-        // read under, so those go first (and else they wait on, so that lines of another
+        // read under, so those go first (otherwise they keep waiting, so that lines of another
         // format go to the reader a chunk at a time, not one by one).
         let versionlike =
             plain == PlainLines::Shortcut && matches!(line.first(), Some(b'0'..=b'9' | b'-'));
@@ -154,8 +156,8 @@ fn in_effect<'l>(header_layouts: &'l Option<LayoutSet>, reader: &'l FileReader) 
     header_layouts.as_ref().unwrap_or(reader.layouts())
 }
 
-/// Reads lines of a chunk through the reader (`lines_before`: the chunk's lines before them,
-/// for rejections' line numbers); returns the layouts in effect after them.
+/// Reads lines of a chunk through the reader (`lines_before` is the number of the chunk's lines
+/// before them, for rejections' line numbers) and returns the layouts in effect after them.
 fn read_waiting(
     reader: &mut FileReader,
     text: &[u8],

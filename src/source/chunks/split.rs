@@ -1,4 +1,4 @@
-//! The splitter: cuts each input into chunks of whole lines, follows header lines so that each
+//! The splitter cuts each input into chunks of whole lines, follows header lines so that each
 //! chunk starts under the layouts in effect for it, and queues one receipt per chunk in order.
 
 use std::io::{self, BufRead};
@@ -8,8 +8,8 @@ use super::{Job, Receipt, Source};
 use crate::decode::{Layout, LayoutSet};
 use crate::source::file::{header_layout, may_be_header};
 
-/// The splitter: cuts every input into chunks of whole lines and queues them, each with the
-/// layouts the header lines before it set.
+/// Runs the splitter: it cuts every input into chunks of whole lines and queues them, each with
+/// the layouts the header lines before it set.
 pub(super) fn split(
     sources: Vec<Source>,
     chunk_bytes: usize,
@@ -31,7 +31,7 @@ pub(super) fn split(
         let read = (source.open)().and_then(|mut r| cut(&mut *r, chunk_bytes, live, &mut send));
         match read {
             Ok(true) => {}
-            // The consumer has gone: nothing more to do.
+            // The consumer has gone, so there is nothing more to do.
             Ok(false) => return,
             Err(error) => {
                 if receipts.send(Receipt::Failed { input, error }).is_err() {
@@ -47,7 +47,8 @@ pub(super) fn split(
 /// ([`header_layout`]).
 fn last_header(text: &[u8]) -> Option<Layout> {
     let starts = std::iter::once(0).chain(memchr::memchr_iter(b'\n', text).map(|end| end + 1));
-    // From the end; only lines that may be headers have their end looked for.
+    // The search runs from the end, and only lines that may be headers have their end looked
+    // for.
     let starts = starts.filter(|&s| may_be_header(&text[s..]));
     starts
         .filter_map(|start| {
@@ -101,7 +102,7 @@ fn cut(
         input.consume(take);
         if chunk.len() >= target {
             if memchr::memrchr(b'\n', &chunk).is_none() {
-                // One line longer than a chunk: read on until it ends.
+                // One line is longer than a chunk, so reading goes on until it ends.
                 target = target.saturating_mul(2);
                 continue;
             }

@@ -84,23 +84,24 @@ fn sample_inputs() -> Vec<String> {
             a += "not a flow log\n";
         }
         if i == 20 {
-            // From here on, two fields per line: every later chunk depends on this one.
+            // From here on, lines have two fields, so every later chunk depends on this one.
             a += "interface-id bytes\n";
         }
         if i > 20 {
             a += &format!("eni-h{i} {i}\n");
         }
     }
-    // A header whose layouts a later header restores, and a last line without its `\n`.
+    // The third input holds a header whose layouts a later header restores, and a last line
+    // without its `\n`.
     let b = format!("bytes interface-id\n5 eni-x\n{LINE}\nversion account-id\n{LINE}");
     vec![a, String::new(), b]
 }
 
 proptest::proptest! {
     #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
-    /// Random inputs of flow-log lines, junk, blank lines, `{"message"}` records and header
-    /// lines (which change the layouts of every later chunk), cut at random sizes: the
-    /// chunks deliver exactly what one reader reading each input in turn does.
+    /// For random inputs of flow-log lines, junk, blank lines, `{"message"}` records and header
+    /// lines (which change the layouts of every later chunk), cut at random sizes, the chunks
+    /// deliver exactly what one reader reading each input in turn does.
     #[test]
     fn any_inputs_any_cut_read_as_one_reader_reads_them(
         inputs in proptest::collection::vec(
@@ -125,9 +126,9 @@ proptest::proptest! {
     }
 }
 
-/// Random chunks of the same lines, parsed with and without the plain-line shortcut:
-/// the same records, counts, rejections (with their samples and messages), layouts at the
-/// end, and oversize verdict.
+/// Random chunks of the same lines, parsed with and without the plain-line shortcut, give the
+/// same records, counts, rejections (with their samples and messages), layouts at the end, and
+/// oversize verdict.
 #[test]
 fn the_plain_line_shortcut_changes_nothing_a_chunk_delivers() {
     let mut runner = proptest::test_runner::TestRunner::default();
@@ -140,9 +141,9 @@ fn the_plain_line_shortcut_changes_nothing_a_chunk_delivers() {
             &(lines, max, started, custom_first),
             |(lines, max_record_bytes, started, custom_first)| {
                 let text: String = lines.iter().map(|&i| format!("{}\n", LINES[i])).collect();
-                // Under an earlier header's layouts, or the configured ones: the default set,
-                // or one whose first format is another (no line takes the shortcut until a
-                // header sets the default format).
+                // The chunk starts under an earlier header's layouts or under the configured
+                // ones: the default set, or one whose first format is another (no line takes the
+                // shortcut until a header sets the default format).
                 let started = started.map(|()| LayoutSet::single(Layout::default_format()));
                 let configured = match custom_first {
                     true => LayoutSet::from_formats(&["interface-id bytes", "default"]).unwrap(),
@@ -266,8 +267,8 @@ fn a_failed_input_delivers_its_whole_lines_then_the_error_and_the_rest_goes_on()
     assert_eq!(inputs.name(1), "missing");
 }
 
-/// Standard input fed as events happen: each line is delivered once it has arrived,
-/// while the input is still open (before, a chunk waited to fill).
+/// When standard input is fed as events happen, each line is delivered once it has arrived,
+/// while the input is still open, without waiting for a chunk to fill.
 #[test]
 fn a_live_input_delivers_each_line_as_it_arrives() {
     struct Feed(std::sync::mpsc::Receiver<Vec<u8>>);
@@ -290,7 +291,7 @@ fn a_live_input_delivers_each_line_as_it_arrives() {
         }
         inputs.close();
     });
-    let wait = std::time::Duration::from_secs(60); // only reached if the line never comes
+    let wait = std::time::Duration::from_secs(60); // Reached only if the line never comes.
     for _ in 0..3 {
         feed.send(format!("{LINE}\n").into_bytes()).unwrap();
         assert_eq!(delivered.recv_timeout(wait), Ok(1), "the line waited for more input");
@@ -315,5 +316,5 @@ fn a_consumer_that_stops_early_stops_every_thread() {
     let mut inputs =
         ParsedInputs::start(vec![text_source("big", text)], LayoutSet::default(), config(64, 2, 2));
     assert!(inputs.next_chunk().is_some());
-    inputs.close(); // joins the splitter and the parse threads: a hang fails the test run
+    inputs.close(); // This joins the splitter and the parse threads, so a hang fails the test.
 }

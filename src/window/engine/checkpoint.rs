@@ -1,4 +1,5 @@
-//! Checkpoints: a consistent cut of the router, every shard and the closer, and restoring one.
+//! A checkpoint is a consistent cut of the router, every shard and the closer; this module takes
+//! one and splits it up again for a restore.
 
 use serde::Serialize;
 
@@ -89,8 +90,8 @@ impl EngineState {
 }
 
 impl Router {
-    /// A consistent copy of the whole engine: everything routed so far applied, every marker
-    /// closed. Blocks while the shards and the closer catch up.
+    /// Takes a consistent copy of the whole engine, with everything routed so far applied and
+    /// every marker closed. Blocks while the shards and the closer catch up.
     pub fn checkpoint(&mut self) -> EngineState {
         for shard in 0..self.senders.len() {
             self.flush_shard(shard);

@@ -1,5 +1,5 @@
-//! The closer: once every shard has acknowledged a marker, it builds the closing windows'
-//! snapshots from the sealed panes and retires state no window needs.
+//! Once every shard has acknowledged a marker, the closer builds the closing windows' snapshots
+//! from the sealed panes and retires state no window needs.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::Ordering;
@@ -111,7 +111,7 @@ impl Closer {
         let n = spec.panes();
         let mut out = Vec::new();
 
-        // Corrections to windows that closed at earlier markers (`--late update`).
+        // Windows that closed at earlier markers are corrected first (`--late update`).
         if self.config.late == LatePolicy::Update
             && let Some(last) = self.last_closed
         {
@@ -133,7 +133,7 @@ impl Closer {
             }
         }
 
-        // Windows closing now: those ending at or before the watermark, with data.
+        // Then the windows that end at or before the watermark and hold data close.
         if let Some(limit) = spec.last_closed_window(wm) {
             loop {
                 let from = self.last_closed.map_or(0, |l| l + 1);
@@ -180,7 +180,8 @@ impl Closer {
         out
     }
 
-    /// Snapshots of every interface with data in window `k`, built shard by shard in parallel.
+    /// Builds the snapshots of every interface with data in window `k`, shard by shard in
+    /// parallel.
     fn close_window(&mut self, k: PaneId) -> Vec<Snapshot> {
         let track_revisions = self.config.late == LatePolicy::Update;
         let per_shard: Vec<Vec<(u32, Snapshot)>> = std::thread::scope(|scope| {

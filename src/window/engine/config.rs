@@ -65,9 +65,8 @@ impl EngineConfig {
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             region: None,
             // A shard applies a batch grouped by interface: with a thousand busy interfaces a
-            // batch of 8192 gives each a run of several events on its pane's cache lines (a
-            // tenth less CPU than 1024 on the 10 M-record benchmark). Four batches queued per
-            // shard hold 32,768 events (about 3 MiB), twice the sixteen of 1024 before.
+            // batch of 8192 gives each a run of several events on its pane's cache lines (see
+            // BENCHMARKS.md). Four batches queued per shard hold 32,768 events (about 3 MiB).
             batch_size: 8192,
             channel_capacity: 4,
         }
@@ -88,8 +87,9 @@ impl EngineConfig {
         }
     }
 
-    /// The oldest pane whose state is kept at watermark `wm`. With `--late update`, every pane
-    /// of a window that may still be corrected, so a correction is built from the whole window.
+    /// The oldest pane whose state is kept at watermark `wm`. With `--late update`, the state
+    /// covers every pane of a window that may still be corrected, so a correction is built from
+    /// the whole window.
     pub fn state_horizon(&self, wm: u64) -> PaneId {
         let late = self.late_horizon(wm);
         match self.late {

@@ -1,4 +1,4 @@
-//! The engine: a router, N shard workers and a closer, connected by bounded channels.
+//! The engine is a router, N shard workers and a closer, connected by bounded channels.
 //!
 //! ```text
 //!   records ──► Router ──batches, markers──► shard worker ×N ──► DashMap<interface, state>
@@ -46,7 +46,7 @@ use super::time::PaneId;
 pub struct EngineStats {
     pub records: AtomicU64,
     pub late_records: AtomicU64,
-    /// Late records too old for any kept pane: counted here only.
+    /// Late records too old for any kept pane, which are counted here only.
     pub expired_late_records: AtomicU64,
     pub missing_interface: AtomicU64,
     pub snapshots: AtomicU64,
@@ -60,7 +60,8 @@ pub struct EngineStats {
     /// Windows with data that have not closed yet.
     pub open_windows: AtomicU64,
     /// Events that could not be handed to their shard because its worker had stopped (only
-    /// after a worker panic): counted so that /status shows it, never silent.
+    /// after a worker panic). They are counted so that `/api/v1/status` shows the loss, which is
+    /// never silent.
     pub events_lost_to_stopped_shard: AtomicU64,
 }
 
@@ -247,7 +248,7 @@ impl EngineJoin {
     }
 }
 
-/// Which shard owns an interface. Fibonacci hashing of the interned id.
+/// Which shard owns an interface, by Fibonacci hashing of the interned id.
 #[inline]
 fn shard_of(interface: u32, shards: usize) -> usize {
     let h = u64::from(interface).wrapping_mul(0x9E37_79B9_7F4A_7C15);

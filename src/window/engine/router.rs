@@ -1,4 +1,4 @@
-//! The router: the engine's one sequencer. It assigns each record its event time and pane,
+//! The router is the engine's one sequencer. It assigns each record its event time and pane,
 //! decides lateness against the watermark, batches the record to the shard that owns its
 //! interface, and sends a marker whenever the watermark crosses a slide boundary.
 
@@ -27,7 +27,8 @@ pub(super) struct RouterLinks {
     pub(super) stats: Arc<EngineStats>,
 }
 
-/// The single sequencer of the engine's input. Not `Sync`: one owner pushes records in order.
+/// The single sequencer of the engine's input. It is not `Sync`: one owner pushes records in
+/// order.
 pub struct Router {
     pub(super) config: Arc<EngineConfig>,
     pub(super) senders: Vec<mpsc::Sender<ShardMsg>>,
@@ -118,7 +119,7 @@ impl Router {
         RouteError::MissingInterface
     }
 
-    /// [`Router::push`] for a record already resolved into what routing reads.
+    /// Routes a record already resolved into what routing reads, as [`Router::push`] does.
     #[inline]
     pub fn push_input(&mut self, input: &RouteInput<'_>, arrival: u64) -> Result<(), RouteError> {
         let Some(interface) = input.interface else {
@@ -128,9 +129,9 @@ impl Router {
         Ok(())
     }
 
-    /// [`Router::push_input`] for a record whose interface is known to be `interface` (its
-    /// `input.interface` is not read again): the records of a
-    /// [`crate::record::ParsedRecords`], which keeps only records that name one.
+    /// Routes a record whose interface is known to be `interface`, as [`Router::push_input`]
+    /// does (its `input.interface` is not read again). The records of a
+    /// [`crate::record::ParsedRecords`], which keeps only records that name one, go this way.
     #[inline]
     pub fn push_named(&mut self, interface: &str, input: &RouteInput<'_>, arrival: u64) {
         self.last_record_at = Some(arrival);

@@ -1,5 +1,5 @@
-//! Shard workers: each owns a set of interfaces and applies their events to their panes, in
-//! router order, on a thread of its own.
+//! Shard workers each own a set of interfaces and apply their events to their panes, in router
+//! order, each on a thread of its own.
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ pub(super) enum ShardMsg {
     Marker {
         seq: u64,
     },
-    /// Reply with a copy of the shard's state (everything before this message applied).
+    /// Asks for a copy of the shard's state (with everything before this message applied).
     Checkpoint(tokio::sync::oneshot::Sender<ShardCheckpoint>),
 }
 
