@@ -15,8 +15,8 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use vpcflowd::decode::{Action, LogStatus};
 use vpcflowd::window::TopN;
 use vpcflowd::window::event::FlowEvent;
+use vpcflowd::window::pane::{Caps, InterfacePanes};
 use vpcflowd::window::snapshot::{SnapshotKey, build};
-use vpcflowd::window::state::{Caps, InterfaceState};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -58,11 +58,11 @@ fn event(iface: u32, src: u32, flow: u16) -> FlowEvent {
     }
 }
 
-fn states(interfaces: u32, sources: u32, flows: u16) -> Vec<InterfaceState> {
+fn states(interfaces: u32, sources: u32, flows: u16) -> Vec<InterfacePanes> {
     let caps = Caps { sources: 100_000, destinations: 100_000, flows: 64 };
     (0..interfaces)
         .map(|i| {
-            let mut st = InterfaceState::default();
+            let mut st = InterfacePanes::default();
             for s in 0..sources {
                 for f in 0..flows {
                     st.pane_mut(1, &caps).apply(&event(i, s, f), &caps, true);

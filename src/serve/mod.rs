@@ -105,8 +105,10 @@ fn restore(
     engine_config: &crate::window::EngineConfig,
     dedup: &Dedup,
     committed: Option<Option<u64>>,
-) -> Result<Option<(crate::window::engine::EngineState, state_file::KinesisCheckpoint)>, ServeError>
-{
+) -> Result<
+    Option<(crate::window::engine::EngineCheckpoint, state_file::KinesisCheckpoint)>,
+    ServeError,
+> {
     std::fs::create_dir_all(dir)
         .map_err(|source| ServeError::StateDir { dir: dir.to_path_buf(), source })?;
     if let Some(committed) = committed {

@@ -26,7 +26,7 @@ use super::{Bound, reload, restore, state_file, telemetry};
 use crate::decode::LayoutSet;
 use crate::export::{ExportStats, ExporterOptions, WindowExporter};
 use crate::source::kinesis::{self, Position, ShardKey, SourceMsg};
-use crate::window::engine::{EngineJoin, EngineState, Router};
+use crate::window::engine::{EngineCheckpoint, EngineJoin, Router};
 use crate::window::{Engine, EngineConfig, Snapshot};
 
 fn bind(addr: SocketAddr, listener: &'static str) -> Result<TcpListener, ServeError> {
@@ -102,7 +102,7 @@ impl Listeners {
 /// What a restart continues from: the engine's state, the Kinesis positions and generation,
 /// and the Kinesis clients and lease book.
 struct Restored {
-    engine: Option<EngineState>,
+    engine: Option<EngineCheckpoint>,
     positions: BTreeMap<ShardKey, Position>,
     generation: u64,
     kinesis: Option<kinesis::Connections>,

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::source::kinesis::{Position, ShardKey};
-use crate::window::engine::EngineState;
+use crate::window::engine::EngineCheckpoint;
 
 pub const FILE_NAME: &str = "vpcflowd.state";
 const MAGIC: &[u8; 16] = b"VPCFLOWD-STATE\n\0";
@@ -29,7 +29,7 @@ pub struct StateFile {
     /// When it was written (Unix milliseconds).
     pub written_at_ms: u64,
     /// The engine's open windows, watermark and bookkeeping.
-    pub engine: EngineState,
+    pub engine: EngineCheckpoint,
     /// Applied Firehose request ids with the time they were applied (oldest first).
     pub dedup: Vec<(u64, String)>,
     /// Kinesis shard positions: every record up to them is in `engine`.

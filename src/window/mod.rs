@@ -2,7 +2,7 @@
 //!
 //! This module owns everything between a decoded record and a closed-window [`Snapshot`]:
 //! event time and the watermark ([`time`]), the owned event a shard receives ([`event`]), the
-//! per-interface pane state ([`state`]) and its capped tables ([`table`]), snapshot building
+//! per-interface panes ([`pane`]) and its capped tables ([`table`]), snapshot building
 //! ([`snapshot`]) and the concurrent engine that ties them together ([`engine`]). It does no
 //! I/O: sources push records into the [`Router`]; consumers read snapshot batches.
 //!
@@ -31,14 +31,14 @@
 
 pub mod engine;
 pub mod event;
+pub mod pane;
 pub mod settings;
 pub mod snapshot;
-pub mod state;
 pub mod table;
 pub mod time;
 
 pub use engine::{Engine, EngineConfig, EngineStats, LatePolicy, RouteError, Router};
+pub use pane::Caps;
 pub use settings::WindowSettings;
 pub use snapshot::{Snapshot, TopN};
-pub use state::Caps;
 pub use time::{TimeField, TimeMode, WindowSpec};

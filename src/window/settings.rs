@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::engine::{EngineConfig, LatePolicy};
+use super::pane::Caps;
 use super::snapshot::TopN;
-use super::state::Caps;
 use super::time::{TimeField, TimeMode, WindowSpec};
 
 /// Sliding windows, lateness, list lengths and memory caps.

@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::state::{FlowCounters, FlowKey, Pane, SourceEntry, Totals, Traffic};
+use super::pane::{FlowCounters, FlowKey, Pane, SourceEntry, Totals, Traffic};
 use super::table::{Measure, rank};
 use crate::decode::Action;
 

@@ -522,7 +522,7 @@ fn engine_with_restart(
     router.stop();
     join.join();
     let bytes = rmp_serde::to_vec(&state).unwrap();
-    let state: vpcflowd::window::engine::EngineState = rmp_serde::from_slice(&bytes).unwrap();
+    let state: vpcflowd::window::engine::EngineCheckpoint = rmp_serde::from_slice(&bytes).unwrap();
     let config = engine_config(cfg, shards_after);
     assert_eq!(state.incompatibility(&config), None);
     let (mut router, rx, join) = Engine::start_from(config, Some(state)).into_parts();
@@ -559,8 +559,8 @@ proptest! {
 /// bound must cover what the source lost.
 #[test]
 fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
+    use vpcflowd::window::pane::{Caps, Pane};
     use vpcflowd::window::snapshot::{SnapshotKey, build};
-    use vpcflowd::window::state::{Caps, Pane};
     let caps = Caps { sources: 2, destinations: 100, flows: 64 };
     let mut pane = Pane::new(&caps);
     let ev = |src: u8, bytes: u64| vpcflowd::window::event::FlowEvent {

@@ -8,20 +8,20 @@ use super::router::Router;
 use super::shard::ShardMsg;
 use super::shard_of;
 use crate::window::event::FlowEvent;
-use crate::window::state::InterfaceState;
+use crate::window::pane::InterfacePanes;
 use crate::window::time::{PaneId, Watermark, WindowSpec};
 
 /// A shard's part of a checkpoint: its interfaces, and the late events it holds.
 #[derive(Debug, Default)]
 pub(super) struct ShardCheckpoint {
-    pub(super) interfaces: Vec<(u32, InterfaceState)>,
+    pub(super) interfaces: Vec<(u32, InterfacePanes)>,
     pub(super) held_late: Vec<FlowEvent>,
 }
 
 impl ShardCheckpoint {
     /// Takes the interfaces and held late events out of `state`, each to the shard of `shards`
     /// that owns it (the shard count may differ from the one the state was written with).
-    pub(super) fn split(state: &mut EngineState, shards: usize) -> Vec<ShardCheckpoint> {
+    pub(super) fn split(state: &mut EngineCheckpoint, shards: usize) -> Vec<ShardCheckpoint> {
         let mut parts: Vec<ShardCheckpoint> =
             (0..shards).map(|_| ShardCheckpoint::default()).collect();
         for (id, st) in std::mem::take(&mut state.interfaces) {
@@ -36,7 +36,7 @@ impl ShardCheckpoint {
 
 /// The closer's part of a checkpoint, published after every close.
 #[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
-pub struct CloserState {
+pub struct CloserCheckpoint {
     pub live_panes: Vec<PaneId>,
     pub last_closed: Option<PaneId>,
     pub revisions: Vec<((u32, PaneId), u32)>,
@@ -45,7 +45,7 @@ pub struct CloserState {
 /// Everything the engine needs to continue where it stopped: a consistent cut of the router,
 /// every shard and the closer.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
-pub struct EngineState {
+pub struct EngineCheckpoint {
     /// The window spec and late policy the state was built with; restoring under different
     /// ones is refused.
     pub spec: WindowSpec,
@@ -58,14 +58,14 @@ pub struct EngineState {
     pub known_panes: Vec<PaneId>,
     /// Panes seen since the last marker, not yet announced to the closer.
     pub new_panes: Vec<PaneId>,
-    pub interfaces: Vec<(u32, InterfaceState)>,
+    pub interfaces: Vec<(u32, InterfacePanes)>,
     pub held_late: Vec<FlowEvent>,
-    pub closer: CloserState,
+    pub closer: CloserCheckpoint,
     /// Arrival time of the last record, so that the idle timeout goes on after a restart.
     pub last_record_at: Option<u64>,
 }
 
-impl EngineState {
+impl EngineCheckpoint {
     /// Why this state cannot continue under `config`, if it cannot.
     pub fn incompatibility(&self, config: &EngineConfig) -> Option<String> {
         if self.spec != config.spec
@@ -92,7 +92,7 @@ impl EngineState {
 impl Router {
     /// Takes a consistent copy of the whole engine, with everything routed so far applied and
     /// every marker closed. Blocks while the shards and the closer catch up.
-    pub fn checkpoint(&mut self) -> EngineState {
+    pub fn checkpoint(&mut self) -> EngineCheckpoint {
         for shard in 0..self.senders.len() {
             self.flush_shard(shard);
         }
@@ -113,7 +113,7 @@ impl Router {
         interfaces.sort_by_key(|(id, _)| *id);
         let closer = self.closer_state.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let names = self.interner.names().read().iter().map(|n| n.to_string()).collect();
-        EngineState {
+        EngineCheckpoint {
             spec: self.config.spec,
             late: self.config.late,
             lateness_secs: self.config.lateness_secs,

@@ -7,13 +7,13 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::checkpoint::CloserState;
+use super::checkpoint::CloserCheckpoint;
 use super::config::{EngineConfig, LatePolicy};
 use super::shard::Shard;
 use super::{Ack, CloseProgress, EngineStats, MarkerInfo, shard_of};
 use crate::window::event::Names;
+use crate::window::pane::{InterfacePanes, Pane};
 use crate::window::snapshot::{Snapshot, SnapshotKey, build};
-use crate::window::state::{InterfaceState, Pane};
 use crate::window::time::PaneId;
 
 /// The closer's thread: closes windows at markers, in marker order.
@@ -32,7 +32,7 @@ pub(super) struct Closer {
     /// Acks received for markers not yet closed: (count, dirty panes).
     pending: HashMap<u64, (usize, Vec<(u32, PaneId)>)>,
     /// A copy of the state above, for checkpoints.
-    published: Arc<Mutex<CloserState>>,
+    published: Arc<Mutex<CloserCheckpoint>>,
 }
 
 impl Closer {
@@ -43,8 +43,8 @@ impl Closer {
         names: Names,
         stats: Arc<EngineStats>,
         progress: Arc<CloseProgress>,
-        restored: &CloserState,
-        published: Arc<Mutex<CloserState>>,
+        restored: &CloserCheckpoint,
+        published: Arc<Mutex<CloserCheckpoint>>,
     ) -> Closer {
         Closer {
             config,
@@ -74,7 +74,7 @@ impl Closer {
             let micros = started.elapsed().as_micros() as u64;
             self.stats.last_close_micros.store(micros, Ordering::Relaxed);
             self.stats.close_micros_total.fetch_add(micros, Ordering::Relaxed);
-            *self.published.lock().unwrap_or_else(|e| e.into_inner()) = CloserState {
+            *self.published.lock().unwrap_or_else(|e| e.into_inner()) = CloserCheckpoint {
                 live_panes: self.live_panes.iter().copied().collect(),
                 last_closed: self.last_closed,
                 revisions: self.revisions.iter().map(|(k, v)| (*k, *v)).collect(),
@@ -222,7 +222,7 @@ impl Closer {
     fn build(
         &self,
         iface: u32,
-        state: &InterfaceState,
+        state: &InterfacePanes,
         k: PaneId,
         revision: u32,
     ) -> Option<Snapshot> {

@@ -4,8 +4,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::super::pane::Caps;
 use super::super::snapshot::TopN;
-use super::super::state::Caps;
 use super::super::time::{PaneId, TimeField, TimeMode, WindowSpec};
 
 /// What to do with a record whose pane is already sealed.

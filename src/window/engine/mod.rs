@@ -30,7 +30,7 @@ use std::thread::JoinHandle;
 use tokio::sync::mpsc;
 
 use self::checkpoint::ShardCheckpoint;
-pub use self::checkpoint::{CloserState, EngineState};
+pub use self::checkpoint::{CloserCheckpoint, EngineCheckpoint};
 use self::closer::Closer;
 pub use self::config::{EngineConfig, LatePolicy};
 pub use self::router::Router;
@@ -147,8 +147,8 @@ impl Engine {
     }
 
     /// Starts from a checkpoint (see [`Router::checkpoint`]); check
-    /// [`EngineState::incompatibility`] first.
-    pub fn start_from(config: EngineConfig, state: Option<EngineState>) -> Engine {
+    /// [`EngineCheckpoint::incompatibility`] first.
+    pub fn start_from(config: EngineConfig, state: Option<EngineCheckpoint>) -> Engine {
         let config = Arc::new(config);
         let n = config.shards.max(1);
         let stats = Arc::new(EngineStats::default());

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::mpsc;
 
-use super::checkpoint::{CloserState, EngineState};
+use super::checkpoint::{CloserCheckpoint, EngineCheckpoint};
 use super::config::EngineConfig;
 use super::shard::ShardMsg;
 use super::{CloseProgress, EngineStats, Hasher, MarkerInfo, RouteError, shard_of};
@@ -23,7 +23,7 @@ pub(super) struct RouterLinks {
     pub(super) markers: mpsc::Sender<MarkerInfo>,
     pub(super) recycle: mpsc::Receiver<Vec<FlowEvent>>,
     pub(super) progress: Arc<CloseProgress>,
-    pub(super) closer_state: Arc<Mutex<CloserState>>,
+    pub(super) closer_state: Arc<Mutex<CloserCheckpoint>>,
     pub(super) stats: Arc<EngineStats>,
 }
 
@@ -49,7 +49,7 @@ pub struct Router {
     /// Arrival time (seconds) of the last record, for the idle timeout.
     pub(super) last_record_at: Option<u64>,
     pub(super) progress: Arc<CloseProgress>,
-    pub(super) closer_state: Arc<Mutex<CloserState>>,
+    pub(super) closer_state: Arc<Mutex<CloserCheckpoint>>,
     /// Set by [`Router::stop`]: dropping does not close the windows.
     stopped: bool,
     last_interface: LastInterned,
@@ -67,7 +67,7 @@ impl Router {
         config: Arc<EngineConfig>,
         links: RouterLinks,
         mut interner: Interner,
-        state: Option<&EngineState>,
+        state: Option<&EngineCheckpoint>,
     ) -> Router {
         let default_region = config.region.clone().map(|r| interner.intern(&r));
         Router {

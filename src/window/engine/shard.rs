@@ -10,7 +10,7 @@ use super::checkpoint::ShardCheckpoint;
 use super::config::{EngineConfig, LatePolicy};
 use super::{Ack, CloseProgress, Hasher};
 use crate::window::event::FlowEvent;
-use crate::window::state::InterfaceState;
+use crate::window::pane::InterfacePanes;
 use crate::window::time::PaneId;
 
 /// What the router sends a shard, in order.
@@ -26,7 +26,7 @@ pub(super) enum ShardMsg {
 /// One shard's state: interfaces by interned id.
 #[derive(Debug, Default)]
 pub struct Shard {
-    pub interfaces: DashMap<u32, InterfaceState, Hasher>,
+    pub interfaces: DashMap<u32, InterfacePanes, Hasher>,
 }
 
 /// The thread that applies one shard's events.

@@ -427,11 +427,11 @@ impl Pane {
 
 /// An interface's panes, oldest first.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct InterfaceState {
+pub struct InterfacePanes {
     pub panes: VecDeque<(PaneId, Pane)>,
 }
 
-impl InterfaceState {
+impl InterfacePanes {
     /// The pane `id`, created if absent. Events mostly hit the newest pane, so the search runs
     /// from the back.
     #[inline]
