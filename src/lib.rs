@@ -10,6 +10,7 @@
 //! ([`serve`]). `ARCHITECTURE.md` describes the data flow and gives the code map.
 
 pub mod cli;
+pub mod clock;
 pub mod decode;
 pub mod export;
 pub mod generate;

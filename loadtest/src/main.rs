@@ -21,6 +21,7 @@ mod verify;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use vpcflowd::serve::status::StatusReport;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
@@ -335,7 +336,7 @@ async fn run(sender: Sender, args: RunArgs) -> Result<()> {
         let want = closing.await?;
         let what = format!("close window {want}");
         wait_for_status(&client, admin, args.verify_timeout, &what, |s| {
-            s["latest_window"].as_u64().is_some_and(|w| w >= want)
+            s.latest_window.is_some_and(|w| w >= want)
         })
         .await?;
         r.verified_snapshots = Some(verify::compare(admin, &expected, args.history).await?);
@@ -349,19 +350,19 @@ async fn run(sender: Sender, args: RunArgs) -> Result<()> {
 }
 
 /// The server's `/api/v1/status`.
-async fn status(client: &reqwest::Client, admin: &str) -> Result<serde_json::Value> {
+async fn status(client: &reqwest::Client, admin: &str) -> Result<StatusReport> {
     let url = format!("{admin}/api/v1/status");
     client.get(&url).send().await?.json().await.with_context(|| url)
 }
 
 /// Records the server has routed into its engine (`ingest.records` of its status).
-fn routed(status: &serde_json::Value) -> u64 {
-    status["ingest"]["records"].as_u64().unwrap_or(0)
+fn routed(status: &StatusReport) -> u64 {
+    status.ingest.records
 }
 
 /// Records the server's engine has counted late (`engine.late_records` of its status).
-fn late(status: &serde_json::Value) -> u64 {
-    status["engine"]["late_records"].as_u64().unwrap_or(0)
+fn late(status: &StatusReport) -> u64 {
+    status.engine.late_records
 }
 
 /// Polls the server's status until `done` holds; fails with `what` after `timeout`.
@@ -370,7 +371,7 @@ async fn wait_for_status(
     admin: &str,
     timeout: Duration,
     what: &str,
-    done: impl Fn(&serde_json::Value) -> bool,
+    done: impl Fn(&StatusReport) -> bool,
 ) -> Result<()> {
     let deadline = tokio::time::Instant::now() + timeout;
     while !done(&status(client, admin).await?) {

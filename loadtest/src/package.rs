@@ -65,7 +65,7 @@ pub fn package(
                 by_stream.entry(key(l)).or_default().push(l);
             }
             let mut out = Vec::new();
-            let ms = vpcflowd::source::firehose::now_millis();
+            let ms = vpcflowd::clock::unix_millis();
             for (interface, lines) in by_stream {
                 for chunk in lines.chunks(events_per_payload.max(1)) {
                     out.push(Record {

@@ -1,7 +1,8 @@
 //! `vpcflowd config-reference`: the reference of every `serve` configuration key, generated from
 //! the configuration structs themselves: their doc comments (through their JSON Schema, derived
 //! with schemars), their types and their defaults ([`ServeConfig::default`]). The committed
-//! `docs/config-reference.md` is this command's output; a test keeps the two equal.
+//! `docs/config-reference.md` is this command's output; a test keeps the two equal. Its last
+//! section, the self-metrics, comes from `serve::status`, where each is defined.
 
 use std::fmt::Write;
 use std::process::ExitCode;
@@ -32,7 +33,7 @@ pub fn render() -> String {
          `vpcflowd serve --print-config` prints the effective configuration.\n",
     );
     let root = properties(&schema);
-    // Top-level keys first, then one section per table.
+    // Top-level keys come first, then one section per table.
     out.push_str("\n## Top level\n");
     for (key, prop) in &root {
         if table_def(prop, &defs).is_none() {
@@ -44,10 +45,18 @@ pub fn render() -> String {
             section(&mut out, key, prop, def, &defs, &defaults[key.as_str()]);
         }
     }
+    out.push_str(
+        "\n## Self-metrics\n\n\
+         `serve`'s own instruments, on `/metrics` and pushed over OTLP every `otlp_interval`\n\
+         (cumulative; in Prometheus a counter's name gains `_total`, seconds `_seconds`). The\n\
+         `/api/v1/status` column names the same value in the status (durations there are in\n\
+         microseconds).\n\n",
+    );
+    out.push_str(&crate::serve::status::reference_markdown());
     out
 }
 
-/// A table (`[key]`) and, below it, its arrays of tables (`[[key.sub]]`).
+/// Writes a table (`[key]`) and, below it, its arrays of tables (`[[key.sub]]`).
 fn section(
     out: &mut String,
     key: &str,
@@ -79,7 +88,7 @@ fn section(
     }
 }
 
-/// One key: its name, type, default, environment variable and description.
+/// Writes one key: its name, type, default, environment variable and description.
 fn key_entry(
     out: &mut String,
     path: &[&str],
@@ -102,7 +111,7 @@ fn key_entry(
     }
     out.push(')');
     if let Some(d) = description(prop) {
-        // Indented so that a multi-paragraph description stays inside its list item.
+        // The text is indented so that a multi-paragraph description stays inside its list item.
         let text = d.replace("\n\n", "\n\n  ").replace('\n', "\n  ");
         let _ = write!(out, "\n  {text}");
     }
@@ -236,7 +245,7 @@ mod tests {
             reference.contains("one of `trim_horizon`, `latest`, `at_timestamp`"),
             "{reference}"
         );
-        // No key without its doc comment.
+        // Every key has its doc comment.
         let keys = reference.matches("\n- **`").count();
         let described = reference.matches(")\n  ").count();
         assert_eq!(keys, described, "{reference}");

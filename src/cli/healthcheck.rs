@@ -1,6 +1,7 @@
 //! `vpcflowd healthcheck`: asks a running `serve`'s admin listener whether it is alive, for
 //! container health checks in images that have nothing else to ask with (the scratch image has
-//! no shell, curl or wget). Exit 0 on a 2xx answer, 1 otherwise, with the reason on stderr.
+//! no shell, curl or wget). It exits with 0 on a 2xx answer, and otherwise with 1 and the reason
+//! on stderr.
 
 use std::process::ExitCode;
 use std::time::Duration;

@@ -1,4 +1,4 @@
-//! `vpcflowd parse`: flow-log lines in, one JSON object per record out.
+//! `vpcflowd parse`: reads flow-log lines and prints one JSON object per record.
 //!
 //! Rejected lines go to stderr as `FILE:LINE: reason`, followed by a summary. The exit code is 0
 //! when every input was read (even with rejected lines), 2 for a usage or format error and 1 for

@@ -5,7 +5,7 @@
 use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 
 use clap::{Args, ValueEnum};
 
@@ -159,7 +159,7 @@ fn route_inputs(mut router: Router, sources: Vec<Source>, layouts: LayoutSet) ->
         for (interface, input) in chunk.records.named_inputs() {
             router.push_named(interface, &input, clock.now());
         }
-        // The router's own count of records naming no interface.
+        // The router keeps its own count of records naming no interface.
         for _ in 0..chunk.rejects.count(RejectReason::MissingInterface) {
             router.refuse_missing_interface();
         }
@@ -221,7 +221,7 @@ struct CoarseClock {
 impl CoarseClock {
     fn now(&mut self) -> u64 {
         if self.calls.is_multiple_of(4096) {
-            self.now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+            self.now = crate::clock::unix_secs();
         }
         self.calls = self.calls.wrapping_add(1);
         self.now

@@ -1,4 +1,4 @@
-//! `vpcflowd serve`: run the engine live as a Firehose HTTP endpoint destination.
+//! `vpcflowd serve`: runs the engine live as a Firehose HTTP endpoint destination.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -315,7 +315,7 @@ pub fn run(args: &ServeArgs) -> ExitCode {
         // addresses are printed is never missed.
         let shutdown = shutdown_signal().map_err(crate::serve::ServeError::Signals)?;
         crate::serve::run(config, shutdown, |bound| {
-            // A line for scripts and tests: where to send traffic and where to look.
+            // This line tells scripts and tests where to send traffic and where to look.
             match bound.ingest {
                 Some(ingest) => {
                     eprintln!("vpcflowd serve: ingest on {ingest} admin on {}", bound.admin)

@@ -86,7 +86,7 @@ impl fmt::Display for RejectReason {
 pub const SAMPLE_BYTES: usize = 256;
 
 /// The most recent rejection of one reason.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct RejectSample {
     /// What was wrong, e.g. "field srcport: `+80` is not an integer from 0 to 65535".
     pub detail: String,

@@ -13,11 +13,12 @@ use std::time::Duration;
 /// What a request id's claim found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Claim {
-    /// Not seen: now in flight; call [`Dedup::complete`] or [`Dedup::abandon`].
+    /// The id was not seen and is in flight from this claim on; call [`Dedup::complete`] or
+    /// [`Dedup::abandon`].
     New,
-    /// Already applied: answer 200, count nothing.
+    /// The id is already applied: answer 200 and count nothing.
     Applied,
-    /// Being applied by another request right now.
+    /// Another request is applying the id right now.
     InFlight,
 }
 
@@ -111,7 +112,7 @@ impl Dedup {
         }
     }
 
-    /// Remembered applied ids.
+    /// How many applied ids are remembered.
     pub fn len(&self) -> usize {
         self.lock().order.len()
     }

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::{mpsc, oneshot};
 
 use super::dedup::{Claim, Dedup};
@@ -17,7 +17,6 @@ use super::pipeline::{IngestJob, IngestStats, JobRecords, PipelineMsg};
 use super::request::ParsedRequest;
 use super::store::SnapshotStore;
 use crate::decode::LayoutSet;
-use crate::decode::RejectSample;
 use crate::export::ExportStats;
 use crate::source::firehose::{self, RequestError, respond};
 use crate::window::EngineStats;
@@ -105,7 +104,7 @@ async fn handle(
     let request = firehose::decode_request(&decoded).map_err(fail)?;
     drop(decoded);
     let id = request.request_id.clone();
-    let now = firehose::now_millis();
+    let now = crate::clock::unix_millis();
     match state.dedup.claim(&id, now) {
         Claim::Applied => return Ok(id),
         Claim::InFlight => {
@@ -209,83 +208,7 @@ async fn interface_snapshots(
     }
 }
 
-#[derive(Serialize)]
-struct RejectStatus {
-    count: u64,
-    latest: Option<RejectSample>,
-}
-
-/// The `kinesis` section of `/api/v1/status`.
-fn kinesis_status(k: &crate::source::kinesis::KinesisStatus) -> serde_json::Value {
-    // Every counter by its field name, beside the shards.
-    let mut section = serde_json::to_value(&k.counters).unwrap_or_default();
-    section["shards"] = serde_json::json!(k.shards());
-    section
-}
-
+/// `GET /api/v1/status`: every counter of the server ([`super::status::StatusReport`]).
 async fn status(State(state): State<Arc<ServeContext>>) -> Response {
-    use std::sync::atomic::Ordering::Relaxed;
-    let s = &state.stats;
-    let e = &state.engine;
-    let responses = s.responses.lock().unwrap_or_else(|e| e.into_inner()).clone();
-    let rejects: std::collections::BTreeMap<&str, RejectStatus> = {
-        let r = s.rejects.lock().unwrap_or_else(|e| e.into_inner());
-        r.iter()
-            .map(|(reason, count)| {
-                (reason.as_str(), RejectStatus { count, latest: r.sample(reason).cloned() })
-            })
-            .collect()
-    };
-    let watermark = e.watermark.load(Relaxed);
-    let body = serde_json::json!({
-        "ingest": {
-            "responses": responses,
-            "records": s.records.load(Relaxed),
-            "rejected": s.rejected.load(Relaxed),
-            "bytes": s.bytes.load(Relaxed),
-            "dedup_hits": state.dedup.hits.load(Relaxed),
-            "dedup_remembered": state.dedup.len(),
-            "queue_depth": state.pipeline.max_capacity() - state.pipeline.capacity(),
-            "queue_capacity": state.pipeline.max_capacity(),
-            "shutting_down": state.shutting_down.load(Relaxed),
-            "reloads": s.reloads.load(Relaxed),
-            "reload_failures": s.reload_failures.load(Relaxed),
-        },
-        "state": {
-            "checkpoints": s.checkpoints.load(Relaxed),
-            "checkpoint_failures": s.checkpoint_failures.load(Relaxed),
-            "last_checkpoint_ms": s.last_checkpoint_ms.load(Relaxed),
-        },
-        "rejects": rejects,
-        "engine": {
-            "records": e.records.load(Relaxed),
-            "late_records": e.late_records.load(Relaxed),
-            "expired_late_records": e.expired_late_records.load(Relaxed),
-            "missing_interface": e.missing_interface.load(Relaxed),
-            "watermark": if watermark == 0 { None } else { Some(watermark) },
-            "open_windows": e.open_windows.load(Relaxed),
-            "windows_closed": e.windows_closed.load(Relaxed),
-            "snapshots": e.snapshots.load(Relaxed),
-            "revisions": e.revisions.load(Relaxed),
-            "last_close_micros": e.last_close_micros.load(Relaxed),
-            "events_lost_to_stopped_shard": e.events_lost_to_stopped_shard.load(Relaxed),
-        },
-        "export": {
-            "windows_exported": state.export.windows_exported.load(Relaxed),
-            "windows_failed": state.export.windows_failed.load(Relaxed),
-            "windows_dropped": state.export.windows_dropped.load(Relaxed),
-            "revisions_skipped": state.export.revisions_skipped.load(Relaxed),
-            "points_exported": state.export.points_exported.load(Relaxed),
-            "points_dropped": state.export.points_dropped.load(Relaxed),
-            "flow_logs_exported": state.export.flow_logs_exported.load(Relaxed),
-            "flow_logs_dropped": state.export.flow_logs_dropped.load(Relaxed),
-            "metric_errors": state.export.metric_errors.load(Relaxed),
-            "log_errors": state.export.log_errors.load(Relaxed),
-            "queue_depth": state.export.queue_depth.load(Relaxed),
-            "last_export_micros": state.export.last_export_micros.load(Relaxed),
-        },
-        "kinesis": kinesis_status(&state.kinesis),
-        "latest_window": state.store.latest_window(),
-    });
-    Json(body).into_response()
+    Json(super::status::StatusReport::read(&state)).into_response()
 }

@@ -28,6 +28,7 @@ pub mod reload;
 pub mod request;
 mod services;
 pub mod state_file;
+pub mod status;
 pub mod store;
 pub mod telemetry;
 
@@ -122,7 +123,7 @@ fn restore(
         Ok(None) => return Ok(None),
         Ok(Some(file)) => match file.engine.incompatibility(engine_config) {
             None => {
-                let now = crate::source::firehose::now_millis();
+                let now = crate::clock::unix_millis();
                 tracing::info!(
                     interfaces = file.engine.interfaces.len(),
                     request_ids = file.dedup.len(),
@@ -137,7 +138,7 @@ fn restore(
         Err(e) => e.to_string(),
     };
     if config.state.discard_bad_state {
-        let aside = state_file::set_aside(dir, crate::source::firehose::now_millis())
+        let aside = state_file::set_aside(dir, crate::clock::unix_millis())
             .map_err(|source| ServeError::SetAside { problem: problem.clone(), source })?;
         tracing::warn!("{problem}; starting empty (the file is now {})", aside.display());
         Ok(None)

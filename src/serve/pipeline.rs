@@ -20,7 +20,7 @@ use super::request::{ParsedRequest, for_each_input};
 use super::state_file::{self, KinesisCheckpoint, StateFile};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
-use crate::source::firehose::{DecodedRequest, now_millis};
+use crate::source::firehose::DecodedRequest;
 use crate::source::kinesis::{KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey};
 use crate::window::{RouteError, Router};
 
@@ -125,10 +125,6 @@ impl IngestStats {
     }
 }
 
-fn now_secs() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
 /// Runs until [`PipelineMsg::Finish`] or until every sender is gone. Fails when the final
 /// state file could not be written (every window is closed instead, so nothing is lost).
 pub fn run(
@@ -146,7 +142,7 @@ pub fn run(
                 let outcome = apply(&mut router, &p.layouts, &mut decoder, &job, &p.stats);
                 // Marked applied here, in the same thread as checkpoints, so that a state file
                 // never holds the records of a request without its id (or the reverse).
-                p.dedup.complete(&job.request_id, now_millis());
+                p.dedup.complete(&job.request_id, crate::clock::unix_millis());
                 let _ = job.reply.send(outcome);
             }
             PipelineMsg::Kinesis(batch) => {
@@ -178,7 +174,7 @@ pub fn run(
         // Timed work, between requests: it never takes a queue slot from one.
         let now = Instant::now();
         if now >= next_tick {
-            router.tick(now_secs());
+            router.tick(crate::clock::unix_secs());
             next_tick = now + Duration::from_secs(1);
         }
         if p.state_dir.is_some() && now >= next_checkpoint {
@@ -215,7 +211,7 @@ fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), CheckpointErr
     let started = std::time::Instant::now();
     let generation = p.generation + 1;
     let file = StateFile {
-        written_at_ms: now_millis(),
+        written_at_ms: crate::clock::unix_millis(),
         engine: router.checkpoint(),
         dedup: p.dedup.export(),
         kinesis: KinesisCheckpoint {
@@ -264,7 +260,7 @@ fn apply_kinesis(
     decoder: &mut EnvelopeDecoder,
     batch: &KinesisBatch,
 ) -> u64 {
-    let now = now_secs();
+    let now = crate::clock::unix_secs();
     let layouts = p.kinesis_layouts.get(batch.source).unwrap_or(&p.layouts);
     let stats = &p.stats;
     let mut outcome = JobOutcome::default();
@@ -324,7 +320,7 @@ fn apply(
     job: &IngestJob,
     stats: &IngestStats,
 ) -> JobOutcome {
-    let now = now_secs();
+    let now = crate::clock::unix_secs();
     let mut outcome = JobOutcome::default();
     stats.bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
     match &job.records {

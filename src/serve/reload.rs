@@ -1,6 +1,6 @@
 //! Rotated secrets without a restart: the ingest listener's TLS certificate and key and its
-//! `access_keys_file`, read again every `ingest.reload_interval` and swapped in when they
-//! changed.
+//! `access_keys_file` are read again every `ingest.reload_interval` and swapped in when they
+//! have changed.
 //!
 //! This module owns the ingest listener's current access keys ([`AccessKeys`], read by every
 //! request) and the [`Reloader`] task that replaces them and the listener's certificate. What
@@ -22,7 +22,7 @@ use axum_server::tls_rustls::RustlsConfig;
 use super::config::IngestConfig;
 use super::pipeline::IngestStats;
 
-/// The access keys the ingest listener accepts now (empty: any request).
+/// The access keys the ingest listener accepts now (an empty list accepts any request).
 #[derive(Debug, Default)]
 pub struct AccessKeys(RwLock<Arc<[String]>>);
 

@@ -1,5 +1,5 @@
-//! Firehose requests decoded and parsed on the HTTP workers, so that the pipeline thread, the
-//! one serial stage of ingest, only routes.
+//! Firehose requests are decoded and parsed on the HTTP workers, so that the pipeline thread,
+//! the one serial stage of ingest, only routes.
 //!
 //! A [`ParsedRequest`] holds the request's flow-log records as
 //! [`ParsedRecords`] (fixed fields, strings in one arena), and its rejections with their
@@ -35,7 +35,8 @@ pub fn for_each_input(
     let decoded = decoder.decode(record, |line, ctx| {
         let ctx =
             LineContext { owner: ctx.owner.or(account), region: ctx.region.or(region), ..*ctx };
-        // The shortcut reads what the general path would (decode::line's property tests).
+        // The shortcut reads what the general path would (decode::line's property tests check
+        // this).
         if let Some(plain) = parse_plain_line(layouts, line) {
             return each(Ok(&RouteInput::of_default(&plain.record, &ctx)), line);
         }
@@ -68,7 +69,7 @@ impl ParsedRequest {
     /// Decodes and parses every record of `request` under `layouts`; `account` and `region`
     /// (the request's common attributes) stand in for records that lack them.
     ///
-    /// `None` when the records' lines come to more than `max_line_bytes`: gzip'd records
+    /// Returns `None` when the records' lines come to more than `max_line_bytes`: gzip'd records
     /// (CloudWatch payloads) can expand far beyond the body, and a parsed record takes about
     /// the room of its line, so such a request is left to the pipeline, which parses it one
     /// line at a time.
@@ -209,7 +210,8 @@ mod tests {
         let req = request(&[LINE_A.as_bytes(), LINE_A.as_bytes(), LINE_B.as_bytes()]);
         let p =
             ParsedRequest::prepare(&req, &LayoutSet::default(), None, None, usize::MAX).unwrap();
-        // eni-a and its account once, then eni-b; a record's own account wins over none.
+        // The arena holds eni-a and its account once, then eni-b; a record's own account wins
+        // over none.
         assert_eq!(p.records.arena(), "eni-a111111111111eni-b");
         assert_eq!(p.inputs().nth(2).unwrap().account, None);
     }

@@ -1,11 +1,11 @@
 //! The state file: what `serve` keeps across restarts, in `<state.dir>/vpcflowd.state`.
 //!
-//! Layout: the 16-byte magic `VPCFLOWD-STATE\n\0`, the format version (u32, little-endian), the
-//! payload length (u64) and its CRC-32 (u32), then the payload: MessagePack (rmp-serde) of
-//! [`StateFile`]. It is written to a temporary file, synced and renamed over the old one, so a
-//! crash leaves either the old or the new file, never half of one. A file with a wrong magic,
-//! an unknown version, a bad length or checksum, or an undecodable payload is refused with an
-//! error saying which.
+//! The file holds the 16-byte magic `VPCFLOWD-STATE\n\0`, the format version (u32,
+//! little-endian), the payload length (u64) and its CRC-32 (u32), then the payload: MessagePack
+//! (rmp-serde) of [`StateFile`]. It is written to a temporary file, synced and renamed over the
+//! old one, so a crash leaves either the old or the new file, never half of one. A file with a
+//! wrong magic, an unknown version, a bad length or checksum, or an undecodable payload is
+//! refused with an error saying which.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -18,8 +18,9 @@ use crate::window::engine::EngineCheckpoint;
 
 pub const FILE_NAME: &str = "vpcflowd.state";
 const MAGIC: &[u8; 16] = b"VPCFLOWD-STATE\n\0";
-/// The format this build writes and reads. Version 2: sources with one flow are stored inline
-/// and tables as entry lists (version 1 files are refused; `--discard-bad-state` sets one aside).
+/// The format this build writes and reads. Version 2 stores sources with one flow inline and
+/// tables as entry lists. Files of any other version are refused (`--discard-bad-state` sets
+/// one aside).
 pub const VERSION: u32 = 2;
 const HEADER: usize = 16 + 4 + 8 + 4;
 
@@ -40,8 +41,8 @@ pub struct StateFile {
 /// The Kinesis part of a state file.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct KinesisCheckpoint {
-    /// With lease tables: the generation committed with these positions (see
-    /// `source::kinesis::lease`); 0 otherwise.
+    /// With lease tables, this is the generation committed with these positions (see
+    /// `source::kinesis::lease`); otherwise it is 0.
     pub generation: u64,
     pub positions: Vec<(ShardKey, Position)>,
 }
@@ -175,7 +176,7 @@ pub fn resolve_next(
     }
 }
 
-/// Reads the state file; `None` when there is none.
+/// Reads the state file; returns `None` when there is none.
 pub fn read(dir: &Path) -> Result<Option<StateFile>, StateError> {
     let path = path_in(dir);
     match fs::read(&path) {
@@ -226,7 +227,8 @@ mod tests {
         assert_eq!(back.kinesis.generation, 3);
         assert_eq!(back.kinesis.positions[0].1, Position::After("42".into()));
         assert!(matches!(decode(b"garbage", p), Err(StateError::NotAStateFile(_))));
-        // A newer format, and the previous one (whose tables this build no longer reads).
+        // Both a newer format and the previous one (whose tables this build cannot read) are
+        // refused.
         for other in [VERSION + 1, VERSION - 1] {
             let mut v = bytes.clone();
             v[16..20].copy_from_slice(&other.to_le_bytes());

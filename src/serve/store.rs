@@ -1,7 +1,7 @@
 //! The snapshots the API serves: the most recent closed windows of every interface.
 //!
-//! Fed by the engine's snapshot stream; a correction (`revision` > 0) replaces the snapshot of
-//! its window. Each interface keeps its newest `history` windows.
+//! The engine's snapshot stream feeds the store; a correction (`revision` > 0) replaces the
+//! snapshot of its window. Each interface keeps its newest `history` windows.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};

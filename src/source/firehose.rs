@@ -66,19 +66,12 @@ pub struct FirehoseResponse {
     pub error_message: Option<String>,
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_millis() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Builds a Firehose-shaped response: a JSON body, `Content-Type: application/json` and a content
 /// length.
 pub fn respond(status: StatusCode, request_id: &str, error: Option<String>) -> Response {
     let body = FirehoseResponse {
         request_id: request_id.to_string(),
-        timestamp: now_millis(),
+        timestamp: crate::clock::unix_millis(),
         // The spec caps it at 8192 characters.
         error_message: error.map(|e| e.chars().take(8192).collect()),
     };

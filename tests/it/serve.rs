@@ -489,3 +489,37 @@ async fn records_that_expand_past_the_body_limit_are_parsed_by_the_pipeline() {
     assert!(exit.success());
     assert_eq!(total(&snapshots, "flows"), 200);
 }
+
+/// `/api/v1/status` is exactly the typed `StatusReport` (what a client such as the harness
+/// reads), every self-metric defined over it names a key that the status has, and each of
+/// those instruments is on `/metrics`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_status_is_the_typed_report_and_every_instrument_is_served() {
+    use vpcflowd::serve::status::{StatusReport, instruments};
+    let server = Server::start(COUNTING, &[]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    let mut records = wrapped(&lines(3, 7));
+    records.push(br#"{"message":"2 not a flow log"}"#.to_vec());
+    assert_eq!(fh.send("status-1", &records).await.0, 200);
+    let status = server.wait_for("the records", |s| s["ingest"]["records"] == 3).await;
+    let typed: StatusReport = serde_json::from_value(status.clone()).expect("a StatusReport");
+    assert_eq!(typed.ingest.records, 3);
+    assert_eq!(typed.ingest.rejected, 1);
+    assert_eq!(typed.ingest.responses.get(&200), Some(&1));
+    assert_eq!(typed.rejects.values().map(|r| r.count).sum::<u64>(), 1);
+    // Nothing of the status is lost or added by the typed form.
+    assert_eq!(serde_json::to_value(&typed).unwrap(), status);
+    let metrics = reqwest::get(format!("{}/metrics", server.admin)).await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    let defs = instruments();
+    assert!(defs.len() >= 30, "{}", defs.len());
+    for d in &defs {
+        let (section, key) = d.status;
+        assert!(status[section].get(key).is_some(), "{} names {section}.{key}", d.name);
+        let prometheus = d.name.replace('.', "_");
+        assert!(metrics.contains(&prometheus), "{prometheus} is not on /metrics");
+    }
+    assert_eq!(status["ingest"]["records"], typed.ingest.records);
+    let (exit, _, _) = server.stop();
+    assert!(exit.success());
+}

@@ -26,7 +26,7 @@ pub struct Request {
 /// Builds the request for `records` (already packaged: `{"message":…}` or CloudWatch gzip).
 pub fn prepare(records: &[Vec<u8>], gzip: bool) -> Request {
     let id = uuid::Uuid::new_v4().to_string();
-    let ts = vpcflowd::source::firehose::now_millis();
+    let ts = vpcflowd::clock::unix_millis();
     let data: Vec<_> = records.iter().map(|r| json!({"data": BASE64.encode(r)})).collect();
     let raw = serde_json::to_vec(&json!({"requestId": id, "timestamp": ts, "records": data}))
         .expect("JSON");

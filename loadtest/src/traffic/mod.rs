@@ -11,7 +11,6 @@ mod scenario;
 
 use std::ops::Range;
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
 use clap::Args;
@@ -129,9 +128,8 @@ impl Traffic {
     }
 }
 
-pub fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
+/// Whole seconds since the Unix epoch: the library's clock.
+pub use vpcflowd::clock::unix_secs as now_secs;
 
 /// The line with `offset` seconds added to its start and end (milliseconds when the value is
 /// in milliseconds, as some producers write).

@@ -16,11 +16,11 @@ use super::status::{KinesisStatus, ShardPhase};
 #[derive(Debug, Clone)]
 struct Held {
     committed: Position,
-    /// Applied by the pipeline (the records up to it are in the engine).
+    /// The position the pipeline has applied (the records up to it are in the engine).
     applied: Position,
     /// Records applied since the last commit (reported if the lease is lost).
     uncommitted_records: u64,
-    /// Hand the lease over at the next commit: to a replica, or to nobody.
+    /// Where the lease goes at the next commit: to a replica, or to nobody.
     transfer: Option<Option<String>>,
     /// The consumer has stopped, so the transfer may go out.
     ready: bool,
@@ -68,7 +68,7 @@ pub struct Committed {
 }
 
 impl LeaseBook {
-    /// A book over `tables`, reading each table's marker for this replica.
+    /// Opens a book over `tables` and reads each table's marker for this replica.
     pub async fn open(
         me: String,
         tables: BTreeMap<Arc<str>, LeaseTable>,
@@ -131,7 +131,7 @@ impl LeaseBook {
             .collect()
     }
 
-    /// The renewal found the lease gone: forget it, counting what it held uncommitted.
+    /// Forgets a lease that the renewal found gone, and counts what it held uncommitted.
     /// Returns whether the lease was forgotten. A lease whose transfer is planned is left to
     /// the commit that hands it over: a renewal that finds it gone may have raced that very
     /// commit (a handover, not a loss), and if it was really taken, the commit finds it lost
@@ -218,10 +218,10 @@ impl LeaseBook {
         }
     }
 
-    /// Commits the applied positions as generation `generation`: one
-    /// transaction over every held lease that moved or is handed over, plus the markers. Called
-    /// from the pipeline thread (not a runtime thread); blocks on the DynamoDB call. A lease
-    /// found lost is dropped and the commit retried once without it.
+    /// Commits the applied positions as generation `generation` in one transaction over every
+    /// held lease that moved or is handed over, plus the markers. The pipeline thread (not a
+    /// runtime thread) calls it, and it blocks on the DynamoDB call. A lease found lost is
+    /// dropped and the commit retried once without it.
     pub fn commit(&self, generation: u64) -> Result<Committed, KinesisError> {
         let mut report = Committed::default();
         for _attempt in 0..3 {

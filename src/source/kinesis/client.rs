@@ -1,6 +1,6 @@
-//! Building the AWS clients of one stream: credentials from the standard chain (environment,
-//! profile, web identity, ECS, IMDS), region from the entry, its ARN or the chain, optional
-//! endpoint overrides.
+//! Building the AWS clients of one stream. Credentials come from the standard chain
+//! (environment, profile, web identity, ECS, IMDS), the region comes from the entry, its ARN or
+//! the chain, and the entry may override the endpoints.
 //!
 //! The Kinesis client does not retry on its own: the shard consumers own backoff, so every
 //! throttle and error is counted and paced by one policy. DynamoDB keeps the SDK's standard
@@ -58,8 +58,8 @@ pub async fn build(source: &KinesisSourceConfig) -> Result<Clients, KinesisError
     })
 }
 
-/// An SDK error as one line: the service's code and message when there is one, else the
-/// transport's cause chain.
+/// Describes an SDK error in one line: the service's code and message when there is one, else
+/// the transport's cause chain.
 pub fn describe<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
 where
     E: std::error::Error + aws_sdk_kinesis::error::ProvideErrorMetadata + 'static,

@@ -220,7 +220,8 @@ impl SourcesConfig {
                 )));
             }
         }
-        // One commit transaction covers every lease table: one DynamoDB client.
+        // One commit transaction covers every lease table, so they must share one DynamoDB
+        // client.
         let mut leased = self.kinesis.iter().filter(|k| k.lease_table.is_some());
         if let Some(first) = leased.next()
             && let Some(other) = leased.find(|k| {

@@ -1,14 +1,16 @@
-//! One shard consumer: GetShardIterator, then GetRecords in a loop, each answer sent on as one
-//! [`KinesisBatch`] carrying the position after it.
+//! One shard consumer: it calls GetShardIterator, then GetRecords in a loop, and sends each
+//! answer on as one [`KinesisBatch`] carrying the position after it.
 //!
-//! - **Pacing**: at most one call per `min_poll_interval` (Kinesis allows 5 per second per
-//!   shard), at most 2 MB/s (after an answer of `b` bytes the next call waits `b / 2 MB/s`),
-//!   and `idle_poll_interval` after an empty answer.
-//! - **ProvisionedThroughputExceeded** and other failures: exponential backoff with full
-//!   jitter (250 ms doubling to 10 s), counted; the same iterator is used again.
-//! - **ExpiredIterator**: a new iterator after the last position sent, so nothing is read
-//!   twice or skipped.
-//! - **The end of a closed shard** (no next iterator): a last batch with [`Position::ShardEnd`].
+//! - **Pacing**: the consumer makes at most one call per `min_poll_interval` (Kinesis allows 5
+//!   per second per shard), reads at most 2 MB/s (after an answer of `b` bytes the next call
+//!   waits `b / 2 MB/s`), and waits `idle_poll_interval` after an empty answer.
+//! - **ProvisionedThroughputExceeded** and other failures are counted, and the consumer backs
+//!   off exponentially with full jitter (250 ms doubling to 10 s), then uses the same iterator
+//!   again.
+//! - **ExpiredIterator**: the consumer gets a new iterator after the last position sent, so
+//!   nothing is read twice or skipped.
+//! - **The end of a closed shard** (no next iterator): the consumer sends a last batch with
+//!   [`Position::ShardEnd`].
 //! - **Stopping** (lease handed off or lost, shutdown) happens only between calls; a batch
 //!   already sent is always waited for, so when [`ShardReader::run`] returns, everything it read
 //!   has been applied.
@@ -36,7 +38,7 @@ use super::status::{KinesisStatus, ShardPhase};
 pub enum ShardExit {
     /// The shard is closed and every record of it was applied.
     End,
-    /// Asked to stop; everything read was applied up to the returned position.
+    /// The consumer was asked to stop; everything read was applied up to the returned position.
     Stopped,
     /// The pipeline is gone (shutdown).
     SinkClosed,
@@ -71,7 +73,7 @@ impl Backoff {
 }
 
 impl ShardReader {
-    /// Sleeps unless stopped first; false when stopped.
+    /// Sleeps unless stopped first; returns false when stopped.
     async fn pause(&self, d: Duration) -> bool {
         tokio::select! {
             _ = self.stop.cancelled() => false,
@@ -101,8 +103,8 @@ impl ShardReader {
         Ok(out.shard_iterator)
     }
 
-    /// Reads from `position` until the shard ends, a stop, or the pipeline closes; returns why
-    /// and the position up to which everything read has been applied.
+    /// Reads from `position` until the shard ends, the consumer is stopped, or the pipeline
+    /// closes; returns why and the position up to which everything read has been applied.
     pub async fn run(self, position: Position) -> (ShardExit, Position) {
         let mut read = ShardRead {
             position,
@@ -160,8 +162,8 @@ impl ShardReader {
         }
     }
 
-    /// Handles a failed GetRecords call: a new iterator after an expired one, else backoff
-    /// and the same iterator again.
+    /// Handles a failed GetRecords call: after an expired iterator the next turn gets a new
+    /// one, and after any other failure the consumer backs off and uses the same iterator again.
     async fn take_failure(
         &self,
         read: &mut ShardRead,
@@ -278,8 +280,8 @@ enum Step {
 }
 
 impl ShardRead {
-    /// Waits until the batch in flight (if any) is applied: before anything that ends the loop
-    /// or reads again from `position`.
+    /// Waits until the batch in flight (if any) is applied. The loop calls it before anything
+    /// that ends the loop or reads again from `position`.
     async fn settle(&mut self) -> Settled {
         let Some(rx) = self.in_flight.take() else { return Settled::Applied };
         match rx.await {
@@ -288,7 +290,8 @@ impl ShardRead {
         }
     }
 
-    /// `exit`, once the batch in flight is applied; [`ShardExit::SinkClosed`] if it never is.
+    /// Returns `exit` once the batch in flight is applied, or [`ShardExit::SinkClosed`] if it
+    /// never is.
     async fn exit_after_settling(&mut self, exit: ShardExit) -> ShardExit {
         match self.settle().await {
             Settled::Applied => exit,

@@ -1,10 +1,10 @@
 //! Which shards this replica reads, and their consumers' lives: one coordinator task per
 //! stream.
 //!
-//! - **Alone** (no lease table): every shard. A shard starts when each of its parents has been
-//!   read to its end (its `SHARD_END` applied), from the restored position, else from `start`
-//!   for the shards of the first listing and `TRIM_HORIZON` for shards that appear later
-//!   (children of a reshard hold only new records).
+//! - **Alone** (no lease table): the replica reads every shard. A shard starts when each of its
+//!   parents has been read to its end (its `SHARD_END` applied), from the restored position,
+//!   else from `start` for the shards of the first listing and `TRIM_HORIZON` for shards that
+//!   appear later (children of a reshard hold only new records).
 //! - **With a lease table**: a [`Renewer`] task renews the leases held every third of
 //!   `lease_duration`, apart from everything else here. On the same beat the coordinator
 //!   takes leases whose counter has not moved for `lease_duration` (their owner is gone; never
@@ -141,7 +141,7 @@ impl Coordinator {
         }
     }
 
-    /// Runs until stopped; returns once every consumer has stopped (everything read applied).
+    /// Runs until stopped; returns once every consumer has stopped (everything read is applied).
     pub async fn run(self) {
         match self.book.clone() {
             None => self.run_alone().await,
@@ -265,7 +265,8 @@ impl Coordinator {
         }
     }
 
-    /// Step 2, every `shard_discovery_interval`: a lease for every shard listed.
+    /// Step 2 runs every `shard_discovery_interval` and creates a lease for every listed shard
+    /// that has none.
     async fn discover_leases(&self, round: &mut LeasedRounds) {
         if Instant::now() < round.discover_at {
             return;
@@ -285,9 +286,10 @@ impl Coordinator {
         round.discover_at = Instant::now() + self.config.shard_discovery_interval;
     }
 
-    /// Step 3: take, balance and start. A lease lost or handed over while the table was read
-    /// may still show this replica as its owner in the scan: taking that view would hold the
-    /// lease again and restart its consumer, so the step waits for a fresh scan.
+    /// Step 3 takes leases, balances them and starts consumers. A lease lost or handed over
+    /// while the table was read may still show this replica as its owner in the scan: taking
+    /// that view would hold the lease again and restart its consumer, so the step waits for a
+    /// fresh scan.
     async fn take_balance_and_start(&self, round: &mut LeasedRounds) {
         let departures = round.book.departures();
         let leases = match round.table.scan().await {
@@ -364,8 +366,8 @@ impl Coordinator {
         }
     }
 
-    /// A consumer of this replica returned: commit what it read, and let a finished shard's
-    /// lease go. `Some` ends the round early.
+    /// Handles a consumer of this replica that returned: it commits what the consumer read and
+    /// lets a finished shard's lease go. A `Some` result ends the round early.
     async fn consumer_stopped(
         &self,
         round: &mut LeasedRounds,
@@ -420,8 +422,9 @@ impl Coordinator {
             }
             let key = self.key(&l.shard);
             self.status.set_owner(&key, l.owner.as_deref());
-            // Ours but not in the book: handed to us by its owner, or ours before a restart
-            // (the restored state file holds exactly the records up to its checkpoint).
+            // The lease is ours but not in the book: its owner handed it to us, or it was ours
+            // before a restart (the restored state file holds exactly the records up to its
+            // checkpoint).
             if l.owner.as_deref() == Some(me.as_str()) && !book.holds(&key) {
                 tracing::info!(shard = %key, checkpoint = %l.checkpoint, "holding lease");
                 book.hold(&key, l.checkpoint.clone());
@@ -447,7 +450,7 @@ impl Coordinator {
         let open = leases.iter().filter(|l| !l.checkpoint.is_end()).count();
         let target = open.div_ceil(replicas).min(self.config.max_leases);
         let mut have = mine;
-        // Expired leases: those whose parents are done first.
+        // The expired leases whose parents are done are taken first.
         expired.sort_by_key(|l| !l.parents.iter().all(|p| !listed.contains_key(p)));
         for l in expired {
             if have >= target {

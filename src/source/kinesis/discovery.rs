@@ -1,4 +1,4 @@
-//! Shard discovery: ListShards (all pages) into the stream's shard graph.
+//! Shard discovery: ListShards (all pages) is read into the stream's shard graph.
 //!
 //! Children are found from each shard's `ParentShardId` / `AdjacentParentShardId`, never from
 //! `ChildShards` in GetRecords (emulators leave it out). A parent that is no longer listed has

@@ -1,15 +1,17 @@
 //! The DynamoDB lease table: which replica reads which shard, and how far it has committed.
 //!
-//! One item per shard (`lease_key` = shard id): `owner`, `counter` (bumped at each renewal, so
-//! other replicas can tell a live lease from a dead one without trusting clocks), `checkpoint`
-//! (a [`Position`]), `parent_shards`, `stream`, and `pending_owner` (a replica asking for the
-//! lease, see [`LeaseTable::request_handoff`]). Every change is a conditional write.
+//! Each shard has one item (`lease_key` = shard id) with `owner`, `counter` (bumped at each
+//! renewal, so other replicas can tell a live lease from a dead one without trusting clocks),
+//! `checkpoint` (a [`Position`]), `parent_shards`, `stream`, and `pending_owner` (a replica
+//! asking for the lease, see [`LeaseTable::request_handoff`]). Every change is a conditional
+//! write.
 //!
 //! One more item per replica, `lease_key` = `replica#<id>`, holds `committed_gen`: the
 //! generation of that replica's state file whose positions were committed. A commit is one
-//! `TransactWriteItems`: every changed lease's checkpoint (each conditioned on this replica
-//! still owning it) and the marker. So the leases' checkpoints and the state file that holds
-//! the same records change together or not at all; see `serve::pipeline` for the file side.
+//! `TransactWriteItems` that writes every changed lease's checkpoint (each conditioned on this
+//! replica still owning it) and the marker. So the leases' checkpoints and the state file that
+//! holds the same records change together or not at all; see `serve::pipeline` for the file
+//! side.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -44,8 +46,8 @@ pub struct Lease {
 pub struct LeaseCommit {
     pub shard: String,
     pub checkpoint: Position,
-    /// Hand the lease over in the same write: `Some(Some(r))` to replica `r`, `Some(None)` to
-    /// nobody (shutdown).
+    /// Whether to hand the lease over in the same write: `Some(Some(r))` hands it to replica
+    /// `r`, `Some(None)` to nobody (shutdown).
     pub transfer: Option<Option<String>>,
 }
 
@@ -165,7 +167,7 @@ impl LeaseTable {
         }))
     }
 
-    /// Every lease (a consistent scan; replica markers are skipped).
+    /// Reads every lease (a consistent scan; replica markers are skipped).
     pub async fn scan(&self) -> Result<Vec<Lease>, KinesisError> {
         let mut leases = Vec::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -193,7 +195,7 @@ impl LeaseTable {
         }
     }
 
-    /// Creates the lease of a shard unless it exists; true if this call created it.
+    /// Creates the lease of a shard unless it exists; returns true if this call created it.
     pub async fn create(
         &self,
         shard: &str,
@@ -219,7 +221,7 @@ impl LeaseTable {
         }
     }
 
-    /// Renews our lease: the counter goes up if we still own it. `Ok(None)`: we do not.
+    /// Renews our lease: the counter goes up if we still own it. `Ok(None)` means we do not.
     pub async fn renew(&self, shard: &str, me: &str) -> Result<Option<Lease>, KinesisError> {
         let out = self
             .client

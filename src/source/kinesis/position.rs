@@ -53,7 +53,7 @@ impl Position {
         matches!(self, Position::TrimHorizon | Position::Latest | Position::AtTimestamp(_))
     }
 
-    /// Parses the text form; `None` for something that is none of them.
+    /// Parses the text form; returns `None` for text that is none of them.
     pub fn parse(s: &str) -> Option<Position> {
         Some(match s {
             "TRIM_HORIZON" => Position::TrimHorizon,

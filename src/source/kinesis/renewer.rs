@@ -1,12 +1,12 @@
 //! Lease renewal: one task per leased stream that bumps the counter of every lease this
 //! replica holds, every third of `lease_duration`, and nothing else.
 //!
-//! Why a task of its own: other replicas take a lease whose counter has not moved for
-//! `lease_duration`. Renewals that waited behind the coordinator's ListShards, table scans and
-//! checkpoints (which wait for the pipeline) could go a whole lease duration without running
-//! on a loaded machine, and a live replica then lost a lease it was reading. Here nothing but
-//! the renewals themselves (issued concurrently, each given at most one interval) stands
-//! between two rounds.
+//! The renewals run on a task of their own because other replicas take a lease whose counter
+//! has not moved for `lease_duration`. Renewals that waited behind the coordinator's
+//! ListShards, table scans and checkpoints (which wait for the pipeline) could go a whole lease
+//! duration without running on a loaded machine, and a live replica would then lose a lease it
+//! is reading. Here nothing but the renewals themselves (issued concurrently, each given at
+//! most one interval) stands between two rounds.
 //!
 //! The renewer updates the [`LeaseBook`] itself (a lost lease is forgotten at once, so the
 //! pipeline stops applying its batches) and tells the coordinator, which owns the consumers,
