@@ -15,7 +15,7 @@ use crate::decode::{Layout, LayoutSet, RejectReason, Rejects};
 use crate::generate::{Generator, GeneratorConfig};
 use crate::source::chunks::{ChunkConfig, Delivery, MISSING_INTERFACE, ParsedInputs, Source};
 use crate::source::file::{FileReader, Input, ReadStats};
-use crate::window::{Engine, Router, Snapshot};
+use crate::window::{Engine, EventRouter, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
 pub enum OutputFormat {
@@ -124,7 +124,7 @@ struct Routed {
 }
 
 /// Reads, parses and routes every input in order, then closes every window.
-fn route_inputs(mut router: Router, sources: Vec<Source>, layouts: LayoutSet) -> Routed {
+fn route_inputs(mut router: EventRouter, sources: Vec<Source>, layouts: LayoutSet) -> Routed {
     // Chunks too large to hold parsed are read here a record at a time.
     let mut streaming = FileReader::new(layouts.clone());
     let mut inputs = ParsedInputs::start(sources, layouts, ChunkConfig::default());

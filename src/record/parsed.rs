@@ -75,7 +75,7 @@ impl ParsedRecords {
     }
 
     /// Yields [`ParsedRecords::inputs`] together with each record's interface, which every kept
-    /// record names ([`ParsedRecords::push`]). `Router::push_named` routes these without a
+    /// record names ([`ParsedRecords::push`]). `EventRouter::push_named` routes these without a
     /// refusal to handle.
     pub fn named_inputs(&self) -> impl Iterator<Item = (&str, RouteInput<'_>)> {
         self.records.iter().map(|r| {

@@ -1,4 +1,4 @@
-//! The pipeline thread: the one owner of the engine's [`Router`]. Requests accepted by the
+//! The pipeline thread: the one owner of the engine's [`EventRouter`]. Requests accepted by the
 //! ingest listener arrive here in order; each record is envelope-decoded, parsed and routed,
 //! and the request is answered once all its records are in the engine.
 //!
@@ -22,7 +22,7 @@ use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
 use crate::source::firehose::DecodedRequest;
 use crate::source::kinesis::{KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey};
-use crate::window::{RouteError, Router};
+use crate::window::{EventRouter, RouteError};
 
 /// A request for the pipeline.
 #[derive(Debug)]
@@ -128,7 +128,7 @@ impl IngestStats {
 /// Runs until [`PipelineMsg::Finish`] or until every sender is gone. Fails when the final
 /// state file could not be written (every window is closed instead, so nothing is lost).
 pub fn run(
-    mut router: Router,
+    mut router: EventRouter,
     mut p: Pipeline,
     mut rx: mpsc::Receiver<PipelineMsg>,
 ) -> Result<(), ServeError> {
@@ -206,7 +206,7 @@ pub fn run(
     }
 }
 
-fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), CheckpointError> {
+fn checkpoint(router: &mut EventRouter, p: &mut Pipeline) -> Result<(), CheckpointError> {
     let Some(dir) = p.state_dir.clone() else { return Ok(()) };
     let started = std::time::Instant::now();
     let generation = p.generation + 1;
@@ -255,7 +255,7 @@ fn checkpoint(router: &mut Router, p: &mut Pipeline) -> Result<(), CheckpointErr
 /// Routes one Kinesis batch: each record is de-aggregated (KPL), then envelope-decoded and
 /// parsed like a Firehose record. Returns the flow-log records routed.
 fn apply_kinesis(
-    router: &mut Router,
+    router: &mut EventRouter,
     p: &Pipeline,
     decoder: &mut EnvelopeDecoder,
     batch: &KinesisBatch,
@@ -288,7 +288,7 @@ fn apply_kinesis(
 /// One transport record: envelope-decoded, each line parsed and routed, refusals counted.
 #[allow(clippy::too_many_arguments)]
 fn route_record(
-    router: &mut Router,
+    router: &mut EventRouter,
     layouts: &LayoutSet,
     decoder: &mut EnvelopeDecoder,
     record: &[u8],
@@ -314,7 +314,7 @@ fn route_record(
 }
 
 fn apply(
-    router: &mut Router,
+    router: &mut EventRouter,
     layouts: &LayoutSet,
     decoder: &mut EnvelopeDecoder,
     job: &IngestJob,

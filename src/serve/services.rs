@@ -26,7 +26,7 @@ use super::{Bound, reload, restore, state_file, telemetry};
 use crate::decode::LayoutSet;
 use crate::export::{ExportStats, ExporterOptions, WindowExporter};
 use crate::source::kinesis::{self, Position, ShardKey, SourceMsg};
-use crate::window::engine::{EngineCheckpoint, EngineJoin, Router};
+use crate::window::engine::{EngineCheckpoint, EngineJoin, EventRouter};
 use crate::window::{Engine, EngineConfig, Snapshot};
 
 fn bind(addr: SocketAddr, listener: &'static str) -> Result<TcpListener, ServeError> {
@@ -159,7 +159,7 @@ struct Engineering {
 /// Starts the pipeline thread that owns `router`.
 fn start_pipeline(
     config: &ServeConfig,
-    router: Router,
+    router: EventRouter,
     layouts: LayoutSet,
     restored: &Restored,
     parts: (Arc<IngestStats>, Arc<Dedup>, Arc<kinesis::KinesisStatus>),

@@ -4,7 +4,7 @@
 //! event time and the watermark ([`time`]), the owned event a shard receives ([`event`]), the
 //! per-interface panes ([`pane`]) and its capped tables ([`table`]), snapshot building
 //! ([`snapshot`]) and the concurrent engine that ties them together ([`engine`]). It does no
-//! I/O: sources push records into the [`Router`]; consumers read snapshot batches.
+//! I/O: sources push records into the [`EventRouter`]; consumers read snapshot batches.
 //!
 //! ```
 //! use std::time::Duration;
@@ -37,7 +37,7 @@ pub mod snapshot;
 pub mod table;
 pub mod time;
 
-pub use engine::{Engine, EngineConfig, EngineStats, LatePolicy, RouteError, Router};
+pub use engine::{Engine, EngineConfig, EngineStats, EventRouter, LatePolicy, RouteError};
 pub use pane::Caps;
 pub use settings::WindowSettings;
 pub use snapshot::{Snapshot, TopN};

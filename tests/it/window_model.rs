@@ -343,7 +343,7 @@ fn collect(
 }
 
 /// Parses each line and routes it.
-fn feed(router: &mut vpcflowd::window::Router, lines: &[String]) {
+fn feed(router: &mut vpcflowd::window::EventRouter, lines: &[String]) {
     let layouts = LayoutSet::default();
     for l in lines {
         let p = parse_line(&layouts, l.as_bytes()).unwrap();

@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use super::config::{EngineConfig, LatePolicy};
-use super::router::Router;
+use super::router::EventRouter;
 use super::shard::ShardMsg;
 use super::shard_of;
 use crate::window::event::FlowEvent;
@@ -89,7 +89,7 @@ impl EngineCheckpoint {
     }
 }
 
-impl Router {
+impl EventRouter {
     /// Takes a consistent copy of the whole engine, with everything routed so far applied and
     /// every marker closed. Blocks while the shards and the closer catch up.
     pub fn checkpoint(&mut self) -> EngineCheckpoint {

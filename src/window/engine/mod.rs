@@ -1,7 +1,7 @@
 //! The engine is a router, N shard workers and a closer, connected by bounded channels.
 //!
 //! ```text
-//!   records ──► Router ──batches, markers──► shard worker ×N ──► DashMap<interface, state>
+//!   records ──► EventRouter ──batches, markers──► shard worker ×N ──► DashMap<interface, state>
 //!                 │                               │ acks                    ▲ reads sealed panes
 //!                 └──────── markers ────────────► Closer ───────────────────┘
 //!                                                   └──► snapshots (ordered)
@@ -33,7 +33,7 @@ use self::checkpoint::ShardCheckpoint;
 pub use self::checkpoint::{CloserCheckpoint, EngineCheckpoint};
 use self::closer::Closer;
 pub use self::config::{EngineConfig, LatePolicy};
-pub use self::router::Router;
+pub use self::router::EventRouter;
 use self::router::RouterLinks;
 pub use self::shard::Shard;
 use self::shard::{ShardMsg, ShardWorker};
@@ -109,9 +109,9 @@ impl CloseProgress {
     }
 }
 
-/// A running engine: push records through [`Router`], read snapshots from `snapshots`.
+/// A running engine: push records through [`EventRouter`], read snapshots from `snapshots`.
 pub struct Engine {
-    pub router: Router,
+    pub router: EventRouter,
     /// Snapshot batches, one per close, each ordered by window_start, interface_id, revision.
     pub snapshots: mpsc::Receiver<Vec<Snapshot>>,
     pub stats: Arc<EngineStats>,
@@ -146,7 +146,7 @@ impl Engine {
         Engine::start_from(config, None)
     }
 
-    /// Starts from a checkpoint (see [`Router::checkpoint`]); check
+    /// Starts from a checkpoint (see [`EventRouter::checkpoint`]); check
     /// [`EngineCheckpoint::incompatibility`] first.
     pub fn start_from(config: EngineConfig, state: Option<EngineCheckpoint>) -> Engine {
         let config = Arc::new(config);
@@ -215,12 +215,12 @@ impl Engine {
             closer_state,
             stats: stats.clone(),
         };
-        let router = Router::restored(config, links, interner, state.as_ref());
+        let router = EventRouter::restored(config, links, interner, state.as_ref());
         Engine { router, snapshots: snapshots.1, stats, shards, names, threads }
     }
 
     /// Splits the engine into its router and a handle that joins the threads.
-    pub fn into_parts(self) -> (Router, mpsc::Receiver<Vec<Snapshot>>, EngineJoin) {
+    pub fn into_parts(self) -> (EventRouter, mpsc::Receiver<Vec<Snapshot>>, EngineJoin) {
         (self.router, self.snapshots, EngineJoin { threads: self.threads })
     }
 }

@@ -29,7 +29,7 @@ pub(super) struct RouterLinks {
 
 /// The single sequencer of the engine's input. It is not `Sync`: one owner pushes records in
 /// order.
-pub struct Router {
+pub struct EventRouter {
     pub(super) config: Arc<EngineConfig>,
     pub(super) senders: Vec<mpsc::Sender<ShardMsg>>,
     markers: mpsc::Sender<MarkerInfo>,
@@ -50,7 +50,7 @@ pub struct Router {
     pub(super) last_record_at: Option<u64>,
     pub(super) progress: Arc<CloseProgress>,
     pub(super) closer_state: Arc<Mutex<CloserCheckpoint>>,
-    /// Set by [`Router::stop`]: dropping does not close the windows.
+    /// Set by [`EventRouter::stop`]: dropping does not close the windows.
     stopped: bool,
     last_interface: LastInterned,
     last_account: LastInterned,
@@ -61,16 +61,16 @@ pub struct Router {
     last_marked_watermark: Option<u64>,
 }
 
-impl Router {
+impl EventRouter {
     /// A router that continues from `state`, or starts afresh without one.
     pub(super) fn restored(
         config: Arc<EngineConfig>,
         links: RouterLinks,
         mut interner: Interner,
         state: Option<&EngineCheckpoint>,
-    ) -> Router {
+    ) -> EventRouter {
         let default_region = config.region.clone().map(|r| interner.intern(&r));
-        Router {
+        EventRouter {
             watermark: state.map_or(Watermark::new(config.lateness_secs), |s| s.watermark),
             batches: (0..links.senders.len())
                 .map(|_| Vec::with_capacity(config.batch_size))
@@ -119,7 +119,7 @@ impl Router {
         RouteError::MissingInterface
     }
 
-    /// Routes a record already resolved into what routing reads, as [`Router::push`] does.
+    /// Routes a record already resolved into what routing reads, as [`EventRouter::push`] does.
     #[inline]
     pub fn push_input(&mut self, input: &RouteInput<'_>, arrival: u64) -> Result<(), RouteError> {
         let Some(interface) = input.interface else {
@@ -129,7 +129,7 @@ impl Router {
         Ok(())
     }
 
-    /// Routes a record whose interface is known to be `interface`, as [`Router::push_input`]
+    /// Routes a record whose interface is known to be `interface`, as [`EventRouter::push_input`]
     /// does (its `input.interface` is not read again). The records of a
     /// [`crate::record::ParsedRecords`], which keeps only records that name one, go this way.
     #[inline]
@@ -209,7 +209,7 @@ impl Router {
     }
 
     /// Stops the engine's threads once they have drained, without closing open windows (after
-    /// a [`Router::checkpoint`] that will be restored).
+    /// a [`EventRouter::checkpoint`] that will be restored).
     pub fn stop(mut self) {
         for shard in 0..self.senders.len() {
             self.flush_shard(shard);
@@ -262,8 +262,8 @@ impl Router {
     }
 }
 
-impl Drop for Router {
-    /// A router dropped without [`Router::finish`] still closes every window.
+impl Drop for EventRouter {
+    /// A router dropped without [`EventRouter::finish`] still closes every window.
     fn drop(&mut self) {
         if !self.stopped && self.watermark.get() != Some(u64::MAX) {
             self.watermark.finish();
