@@ -9,13 +9,16 @@
 //! window engine ([`window`]) from files or the generator, and [`cli::serve`] starts the server
 //! ([`serve`]). `ARCHITECTURE.md` describes the data flow and gives the code map.
 
+#![forbid(unsafe_code)]
+#![warn(unreachable_pub)]
+
 pub mod cli;
 pub mod clock;
 pub mod decode;
 pub mod export;
 pub mod generate;
 pub mod record;
-pub mod schema;
+pub(crate) mod schema;
 pub mod serve;
 pub mod source;
 pub mod window;

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 
 /// A duration written as text (`humantime`: `90s`, `5m`, `1h 30m`).
-pub struct HumanDuration;
+pub(crate) struct HumanDuration;
 
 impl schemars::JsonSchema for HumanDuration {
     fn schema_name() -> Cow<'static, str> {

@@ -12,13 +12,13 @@ use serde_json::{Map, Value};
 use crate::serve::config::ServeConfig;
 
 /// Prints the reference as Markdown.
-pub fn run() -> ExitCode {
+pub(crate) fn run() -> ExitCode {
     print!("{}", render());
     ExitCode::SUCCESS
 }
 
 /// The reference, as Markdown.
-pub fn render() -> String {
+pub(crate) fn render() -> String {
     let schema = serde_json::to_value(schemars::schema_for!(ServeConfig)).expect("schema");
     let defaults = serde_json::to_value(ServeConfig::default()).expect("defaults serialize");
     let defs = schema.get("$defs").and_then(Value::as_object).cloned().unwrap_or_default();

@@ -55,7 +55,7 @@ pub struct GenerateArgs {
     pub scan_share: f64,
 }
 
-pub fn run(args: &GenerateArgs) -> ExitCode {
+pub(crate) fn run(args: &GenerateArgs) -> ExitCode {
     let layout = match Layout::parse(&args.format) {
         Ok(l) => l,
         Err(e) => {

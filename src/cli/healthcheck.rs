@@ -20,7 +20,7 @@ pub struct HealthcheckArgs {
     pub timeout: Duration,
 }
 
-pub fn run(args: &HealthcheckArgs) -> ExitCode {
+pub(crate) fn run(args: &HealthcheckArgs) -> ExitCode {
     let answer = reqwest::blocking::Client::builder()
         .timeout(args.timeout)
         .build()

@@ -5,12 +5,12 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-pub mod config_reference;
-pub mod generate;
-pub mod healthcheck;
-pub mod parse;
-pub mod replay;
-pub mod serve;
+pub(crate) mod config_reference;
+pub(crate) mod generate;
+pub(crate) mod healthcheck;
+pub(crate) mod parse;
+pub(crate) mod replay;
+pub(crate) mod serve;
 pub mod window_args;
 
 /// Exit code for bad usage or a bad format/configuration (clap uses 2 as well).

@@ -28,7 +28,7 @@ pub struct ParseArgs {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(args: &ParseArgs) -> ExitCode {
+pub(crate) fn run(args: &ParseArgs) -> ExitCode {
     let layouts = match LayoutSet::from_formats(&args.format) {
         Ok(l) => l,
         Err(e) => {

@@ -53,7 +53,7 @@ pub struct ReplayArgs {
     pub files: Vec<PathBuf>,
 }
 
-pub fn run(args: &ReplayArgs) -> ExitCode {
+pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
     let layouts = match LayoutSet::from_formats(&args.format) {
         Ok(l) => l,
         Err(e) => {

@@ -262,7 +262,7 @@ impl ServeArgs {
     }
 }
 
-pub fn run(args: &ServeArgs) -> ExitCode {
+pub(crate) fn run(args: &ServeArgs) -> ExitCode {
     let stream_flags = [
         ("--kinesis-region", args.kinesis_region.is_some()),
         ("--kinesis-endpoint", args.kinesis_endpoint.is_some()),

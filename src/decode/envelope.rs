@@ -32,7 +32,7 @@ use serde::de::{self, Deserializer, Visitor};
 use super::reject::RejectReason;
 
 /// The default cap on one record's decompressed size.
-pub const DEFAULT_MAX_DECOMPRESSED: usize = 16 * 1024 * 1024;
+pub(crate) const DEFAULT_MAX_DECOMPRESSED: usize = 16 * 1024 * 1024;
 
 /// Where a line came from, when its envelope says so (CloudWatch Logs payloads).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -169,7 +169,7 @@ where
 
 /// Calls `f` with each `\n`-terminated or final line; a final empty piece is not a line.
 /// Returns the number of lines.
-pub fn for_each_line(data: &[u8], mut f: impl FnMut(&[u8])) -> usize {
+pub(crate) fn for_each_line(data: &[u8], mut f: impl FnMut(&[u8])) -> usize {
     let mut start = 0;
     let mut n = 0;
     for nl in memchr::memchr_iter(b'\n', data) {

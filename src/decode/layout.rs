@@ -34,11 +34,11 @@ pub enum LayoutError {
 }
 
 /// The VPC default format: the v2 fields in table order.
-pub const DEFAULT_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} \
+pub(crate) const DEFAULT_FORMAT: &str = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} \
     ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
 
 /// The transit-gateway default format: every v2–v6 transit-gateway field in table order.
-pub const TGW_DEFAULT_FORMAT: &str = "${version} ${resource-type} ${account-id} ${tgw-id} \
+pub(crate) const TGW_DEFAULT_FORMAT: &str = "${version} ${resource-type} ${account-id} ${tgw-id} \
     ${tgw-attachment-id} ${tgw-src-vpc-account-id} ${tgw-dst-vpc-account-id} ${tgw-src-vpc-id} \
     ${tgw-dst-vpc-id} ${tgw-src-subnet-id} ${tgw-dst-subnet-id} ${tgw-src-eni} ${tgw-dst-eni} \
     ${tgw-src-az-id} ${tgw-dst-az-id} ${tgw-pair-attachment-id} ${srcaddr} ${dstaddr} ${srcport} \
@@ -48,7 +48,7 @@ pub const TGW_DEFAULT_FORMAT: &str = "${version} ${resource-type} ${account-id} 
     ${pkt-dst-aws-service}";
 
 /// The default format's fields, in order ([`DEFAULT_FORMAT`]).
-pub const DEFAULT_FIELDS: [Field; 14] = [
+pub(crate) const DEFAULT_FIELDS: [Field; 14] = [
     Field::Version,
     Field::AccountId,
     Field::InterfaceId,

@@ -190,7 +190,7 @@ pub struct PlainLine<'a> {
 /// test checks that the two agree).
 ///
 /// ```
-/// use vpcflowd::decode::{LayoutSet, line::parse_plain_line};
+/// use vpcflowd::decode::{LayoutSet, parse_plain_line};
 /// let line = b"2 123456789010 eni-1235b8ca123456789 172.31.16.139 172.31.16.21 20641 22 6 20 4249 1418530010 1418530070 ACCEPT OK";
 /// let plain = parse_plain_line(&LayoutSet::default(), line).unwrap();
 /// assert_eq!(plain.record.bytes, Some(4249));

@@ -15,15 +15,15 @@
 //!
 //! The line path allocates nothing per record.
 
-pub mod enums;
-pub mod envelope;
-pub mod field;
-pub mod json;
+pub(crate) mod enums;
+pub(crate) mod envelope;
+pub(crate) mod field;
+pub(crate) mod json;
 pub mod kpl;
-pub mod layout;
-pub mod line;
-pub mod reject;
-pub mod token;
+pub(crate) mod layout;
+pub(crate) mod line;
+pub(crate) mod reject;
+pub(crate) mod token;
 
 pub use enums::{
     Action, EncryptionStatus, FlowDirection, FlowType, LogStatus, ResourceType, SublocationType,

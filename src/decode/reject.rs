@@ -83,7 +83,7 @@ impl fmt::Display for RejectReason {
 }
 
 /// How much of an offending input a sample keeps.
-pub const SAMPLE_BYTES: usize = 256;
+pub(crate) const SAMPLE_BYTES: usize = 256;
 
 /// The most recent rejection of one reason.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]

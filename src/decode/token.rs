@@ -15,7 +15,7 @@ use super::enums::{
 
 /// Why one token did not parse as its field's type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenError {
+pub(crate) enum TokenError {
     /// The token is not a plain run of ASCII digits: it holds a sign, a decimal point, an
     /// exponent, a comma or a letter.
     NotANumber,
@@ -74,7 +74,7 @@ impl std::fmt::Display for FieldKind {
 }
 
 /// A type a flow-log field can hold: how to parse it from its token and how to show it.
-pub trait FromToken<'a>: Sized + Copy {
+pub(crate) trait FromToken<'a>: Sized + Copy {
     /// The kind of value, for messages and for `parse`'s JSON.
     const KIND: FieldKind;
     /// Parses a token that is not `-`.
@@ -87,7 +87,7 @@ pub trait FromToken<'a>: Sized + Copy {
 ///
 /// `str::parse::<u64>` accepts a leading `+`; flow logs never carry one, so it is junk here.
 #[inline]
-pub fn parse_decimal(token: &str) -> Result<u64, TokenError> {
+pub(crate) fn parse_decimal(token: &str) -> Result<u64, TokenError> {
     let bytes = token.as_bytes();
     if bytes.is_empty() {
         return Err(TokenError::NotANumber);
@@ -310,7 +310,7 @@ code_enum_from_token!(TrafficPath: 1..=8, EncryptionStatus: 0..=3);
 
 /// Counts the tokens of a line (what [`Tokens`] would yield), branch-free so that it vectorises.
 #[inline]
-pub fn count_tokens(line: &str) -> usize {
+pub(crate) fn count_tokens(line: &str) -> usize {
     let b = line.as_bytes();
     let Some(&first) = b.first() else { return 0 };
     // A token starts at every non-space byte that follows a space (or starts the line). The
@@ -324,7 +324,7 @@ pub fn count_tokens(line: &str) -> usize {
 
 /// The longest line [`single_spaced`] looks at: a default-format line is at most about 200
 /// bytes (two full IPv6 addresses and 20-digit counters).
-pub const SINGLE_SPACED_MAX: usize = 256;
+pub(crate) const SINGLE_SPACED_MAX: usize = 256;
 
 /// Finds the `N` spaces of a plain line: a line of printable ASCII only (no control byte, no
 /// DEL, nothing from 0x80 up), of at most [`SINGLE_SPACED_MAX`] bytes, whose `N + 1` tokens are
@@ -337,7 +337,7 @@ pub const SINGLE_SPACED_MAX: usize = 256;
 /// token. For a plain line the tokens are exactly those of [`Tokens`] (a property test checks
 /// this).
 #[inline]
-pub fn single_spaced<const N: usize>(line: &[u8]) -> Option<[u16; N]> {
+pub(crate) fn single_spaced<const N: usize>(line: &[u8]) -> Option<[u16; N]> {
     if line.is_empty() || line.len() > SINGLE_SPACED_MAX {
         return None;
     }
@@ -386,13 +386,13 @@ fn block_masks(block: &[u8; 16]) -> (u16, u16) {
 
 /// Splits a line into tokens on runs of spaces (leading and trailing spaces included).
 #[derive(Debug, Clone)]
-pub struct Tokens<'a> {
+pub(crate) struct Tokens<'a> {
     rest: &'a str,
 }
 
 impl<'a> Tokens<'a> {
     #[inline]
-    pub fn new(line: &'a str) -> Self {
+    pub(crate) fn new(line: &'a str) -> Self {
         Tokens { rest: line }
     }
 }

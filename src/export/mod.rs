@@ -36,9 +36,9 @@
 pub mod config;
 mod error;
 pub mod measures;
-pub mod otlp;
+pub(crate) mod otlp;
 pub mod prometheus;
-pub mod worker;
+pub(crate) mod worker;
 
 use std::sync::atomic::AtomicU64;
 

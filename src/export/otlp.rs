@@ -19,7 +19,7 @@ use super::config::{ExportConfig, OtlpProtocol};
 use super::error::ExportError;
 
 /// The resource of every exported signal: `service.*` and `cloud.*`.
-pub fn resource(config: &ExportConfig, default_region: Option<&str>) -> Resource {
+pub(crate) fn resource(config: &ExportConfig, default_region: Option<&str>) -> Resource {
     let instance = config.instance_id.clone().unwrap_or_else(|| {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_string())
@@ -148,7 +148,7 @@ fn http<B: WithExportConfig + WithHttpConfig>(
 
 /// Builds an OTLP metric exporter. Call it inside a Tokio runtime for gRPC, and off the runtime's
 /// worker threads for HTTP.
-pub fn metric_exporter(
+pub(crate) fn metric_exporter(
     config: &ExportConfig,
     temporality: Temporality,
 ) -> Result<MetricExporter, ExportError> {
@@ -164,7 +164,7 @@ pub fn metric_exporter(
 }
 
 /// Builds an OTLP log exporter (under the same rules as [`metric_exporter`]).
-pub fn log_exporter(config: &ExportConfig) -> Result<LogExporter, ExportError> {
+pub(crate) fn log_exporter(config: &ExportConfig) -> Result<LogExporter, ExportError> {
     let built = match config.otlp_protocol {
         OtlpProtocol::Grpc => grpc(LogExporter::builder().with_tonic(), config)?.build(),
         OtlpProtocol::Http => http(LogExporter::builder().with_http(), config, "/v1/logs")?.build(),

@@ -45,7 +45,7 @@ pub struct ServeContext {
 
 /// The ingest listener: Firehose POSTs to the configured URL (any path); load balancers and
 /// Firehose's own checks GET or HEAD it.
-pub fn ingest_router(state: Arc<ServeContext>) -> axum::Router {
+pub(crate) fn ingest_router(state: Arc<ServeContext>) -> axum::Router {
     axum::Router::new().route("/", any(ingest)).fallback(ingest).with_state(state)
 }
 
@@ -143,7 +143,7 @@ async fn handle(
 }
 
 /// The admin listener's routes.
-pub fn admin_router(state: Arc<ServeContext>) -> axum::Router {
+pub(crate) fn admin_router(state: Arc<ServeContext>) -> axum::Router {
     axum::Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))

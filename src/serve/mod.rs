@@ -20,16 +20,16 @@
 //! `checkpoint_interval`, so a crash loses at most that much.
 
 pub mod config;
-pub mod dedup;
+pub(crate) mod dedup;
 mod error;
-pub mod http;
-pub mod pipeline;
-pub mod reload;
-pub mod request;
+pub(crate) mod http;
+pub(crate) mod pipeline;
+pub(crate) mod reload;
+pub(crate) mod request;
 mod services;
 pub mod state_file;
 pub mod status;
-pub mod store;
+pub(crate) mod store;
 pub mod telemetry;
 
 use std::net::SocketAddr;

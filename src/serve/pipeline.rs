@@ -71,7 +71,7 @@ pub enum PipelineMsg {
 }
 
 /// What the pipeline thread owns besides the router.
-pub struct Pipeline {
+pub(crate) struct Pipeline {
     pub layouts: LayoutSet,
     /// The layouts of each `[[sources.kinesis]]` entry.
     pub kinesis_layouts: Vec<LayoutSet>,
@@ -127,7 +127,7 @@ impl IngestStats {
 
 /// Runs until [`PipelineMsg::Finish`] or until every sender is gone. Fails when the final
 /// state file could not be written (every window is closed instead, so nothing is lost).
-pub fn run(
+pub(crate) fn run(
     mut router: EventRouter,
     mut p: Pipeline,
     mut rx: mpsc::Receiver<PipelineMsg>,

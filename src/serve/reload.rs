@@ -43,7 +43,7 @@ impl AccessKeys {
 
 /// The listener's certificate: where it is read from, what was read last, and the live
 /// configuration to reload.
-pub struct Certificate {
+pub(crate) struct Certificate {
     cert: PathBuf,
     key: PathBuf,
     /// The files' contents when last read (loaded or not, so a bad pair is reported once).
@@ -53,7 +53,7 @@ pub struct Certificate {
 
 impl Certificate {
     /// Reads and loads the certificate chain and key at start: an error stops the start.
-    pub async fn load(cert: PathBuf, key: PathBuf) -> Result<Certificate, SecretsError> {
+    pub(crate) async fn load(cert: PathBuf, key: PathBuf) -> Result<Certificate, SecretsError> {
         let failed = |source| SecretsError::Tls { cert: cert.clone(), key: key.clone(), source };
         let read = read_pair(&cert, &key).await.map_err(failed)?;
         let config =
@@ -67,7 +67,7 @@ async fn read_pair(cert: &PathBuf, key: &PathBuf) -> std::io::Result<(Vec<u8>, V
 }
 
 /// Checks the files for changes and swaps in what changed (see the module documentation).
-pub struct Reloader {
+pub(crate) struct Reloader {
     pub ingest: IngestConfig,
     pub certificate: Option<Certificate>,
     pub keys: Arc<AccessKeys>,
@@ -77,7 +77,7 @@ pub struct Reloader {
 impl Reloader {
     /// Runs [`Reloader::check`] every `ingest.reload_interval` (never when it is zero or there
     /// is nothing to read again) until the task is aborted.
-    pub fn spawn(mut self) -> Option<tokio::task::JoinHandle<()>> {
+    pub(crate) fn spawn(mut self) -> Option<tokio::task::JoinHandle<()>> {
         let every = self.ingest.reload_interval;
         let anything = self.certificate.is_some() || self.ingest.access_keys_file.is_some();
         if every.is_zero() || !anything {
@@ -96,7 +96,7 @@ impl Reloader {
     }
 
     /// Reads the certificate, key and access-key file again and swaps in what changed.
-    pub async fn check(&mut self) {
+    pub(crate) async fn check(&mut self) {
         if let Some(c) = &mut self.certificate {
             match read_pair(&c.cert, &c.key).await {
                 Ok(read) if read != c.read => {

@@ -19,12 +19,13 @@ use crate::source::firehose::DecodedRequest;
 use crate::window::engine::RouteError;
 
 /// A line as routing reads it, or why a line (or a whole record) was refused.
-pub type Parsed<'r, 'a> = Result<&'r RouteInput<'a>, (RejectReason, &'r dyn std::fmt::Display)>;
+pub(crate) type Parsed<'r, 'a> =
+    Result<&'r RouteInput<'a>, (RejectReason, &'r dyn std::fmt::Display)>;
 
 /// Decodes one transport record and parses each of its lines under `layouts`, handing `each`
 /// the line as routing reads it (`account` and `region` standing in where the envelope and the
 /// record have none), or the refusal of a line or of the record, with that input's bytes.
-pub fn for_each_input(
+pub(crate) fn for_each_input(
     decoder: &mut EnvelopeDecoder,
     layouts: &LayoutSet,
     record: &[u8],

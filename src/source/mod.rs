@@ -11,7 +11,7 @@
 //! A source owns reading and framing; it hands records to the decoder and never interprets
 //! fields itself.
 
-pub mod chunks;
+pub(crate) mod chunks;
 pub mod file;
 pub mod firehose;
 pub mod kinesis;

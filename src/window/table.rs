@@ -394,7 +394,7 @@ impl<K: Hash + Eq + Ord + Clone, V: Measure> SmallTable<K, V> {
 }
 
 /// Heaviest first: weight, then tiebreak, both descending; then key ascending.
-pub fn rank<K: Ord, V: Measure>(a: &(K, V), b: &(K, V)) -> std::cmp::Ordering {
+pub(crate) fn rank<K: Ord, V: Measure>(a: &(K, V), b: &(K, V)) -> std::cmp::Ordering {
     b.1.weight()
         .cmp(&a.1.weight())
         .then_with(|| b.1.tiebreak().cmp(&a.1.tiebreak()))

@@ -11,10 +11,11 @@
 
 use std::time::Duration;
 
+#[cfg(test)]
 use crate::decode::FlowRecord;
 
 /// A pane number: `floor(t / slide)`.
-pub type PaneId = u64;
+pub(crate) type PaneId = u64;
 
 /// Window length and slide, both whole seconds, the window a multiple of the slide.
 /// (It is deserialized only from state files, which are checked against the configured spec.)
@@ -150,19 +151,25 @@ const MILLIS_THRESHOLD: u64 = 100_000_000_000;
 
 /// Seconds from a raw `start`/`end` value, which is sometimes in milliseconds despite the docs.
 #[inline]
-pub fn normalise_seconds(raw: u64) -> u64 {
+pub(crate) fn normalise_seconds(raw: u64) -> u64 {
     if raw >= MILLIS_THRESHOLD { raw / 1000 } else { raw }
 }
 
 /// The event time of a record: the chosen field, else the other one, else `arrival`.
 #[inline]
-pub fn event_time(record: &FlowRecord<'_>, mode: TimeMode, field: TimeField, arrival: u64) -> u64 {
+#[cfg(test)]
+pub(crate) fn event_time(
+    record: &FlowRecord<'_>,
+    mode: TimeMode,
+    field: TimeField,
+    arrival: u64,
+) -> u64 {
     event_time_of(record.start, record.end, mode, field, arrival)
 }
 
 /// Computes [`event_time`] from a record's `start` and `end`.
 #[inline]
-pub fn event_time_of(
+pub(crate) fn event_time_of(
     start: Option<u64>,
     end: Option<u64>,
     mode: TimeMode,
@@ -182,7 +189,7 @@ pub fn event_time_of(
 /// The watermark: largest event time seen minus the lateness, never moving back.
 ///
 /// ```
-/// use vpcflowd::window::time::Watermark;
+/// use vpcflowd::window::Watermark;
 /// let mut wm = Watermark::new(600);
 /// assert_eq!(wm.get(), None);
 /// wm.observe(1_000);

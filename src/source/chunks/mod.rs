@@ -49,10 +49,10 @@ use crate::decode::{LayoutSet, LineContext, ParsedLine, RejectReason, Rejects};
 use crate::record::ParsedRecords;
 
 /// Opens one input on the splitter's thread.
-pub type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn BufRead>> + Send>;
+pub(crate) type Opener = Box<dyn FnOnce() -> io::Result<Box<dyn BufRead>> + Send>;
 
 /// One input: its name in messages, and how to open it.
-pub struct Source {
+pub(crate) struct Source {
     pub name: String,
     pub open: Opener,
     /// Whether the input is fed as events happen (standard input): its whole lines are sent as
@@ -62,7 +62,7 @@ pub struct Source {
 
 impl Source {
     /// A file or standard input (live).
-    pub fn input(input: Input) -> Source {
+    pub(crate) fn input(input: Input) -> Source {
         let live = input == Input::Stdin;
         Source { name: input.name().into_owned(), open: Box::new(move || input.open()), live }
     }
@@ -70,7 +70,7 @@ impl Source {
 
 /// How the inputs are cut up and parsed.
 #[derive(Debug, Clone, Copy)]
-pub struct ChunkConfig {
+pub(crate) struct ChunkConfig {
     /// Bytes per chunk (a chunk grows past this only to finish a longer line).
     pub chunk_bytes: usize,
     /// Parse threads.
@@ -99,13 +99,13 @@ impl Default for ChunkConfig {
 
 /// A record refused for naming no interface: the router would refuse it, so it is counted as a
 /// rejection when it parses.
-pub const MISSING_INTERFACE: Refusal = Refusal {
+pub(crate) const MISSING_INTERFACE: Refusal = Refusal {
     reason: RejectReason::MissingInterface,
     detail: "the record names no interface (no interface-id, resource-id or tgw-attachment-id)",
 };
 
 /// A chunk of one input, parsed.
-pub struct ParsedChunk {
+pub(crate) struct ParsedChunk {
     /// The input's index in the sources.
     pub input: usize,
     /// Its records, in order, ready to route.
@@ -126,7 +126,7 @@ pub struct ParsedChunk {
 }
 
 /// A chunk too large to hold parsed: read it a record at a time with [`UnparsedChunk::read`].
-pub struct UnparsedChunk {
+pub(crate) struct UnparsedChunk {
     /// The input's index in the sources.
     pub input: usize,
     text: Vec<u8>,
@@ -138,7 +138,7 @@ pub struct UnparsedChunk {
 impl UnparsedChunk {
     /// Reads the chunk with `reader` (whose counts and rejections it adds to), as
     /// [`FileReader::read`] does; rejections' line numbers count from the input's start.
-    pub fn read(
+    pub(crate) fn read(
         &self,
         reader: &mut FileReader,
         on_record: impl FnMut(&ParsedLine<'_, '_>, &LineContext<'_>) -> Result<(), Refusal>,
@@ -153,7 +153,7 @@ impl UnparsedChunk {
 }
 
 /// What [`ParsedInputs::next_chunk`] hands back.
-pub enum Delivery {
+pub(crate) enum Delivery {
     Chunk(Box<ParsedChunk>),
     Unparsed(Box<UnparsedChunk>),
     /// Reading input `input` failed; what was read before the failure has been delivered.
@@ -182,7 +182,7 @@ struct Job {
 }
 
 /// Parsed chunks of the inputs, in input order. See the module documentation.
-pub struct ParsedInputs {
+pub(crate) struct ParsedInputs {
     names: Vec<String>,
     receipts: Receiver<Receipt>,
     /// Parses again a chunk whose layouts were wrong (never expected).
@@ -199,7 +199,11 @@ pub struct ParsedInputs {
 
 impl ParsedInputs {
     /// Starts reading `sources` under `layouts`.
-    pub fn start(sources: Vec<Source>, layouts: LayoutSet, config: ChunkConfig) -> ParsedInputs {
+    pub(crate) fn start(
+        sources: Vec<Source>,
+        layouts: LayoutSet,
+        config: ChunkConfig,
+    ) -> ParsedInputs {
         let names = sources.iter().map(|s| s.name.clone()).collect();
         let (receipts_tx, receipts) = sync_channel::<Receipt>(config.in_flight.max(1));
         let (jobs_tx, jobs_rx) = sync_channel::<Job>(config.in_flight.max(1));
@@ -233,7 +237,7 @@ impl ParsedInputs {
     }
 
     /// The name of input `input`, for messages.
-    pub fn name(&self, input: usize) -> &str {
+    pub(crate) fn name(&self, input: usize) -> &str {
         self.names.get(input).map_or("<input>", String::as_str)
     }
 
@@ -241,7 +245,7 @@ impl ParsedInputs {
     /// its messages' line numbers counted from its input's start, or `None` after the last.
     ///
     /// Panics if a reader or parse thread has panicked, rather than end the input early.
-    pub fn next_chunk(&mut self) -> Option<Delivery> {
+    pub(crate) fn next_chunk(&mut self) -> Option<Delivery> {
         let receipt = self.receipts.recv().expect("the reader thread stopped before the end");
         let mut chunk = match receipt {
             Receipt::End => return None,
@@ -272,16 +276,17 @@ impl ParsedInputs {
         Some(Delivery::Chunk(Box::new(chunk)))
     }
 
+    #[cfg(test)]
     /// How many chunks were parsed again because the splitter's layouts for them were wrong
     /// (none, unless the splitter and the parser disagree about a header line).
-    pub fn reparsed(&self) -> u64 {
+    pub(crate) fn reparsed(&self) -> u64 {
         self.reparsed
     }
 
     /// Waits for the threads, once [`ParsedInputs::next_chunk`] has returned `None` (or to stop
     /// early: the threads stop once their queues close, though a splitter blocked reading
     /// standard input stops only when its read returns).
-    pub fn close(self) {
+    pub(crate) fn close(self) {
         let ParsedInputs { receipts, threads, .. } = self;
         drop(receipts);
         for t in threads {

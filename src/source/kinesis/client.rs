@@ -17,13 +17,13 @@ use super::error::KinesisError;
 
 /// The clients one stream uses.
 #[derive(Clone, Debug)]
-pub struct Clients {
+pub(crate) struct Clients {
     pub kinesis: aws_sdk_kinesis::Client,
     pub dynamodb: aws_sdk_dynamodb::Client,
 }
 
 /// Loads the shared AWS configuration for `source` and builds its clients.
-pub async fn build(source: &KinesisSourceConfig) -> Result<Clients, KinesisError> {
+pub(crate) async fn build(source: &KinesisSourceConfig) -> Result<Clients, KinesisError> {
     let mut loader = aws_config::defaults(BehaviorVersion::latest());
     if let Some(region) = source.region.as_deref().or(source.arn_region()) {
         loader = loader.region(aws_config::Region::new(region.to_string()));
@@ -60,7 +60,7 @@ pub async fn build(source: &KinesisSourceConfig) -> Result<Clients, KinesisError
 
 /// Describes an SDK error in one line: the service's code and message when there is one, else
 /// the transport's cause chain.
-pub fn describe<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
+pub(crate) fn describe<E, R>(e: &aws_sdk_kinesis::error::SdkError<E, R>) -> String
 where
     E: std::error::Error + aws_sdk_kinesis::error::ProvideErrorMetadata + 'static,
     R: std::fmt::Debug,

@@ -35,7 +35,7 @@ use super::status::{KinesisStatus, ShardPhase};
 
 /// Why a consumer returned.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ShardExit {
+pub(crate) enum ShardExit {
     /// The shard is closed and every record of it was applied.
     End,
     /// The consumer was asked to stop; everything read was applied up to the returned position.
@@ -46,7 +46,7 @@ pub enum ShardExit {
 
 /// Everything one consumer needs.
 #[derive(Clone)]
-pub struct ShardReader {
+pub(crate) struct ShardReader {
     pub client: aws_sdk_kinesis::Client,
     pub config: Arc<KinesisSourceConfig>,
     pub key: ShardKey,
@@ -105,7 +105,7 @@ impl ShardReader {
 
     /// Reads from `position` until the shard ends, the consumer is stopped, or the pipeline
     /// closes; returns why and the position up to which everything read has been applied.
-    pub async fn run(self, position: Position) -> (ShardExit, Position) {
+    pub(crate) async fn run(self, position: Position) -> (ShardExit, Position) {
         let mut read = ShardRead {
             position,
             in_flight: None,

@@ -35,7 +35,7 @@ use super::renewer::{Renewal, Renewer};
 use super::status::{KinesisStatus, ShardPhase};
 
 /// One stream's coordinator.
-pub struct Coordinator {
+pub(crate) struct Coordinator {
     pub config: Arc<KinesisSourceConfig>,
     pub source: usize,
     pub kinesis: aws_sdk_kinesis::Client,
@@ -142,7 +142,7 @@ impl Coordinator {
     }
 
     /// Runs until stopped; returns once every consumer has stopped (everything read is applied).
-    pub async fn run(self) {
+    pub(crate) async fn run(self) {
         match self.book.clone() {
             None => self.run_alone().await,
             Some(book) => self.run_leased(book).await,

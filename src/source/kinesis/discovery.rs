@@ -12,7 +12,7 @@ use super::error::KinesisError;
 
 /// One shard of the stream.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardInfo {
+pub(crate) struct ShardInfo {
     pub id: String,
     /// The shard(s) it was split or merged from.
     pub parents: Vec<String>,
@@ -21,7 +21,7 @@ pub struct ShardInfo {
 }
 
 /// Lists every shard of the stream, keyed by shard id.
-pub async fn list_shards(
+pub(crate) async fn list_shards(
     client: &aws_sdk_kinesis::Client,
     source: &KinesisSourceConfig,
 ) -> Result<BTreeMap<String, ShardInfo>, KinesisError> {
@@ -53,7 +53,7 @@ pub async fn list_shards(
 }
 
 /// Whether `shard` may be read: each of its parents is finished (`done`) or no longer listed.
-pub fn parents_done(
+pub(crate) fn parents_done(
     shard: &ShardInfo,
     shards: &BTreeMap<String, ShardInfo>,
     done: impl Fn(&str) -> bool,

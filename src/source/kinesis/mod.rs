@@ -22,18 +22,18 @@
 //! router and answers each batch once its records are routed. Positions therefore advance in
 //! the same thread, and the same order, as the state file is written.
 
-pub mod book;
-pub mod client;
+pub(crate) mod book;
+pub(crate) mod client;
 pub mod config;
-pub mod consumer;
-pub mod coordinator;
-pub mod discovery;
+pub(crate) mod consumer;
+pub(crate) mod coordinator;
+pub(crate) mod discovery;
 mod error;
 pub mod lease;
-pub mod message;
-pub mod position;
+pub(crate) mod message;
+pub(crate) mod position;
 pub mod renewer;
-pub mod status;
+pub(crate) mod status;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

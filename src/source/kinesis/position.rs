@@ -6,6 +6,7 @@
 //! Sequence numbers are opaque decimal strings of varying length; they are compared as numbers
 //! (length first, then digits), never parsed into a fixed-width integer.
 
+#[cfg(test)]
 use std::cmp::Ordering;
 use std::fmt;
 use std::sync::Arc;
@@ -96,8 +97,9 @@ impl<'de> Deserialize<'de> for Position {
     }
 }
 
+#[cfg(test)]
 /// Compares two sequence numbers as the decimal numbers they are.
-pub fn compare_sequence(a: &str, b: &str) -> Ordering {
+pub(crate) fn compare_sequence(a: &str, b: &str) -> Ordering {
     let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
     a.len().cmp(&b.len()).then_with(|| a.cmp(b))
 }
