@@ -20,5 +20,6 @@ pub mod generate;
 pub mod record;
 pub(crate) mod schema;
 pub mod serve;
+pub mod settings;
 pub mod source;
 pub mod window;

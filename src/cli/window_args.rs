@@ -5,9 +5,11 @@
 use std::time::Duration;
 
 use clap::Args;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use serde_json::{Map, Value};
 
-use crate::window::{LatePolicy, TimeField, TimeMode, WindowSettings};
+use crate::settings::WindowSettings;
+use crate::window::{LatePolicy, TimeField, TimeMode};
 
 #[derive(Debug, Clone, Default, Args)]
 pub struct WindowArgs {
@@ -28,15 +30,15 @@ pub struct WindowArgs {
     pub idle_timeout: Option<Duration>,
 
     /// Window on the record's time or on arrival [default: event].
-    #[arg(long, value_enum, help_heading = "Windows")]
+    #[arg(long, value_parser = time_mode(), help_heading = "Windows")]
     pub time: Option<TimeMode>,
 
     /// The record field that gives event time [default: start].
-    #[arg(long, value_enum, help_heading = "Windows")]
+    #[arg(long, value_parser = time_field(), help_heading = "Windows")]
     pub time_field: Option<TimeField>,
 
     /// Late records: count and drop, or apply and re-emit corrected snapshots [default: drop].
-    #[arg(long, value_enum, help_heading = "Windows")]
+    #[arg(long, value_parser = late_policy(), help_heading = "Windows")]
     pub late: Option<LatePolicy>,
 
     /// Sources listed per snapshot [default: 15].
@@ -111,6 +113,36 @@ impl WindowArgs {
         }
         m
     }
+}
+
+/// `--time`'s values, each with its help.
+fn time_mode() -> impl TypedValueParser<Value = TimeMode> {
+    PossibleValuesParser::new([
+        PossibleValue::new("event")
+            .help("The record's own time (`start`, or `end` with `--time-field end`)"),
+        PossibleValue::new("processing").help("The time the record arrived"),
+    ])
+    .map(|v| if v == "processing" { TimeMode::Processing } else { TimeMode::Event })
+}
+
+/// `--time-field`'s values.
+fn time_field() -> impl TypedValueParser<Value = TimeField> {
+    PossibleValuesParser::new(["start", "end"])
+        .map(|v| if v == "end" { TimeField::End } else { TimeField::Start })
+}
+
+/// `--late`'s values, each with its help.
+fn late_policy() -> impl TypedValueParser<Value = LatePolicy> {
+    PossibleValuesParser::new([
+        PossibleValue::new("drop").help(
+            "Count it (in `late_records` of the windows still open over its pane) and drop its \
+             traffic",
+        ),
+        PossibleValue::new("update").help(
+            "Apply it, and re-emit each already-closed window it changes with `revision` + 1",
+        ),
+    ])
+    .map(|v| if v == "update" { LatePolicy::Update } else { LatePolicy::Drop })
 }
 
 /// An enumerated setting as the settings serialize it (`"update"`, `"end"`, …).

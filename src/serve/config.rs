@@ -15,8 +15,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::export::ExportConfig;
+use crate::settings::WindowSettings;
 use crate::source::kinesis::SourcesConfig;
-use crate::window::WindowSettings;
 
 /// Whether an environment key (prefix stripped) is one of the variables Kubernetes injects for
 /// every Service in the namespace (`<NAME>_SERVICE_HOST`, `<NAME>_PORT_8080_TCP_ADDR`, …): a

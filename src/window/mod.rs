@@ -32,13 +32,11 @@
 pub mod engine;
 pub mod event;
 pub mod pane;
-pub(crate) mod settings;
 pub mod snapshot;
 pub(crate) mod table;
 pub(crate) mod time;
 
 pub use engine::{Engine, EngineConfig, EngineStats, EventRouter, LatePolicy, RouteError};
 pub use pane::Caps;
-pub use settings::WindowSettings;
 pub use snapshot::{Snapshot, TopN};
 pub use time::{TimeField, TimeMode, Watermark, WindowSpec};

@@ -15,7 +15,8 @@ use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
 use vpcflowd::export::config::OtlpProtocol;
 use vpcflowd::export::{ExportConfig, ExportStats, ExporterOptions, WindowExporter};
 use vpcflowd::generate::{Generator, GeneratorConfig};
-use vpcflowd::window::{Engine, Snapshot, WindowSettings};
+use vpcflowd::settings::WindowSettings;
+use vpcflowd::window::{Engine, Snapshot};
 
 const REGION: &str = "eu-west-1";
 

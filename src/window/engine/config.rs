@@ -9,18 +9,7 @@ use super::super::snapshot::TopN;
 use super::super::time::{PaneId, TimeField, TimeMode, WindowSpec};
 
 /// What to do with a record whose pane is already sealed.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    clap::ValueEnum,
-    Serialize,
-    serde::Deserialize,
-    schemars::JsonSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LatePolicy {
     /// Count it (in `late_records` of the windows still open over its pane) and drop its traffic.

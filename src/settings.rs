@@ -1,14 +1,16 @@
 //! The window settings hold what `--window`, `--slide` … and the `[window]` table of `serve`'s
 //! configuration file set. The doc comments on the fields are the reference documentation.
+//!
+//! This module is where the window configuration meets its JSON Schema (for the generated
+//! reference), so that `window` itself derives neither schemars nor clap traits: the
+//! enumerated settings' names are given here (`TimeModeName` and its kin) and their flags in
+//! `cli::window_args`.
 
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::engine::{EngineConfig, LatePolicy};
-use super::pane::Caps;
-use super::snapshot::TopN;
-use super::time::{TimeField, TimeMode, WindowSpec};
+use crate::window::{Caps, EngineConfig, LatePolicy, TimeField, TimeMode, TopN, WindowSpec};
 
 /// Sliding windows, lateness, list lengths and memory caps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -33,10 +35,13 @@ pub struct WindowSettings {
     #[schemars(with = "crate::schema::HumanDuration")]
     pub idle_timeout: Duration,
     /// `event` (the record's own time) or `processing` (arrival time).
+    #[schemars(with = "TimeModeName")]
     pub time: TimeMode,
     /// `start` or `end`: the record field that gives event time.
+    #[schemars(with = "TimeFieldName")]
     pub time_field: TimeField,
     /// `drop` (count late records) or `update` (apply them and re-emit corrected snapshots).
+    #[schemars(with = "LatePolicyName")]
     pub late: LatePolicy,
     /// Sources listed per snapshot; the rest is in `other_sources`.
     pub top_sources: usize,
@@ -119,4 +124,31 @@ impl WindowSettings {
         c.region = self.region.clone();
         Ok(c)
     }
+}
+
+/// The names `time` takes, for the configuration's JSON Schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its JSON Schema is used")]
+enum TimeModeName {
+    Event,
+    Processing,
+}
+
+/// The names `time_field` takes, for the configuration's JSON Schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its JSON Schema is used")]
+enum TimeFieldName {
+    Start,
+    End,
+}
+
+/// The names `late` takes, for the configuration's JSON Schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its JSON Schema is used")]
+enum LatePolicyName {
+    Drop,
+    Update,
 }
