@@ -210,5 +210,8 @@ async fn interface_snapshots(
 
 /// `GET /api/v1/status`: every counter of the server ([`super::status::StatusReport`]).
 async fn status(State(state): State<Arc<ServeContext>>) -> Response {
-    Json(super::status::StatusReport::read(&state)).into_response()
+    // Through a `Value`, whose maps are sorted, so the keys come out in the order they always
+    // have (alphabetical), not in the structs' field order.
+    let report = serde_json::to_value(super::status::StatusReport::read(&state));
+    Json(report.unwrap_or_default()).into_response()
 }

@@ -94,7 +94,7 @@ macro_rules! status_section {
                 $(#[doc = $doc:literal])*
                 $field:ident: $ty:ty = $read:expr
                 $(=> $iname:literal ($kind:ident, $unit:literal
-                    $(, scale $scale:literal)? $(, attribute $akey:literal = $aval:literal)?
+                    $(, divide $scale:literal)? $(, attribute $akey:literal = $aval:literal)?
                     $(, about $about:literal)?))?
                 ;
             )*
@@ -137,7 +137,7 @@ macro_rules! status_section {
             scaled: status_section!(@scaled $($scale)?),
             value: |$ctx| {
                 let value: $ty = $read;
-                AsPoint::as_point(&value).map(|v| v $(* $scale)?)
+                AsPoint::as_point(&value).map(|v| v $(/ $scale)?)
             },
         })
     };
@@ -231,10 +231,10 @@ status_section! {
             => "vpcflowd.engine.revisions" (Counter, "{snapshot}");
         /// Time the last window close took
         last_close_micros: u64 = c.engine.last_close_micros.load(Relaxed)
-            => "vpcflowd.engine.window_close.last_duration" (Gauge, "s", scale 1e-6);
+            => "vpcflowd.engine.window_close.last_duration" (Gauge, "s", divide 1e6);
         /// Time spent closing windows (divide by vpcflowd.engine.windows_closed for the mean)
         close_micros_total: u64 = c.engine.close_micros_total.load(Relaxed)
-            => "vpcflowd.engine.window_close.time" (Counter, "s", scale 1e-6);
+            => "vpcflowd.engine.window_close.time" (Counter, "s", divide 1e6);
         /// Events lost because their shard's worker had stopped (only after a worker panic).
         events_lost_to_stopped_shard: u64 = c.engine.events_lost_to_stopped_shard.load(Relaxed);
     }
@@ -282,7 +282,7 @@ status_section! {
             => "vpcflowd.export.queue.depth" (Gauge, "{window}");
         /// Time the last window's export took
         last_export_micros: u64 = c.export.last_export_micros.load(Relaxed)
-            => "vpcflowd.export.last_duration" (Gauge, "s", scale 1e-6);
+            => "vpcflowd.export.last_duration" (Gauge, "s", divide 1e6);
     }
 }
 
