@@ -52,35 +52,71 @@ pub struct InstrumentDef {
     /// Whether the value is scaled to the instrument's unit (then a counter counts in `f64`).
     pub scaled: bool,
     /// The value to export (`None` reports no point), in the instrument's unit.
-    pub value: fn(&ServeContext) -> Option<f64>,
+    pub value: fn(&ServeContext) -> Option<Point>,
+}
+
+impl InstrumentDef {
+    /// The field's description as one line.
+    pub fn description_line(&self) -> String {
+        one_line(self.description)
+    }
+}
+
+/// `text` with its line breaks and runs of spaces as single spaces.
+pub fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// One value an instrument exports: a count stays a whole number, so that a `u64` counter
+/// reports it exactly, and only a value scaled to another unit is fractional.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Point {
+    Whole(u64),
+    Real(f64),
+}
+
+impl Point {
+    pub fn as_u64(self) -> u64 {
+        match self {
+            Point::Whole(v) => v,
+            Point::Real(v) => v as u64,
+        }
+    }
+
+    pub fn as_f64(self) -> f64 {
+        match self {
+            Point::Whole(v) => v as f64,
+            Point::Real(v) => v,
+        }
+    }
 }
 
 /// A status value as an instrument's point.
 pub trait AsPoint {
-    fn as_point(&self) -> Option<f64>;
+    fn as_point(&self) -> Option<Point>;
 }
 
 impl AsPoint for u64 {
-    fn as_point(&self) -> Option<f64> {
-        Some(*self as f64)
+    fn as_point(&self) -> Option<Point> {
+        Some(Point::Whole(*self))
     }
 }
 
 impl AsPoint for usize {
-    fn as_point(&self) -> Option<f64> {
-        Some(*self as f64)
+    fn as_point(&self) -> Option<Point> {
+        Some(Point::Whole(*self as u64))
     }
 }
 
 impl AsPoint for Option<u64> {
-    fn as_point(&self) -> Option<f64> {
-        self.map(|v| v as f64)
+    fn as_point(&self) -> Option<Point> {
+        self.map(Point::Whole)
     }
 }
 
 impl AsPoint for bool {
-    fn as_point(&self) -> Option<f64> {
-        Some(if *self { 1.0 } else { 0.0 })
+    fn as_point(&self) -> Option<Point> {
+        Some(Point::Whole(u64::from(*self)))
     }
 }
 
@@ -137,7 +173,7 @@ macro_rules! status_section {
             scaled: status_section!(@scaled $($scale)?),
             value: |$ctx| {
                 let value: $ty = $read;
-                AsPoint::as_point(&value).map(|v| v $(/ $scale)?)
+                AsPoint::as_point(&value)$(.map(|p| Point::Real(p.as_f64() / $scale)))?
             },
         })
     };
@@ -481,7 +517,7 @@ pub fn reference_markdown() -> String {
             attribute,
             i.status.0,
             i.status.1,
-            i.description.split_whitespace().collect::<Vec<_>>().join(" ")
+            i.description_line()
         ));
     }
     for i in LABELED_INSTRUMENTS {

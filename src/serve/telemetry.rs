@@ -13,7 +13,7 @@ use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 
 use super::http::ServeContext;
-use super::status::{self, InstrumentDef, InstrumentKind, LabeledInstrument};
+use super::status::{self, InstrumentDef, InstrumentKind, LabeledInstrument, Point};
 use crate::export::config::OtlpProtocol;
 use crate::export::{ExportConfig, ExportError};
 
@@ -111,8 +111,7 @@ fn register(meter: &Meter, ctx: Arc<ServeContext>) {
 /// The description an instrument is registered with (its own, else its first field's), as
 /// one line without a closing period.
 fn description_of(def: &InstrumentDef) -> String {
-    let text = def.about.unwrap_or(def.description);
-    let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    let text = status::one_line(def.about.unwrap_or(def.description));
     text.trim_end_matches('.').to_string()
 }
 
@@ -122,7 +121,7 @@ fn register_group(meter: &Meter, ctx: &Arc<ServeContext>, group: Vec<InstrumentD
     let description = description_of(&first);
     let points = {
         let ctx = ctx.clone();
-        move || -> Vec<(f64, Vec<KeyValue>)> {
+        move || -> Vec<(Point, Vec<KeyValue>)> {
             group
                 .iter()
                 .filter_map(|d| {
@@ -135,23 +134,23 @@ fn register_group(meter: &Meter, ctx: &Arc<ServeContext>, group: Vec<InstrumentD
     };
     // The three builders have different types, so one macro spells the chain for each.
     macro_rules! observable {
-        ($builder:ident, $point:ty) => {{
+        ($builder:ident, $as:ident) => {{
             let _ = meter
                 .$builder(first.name)
                 .with_unit(first.unit)
                 .with_description(description)
                 .with_callback(move |o| {
                     for (v, attributes) in points() {
-                        o.observe(v as $point, &attributes);
+                        o.observe(v.$as(), &attributes);
                     }
                 })
                 .build();
         }};
     }
     match (first.kind, first.scaled) {
-        (InstrumentKind::Counter, false) => observable!(u64_observable_counter, u64),
-        (InstrumentKind::Counter, true) => observable!(f64_observable_counter, f64),
-        (InstrumentKind::Gauge, _) => observable!(f64_observable_gauge, f64),
+        (InstrumentKind::Counter, false) => observable!(u64_observable_counter, as_u64),
+        (InstrumentKind::Counter, true) => observable!(f64_observable_counter, as_f64),
+        (InstrumentKind::Gauge, _) => observable!(f64_observable_gauge, as_f64),
     }
 }
 
@@ -193,15 +192,11 @@ fn register_labeled(meter: &Meter, ctx: &Arc<ServeContext>) {
         .build();
     let def = labeled("vpcflowd.engine.watermark");
     let c = ctx.clone();
-    gauge(meter, def, move || {
-        let w = c.engine.watermark.load(Relaxed);
-        (w != 0 && w != u64::MAX).then_some(w as f64)
-    });
+    gauge(meter, def, move || live_watermark(&c).map(|w| w as f64));
     let def = labeled("vpcflowd.engine.watermark.lag");
     let c = ctx.clone();
     gauge(meter, def, move || {
-        let w = c.engine.watermark.load(Relaxed);
-        (w != 0 && w != u64::MAX).then(|| (crate::clock::unix_secs_f64() - w as f64).max(0.0))
+        live_watermark(&c).map(|w| (crate::clock::unix_secs_f64() - w as f64).max(0.0))
     });
     // The process, named by the OpenTelemetry semantic conventions (`/metrics`:
     // `process_memory_usage_bytes`).
@@ -224,6 +219,13 @@ fn register_labeled(meter: &Meter, ctx: &Arc<ServeContext>) {
             }
         })
         .build();
+}
+
+/// The watermark while it is a time: not before the first record (0), nor once every window
+/// has closed (`u64::MAX`).
+fn live_watermark(c: &ServeContext) -> Option<u64> {
+    let w = c.engine.watermark.load(Relaxed);
+    (w != 0 && w != u64::MAX).then_some(w)
 }
 
 /// A gauge without attributes.

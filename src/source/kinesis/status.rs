@@ -48,8 +48,8 @@ pub struct ShardStatus {
     rate_since: Option<(Instant, u64)>,
 }
 
-/// Counters of every Kinesis source of the process (serialised by field name in the status).
-#[derive(Debug, Default, Serialize)]
+/// Counters of every Kinesis source of the process (`serve::status` shows them by field name).
+#[derive(Debug, Default)]
 pub struct KinesisCounters {
     pub get_records_calls: AtomicU64,
     /// ProvisionedThroughputExceeded answers (backed off and retried).
