@@ -61,6 +61,9 @@ pub enum ExportError {
     /// An export thread could not be started, stopped before it was ready, or panicked.
     #[error("{0}")]
     Thread(&'static str),
+    /// The export thread could not be started (the system's reason).
+    #[error("cannot start the export thread: {0}")]
+    Spawn(#[source] std::io::Error),
     /// An OTLP request failed after the SDK's retries.
     #[error("OTLP {signal} export: {message}")]
     Request { signal: &'static str, message: String },

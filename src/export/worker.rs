@@ -117,7 +117,7 @@ impl WindowExporter {
                 };
                 sink.run(rx);
             })
-            .map_err(|_| ExportError::Thread("the export thread could not be started"))?;
+            .map_err(ExportError::Spawn)?;
         ready_rx.recv().map_err(|_| ExportError::Thread("the export thread stopped"))??;
         Ok(WindowExporter { tx, stats, abandon, join })
     }

@@ -74,9 +74,16 @@ pub enum ServeError {
     /// The last state file could not be written at shutdown.
     #[error("the final state file could not be written ({0}); every window was closed instead")]
     FinalWrite(#[source] CheckpointError),
-    /// A thread of `serve`'s could not be started, or panicked.
+    /// A thread of `serve`'s panicked.
     #[error("the {0} thread {1}")]
     Thread(&'static str, &'static str),
+    /// A thread of `serve`'s could not be started (the system's reason).
+    #[error("cannot start the {thread} thread: {source}")]
+    Spawn {
+        thread: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
     /// The signal handlers for a graceful shutdown could not be installed.
     #[error("cannot handle signals: {0}")]
     Signals(#[source] std::io::Error),

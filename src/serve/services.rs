@@ -191,7 +191,7 @@ fn start_pipeline(
     std::thread::Builder::new()
         .name("vpcflowd-pipeline".into())
         .spawn(move || pipeline::run(router, p, queue))
-        .map_err(|_| ServeError::Thread("pipeline", "could not be started"))
+        .map_err(|source| ServeError::Spawn { thread: "pipeline", source })
 }
 
 /// Hands each closed batch to the store (the API), to standard output if asked, and to the
