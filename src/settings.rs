@@ -12,6 +12,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::window::{Caps, EngineConfig, LatePolicy, TimeField, TimeMode, TopN, WindowSpec};
 
+/// A window setting that no engine can run with.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// The window and slide do not fit together.
+    #[error("{0}")]
+    Windows(String),
+    #[error("lateness must be whole seconds (got {0:?})")]
+    FractionalLateness(Duration),
+    #[error("shards must be at least 1")]
+    NoShards,
+    #[error("{name} must be at least 2 (got {value})")]
+    CapTooSmall { name: &'static str, value: usize },
+}
+
 /// Sliding windows, lateness, list lengths and memory caps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -84,14 +98,15 @@ impl Default for WindowSettings {
 }
 
 impl WindowSettings {
-    /// The engine configuration, or a message naming the bad setting.
-    pub fn to_engine_config(&self) -> Result<EngineConfig, String> {
-        let spec = WindowSpec::new(self.window, self.slide).map_err(|e| e.to_string())?;
+    /// The engine configuration, or an error naming the bad setting.
+    pub fn to_engine_config(&self) -> Result<EngineConfig, SettingsError> {
+        let spec = WindowSpec::new(self.window, self.slide)
+            .map_err(|e| SettingsError::Windows(e.to_string()))?;
         if self.lateness.subsec_nanos() != 0 {
-            return Err(format!("lateness must be whole seconds (got {:?})", self.lateness));
+            return Err(SettingsError::FractionalLateness(self.lateness));
         }
         if self.shards == Some(0) {
-            return Err("shards must be at least 1".into());
+            return Err(SettingsError::NoShards);
         }
         for (name, v) in [
             ("max_sources", self.max_sources),
@@ -99,7 +114,7 @@ impl WindowSettings {
             ("max_flows", self.max_flows),
         ] {
             if v < 2 {
-                return Err(format!("{name} must be at least 2 (got {v})"));
+                return Err(SettingsError::CapTooSmall { name, value: v });
             }
         }
         let mut c = EngineConfig::new(spec);

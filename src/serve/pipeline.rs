@@ -21,7 +21,9 @@ use super::state_file::{self, KinesisCheckpoint, StateFile};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
 use crate::source::firehose::DecodedRequest;
-use crate::source::kinesis::{KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey};
+use crate::source::kinesis::{
+    CheckpointFailure, KinesisBatch, KinesisStatus, LeaseBook, Position, ShardKey,
+};
 use crate::window::{EventRouter, RouteError};
 
 /// A request for the pipeline.
@@ -61,7 +63,7 @@ pub enum PipelineMsg {
     /// Records of one Kinesis GetRecords answer; answered once they are routed.
     Kinesis(KinesisBatch),
     /// Write a checkpoint now (and commit leases): a shard ended or a lease is handed over.
-    Checkpoint(oneshot::Sender<Result<(), String>>),
+    Checkpoint(oneshot::Sender<Result<(), CheckpointFailure>>),
     /// Wakes an idle pipeline so that it can do its timed work (idle watermark, checkpoints).
     /// Sent with `try_send`: a full queue means the pipeline is busy and will do it anyway.
     Wake,
@@ -165,7 +167,7 @@ pub(crate) fn run(
             PipelineMsg::Checkpoint(reply) => {
                 let r =
                     if p.state_dir.is_some() { checkpoint(&mut router, &mut p) } else { Ok(()) };
-                let _ = reply.send(r.map_err(|e| e.to_string()));
+                let _ = reply.send(r.map_err(CheckpointFailure::from));
                 next_checkpoint = Instant::now() + p.checkpoint_interval;
             }
             PipelineMsg::Wake => {}

@@ -147,13 +147,15 @@ impl KinesisSourceConfig {
     }
 
     /// `start_timestamp` in Unix milliseconds.
-    pub fn start_timestamp_ms(&self) -> Result<Option<i64>, String> {
+    pub fn start_timestamp_ms(&self) -> Result<Option<i64>, KinesisError> {
         match (&self.start, &self.start_timestamp) {
             (StartingPosition::AtTimestamp, None) => {
-                Err("start = \"at_timestamp\" needs start_timestamp".into())
+                Err(KinesisError::Config("start = \"at_timestamp\" needs start_timestamp".into()))
             }
             (_, Some(t)) => humantime::parse_rfc3339_weak(t)
-                .map_err(|e| format!("start_timestamp {t:?}: {e} (expected RFC 3339)"))
+                .map_err(|e| {
+                    KinesisError::Config(format!("start_timestamp {t:?}: {e} (expected RFC 3339)"))
+                })
                 .map(|t| {
                     Some(
                         t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64),

@@ -24,5 +24,9 @@ pub struct KinesisBatch {
 pub enum SourceMsg {
     Batch(KinesisBatch),
     /// Write a checkpoint (and commit leases) now: a shard ended or a lease is handed over.
-    Checkpoint(oneshot::Sender<Result<(), String>>),
+    Checkpoint(oneshot::Sender<Result<(), CheckpointFailure>>),
 }
+
+/// Why a checkpoint the source asked for failed; the source only logs it, so it needs no more
+/// than the error itself.
+pub type CheckpointFailure = Box<dyn std::error::Error + Send + Sync>;

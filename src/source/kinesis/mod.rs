@@ -45,7 +45,7 @@ use tokio_util::sync::CancellationToken;
 pub use self::book::LeaseBook;
 pub use self::config::{KinesisSourceConfig, SourcesConfig, StartingPosition};
 pub use self::error::{CommitError, KinesisError};
-pub use self::message::{KinesisBatch, SourceMsg};
+pub use self::message::{CheckpointFailure, KinesisBatch, SourceMsg};
 pub use self::position::{Position, ShardKey};
 pub use self::status::KinesisStatus;
 
