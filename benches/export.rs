@@ -27,6 +27,8 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use vpcflowd::decode::Action;
 use vpcflowd::export::{ExportConfig, ExportStats, ExporterOptions, WindowExporter};
 use vpcflowd::window::Snapshot;
+use vpcflowd::window::direction::Direction;
+use vpcflowd::window::pane::DirectionTotals;
 use vpcflowd::window::snapshot::{
     Approximation, DestinationSnapshot, FlowSnapshot, Other, ProtocolSnapshot, SourceSnapshot,
 };
@@ -74,6 +76,17 @@ fn ip(a: u32) -> IpAddr {
     IpAddr::V4(Ipv4Addr::from(a))
 }
 
+fn totals(bytes: u64) -> DirectionTotals {
+    DirectionTotals {
+        packets: bytes / 1000,
+        bytes,
+        flows: bytes / 10_000,
+        rejected_flows: 25,
+        rejected_packets: 30,
+        rejected_bytes: 2500,
+    }
+}
+
 fn window() -> Vec<Arc<Snapshot>> {
     (0..INTERFACES)
         .map(|i| {
@@ -88,7 +101,9 @@ fn window() -> Vec<Arc<Snapshot>> {
                     traffic_share_pct: 5.0,
                     top_flows: (0..10)
                         .map(|f| FlowSnapshot {
+                            direction: Direction::Ingress,
                             srcaddr: ip(0x0a00_0000 + i * 64 + s),
+                            via: None,
                             srcport: Some(40_000 + f),
                             dstaddr: Some(ip(0xac10_0000 + i)),
                             dstport: Some(443),
@@ -115,6 +130,11 @@ fn window() -> Vec<Arc<Snapshot>> {
                 nodata_records: 1,
                 skipdata_records: 0,
                 late_records: 0,
+                direction_basis: "inferred",
+                local_addresses: vec![ip(0xac10_0000 + i)],
+                ingress: totals(10_000_000),
+                egress: totals(9_000_000),
+                unknown_direction: totals(1_000_000),
                 sources,
                 other_sources: Other { count: 5, packets: 100, bytes: 100_000, flows: 10 },
                 destinations: (0..SOURCES)
@@ -124,6 +144,7 @@ fn window() -> Vec<Arc<Snapshot>> {
                         bytes: 900_000,
                         flows: 90,
                         rejected_flows: 1,
+                        traffic_share_pct: 4.5,
                     })
                     .collect(),
                 other_destinations: Other { count: 2, packets: 10, bytes: 10_000, flows: 1 },
@@ -135,6 +156,8 @@ fn window() -> Vec<Arc<Snapshot>> {
                         bytes: 100_000,
                         flows: 10,
                         rejected_flows: 0,
+                        ingress_bytes: 50_000,
+                        egress_bytes: 50_000,
                     })
                     .collect(),
                 revision: 0,

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use criterion::{Criterion, criterion_group, criterion_main};
 use vpcflowd::decode::{Action, LogStatus};
 use vpcflowd::window::TopN;
+use vpcflowd::window::direction::{Basis, Direction};
 use vpcflowd::window::event::FlowEvent;
 use vpcflowd::window::pane::{Caps, InterfacePanes};
 use vpcflowd::window::snapshot::{SnapshotKey, build};
@@ -46,8 +47,12 @@ fn event(iface: u32, src: u32, flow: u16) -> FlowEvent {
         late: false,
         status: Some(LogStatus::Ok),
         action: Some(if src.is_multiple_of(10) { Action::Reject } else { Action::Accept }),
+        direction: Direction::Ingress,
+        basis: Basis::Inferred,
         srcaddr: Some(IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + src))),
         dstaddr: Some(IpAddr::V4(Ipv4Addr::from(0xac10_0000 + iface))),
+        via: None,
+        local: Some(IpAddr::V4(Ipv4Addr::from(0xac10_0000 + iface))),
         srcport: Some(40000 + flow),
         dstport: Some(443),
         protocol: Some(6),

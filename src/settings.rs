@@ -10,6 +10,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use crate::window::direction::{AddressMode, DirectionMode, DirectionSettings, LocalAddresses};
 use crate::window::{Caps, EngineConfig, LatePolicy, TimeField, TimeMode, TopN, WindowSpec};
 
 /// A window setting that no engine can run with.
@@ -24,6 +29,10 @@ pub enum SettingsError {
     NoShards,
     #[error("{name} must be at least 2 (got {value})")]
     CapTooSmall { name: &'static str, value: usize },
+    #[error("{0}")]
+    LocalAddresses(String),
+    #[error("local_addresses_file {}: {detail}", path.display())]
+    LocalAddressesFile { path: PathBuf, detail: String },
 }
 
 /// Sliding windows, lateness, list lengths and memory caps.
@@ -73,6 +82,24 @@ pub struct WindowSettings {
     pub shards: Option<usize>,
     /// The AWS region reported for records that carry no `region` field.
     pub region: Option<String>,
+    /// `auto` decides whether each record is traffic to its interface or from it (by the
+    /// record's `flow-direction`, else the interface's configured local addresses, else the
+    /// addresses it learns from its records), so that sources are who send to the interface and
+    /// destinations where its traffic goes. `off` lists every record's source and destination
+    /// and computes shares of all traffic.
+    #[schemars(with = "DirectionModeName")]
+    pub direction: DirectionMode,
+    /// `packet` attributes traffic to `pkt-srcaddr` / `pkt-dstaddr` where the layout has them
+    /// (NAT gateways, load balancers, EKS pods); `header` always to `srcaddr` / `dstaddr`.
+    #[schemars(with = "AddressModeName")]
+    pub address: AddressMode,
+    /// Each interface's own addresses and CIDR blocks, by interface id, e.g.
+    /// `"eni-0a1b2c3d4e5f60718" = ["10.0.1.17", "2600:1f18::/64"]`. A configured interface's
+    /// direction is decided by them rather than learned.
+    pub local_addresses: BTreeMap<String, Vec<String>>,
+    /// A JSON file of more local addresses, of the same shape as `local_addresses`
+    /// (`{"eni-…": ["10.0.1.17"]}`); its entries replace the table's for the interfaces both name.
+    pub local_addresses_file: Option<PathBuf>,
 }
 
 impl Default for WindowSettings {
@@ -93,6 +120,10 @@ impl Default for WindowSettings {
             max_flows: 64,
             shards: None,
             region: None,
+            direction: DirectionMode::Auto,
+            address: AddressMode::Packet,
+            local_addresses: BTreeMap::new(),
+            local_addresses_file: None,
         }
     }
 }
@@ -137,7 +168,25 @@ impl WindowSettings {
             c.shards = n;
         }
         c.region = self.region.clone();
+        c.direction = DirectionSettings {
+            mode: self.direction,
+            address: self.address,
+            local_addresses: Arc::new(self.local_addresses()?),
+        };
         Ok(c)
+    }
+
+    /// The configured local addresses: the table's, then the file's.
+    fn local_addresses(&self) -> Result<LocalAddresses, SettingsError> {
+        let entries = self.local_addresses.iter().map(|(k, v)| (k.as_str(), v.as_slice()));
+        let mut locals = LocalAddresses::parse(entries).map_err(SettingsError::LocalAddresses)?;
+        if let Some(path) = &self.local_addresses_file {
+            let file_error =
+                |detail: String| SettingsError::LocalAddressesFile { path: path.clone(), detail };
+            let text = std::fs::read_to_string(path).map_err(|e| file_error(e.to_string()))?;
+            locals.extend(LocalAddresses::parse_json(&text).map_err(file_error)?);
+        }
+        Ok(locals)
     }
 }
 
@@ -166,4 +215,22 @@ enum TimeFieldName {
 enum LatePolicyName {
     Drop,
     Update,
+}
+
+/// The names `direction` takes, for the configuration's JSON Schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its JSON Schema is used")]
+enum DirectionModeName {
+    Auto,
+    Off,
+}
+
+/// The names `address` takes, for the configuration's JSON Schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename_all = "lowercase")]
+#[allow(dead_code, reason = "only its JSON Schema is used")]
+enum AddressModeName {
+    Packet,
+    Header,
 }

@@ -458,6 +458,8 @@ async fn close_windows(
         end: flush_at + 1,
         reject: false,
         egress: false,
+        pkt_srcaddr: [10, 255, 255, 1].into(),
+        pkt_dstaddr: [10, 255, 255, 2].into(),
     };
     let mut line = String::new();
     flush.render(&traffic.layouts.layouts()[0], &mut line);

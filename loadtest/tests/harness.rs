@@ -5,6 +5,11 @@
 #[path = "../../tests/it/common/tools.rs"]
 mod tools;
 
+#[path = "common/locals.rs"]
+mod locals;
+
+use locals::local_addresses_file;
+
 use std::process::{Command, Output};
 
 use serde_json::Value;
@@ -36,6 +41,7 @@ async fn start_server(tune: impl FnOnce(&mut ServeConfig)) -> RunningServe {
     config.window.lateness = std::time::Duration::from_secs(30);
     config.window.max_flows = 1_000_000;
     config.window.max_sources = 1_000_000;
+    config.window.local_addresses_file = Some(local_addresses_file().into());
     tune(&mut config);
     vpcflowd::serve::spawn(config).await.expect("serve started")
 }
@@ -57,6 +63,7 @@ async fn harness(args: Vec<String>) -> Output {
                 "4",
             ])
             .args(["--max-flows", "1000000", "--max-sources", "1000000", "--verify", "--json"])
+            .args(["--local-addresses", local_addresses_file()])
             .envs(tools::AWS_ENV)
             .output()
             .expect("run the harness")

@@ -8,6 +8,9 @@
 #[path = "../../tests/it/common/tools.rs"]
 mod tools;
 
+#[path = "common/locals.rs"]
+mod locals;
+
 use std::process::Command;
 use std::time::Duration;
 
@@ -37,6 +40,7 @@ fn put_records_into_kinesalite_verifies() {
             config.window.slide = Duration::from_secs(10);
             config.window.lateness = Duration::from_secs(600);
             config.window.max_flows = 1_000_000;
+            config.window.local_addresses_file = Some(locals::local_addresses_file().into());
             config.sources.kinesis = vec![KinesisSourceConfig {
                 stream: stream.into(),
                 endpoint: Some(emu.endpoint.clone()),
@@ -51,6 +55,7 @@ fn put_records_into_kinesalite_verifies() {
                     .args(["--package", package, "--admin", &admin, "--verify", "--json"])
                     .args(["--window", "30s", "--slide", "10s", "--lateness", "10m"])
                     .args(["--records", "10000", "--event-rate", "200", "--max-flows", "1000000"])
+                    .args(["--local-addresses", locals::local_addresses_file()])
                     .envs(tools::AWS_ENV)
                     .output()
                     .expect("run the harness")

@@ -299,35 +299,66 @@ fn write_table(out: &mut impl Write, s: &Snapshot) -> io::Result<()> {
         s.late_records,
         if s.approximate { "  (approximate)" } else { "" },
     )?;
-    if !s.sources.is_empty() {
+    let locals: Vec<String> = s.local_addresses.iter().map(|a| a.to_string()).collect();
+    writeln!(
+        out,
+        "  in {} bytes {} packets  out {} bytes {} packets  unknown {} bytes  local {}  ({})",
+        s.ingress.bytes,
+        s.ingress.packets,
+        s.egress.bytes,
+        s.egress.packets,
+        s.unknown_direction.bytes,
+        if locals.is_empty() { "-".to_string() } else { locals.join(",") },
+        s.direction_basis,
+    )?;
+    let sources = s
+        .sources
+        .iter()
+        .map(|x| (x.address, x.bytes, x.packets, x.flows, x.rejected_flows, x.traffic_share_pct));
+    write_list(out, "source", sources.collect(), &s.other_sources, "other sources")?;
+    let destinations = s
+        .destinations
+        .iter()
+        .map(|x| (x.address, x.bytes, x.packets, x.flows, x.rejected_flows, x.traffic_share_pct));
+    write_list(out, "destination", destinations.collect(), &s.other_destinations, "others")?;
+    writeln!(out)
+}
+
+/// A table row: address, bytes, packets, flows, rejected flows, share.
+type Row = (std::net::IpAddr, u64, u64, u64, u64, f64);
+
+/// One ranked list of a snapshot, with its remainder.
+fn write_list(
+    out: &mut impl Write,
+    title: &str,
+    rows: Vec<Row>,
+    other: &crate::window::snapshot::Other,
+    other_name: &str,
+) -> io::Result<()> {
+    if rows.is_empty() && other.bytes == 0 {
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "  {:<40} {:>14} {:>12} {:>8} {:>9} {:>7}",
+        title, "bytes", "packets", "flows", "rejected", "share%"
+    )?;
+    for (address, bytes, packets, flows, rejected, share) in rows {
         writeln!(
             out,
-            "  {:<40} {:>14} {:>12} {:>8} {:>9} {:>7}",
-            "source", "bytes", "packets", "flows", "rejected", "share%"
+            "  {:<40} {bytes:>14} {packets:>12} {flows:>8} {rejected:>9} {share:>7.2}",
+            address.to_string(),
         )?;
-        for src in &s.sources {
-            writeln!(
-                out,
-                "  {:<40} {:>14} {:>12} {:>8} {:>9} {:>7.2}",
-                src.address.to_string(),
-                src.bytes,
-                src.packets,
-                src.flows,
-                src.rejected_flows,
-                src.traffic_share_pct
-            )?;
-        }
-        let o = &s.other_sources;
-        if o.count > 0 || o.bytes > 0 {
-            writeln!(
-                out,
-                "  {:<40} {:>14} {:>12} {:>8}",
-                format!("({} other sources)", o.count),
-                o.bytes,
-                o.packets,
-                o.flows
-            )?;
-        }
     }
-    writeln!(out)
+    if other.count > 0 || other.bytes > 0 {
+        writeln!(
+            out,
+            "  {:<40} {:>14} {:>12} {:>8}",
+            format!("({} {other_name})", other.count),
+            other.bytes,
+            other.packets,
+            other.flows
+        )?;
+    }
+    Ok(())
 }

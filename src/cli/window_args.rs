@@ -9,6 +9,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use serde_json::{Map, Value};
 
 use crate::settings::WindowSettings;
+use crate::window::direction::{AddressMode, DirectionMode};
 use crate::window::{LatePolicy, TimeField, TimeMode};
 
 #[derive(Debug, Clone, Default, Args)]
@@ -40,6 +41,19 @@ pub struct WindowArgs {
     /// Late records: count and drop, or apply and re-emit corrected snapshots [default: drop].
     #[arg(long, value_parser = late_policy(), help_heading = "Windows")]
     pub late: Option<LatePolicy>,
+
+    /// Decide each record's direction, or list every record's source and destination
+    /// [default: auto].
+    #[arg(long, value_parser = direction_mode(), help_heading = "Measures")]
+    pub direction: Option<DirectionMode>,
+
+    /// Attribute traffic to packet-level or header addresses [default: packet].
+    #[arg(long, value_parser = address_mode(), help_heading = "Measures")]
+    pub address: Option<AddressMode>,
+
+    /// A JSON file of each interface's own addresses: {"eni-…": ["10.0.1.17", "10.0.2.0/24"]}.
+    #[arg(long, help_heading = "Measures")]
+    pub local_addresses: Option<std::path::PathBuf>,
 
     /// Sources listed per snapshot [default: 15].
     #[arg(long, help_heading = "Measures")]
@@ -105,6 +119,12 @@ impl WindowArgs {
             ("max_flows", self.max_flows.map(Value::from)),
             ("shards", self.shards.map(Value::from)),
             ("region", self.region.clone().map(Value::from)),
+            ("direction", enum_value(self.direction)),
+            ("address", enum_value(self.address)),
+            (
+                "local_addresses_file",
+                self.local_addresses.as_ref().map(|p| Value::from(p.display().to_string())),
+            ),
         ];
         for (k, v) in entries {
             if let Some(v) = v {
@@ -143,6 +163,28 @@ fn late_policy() -> impl TypedValueParser<Value = LatePolicy> {
         ),
     ])
     .map(|v| if v == "update" { LatePolicy::Update } else { LatePolicy::Drop })
+}
+
+/// `--direction`'s values, each with its help.
+fn direction_mode() -> impl TypedValueParser<Value = DirectionMode> {
+    PossibleValuesParser::new([
+        PossibleValue::new("auto").help(
+            "By `flow-direction`, else configured local addresses, else learned ones: sources \
+             send to the interface, destinations receive from it",
+        ),
+        PossibleValue::new("off").help("Every record's source and destination, shares of all"),
+    ])
+    .map(|v| if v == "off" { DirectionMode::Off } else { DirectionMode::Auto })
+}
+
+/// `--address`'s values, each with its help.
+fn address_mode() -> impl TypedValueParser<Value = AddressMode> {
+    PossibleValuesParser::new([
+        PossibleValue::new("packet")
+            .help("`pkt-srcaddr` / `pkt-dstaddr` where the layout has them"),
+        PossibleValue::new("header").help("Always `srcaddr` / `dstaddr`"),
+    ])
+    .map(|v| if v == "header" { AddressMode::Header } else { AddressMode::Packet })
 }
 
 /// An enumerated setting as the settings serialize it (`"update"`, `"end"`, …).

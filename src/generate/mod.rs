@@ -4,7 +4,11 @@
 //! The same seed and configuration always give the same records. Interfaces carry heavy-tailed
 //! traffic (a Zipf choice of interface), sources follow a Zipf law per interface, flows have
 //! Pareto-distributed sizes, ports come from a service mix, and a configurable share of records
-//! are rejects, NODATA, SKIPDATA or IPv6. Event time advances at a given rate with bounded
+//! are rejects, NODATA, SKIPDATA or IPv6. Every interface has known local addresses
+//! ([`Generator::local_addresses`]): an IPv4 and an IPv6 address, and on every third interface
+//! a secondary IPv4 address; half the records are traffic to the interface and half from it,
+//! and every sixteenth interface (from the fourth) is a NAT gateway whose records carry other
+//! packet-level addresses. Event time advances at a given rate with bounded
 //! disorder; a scan storm can be switched on for a time span, sending records from millions of
 //! distinct sources to one interface. Records render in any [`Layout`].
 //!
@@ -110,6 +114,10 @@ pub struct GenRecord {
     pub end: u64,
     pub reject: bool,
     pub egress: bool,
+    /// The packet-level addresses (`pkt-srcaddr`, `pkt-dstaddr`): the header ones, except on a
+    /// NAT gateway, whose packets come from or go to a host behind the remote end.
+    pub pkt_srcaddr: IpAddr,
+    pub pkt_dstaddr: IpAddr,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -170,6 +178,48 @@ impl Generator {
     /// The interface id of interface number `i`.
     pub fn interface_id(i: u64) -> String {
         format!("eni-{:017x}", 0x0abc_0000_0000_0000u64 + i)
+    }
+
+    /// The interface's own addresses: IPv4, IPv6, and on every third interface a secondary
+    /// IPv4 address.
+    pub fn local_addresses(iface: u64) -> Vec<IpAddr> {
+        let mut addrs = vec![Self::interface_addr(iface, false), Self::interface_addr(iface, true)];
+        if Self::has_secondary(iface) {
+            addrs.push(Self::secondary_addr(iface));
+        }
+        addrs
+    }
+
+    /// The local addresses of interfaces `0..interfaces` as the JSON `--local-addresses` reads.
+    pub fn local_addresses_json(interfaces: u64) -> String {
+        let map: serde_json::Map<String, serde_json::Value> = (0..interfaces)
+            .map(|i| {
+                let addrs = Self::local_addresses(i).iter().map(|a| a.to_string().into()).collect();
+                (Self::interface_id(i), serde_json::Value::Array(addrs))
+            })
+            .collect();
+        serde_json::Value::Object(map).to_string()
+    }
+
+    fn has_secondary(iface: u64) -> bool {
+        iface % 3 == 1
+    }
+
+    fn secondary_addr(iface: u64) -> IpAddr {
+        IpAddr::V4(Ipv4Addr::from(0xac20_0000 | (iface as u32 & 0x000f_ffff)))
+    }
+
+    /// Whether interface `iface` is a NAT gateway's.
+    pub fn is_nat_gateway(iface: u64) -> bool {
+        iface % 16 == 3
+    }
+
+    /// The host behind a NAT gateway that a remote address's packets go to or come from.
+    fn beyond_nat(remote: IpAddr) -> IpAddr {
+        match remote {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(0xc612_0000 | (a.to_bits() & 0xffff))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(a.to_bits() ^ (0x64 << 96))),
+        }
     }
 
     /// The address of source number `i` of interface `iface` (v6 for some, by a fixed rule).
@@ -251,6 +301,8 @@ impl Generator {
                 end,
                 reject: true,
                 egress: false,
+                pkt_srcaddr: srcaddr,
+                pkt_dstaddr: Self::interface_addr(0, v6),
             };
         }
         let iface = self.interfaces.sample(&mut self.rng) as u64 - 1;
@@ -269,20 +321,23 @@ impl Generator {
         let packet_size = self.rng.random_range(40..=1500u64);
         let packets = bytes.div_ceil(packet_size).max(1);
         let egress = self.rng.random_bool(0.5);
-        let (srcaddr, dstaddr, srcport, dstport) = if egress {
-            (
-                Self::interface_addr(iface, v6),
-                self.source_addr(iface, source, v6),
-                self.rng.random_range(32768..=60999),
-                port,
-            )
+        // A fixed share of a secondary address's sources talk to it instead of the primary.
+        let local = if !v6 && Self::has_secondary(iface) && splitmix(source ^ 0x5ec0) % 10 < 3 {
+            Self::secondary_addr(iface)
         } else {
-            (
-                self.source_addr(iface, source, v6),
-                Self::interface_addr(iface, v6),
-                self.rng.random_range(32768..=60999),
-                port,
-            )
+            Self::interface_addr(iface, v6)
+        };
+        let (srcaddr, dstaddr, srcport, dstport) = if egress {
+            (local, self.source_addr(iface, source, v6), self.rng.random_range(32768..=60999), port)
+        } else {
+            (self.source_addr(iface, source, v6), local, self.rng.random_range(32768..=60999), port)
+        };
+        // A NAT gateway forwards what it receives on to a host beyond it, and what it sends
+        // comes from one.
+        let (pkt_srcaddr, pkt_dstaddr) = match (Self::is_nat_gateway(iface), egress) {
+            (false, _) => (srcaddr, dstaddr),
+            (true, false) => (srcaddr, Self::beyond_nat(srcaddr)),
+            (true, true) => (Self::beyond_nat(dstaddr), dstaddr),
         };
         GenRecord {
             interface: iface,
@@ -298,6 +353,8 @@ impl Generator {
             end,
             reject: self.rng.random_bool(self.config.reject_ratio.clamp(0.0, 1.0)),
             egress,
+            pkt_srcaddr,
+            pkt_dstaddr,
         }
     }
 }
@@ -315,8 +372,10 @@ impl GenRecord {
                 Field::Version => write!(out, "{}", layout.version()),
                 Field::AccountId => out.write_str(ACCOUNT),
                 Field::InterfaceId => write!(out, "{}", Generator::interface_id(self.interface)),
-                Field::Srcaddr | Field::PktSrcaddr if ok => write!(out, "{}", self.srcaddr),
-                Field::Dstaddr | Field::PktDstaddr if ok => write!(out, "{}", self.dstaddr),
+                Field::Srcaddr if ok => write!(out, "{}", self.srcaddr),
+                Field::Dstaddr if ok => write!(out, "{}", self.dstaddr),
+                Field::PktSrcaddr if ok => write!(out, "{}", self.pkt_srcaddr),
+                Field::PktDstaddr if ok => write!(out, "{}", self.pkt_dstaddr),
                 Field::Srcport if ok => write!(out, "{}", self.srcport),
                 Field::Dstport if ok => write!(out, "{}", self.dstport),
                 Field::Protocol if ok => write!(out, "{}", self.protocol),
@@ -383,6 +442,31 @@ mod tests {
                 parse_line(&layouts, line.as_bytes()).unwrap_or_else(|e| panic!("{line}: {e}"));
             }
         }
+    }
+
+    #[test]
+    fn every_record_has_exactly_one_local_endpoint_and_nat_packets_go_beyond() {
+        let mut g = Generator::new(GeneratorConfig { ipv6_ratio: 0.3, ..Default::default() });
+        let (mut secondary, mut nat) = (0, 0);
+        for _ in 0..20_000 {
+            let r = g.next_record();
+            if r.status != GenStatus::Ok {
+                continue;
+            }
+            let locals = Generator::local_addresses(r.interface);
+            let (src, dst) = (locals.contains(&r.srcaddr), locals.contains(&r.dstaddr));
+            assert!(src != dst && src == r.egress, "{r:?}");
+            secondary +=
+                usize::from(r.srcaddr == locals[2.min(locals.len() - 1)] && locals.len() == 3);
+            if Generator::is_nat_gateway(r.interface) {
+                nat += 1;
+                let remote = if r.egress { r.pkt_srcaddr } else { r.pkt_dstaddr };
+                assert!(!locals.contains(&remote) && remote != r.srcaddr && remote != r.dstaddr);
+            } else {
+                assert_eq!((r.pkt_srcaddr, r.pkt_dstaddr), (r.srcaddr, r.dstaddr));
+            }
+        }
+        assert!(secondary > 100 && nat > 100, "{secondary} {nat}");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 
 use std::net::IpAddr;
 
-use crate::decode::{Action, DefaultRecord, FlowRecord, LineContext, LogStatus};
+use crate::decode::{Action, DefaultRecord, FlowDirection, FlowRecord, LineContext, LogStatus};
 
 /// What the router reads of one record: its fields and its envelope's context, resolved. It is
 /// built from a parsed line ([`RouteInput::of`]) or from a request parsed on another thread.
@@ -33,11 +33,17 @@ pub struct RouteFields {
     pub protocol: Option<u8>,
     pub packets: Option<u64>,
     pub bytes: Option<u64>,
+    /// The packet-level addresses (behind NAT gateways, load balancers, EKS pods).
+    pub pkt_srcaddr: Option<IpAddr>,
+    pub pkt_dstaddr: Option<IpAddr>,
+    pub flow_direction: Option<FlowDirection>,
 }
 
-/// Reads the [`RouteFields`] of a record from any struct with the record's members.
+/// Reads the [`RouteFields`] of a record from any struct with the record's members; the
+/// packet-level addresses and the flow direction are given apart, as the plain-line record has
+/// none.
 macro_rules! route_fields {
-    ($record:expr) => {
+    ($record:expr, $pkt_src:expr, $pkt_dst:expr, $direction:expr) => {
         RouteFields {
             start: $record.start,
             end: $record.end,
@@ -50,6 +56,9 @@ macro_rules! route_fields {
             protocol: $record.protocol,
             packets: $record.packets,
             bytes: $record.bytes,
+            pkt_srcaddr: $pkt_src,
+            pkt_dstaddr: $pkt_dst,
+            flow_direction: $direction,
         }
     };
 }
@@ -61,7 +70,12 @@ impl<'a> RouteInput<'a> {
             interface: interface_of(record, ctx),
             account: record.account_id.or(ctx.owner),
             region: record.region.or(ctx.region),
-            fields: route_fields!(record),
+            fields: route_fields!(
+                record,
+                record.pkt_srcaddr,
+                record.pkt_dstaddr,
+                record.flow_direction
+            ),
         }
     }
 
@@ -74,7 +88,7 @@ impl<'a> RouteInput<'a> {
             interface: record.interface_id.or_else(|| stream_interface(ctx)),
             account: record.account_id.or(ctx.owner),
             region: ctx.region,
-            fields: route_fields!(record),
+            fields: route_fields!(record, None, None, None),
         }
     }
 }

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, RwLock};
 
+use super::direction::{Basis, Direction};
 use super::time::PaneId;
 use crate::decode::{Action, LogStatus};
 
@@ -21,8 +22,16 @@ pub struct FlowEvent {
     pub late: bool,
     pub status: Option<LogStatus>,
     pub action: Option<Action>,
+    /// The record's direction, and the rule that decided it (see [`super::direction`]).
+    pub direction: Direction,
+    pub basis: Basis,
+    /// The attributed addresses: packet-level where the record has them (`--address packet`).
     pub srcaddr: Option<IpAddr>,
     pub dstaddr: Option<IpAddr>,
+    /// The header address of the remote endpoint where it differs from the attributed one.
+    pub via: Option<IpAddr>,
+    /// The interface's own (header) address, when the direction is known.
+    pub local: Option<IpAddr>,
     pub srcport: Option<u16>,
     pub dstport: Option<u16>,
     pub protocol: Option<u8>,

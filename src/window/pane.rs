@@ -1,9 +1,6 @@
 //! This module holds the per-interface window state: one [`Pane`] of counters per slide, and
 //! what one event adds to it.
 //!
-//! Counters saturate rather than wrap: a record may claim up to u64::MAX bytes, and a sum of
-//! such claims must not come out small.
-//!
 //! A pane holds the interface's totals, its sources (each with its flows), its destinations and
 //! its protocols for one slide. Sources and destinations are [`BoundedTable`]s; a source's
 //! flows are one inline flow or a capped [`SmallTable`] ([`SourceEntry`]), so a pane's memory
@@ -14,6 +11,8 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::counters::{DirectionTotals, FlowCounters, ProtocolTraffic, RecordCounts, Traffic};
+use super::direction::{Bases, Basis, Direction};
 use super::event::FlowEvent;
 use super::table::{BoundedTable, Measure, SmallTable};
 use super::time::PaneId;
@@ -36,73 +35,6 @@ impl Default for Caps {
     }
 }
 
-/// Interface-wide counters of a pane.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Totals {
-    pub packets: u64,
-    pub bytes: u64,
-    pub flows: u64,
-    pub rejected_flows: u64,
-    pub rejected_packets: u64,
-    pub rejected_bytes: u64,
-    pub nodata_records: u64,
-    pub skipdata_records: u64,
-    pub late_records: u64,
-}
-
-impl Totals {
-    pub fn add(&mut self, o: &Totals) {
-        self.packets = self.packets.saturating_add(o.packets);
-        self.bytes = self.bytes.saturating_add(o.bytes);
-        self.flows = self.flows.saturating_add(o.flows);
-        self.rejected_flows = self.rejected_flows.saturating_add(o.rejected_flows);
-        self.rejected_packets = self.rejected_packets.saturating_add(o.rejected_packets);
-        self.rejected_bytes = self.rejected_bytes.saturating_add(o.rejected_bytes);
-        self.nodata_records = self.nodata_records.saturating_add(o.nodata_records);
-        self.skipdata_records = self.skipdata_records.saturating_add(o.skipdata_records);
-        self.late_records = self.late_records.saturating_add(o.late_records);
-    }
-}
-
-/// Traffic counters of a source, destination or protocol.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Traffic {
-    pub packets: u64,
-    pub bytes: u64,
-    pub flows: u64,
-    pub rejected_flows: u64,
-    pub rejected_bytes: u64,
-}
-
-impl Traffic {
-    #[inline]
-    fn record(&mut self, ev: &FlowEvent) {
-        self.packets = self.packets.saturating_add(ev.packets);
-        self.bytes = self.bytes.saturating_add(ev.bytes);
-        self.flows = self.flows.saturating_add(1);
-        if ev.action == Some(Action::Reject) {
-            self.rejected_flows = self.rejected_flows.saturating_add(1);
-            self.rejected_bytes = self.rejected_bytes.saturating_add(ev.bytes);
-        }
-    }
-}
-
-impl Measure for Traffic {
-    fn weight(&self) -> u64 {
-        self.bytes
-    }
-    fn tiebreak(&self) -> u64 {
-        self.packets
-    }
-    fn absorb(&mut self, o: &Self) {
-        self.packets = self.packets.saturating_add(o.packets);
-        self.bytes = self.bytes.saturating_add(o.bytes);
-        self.flows = self.flows.saturating_add(o.flows);
-        self.rejected_flows = self.rejected_flows.saturating_add(o.rejected_flows);
-        self.rejected_bytes = self.rejected_bytes.saturating_add(o.rejected_bytes);
-    }
-}
-
 /// A flow of one source: (srcport, dstaddr, dstport, protocol, action). The source address is
 /// the key of the table the flow lives in.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
@@ -112,6 +44,8 @@ pub struct FlowKey {
     pub dstport: Option<u16>,
     pub protocol: Option<u8>,
     pub action: Option<Action>,
+    /// The header address of the source where it differs from the packet-level one.
+    pub via: Option<IpAddr>,
 }
 
 impl std::hash::Hash for FlowKey {
@@ -128,47 +62,25 @@ impl std::hash::Hash for FlowKey {
             Some(Action::Accept) => 1,
             Some(Action::Reject) => 2,
         };
-        let (family, address) = match self.dstaddr {
+        let split = |addr: Option<IpAddr>| match addr {
             None => (0u64, 0u128),
             Some(IpAddr::V4(a)) => (1, u128::from(a.to_bits())),
             Some(IpAddr::V6(a)) => (2, a.to_bits()),
         };
+        let (family, address) = split(self.dstaddr);
+        let (via_family, via) = split(self.via);
         state.write_u64(
             port(self.srcport)
                 | port(self.dstport) << 17
                 | protocol << 34
                 | action << 43
-                | family << 45,
+                | family << 45
+                | via_family << 47,
         );
         state.write_u128(address);
-    }
-}
-
-/// Packets and bytes of a flow.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowCounters {
-    pub packets: u64,
-    pub bytes: u64,
-}
-
-impl FlowCounters {
-    #[inline]
-    fn record(&mut self, ev: &FlowEvent) {
-        self.packets = self.packets.saturating_add(ev.packets);
-        self.bytes = self.bytes.saturating_add(ev.bytes);
-    }
-}
-
-impl Measure for FlowCounters {
-    fn weight(&self) -> u64 {
-        self.bytes
-    }
-    fn tiebreak(&self) -> u64 {
-        self.packets
-    }
-    fn absorb(&mut self, o: &Self) {
-        self.packets = self.packets.saturating_add(o.packets);
-        self.bytes = self.bytes.saturating_add(o.bytes);
+        if via_family != 0 {
+            state.write_u128(via);
+        }
     }
 }
 
@@ -176,7 +88,7 @@ impl Measure for FlowCounters {
 ///
 /// Most sources send one flow per pane, so that case is stored inline with nothing derived
 /// kept twice (the source's traffic *is* the flow's); a second distinct flow moves everything
-/// into a boxed [`ManyFlows`]. This keeps a tracked source and its key within 72 bytes (a test
+/// into a boxed [`ManyFlows`]. This keeps a tracked source and its key within 96 bytes (a test
 /// checks the size).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum SourceEntry {
@@ -218,6 +130,7 @@ impl SourceEntry {
             dstport: ev.dstport,
             protocol: ev.protocol,
             action: ev.action,
+            via: ev.via,
         };
         if let SourceEntry::One(one) = self {
             // A u32 of records per source per pane (a minute of one source) saturates at 4
@@ -342,7 +255,8 @@ impl Measure for SourceEntry {
 /// One slide of one interface.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Pane {
-    pub totals: Totals,
+    /// NODATA, SKIPDATA and late records.
+    pub records: RecordCounts,
     pub sources: BoundedTable<IpAddr, SourceEntry>,
     /// Traffic of records without a source address.
     pub unattributed_sources: Traffic,
@@ -350,16 +264,26 @@ pub struct Pane {
     /// Traffic of records without a destination address.
     pub unattributed_destinations: Traffic,
     /// Protocols take few distinct values, so a small list beats a map.
-    pub protocols: Vec<(u8, Traffic)>,
+    pub protocols: Vec<(u8, ProtocolTraffic)>,
     /// The first account and region seen in this pane (interned ids).
     pub account: Option<u32>,
     pub region: Option<u32>,
+    /// Traffic by [`Direction`] (indexed by [`Direction::index`]).
+    pub directions: [DirectionTotals; 3],
+    /// The bases the pane's records were decided on.
+    pub bases: Bases,
+    /// The interface's own addresses in the pane's records, in order of appearance, at most
+    /// [`MAX_PANE_LOCALS`].
+    pub local_addresses: Vec<IpAddr>,
 }
+
+/// Local addresses a pane lists at most.
+pub const MAX_PANE_LOCALS: usize = 16;
 
 impl Pane {
     pub fn new(caps: &Caps) -> Self {
         Pane {
-            totals: Totals::default(),
+            records: RecordCounts::default(),
             sources: BoundedTable::new(caps.sources),
             unattributed_sources: Traffic::default(),
             destinations: BoundedTable::new(caps.destinations),
@@ -367,13 +291,16 @@ impl Pane {
             protocols: Vec::new(),
             account: None,
             region: None,
+            directions: [DirectionTotals::default(); 3],
+            bases: Bases::default(),
+            local_addresses: Vec::new(),
         }
     }
 
     /// Adds one event. `late` events only count as late unless `apply_traffic`.
     pub fn apply(&mut self, ev: &FlowEvent, caps: &Caps, apply_traffic: bool) {
         if ev.late {
-            self.totals.late_records = self.totals.late_records.saturating_add(1);
+            self.records.late_records = self.records.late_records.saturating_add(1);
         }
         if self.account.is_none() {
             self.account = ev.account;
@@ -384,39 +311,47 @@ impl Pane {
         if ev.late && !apply_traffic {
             return;
         }
+        self.bases.insert(ev.basis);
+        if let Some(local) = ev.local
+            && !self.local_addresses.contains(&local)
+            && self.local_addresses.len() < MAX_PANE_LOCALS
+        {
+            self.local_addresses.push(local);
+        }
         match ev.status {
             Some(LogStatus::NoData) => {
-                self.totals.nodata_records = self.totals.nodata_records.saturating_add(1)
+                self.records.nodata_records = self.records.nodata_records.saturating_add(1)
             }
-            Some(LogStatus::SkipData) => self.totals.skipdata_records += 1,
+            Some(LogStatus::SkipData) => {
+                self.records.skipdata_records = self.records.skipdata_records.saturating_add(1)
+            }
             Some(LogStatus::Ok) | None => self.apply_traffic(ev, caps),
         }
     }
 
     #[inline]
     fn apply_traffic(&mut self, ev: &FlowEvent, caps: &Caps) {
-        let t = &mut self.totals;
-        t.packets = t.packets.saturating_add(ev.packets);
-        t.bytes = t.bytes.saturating_add(ev.bytes);
-        t.flows = t.flows.saturating_add(1);
-        if ev.action == Some(Action::Reject) {
-            t.rejected_flows = t.rejected_flows.saturating_add(1);
-            t.rejected_packets = t.rejected_packets.saturating_add(ev.packets);
-            t.rejected_bytes = t.rejected_bytes.saturating_add(ev.bytes);
+        self.directions[ev.direction.index()].record(ev);
+        // Sources are who sends to the interface and destinations where its traffic goes; with
+        // `--direction off` every record counts on both sides.
+        let off = ev.basis == Basis::Off;
+        if off || ev.direction == Direction::Ingress {
+            match ev.srcaddr {
+                Some(src) => self.sources.entry(src).record(ev, caps.flows),
+                None => self.unattributed_sources.record(ev),
+            }
         }
-        match ev.srcaddr {
-            Some(src) => self.sources.entry(src).record(ev, caps.flows),
-            None => self.unattributed_sources.record(ev),
-        }
-        match ev.dstaddr {
-            Some(dst) => self.destinations.entry(dst).record(ev),
-            None => self.unattributed_destinations.record(ev),
+        if off || ev.direction == Direction::Egress {
+            match ev.dstaddr {
+                Some(dst) => self.destinations.entry(dst).record(ev),
+                None => self.unattributed_destinations.record(ev),
+            }
         }
         if let Some(p) = ev.protocol {
             match self.protocols.iter_mut().find(|(q, _)| *q == p) {
                 Some((_, traffic)) => traffic.record(ev),
                 None => {
-                    let mut traffic = Traffic::default();
+                    let mut traffic = ProtocolTraffic::default();
                     traffic.record(ev);
                     self.protocols.push((p, traffic));
                 }
@@ -477,8 +412,12 @@ mod tests {
             late: false,
             status: Some(LogStatus::Ok),
             action: Some(Action::Reject),
+            direction: Direction::Unknown,
+            basis: Basis::Off,
             srcaddr: Some("10.0.0.1".parse().unwrap()),
             dstaddr: Some("10.0.0.2".parse().unwrap()),
+            via: None,
+            local: None,
             srcport: Some(1),
             dstport: Some(2),
             protocol: Some(6),
@@ -495,13 +434,14 @@ mod tests {
         let mut pane = Pane::new(&caps);
         pane.apply(&event(u64::MAX / 2 + 1), &caps, true);
         pane.apply(&event(u64::MAX / 2 + 1), &caps, true);
-        assert_eq!(pane.totals.bytes, u64::MAX);
-        assert_eq!(pane.totals.rejected_packets, u64::MAX);
+        let unknown = pane.directions[Direction::Unknown.index()];
+        assert_eq!(unknown.bytes, u64::MAX);
+        assert_eq!(unknown.rejected_packets, u64::MAX);
         let src = pane.sources.get(&"10.0.0.1".parse().unwrap()).unwrap();
         assert_eq!(src.traffic().bytes, u64::MAX);
         assert_eq!(src.flows().next().unwrap().1.bytes, u64::MAX);
-        let mut t = pane.totals;
-        t.add(&pane.totals);
+        let mut t = unknown;
+        t.add(&unknown);
         assert_eq!(t.bytes, u64::MAX);
     }
 }
@@ -517,8 +457,12 @@ mod source_entry_tests {
             late: false,
             status: Some(LogStatus::Ok),
             action: Some(action),
+            direction: Direction::Ingress,
+            basis: Basis::Inferred,
             srcaddr: Some("10.0.0.1".parse().unwrap()),
             dstaddr: Some("10.0.0.2".parse().unwrap()),
+            via: None,
+            local: None,
             srcport: Some(srcport),
             dstport: Some(443),
             protocol: Some(6),
@@ -623,12 +567,14 @@ mod source_entry_tests {
                 dstport,
                 protocol,
                 action,
+                via: dstaddr.filter(|_| srcport == Some(0)),
             })
     }
 
     #[test]
-    fn a_one_flow_source_with_its_key_fits_in_72_bytes() {
+    fn a_one_flow_source_with_its_key_fits_in_96_bytes() {
         // This layout gives the bytes-per-key figure in BENCHMARKS.md ("Windows").
-        assert!(std::mem::size_of::<(std::net::IpAddr, SourceEntry)>() <= 72);
+        let size = std::mem::size_of::<(std::net::IpAddr, SourceEntry)>();
+        assert!(size <= 96, "{size}");
     }
 }

@@ -11,7 +11,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use super::pane::{FlowCounters, FlowKey, Pane, SourceEntry, Totals, Traffic};
+use super::direction::{Bases, Direction};
+use super::pane::{
+    DirectionTotals, FlowCounters, FlowKey, Pane, ProtocolTraffic, RecordCounts, SourceEntry,
+    Traffic,
+};
 use super::table::{Measure, rank};
 use crate::decode::Action;
 
@@ -46,8 +50,20 @@ pub struct Snapshot {
     pub nodata_records: u64,
     pub skipdata_records: u64,
     pub late_records: u64,
+    /// The rule the window's records were decided on: `flow-direction`, `configured`,
+    /// `inferred`, `off`, or `mixed` for several.
+    pub direction_basis: &'static str,
+    /// The interface's own addresses in the window's records, sorted.
+    pub local_addresses: Vec<IpAddr>,
+    /// Traffic to the interface, from it, and of unknown direction; they sum to the totals.
+    pub ingress: DirectionTotals,
+    pub egress: DirectionTotals,
+    pub unknown_direction: DirectionTotals,
+    /// Who sent the ingress traffic (every record's source with `--direction off`), with each
+    /// one's share of it.
     pub sources: Vec<SourceSnapshot>,
     pub other_sources: Other,
+    /// Where the egress traffic went (every record's destination with `--direction off`).
     pub destinations: Vec<DestinationSnapshot>,
     pub other_destinations: Other,
     pub protocols: Vec<ProtocolSnapshot>,
@@ -84,7 +100,11 @@ pub struct SourceSnapshot {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct FlowSnapshot {
+    pub direction: Direction,
     pub srcaddr: IpAddr,
+    /// The header address of the source where it differs from `srcaddr` (the packet-level
+    /// one), as behind a NAT gateway.
+    pub via: Option<IpAddr>,
     pub srcport: Option<u16>,
     pub dstaddr: Option<IpAddr>,
     pub dstport: Option<u16>,
@@ -94,13 +114,15 @@ pub struct FlowSnapshot {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DestinationSnapshot {
     pub address: IpAddr,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
     pub rejected_flows: u64,
+    /// Percentage of the egress bytes (of all bytes with `--direction off`).
+    pub traffic_share_pct: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -110,6 +132,8 @@ pub struct ProtocolSnapshot {
     pub bytes: u64,
     pub flows: u64,
     pub rejected_flows: u64,
+    pub ingress_bytes: u64,
+    pub egress_bytes: u64,
 }
 
 /// What is not listed: `count` distinct keys (tracked ones; evicted keys are counted in
@@ -148,8 +172,13 @@ pub fn share_pct(part: u64, whole: u64) -> f64 {
 
 /// Builds the snapshot of the given panes (those of one interface inside one window).
 pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
-    let (totals, mut approx) = window_totals(panes);
-    let (sources, other_sources) = ranked_sources(panes, top, totals.bytes, &mut approx);
+    let (records, mut approx) = window_records(panes);
+    let directions = window_directions(panes);
+    let mut totals = DirectionTotals::default();
+    for t in &directions.totals {
+        totals.add(t);
+    }
+    let (sources, other_sources) = ranked_sources(panes, top, &directions, &mut approx);
     let (destinations, other_destinations) = ranked_destinations(panes, top);
     let protocols = protocol_snapshots(panes);
     let approximate = approx != Approximation::default();
@@ -165,9 +194,14 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         rejected_flows: totals.rejected_flows,
         rejected_packets: totals.rejected_packets,
         rejected_bytes: totals.rejected_bytes,
-        nodata_records: totals.nodata_records,
-        skipdata_records: totals.skipdata_records,
-        late_records: totals.late_records,
+        nodata_records: records.nodata_records,
+        skipdata_records: records.skipdata_records,
+        late_records: records.late_records,
+        direction_basis: directions.bases.name(),
+        local_addresses: directions.local_addresses,
+        ingress: directions.totals[Direction::Ingress.index()],
+        egress: directions.totals[Direction::Egress.index()],
+        unknown_direction: directions.totals[Direction::Unknown.index()],
         sources,
         other_sources,
         destinations,
@@ -179,12 +213,12 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
     }
 }
 
-/// The window's totals, and the error bounds and evictions of its panes' tables.
-fn window_totals(panes: &[&Pane]) -> (Totals, Approximation) {
-    let mut totals = Totals::default();
+/// The window's record counts, and the error bounds and evictions of its panes' tables.
+fn window_records(panes: &[&Pane]) -> (RecordCounts, Approximation) {
+    let mut records = RecordCounts::default();
     let mut approx = Approximation::default();
     for p in panes {
-        totals.add(&p.totals);
+        records.add(&p.records);
         approx.source_bytes_error =
             approx.source_bytes_error.saturating_add(p.sources.error_bound());
         // A source evicted and seen again restarts its flows empty: a listed flow may be short
@@ -198,14 +232,45 @@ fn window_totals(panes: &[&Pane]) -> (Totals, Approximation) {
         approx.evicted_destinations =
             approx.evicted_destinations.saturating_add(p.destinations.evicted());
     }
-    (totals, approx)
+    (records, approx)
+}
+
+/// A window's traffic by direction, its bases and its local addresses.
+struct WindowDirections {
+    totals: [DirectionTotals; 3],
+    bases: Bases,
+    local_addresses: Vec<IpAddr>,
+}
+
+fn window_directions(panes: &[&Pane]) -> WindowDirections {
+    let mut w = WindowDirections {
+        totals: [DirectionTotals::default(); 3],
+        bases: Bases::default(),
+        local_addresses: Vec::new(),
+    };
+    for p in panes {
+        for (sum, t) in w.totals.iter_mut().zip(&p.directions) {
+            sum.add(t);
+        }
+        w.bases.union(p.bases);
+        w.local_addresses.extend(&p.local_addresses);
+    }
+    w.local_addresses.sort_unstable();
+    w.local_addresses.dedup();
+    w
+}
+
+/// The bytes a list's shares are of: the traffic its entries and remainder add up to (ingress
+/// for sources, egress for destinations, everything with `--direction off`).
+fn listed_bytes<'a>(listed: impl Iterator<Item = &'a Traffic>, other: &Other) -> u64 {
+    listed.fold(other.bytes, |sum, t| sum.saturating_add(t.bytes))
 }
 
 /// Sources summed across panes and ranked: the top N with their flows, and the rest.
 fn ranked_sources(
     panes: &[&Pane],
     top: &TopN,
-    window_bytes: u64,
+    directions: &WindowDirections,
     approx: &mut Approximation,
 ) -> (Vec<SourceSnapshot>, Other) {
     let mut other = Other::default();
@@ -221,10 +286,14 @@ fn ranked_sources(
         other.add(t);
     }
     other.count = rest.len() as u64;
+    let whole = listed_bytes(listed.iter().map(|(_, t)| t), &other);
+    // Sources hold ingress records only, unless no direction was decided.
+    let only_off = directions.bases.name() == "off";
+    let direction = if only_off { Direction::Unknown } else { Direction::Ingress };
     let listed = listed
         .into_iter()
         .map(|(addr, t)| {
-            let (top_flows, flow_approx) = source_flows(addr, panes, top.flows);
+            let (top_flows, flow_approx) = source_flows(addr, panes, top.flows, direction);
             approx.flow_bytes_error = approx.flow_bytes_error.saturating_add(flow_approx.0);
             approx.evicted_flows = approx.evicted_flows.saturating_add(flow_approx.1);
             SourceSnapshot {
@@ -234,7 +303,7 @@ fn ranked_sources(
                 flows: t.flows,
                 rejected_flows: t.rejected_flows,
                 rejected_bytes: t.rejected_bytes,
-                traffic_share_pct: share_pct(t.bytes, window_bytes),
+                traffic_share_pct: share_pct(t.bytes, whole),
                 top_flows,
             }
         })
@@ -257,6 +326,7 @@ fn ranked_destinations(panes: &[&Pane], top: &TopN) -> (Vec<DestinationSnapshot>
         other.add(t);
     }
     other.count = rest.len() as u64;
+    let whole = listed_bytes(listed.iter().map(|(_, t)| t), &other);
     let listed = listed
         .into_iter()
         .map(|(address, t)| DestinationSnapshot {
@@ -265,6 +335,7 @@ fn ranked_destinations(panes: &[&Pane], top: &TopN) -> (Vec<DestinationSnapshot>
             bytes: t.bytes,
             flows: t.flows,
             rejected_flows: t.rejected_flows,
+            traffic_share_pct: share_pct(t.bytes, whole),
         })
         .collect();
     (listed, other)
@@ -272,7 +343,7 @@ fn ranked_destinations(panes: &[&Pane], top: &TopN) -> (Vec<DestinationSnapshot>
 
 /// Every protocol of the window (a handful), ranked.
 fn protocol_snapshots(panes: &[&Pane]) -> Vec<ProtocolSnapshot> {
-    let mut protocols: Vec<(u8, Traffic)> = Vec::new();
+    let mut protocols: Vec<(u8, ProtocolTraffic)> = Vec::new();
     for p in panes {
         for (proto, t) in &p.protocols {
             match protocols.iter_mut().find(|(q, _)| q == proto) {
@@ -284,12 +355,14 @@ fn protocol_snapshots(panes: &[&Pane]) -> Vec<ProtocolSnapshot> {
     protocols.sort_by(rank);
     protocols
         .into_iter()
-        .map(|(protocol, t)| ProtocolSnapshot {
+        .map(|(protocol, p)| ProtocolSnapshot {
             protocol,
-            packets: t.packets,
-            bytes: t.bytes,
-            flows: t.flows,
-            rejected_flows: t.rejected_flows,
+            packets: p.traffic.packets,
+            bytes: p.traffic.bytes,
+            flows: p.traffic.flows,
+            rejected_flows: p.traffic.rejected_flows,
+            ingress_bytes: p.ingress_bytes,
+            egress_bytes: p.egress_bytes,
         })
         .collect()
 }
@@ -332,7 +405,12 @@ fn top_n<K: Ord, V: Measure>(mut all: Vec<(K, V)>, n: usize) -> Split<K, V> {
 }
 
 /// The top flows of one source across the panes, and (error bound, evictions) of its flows.
-fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, (u64, u64)) {
+fn source_flows(
+    addr: IpAddr,
+    panes: &[&Pane],
+    n: usize,
+    direction: Direction,
+) -> (Vec<FlowSnapshot>, (u64, u64)) {
     let entries: Vec<&SourceEntry> = panes.iter().filter_map(|p| p.sources.get(&addr)).collect();
     let mut bound = 0u64;
     let mut evicted = 0u64;
@@ -344,7 +422,9 @@ fn source_flows(addr: IpAddr, panes: &[&Pane], n: usize) -> (Vec<FlowSnapshot>, 
     let snapshots = listed
         .into_iter()
         .map(|(k, c)| FlowSnapshot {
+            direction,
             srcaddr: addr,
+            via: k.via,
             srcport: k.srcport,
             dstaddr: k.dstaddr,
             dstport: k.dstport,
@@ -435,8 +515,12 @@ mod tests {
             late: false,
             status: Some(LogStatus::Ok),
             action: Some(Action::Accept),
+            direction: Direction::Ingress,
+            basis: crate::window::direction::Basis::Inferred,
             srcaddr: Some("10.0.0.1".parse().unwrap()),
             dstaddr: Some("10.0.0.2".parse().unwrap()),
+            via: None,
+            local: None,
             srcport: Some(srcport),
             dstport: Some(443),
             protocol: Some(6),

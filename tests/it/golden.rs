@@ -128,3 +128,73 @@ fn a_late_record_is_counted_in_the_open_window_and_its_traffic_dropped() {
         [(1_699_999_920, 100, 0), (1_699_999_980, 300, 1), (1_700_000_040, 200, 0)]
     );
 }
+
+/// The one snapshot of a single-window case, as JSON.
+fn only_snapshot(case: &str) -> serde_json::Value {
+    let log = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/windows").join(case);
+    let out = replay(&log);
+    let mut snapshots: Vec<serde_json::Value> =
+        out.lines().map(|l| serde_json::from_str(l).expect("a JSON snapshot")).collect();
+    assert_eq!(snapshots.len(), 1, "{out}");
+    snapshots.remove(0)
+}
+
+/// A list's (address, bytes, share rounded to 0.01 %).
+fn listed(s: &serde_json::Value, list: &str) -> Vec<(String, u64, f64)> {
+    s[list]
+        .as_array()
+        .expect("a list")
+        .iter()
+        .map(|x| {
+            let share = x["traffic_share_pct"].as_f64().expect("share");
+            (
+                x["address"].as_str().expect("address").to_string(),
+                x["bytes"].as_u64().expect("bytes"),
+                (share * 100.0).round() / 100.0,
+            )
+        })
+        .collect()
+}
+
+/// `inferred_direction`: 172.16.0.1 is learned at the fourth record, its fourth distinct peer;
+/// the three records before it and the one between two remote addresses stay unknown.
+#[test]
+fn the_interface_address_is_learned_and_never_its_own_source() {
+    let s = only_snapshot("inferred_direction.log");
+    assert_eq!(s["direction_basis"], "inferred");
+    assert_eq!(s["local_addresses"], serde_json::json!(["172.16.0.1"]));
+    let bytes = |k: &str| s[k]["bytes"].as_u64().unwrap();
+    assert_eq!((bytes("ingress"), bytes("egress"), bytes("unknown_direction")), (2700, 300, 2550));
+    assert_eq!(s["bytes"], 5550);
+    assert_eq!(
+        listed(&s, "sources"),
+        [("10.5.0.4".into(), 2000, 74.07), ("10.5.0.2".into(), 700, 25.93)]
+    );
+    assert_eq!(s["sources"][1]["rejected_flows"], 1);
+    assert_eq!(listed(&s, "destinations"), [("10.5.0.1".into(), 300, 100.0)]);
+}
+
+/// `nat_gateway_flow_direction`: AWS's NAT gateway example with `flow-direction`. Sources are
+/// packet-level senders, and the forwarded one names the header address it came through.
+#[test]
+fn a_nat_gateway_is_attributed_to_packet_level_addresses() {
+    let s = only_snapshot("nat_gateway_flow_direction.log");
+    assert_eq!(s["direction_basis"], "flow-direction");
+    assert_eq!(s["local_addresses"], serde_json::json!(["10.0.0.220"]));
+    assert_eq!(
+        listed(&s, "sources"),
+        [
+            ("203.0.113.5".into(), 4000, 71.43),
+            ("10.0.1.5".into(), 1000, 17.86),
+            ("198.51.100.9".into(), 600, 10.71)
+        ]
+    );
+    // The instance's packet goes on to the internet host, which the flow names.
+    assert_eq!(s["sources"][1]["top_flows"][0]["dstaddr"], "203.0.113.5");
+    assert_eq!(s["sources"][2]["top_flows"][0]["via"], "10.0.3.3");
+    assert_eq!(s["sources"][0]["top_flows"][0]["direction"], "ingress");
+    assert_eq!(
+        listed(&s, "destinations"),
+        [("10.0.1.5".into(), 4000, 80.0), ("203.0.113.5".into(), 1000, 20.0)]
+    );
+}

@@ -43,7 +43,12 @@ async fn query(prom: &Prometheus, query: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_scrapes_the_latest_window_and_self_metrics() {
-    let server = Server::start(&["--lateness", "0s"], &[]);
+    // Both interfaces' own address, so that their sources are the senders.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("vpcflowd.toml");
+    let locals = "[window.local_addresses]\n\"eni-0top\" = [\"10.0.1.1\"]\n\"eni-0other\" = [\"10.0.1.0/24\"]\n";
+    std::fs::write(&config, locals).unwrap();
+    let server = Server::start(&["--lateness", "0s", "--config", config.to_str().unwrap()], &[]);
     // Twelve minutes: a top talker (1 MB a minute) and a small one on eni-0top, and another
     // interface whose source is bigger still (so the query must filter by interface).
     let mut lines = Vec::new();

@@ -13,9 +13,17 @@ fn generate(args: &[&str]) -> Vec<u8> {
 }
 
 /// Sum of a list's field plus the remainder's.
-fn reconciles(s: &Value, list: &str, other: &str, field: &str) -> bool {
+/// Whether `list` plus `other` adds up to `whole`'s `field` (a direction, or the totals).
+fn reconciles(s: &Value, list: &str, other: &str, whole: &str, field: &str) -> bool {
     let listed: u64 = s[list].as_array().unwrap().iter().map(|e| e[field].as_u64().unwrap()).sum();
-    listed + s[other][field].as_u64().unwrap() == s[field].as_u64().unwrap()
+    let whole = if whole.is_empty() { &s[field] } else { &s[whole][field] };
+    listed + s[other][field].as_u64().unwrap() == whole.as_u64().unwrap()
+}
+
+/// Whether the three directions add up to the totals in `field`.
+fn directions_add_up(s: &Value, field: &str) -> bool {
+    let n = |d: &str| s[d][field].as_u64().unwrap();
+    n("ingress") + n("egress") + n("unknown_direction") == s[field].as_u64().unwrap()
 }
 
 #[test]
@@ -126,11 +134,11 @@ fn beyond_the_caps_lists_are_approximate_but_totals_reconcile_exactly() {
     let mut approximate = 0;
     for s in &snapshots {
         for field in ["packets", "bytes", "flows"] {
-            assert!(reconciles(s, "sources", "other_sources", field), "sources/{field}: {s}");
-            assert!(
-                reconciles(s, "destinations", "other_destinations", field),
-                "destinations/{field}: {s}"
-            );
+            let sources = reconciles(s, "sources", "other_sources", "ingress", field);
+            assert!(sources, "sources/{field}: {s}");
+            let destinations = reconciles(s, "destinations", "other_destinations", "egress", field);
+            assert!(destinations, "destinations/{field}: {s}");
+            assert!(directions_add_up(s, field), "directions/{field}: {s}");
         }
         if s["approximate"] == true {
             approximate += 1;
@@ -165,8 +173,22 @@ fn beyond_the_caps_lists_are_approximate_but_totals_reconcile_exactly() {
 #[test]
 fn table_output_names_the_window_interface_and_top_sources() {
     let line = "2 123456789010 eni-0a1b2c3d4e5f60718 198.51.100.7 10.0.0.5 51000 443 6 10 5000 1700000000 1700000030 REJECT OK\n";
+    let dir = tempfile::tempdir().unwrap();
+    let locals = dir.path().join("locals.json");
+    std::fs::write(&locals, r#"{"eni-0a1b2c3d4e5f60718": ["10.0.0.0/24"]}"#).unwrap();
     let out = vpcflowd(
-        &["replay", "--output", "table", "--window", "1m", "--slide", "1m", "-"],
+        &[
+            "replay",
+            "--output",
+            "table",
+            "--window",
+            "1m",
+            "--slide",
+            "1m",
+            "--local-addresses",
+            locals.to_str().unwrap(),
+            "-",
+        ],
         line.as_bytes(),
     );
     assert!(out.status.success());
@@ -175,6 +197,8 @@ fn table_output_names_the_window_interface_and_top_sources() {
     assert!(text.contains("rejected: 1 flows 10 packets 5000 bytes"), "{text}");
     assert!(text.contains("198.51.100.7"), "{text}");
     assert!(text.contains("100.00"), "{text}");
+    assert!(text.contains("in 5000 bytes 10 packets  out 0 bytes"), "{text}");
+    assert!(text.contains("local 10.0.0.5  (configured)"), "{text}");
 }
 
 #[test]
@@ -199,4 +223,69 @@ fn records_without_an_interface_are_rejected_and_counted() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("<stdin>:2: the record names no interface"), "{stderr}");
     assert!(stderr.contains("1 rejected (missing_interface 1)"), "{stderr}");
+}
+
+/// On the generator's default mix, whose interfaces' own addresses are known, no interface
+/// lists one of them as a source or destination, every address reported local is one, and
+/// each list with its remainder is exactly its direction, its shares adding up to 100 %.
+#[test]
+fn no_interface_is_its_own_source_on_the_default_mix() {
+    use vpcflowd::generate::Generator;
+    let input = generate(&["--records", "200000", "--seed", "5", "--ipv6-ratio", "0.3"]);
+    let out = vpcflowd(&["replay", "-"], &input);
+    assert!(out.status.success());
+    let snapshots = json_lines(&out.stdout);
+    assert!(snapshots.len() > 100);
+    let (mut secondary, mut v6, mut unknown_flows, mut all_flows) = (0, 0, 0, 0);
+    for s in &snapshots {
+        let id = s["interface_id"].as_str().unwrap();
+        let iface = u64::from_str_radix(&id["eni-".len()..], 16).unwrap() - 0x0abc_0000_0000_0000;
+        let truth: Vec<String> =
+            Generator::local_addresses(iface).iter().map(|a| a.to_string()).collect();
+        for list in ["sources", "destinations"] {
+            for entry in s[list].as_array().unwrap() {
+                let address = entry["address"].as_str().unwrap();
+                assert!(!truth.iter().any(|t| t == address), "{id} lists {address} in {list}");
+            }
+        }
+        for local in s["local_addresses"].as_array().unwrap() {
+            let local = local.as_str().unwrap();
+            assert!(truth.iter().any(|t| t == local), "{id}: {local} is not its own");
+            secondary += usize::from(truth.len() == 3 && local == truth[2]);
+            v6 += usize::from(local.contains(':'));
+        }
+        assert_eq!(s["direction_basis"], "inferred");
+        for (list, other, direction) in [
+            ("sources", "other_sources", "ingress"),
+            ("destinations", "other_destinations", "egress"),
+        ] {
+            for field in ["packets", "bytes", "flows"] {
+                assert!(reconciles(s, list, other, direction, field), "{list}/{field}: {s}");
+            }
+            let whole = s[direction]["bytes"].as_f64().unwrap();
+            let listed: f64 = s[list]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|e| e["traffic_share_pct"].as_f64().unwrap())
+                .sum();
+            let rest =
+                if whole > 0.0 { 100.0 * s[other]["bytes"].as_f64().unwrap() / whole } else { 0.0 };
+            assert!(
+                whole == 0.0 || (listed + rest - 100.0).abs() < 1e-9,
+                "{list}: {listed} + {rest}"
+            );
+        }
+        for field in ["packets", "bytes", "flows"] {
+            assert!(directions_add_up(s, field), "directions/{field}: {s}");
+        }
+        // Only an interface's first records are undecided while it learns its addresses (up
+        // to three: IPv4, IPv6 and a secondary one).
+        let unknown = s["unknown_direction"]["flows"].as_u64().unwrap();
+        assert!(unknown <= 100, "{id}: {unknown} unknown");
+        unknown_flows += unknown;
+        all_flows += s["flows"].as_u64().unwrap();
+    }
+    assert!(unknown_flows * 100 <= all_flows, "{unknown_flows} of {all_flows} flows unknown");
+    assert!(secondary > 0 && v6 > 0, "secondary {secondary}, IPv6 {v6}");
 }

@@ -321,8 +321,24 @@ fn fh_url(fh: &Firehose) -> String {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_admin_api_serves_closed_windows() {
     // Event time with no lateness: a record an hour later closes the earlier windows.
+    // Every interface's own address is 10.0.0.5, so its sources are who send to it.
+    let dir = tempfile::tempdir().unwrap();
+    let locals = dir.path().join("locals.json");
+    let json = r#"{"eni-0000000000000000a": ["10.0.0.5"], "eni-0000000000000000b": ["10.0.0.5"]}"#;
+    std::fs::write(&locals, json).unwrap();
     let server = Server::start(
-        &["--access-key", KEY, "--lateness", "0s", "--window", "2m", "--slide", "1m"],
+        &[
+            "--access-key",
+            KEY,
+            "--lateness",
+            "0s",
+            "--window",
+            "2m",
+            "--slide",
+            "1m",
+            "--local-addresses",
+            locals.to_str().unwrap(),
+        ],
         &[],
     );
     let fh = Firehose::new(&server.ingest, Some(KEY));

@@ -4,6 +4,8 @@
 //! in ARCHITECTURE.md (watermark, sealing, late horizons, ranking, remainders). Random streams
 //! with disorder inside the lateness, late and too-late records, NODATA/SKIPDATA, many ties,
 //! both late policies and 1–4 shards must produce exactly the model's snapshots, in order.
+//! Every direction basis is covered: `off`, configured local addresses, the `flow-direction`
+//! field (with `-` values that fall back to inference) and inference alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
@@ -11,7 +13,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use std::sync::Arc;
 use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
+use vpcflowd::window::direction::{DirectionMode, DirectionSettings, LocalAddresses};
 use vpcflowd::window::{Engine, EngineConfig, LatePolicy, TopN, WindowSpec};
 
 #[derive(Debug, Clone)]
@@ -27,7 +31,26 @@ struct Rec {
     proto: u8,
     packets: u64,
     bytes: u64,
+    /// Whether the record is shaped as traffic from the interface (its addresses swapped).
+    flip: bool,
+    /// The `flow-direction` value, in layouts that have the field.
+    dir: &'static str,
 }
+
+/// How the engine under test decides directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ModelBasis {
+    Off,
+    Configured,
+    FlowDirection,
+    Inferred,
+}
+
+/// The flow-direction layout: the default fields, then `flow-direction`.
+const V5_FORMAT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status flow-direction";
+
+/// Each interface's configured local addresses: 10.1.0.1 to 10.1.0.3 (not 10.1.0.4).
+const CONFIGURED: [&str; 2] = ["10.1.0.1", "10.1.0.2/31"];
 
 impl Rec {
     fn iface_id(&self) -> String {
@@ -36,13 +59,29 @@ impl Rec {
     fn account(&self) -> String {
         format!("{:012}", 100 + u64::from(self.iface))
     }
-    fn src_ip(&self) -> IpAddr {
+    /// `10.0.0.src`, the sender of an unflipped record.
+    fn a_ip(&self) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(10, 0, 0, self.src))
     }
-    fn dst_ip(&self) -> IpAddr {
+    /// `10.1.0.dst`, the receiver of an unflipped record.
+    fn b_ip(&self) -> IpAddr {
         IpAddr::V4(Ipv4Addr::new(10, 1, 0, self.dst))
     }
-    fn line(&self) -> String {
+    fn src_ip(&self) -> IpAddr {
+        if self.flip { self.b_ip() } else { self.a_ip() }
+    }
+    fn dst_ip(&self) -> IpAddr {
+        if self.flip { self.a_ip() } else { self.b_ip() }
+    }
+    fn line(&self, basis: ModelBasis) -> String {
+        let mut line = self.default_line();
+        if basis == ModelBasis::FlowDirection {
+            line.push(' ');
+            line.push_str(if self.status == "OK" { self.dir } else { "-" });
+        }
+        line
+    }
+    fn default_line(&self) -> String {
         if self.status == "OK" {
             format!(
                 "2 {} {} {} {} {} {} {} {} {} {} {} {} OK",
@@ -80,6 +119,7 @@ struct Cfg {
     late: LatePolicy,
     top: TopN,
     shards: usize,
+    basis: ModelBasis,
 }
 
 impl Cfg {
@@ -95,12 +135,87 @@ impl Cfg {
     }
 }
 
-/// A stored record: its pane, whether it was late, and whether its traffic counts.
+/// A stored record: its pane, whether it was late, whether its traffic counts, and its
+/// direction decision.
 struct Stored {
     rec: Rec,
     pane: u64,
     late: bool,
     traffic: bool,
+    decision: Decision,
+}
+
+/// A record's direction, the basis that decided it, and the interface's address in it.
+#[derive(Clone, Copy)]
+struct Decision {
+    dir: &'static str,
+    basis: &'static str,
+    local: Option<IpAddr>,
+}
+
+/// The inference rule of ARCHITECTURE.md, by brute force: every candidate's distinct peers.
+#[derive(Default)]
+struct Learner {
+    learned: Vec<IpAddr>,
+    peers: BTreeMap<IpAddr, BTreeSet<IpAddr>>,
+}
+
+impl Learner {
+    fn learn(&mut self, a: IpAddr) {
+        if !self.learned.contains(&a) && self.learned.len() < 16 {
+            self.learned.push(a);
+            self.peers.clear();
+        }
+    }
+
+    fn observe(&mut self, s: IpAddr, d: IpAddr) {
+        if self.learned.len() >= 16 || s == d {
+            return;
+        }
+        self.peers.entry(s).or_default().insert(d);
+        self.peers.entry(d).or_default().insert(s);
+        if self.peers[&s].len() >= 4 {
+            self.learn(s);
+        } else if self.peers[&d].len() >= 4 {
+            self.learn(d);
+        }
+    }
+}
+
+/// Decides a record's direction as the rules say, in routing order.
+fn decide(learners: &mut HashMap<u8, Learner>, r: &Rec, basis: ModelBasis) -> Decision {
+    let ok = r.status == "OK";
+    let (src, dst) = if ok { (Some(r.src_ip()), Some(r.dst_ip())) } else { (None, None) };
+    let by = |s: bool, d: bool, basis: &'static str| match (s, d) {
+        (false, true) => Decision { dir: "ingress", basis, local: dst },
+        (true, false) => Decision { dir: "egress", basis, local: src },
+        _ => Decision { dir: "unknown", basis, local: None },
+    };
+    let learner = learners.entry(r.iface).or_default();
+    match basis {
+        ModelBasis::Off => Decision { dir: "unknown", basis: "off", local: None },
+        ModelBasis::Configured => {
+            let local = |a: Option<IpAddr>| {
+                a.is_some_and(|a| (1..=3).any(|i| a == IpAddr::V4(Ipv4Addr::new(10, 1, 0, i))))
+            };
+            by(local(src), local(dst), "configured")
+        }
+        ModelBasis::FlowDirection if ok && r.dir != "-" => {
+            let local = if r.dir == "ingress" { dst } else { src };
+            learner.learn(local.unwrap());
+            Decision { dir: r.dir, basis: "flow-direction", local }
+        }
+        _ => {
+            if let (Some(s), Some(d)) = (src, dst)
+                && !learner.learned.contains(&s)
+                && !learner.learned.contains(&d)
+            {
+                learner.observe(s, d);
+            }
+            let local = |a: Option<IpAddr>| a.is_some_and(|a| learner.learned.contains(&a));
+            by(local(src), local(dst), "inferred")
+        }
+    }
 }
 
 fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
@@ -113,6 +228,7 @@ fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
     let mut revisions: HashMap<(u8, u64), u32> = HashMap::new();
     let mut dirty: BTreeSet<(u64, u8)> = BTreeSet::new();
     let mut marked: Option<u64> = None;
+    let mut learners: HashMap<u8, Learner> = HashMap::new();
     let mut out = Vec::new();
 
     let mark = |wm: u64,
@@ -178,7 +294,8 @@ fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
                 }
             }
         }
-        stored.push(Stored { rec: r.clone(), pane, late, traffic });
+        let decision = decide(&mut learners, r, cfg.basis);
+        stored.push(Stored { rec: r.clone(), pane, late, traffic, decision });
         let w = wm.unwrap();
         if marked.is_none_or(|m| w / s > m) {
             marked = Some(w / s);
@@ -229,9 +346,12 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
     let first = recs.first()?;
     let (mut total, mut rp, mut nodata, mut skip, mut late) =
         (T::default(), 0u64, 0u64, 0u64, 0u64);
+    let mut by_dir: BTreeMap<&str, (T, u64)> = BTreeMap::new();
+    let mut bases: BTreeSet<&str> = BTreeSet::new();
+    let mut locals: BTreeSet<IpAddr> = BTreeSet::new();
     let mut sources: BTreeMap<IpAddr, T> = BTreeMap::new();
     let mut dests: BTreeMap<IpAddr, T> = BTreeMap::new();
-    let mut protos: BTreeMap<u8, T> = BTreeMap::new();
+    let mut protos: BTreeMap<u8, (T, u64, u64)> = BTreeMap::new();
     for s in &recs {
         if s.late {
             late += 1;
@@ -240,21 +360,47 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
             continue;
         }
         let r = &s.rec;
+        let d = s.decision;
+        bases.insert(d.basis);
+        locals.extend(d.local);
         match r.status {
             "NODATA" => nodata += 1,
             "SKIPDATA" => skip += 1,
             _ => {
                 total.add(r);
-                if r.action == "REJECT" {
-                    rp += r.packets;
+                let rejected_packets = if r.action == "REJECT" { r.packets } else { 0 };
+                rp += rejected_packets;
+                let dir = by_dir.entry(d.dir).or_default();
+                dir.0.add(r);
+                dir.1 += rejected_packets;
+                let off = d.basis == "off";
+                if off || d.dir == "ingress" {
+                    sources.entry(r.src_ip()).or_default().add(r);
                 }
-                sources.entry(r.src_ip()).or_default().add(r);
-                dests.entry(r.dst_ip()).or_default().add(r);
-                protos.entry(r.proto).or_default().add(r);
+                if off || d.dir == "egress" {
+                    dests.entry(r.dst_ip()).or_default().add(r);
+                }
+                let p = protos.entry(r.proto).or_default();
+                p.0.add(r);
+                match d.dir {
+                    "ingress" => p.1 += r.bytes,
+                    "egress" => p.2 += r.bytes,
+                    _ => {}
+                }
             }
         }
     }
-    let share = |b: u64| if total.bytes == 0 { 0.0 } else { 100.0 * b as f64 / total.bytes as f64 };
+    let only_off = bases.iter().all(|b| *b == "off");
+    let direction_basis = match bases.len() {
+        0 => "off",
+        1 => bases.first().unwrap(),
+        _ => "mixed",
+    };
+    let share_of =
+        |whole: u64| move |b: u64| if whole == 0 { 0.0 } else { 100.0 * b as f64 / whole as f64 };
+    let sum = |m: &BTreeMap<IpAddr, T>| m.values().map(|t| t.bytes).sum::<u64>();
+    let share = share_of(sum(&sources));
+    let dshare = share_of(sum(&dests));
     let sources = ranked(sources);
     let listed = &sources[..cfg.top.sources.min(sources.len())];
     let rest = &sources[listed.len()..];
@@ -264,17 +410,23 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
             let mut flows: BTreeMap<(u16, IpAddr, u16, u8, &str), T> = BTreeMap::new();
             for s in &recs {
                 let r = &s.rec;
-                if s.traffic && r.status == "OK" && r.src_ip() == *addr {
-                    flows.entry((r.sport, r.dst_ip(), r.dport, r.proto, r.action)).or_default().add(r);
+                let counted = only_off || s.decision.dir == "ingress";
+                if s.traffic && r.status == "OK" && counted && r.src_ip() == *addr {
+                    flows
+                        .entry((r.sport, r.dst_ip(), r.dport, r.proto, r.action))
+                        .or_default()
+                        .add(r);
                 }
             }
             let flows = ranked(flows);
+            let direction = if only_off { "unknown" } else { "ingress" };
             let top: Vec<Value> = flows
                 .iter()
                 .take(cfg.top.flows)
                 .map(|((sport, dst, dport, proto, action), f)| {
-                    json!({"srcaddr": addr, "srcport": sport, "dstaddr": dst, "dstport": dport,
-                           "protocol": proto, "action": action, "packets": f.packets, "bytes": f.bytes})
+                    json!({"direction": direction, "srcaddr": addr, "via": null, "srcport": sport,
+                           "dstaddr": dst, "dstport": dport, "protocol": proto, "action": action,
+                           "packets": f.packets, "bytes": f.bytes})
                 })
                 .collect();
             json!({"address": addr, "packets": t.packets, "bytes": t.bytes, "flows": t.flows,
@@ -296,18 +448,36 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
     let drest = &dests[dlisted.len()..];
     let dest_values: Vec<Value> = dlisted
         .iter()
-        .map(|(a, t)| json!({"address": a, "packets": t.packets, "bytes": t.bytes, "flows": t.flows, "rejected_flows": t.rejected_flows}))
+        .map(|(a, t)| json!({"address": a, "packets": t.packets, "bytes": t.bytes, "flows": t.flows,
+                             "rejected_flows": t.rejected_flows, "traffic_share_pct": dshare(t.bytes)}))
         .collect();
-    let proto_values: Vec<Value> = ranked(protos)
+    let mut proto_list: Vec<(u8, (T, u64, u64))> = protos.into_iter().collect();
+    proto_list.sort_by(|a, b| {
+        let (x, y) = (&a.1.0, &b.1.0);
+        y.bytes.cmp(&x.bytes).then(y.packets.cmp(&x.packets)).then(a.0.cmp(&b.0))
+    });
+    let proto_values: Vec<Value> = proto_list
         .iter()
-        .map(|(p, t)| json!({"protocol": p, "packets": t.packets, "bytes": t.bytes, "flows": t.flows, "rejected_flows": t.rejected_flows}))
+        .map(|(p, (t, ingress, egress))| {
+            json!({"protocol": p, "packets": t.packets, "bytes": t.bytes,
+            "flows": t.flows, "rejected_flows": t.rejected_flows, "ingress_bytes": ingress,
+            "egress_bytes": egress})
+        })
         .collect();
+    let dir_value = |d: &str| {
+        let (t, rp) = by_dir.get(d).copied().unwrap_or_default();
+        json!({"packets": t.packets, "bytes": t.bytes, "flows": t.flows, "rejected_flows": t.rejected_flows,
+               "rejected_packets": rp, "rejected_bytes": t.rejected_bytes})
+    };
     Some(json!({
         "window_start": k * cfg.slide, "window_end": k * cfg.slide + cfg.window(),
         "interface_id": first.rec.iface_id(), "account_id": first.rec.account(), "region": null,
         "packets": total.packets, "bytes": total.bytes, "flows": total.flows,
         "rejected_flows": total.rejected_flows, "rejected_packets": rp, "rejected_bytes": total.rejected_bytes,
         "nodata_records": nodata, "skipdata_records": skip, "late_records": late,
+        "direction_basis": direction_basis, "local_addresses": locals,
+        "ingress": dir_value("ingress"), "egress": dir_value("egress"),
+        "unknown_direction": dir_value("unknown"),
         "sources": source_values, "other_sources": other(rest),
         "destinations": dest_values, "other_destinations": other(drest),
         "protocols": proto_values, "revision": revision, "approximate": false,
@@ -326,6 +496,17 @@ fn engine_config(cfg: &Cfg, shards: usize) -> EngineConfig {
     c.top = cfg.top;
     c.shards = shards;
     c.batch_size = 7; // small batches: many interleavings of batches and markers
+    c.direction = match cfg.basis {
+        ModelBasis::Off => DirectionSettings { mode: DirectionMode::Off, ..Default::default() },
+        ModelBasis::Configured => {
+            let blocks: Vec<String> = CONFIGURED.iter().map(|b| b.to_string()).collect();
+            let ids: Vec<String> = (0..3).map(|i| format!("eni-{i:017x}")).collect();
+            let locals =
+                LocalAddresses::parse(ids.iter().map(|id| (id.as_str(), blocks.as_slice())));
+            DirectionSettings { local_addresses: Arc::new(locals.unwrap()), ..Default::default() }
+        }
+        ModelBasis::FlowDirection | ModelBasis::Inferred => DirectionSettings::default(),
+    };
     c
 }
 
@@ -342,9 +523,12 @@ fn collect(
     })
 }
 
-/// Parses each line and routes it.
-fn feed(router: &mut vpcflowd::window::EventRouter, lines: &[String]) {
-    let layouts = LayoutSet::default();
+/// Parses each line (in `basis`'s layout) and routes it.
+fn feed(router: &mut vpcflowd::window::EventRouter, lines: &[String], basis: ModelBasis) {
+    let layouts = match basis {
+        ModelBasis::FlowDirection => LayoutSet::from_formats(&[V5_FORMAT]).unwrap(),
+        _ => LayoutSet::default(),
+    };
     for l in lines {
         let p = parse_line(&layouts, l.as_bytes()).unwrap();
         router.push(&p.record, &LineContext::default(), 0).unwrap();
@@ -355,8 +539,8 @@ fn feed(router: &mut vpcflowd::window::EventRouter, lines: &[String]) {
 fn engine(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
     let (mut router, rx, join) = Engine::start(engine_config(cfg, cfg.shards)).into_parts();
     let out = collect(rx);
-    let lines: Vec<String> = records.iter().map(Rec::line).collect();
-    feed(&mut router, &lines);
+    let lines: Vec<String> = records.iter().map(|r| r.line(cfg.basis)).collect();
+    feed(&mut router, &lines, cfg.basis);
     router.finish();
     join.join();
     out.join().unwrap()
@@ -378,9 +562,18 @@ fn rec_strategy() -> impl Strategy<Value = (Rec, i64)> {
         (1u64..4, prop_oneof![Just(100u64), Just(200), 1u64..1000]),
         // Time step: mostly forward, sometimes back (disorder), sometimes far back (late).
         prop_oneof![6 => 0i64..90, 3 => -300i64..0, 1 => -3000i64..-600],
+        (any::<bool>(), prop_oneof![2 => Just("ingress"), 2 => Just("egress"), 1 => Just("-")]),
     )
         .prop_map(
-            |(iface, status, action, (src, dst, dport, proto), (packets, bytes), step)| {
+            |(
+                iface,
+                status,
+                action,
+                (src, dst, dport, proto),
+                (packets, bytes),
+                step,
+                (flip, dir),
+            )| {
                 let rec = Rec {
                     iface,
                     t: 0,
@@ -393,6 +586,8 @@ fn rec_strategy() -> impl Strategy<Value = (Rec, i64)> {
                     proto,
                     packets,
                     bytes: bytes * packets,
+                    flip,
+                    dir,
                 };
                 (rec, step)
             },
@@ -421,14 +616,21 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
         prop_oneof![Just(LatePolicy::Drop), Just(LatePolicy::Update)],
         (1usize..4, 1usize..4, 1usize..3),
         1usize..5,
+        prop_oneof![
+            Just(ModelBasis::Off),
+            Just(ModelBasis::Configured),
+            Just(ModelBasis::FlowDirection),
+            Just(ModelBasis::Inferred)
+        ],
     )
-        .prop_map(|(slide, panes, lateness, late, (s, d, f), shards)| Cfg {
+        .prop_map(|(slide, panes, lateness, late, (s, d, f), shards, basis)| Cfg {
             slide,
             panes,
             lateness,
             late,
             top: TopN { sources: s, destinations: d, flows: f },
             shards,
+            basis,
         })
 }
 
@@ -460,6 +662,8 @@ fn one(t: u64, bytes: u64) -> Rec {
         proto: 6,
         packets: 1,
         bytes,
+        flip: false,
+        dir: "ingress",
     }
 }
 
@@ -472,6 +676,7 @@ fn a_late_record_in_update_mode_re_emits_a_corrected_window() {
         late: LatePolicy::Update,
         top: TopN::default(),
         shards: 2,
+        basis: ModelBasis::Off,
     };
     // Window [base, base+60) closes when the third record moves the watermark (event time
     // minus 60 s) to its end; the fourth is late for it, within the extra lateness, and
@@ -496,6 +701,7 @@ fn a_late_record_in_drop_mode_is_counted_not_added() {
         late: LatePolicy::Drop,
         top: TopN::default(),
         shards: 1,
+        basis: ModelBasis::Off,
     };
     let base = BASE - BASE % 60;
     // Pane `base` is sealed once the watermark reaches base+60; its second window is still open.
@@ -514,10 +720,10 @@ fn engine_with_restart(
     split: usize,
     shards_after: usize,
 ) -> Vec<Value> {
-    let lines: Vec<String> = records.iter().map(Rec::line).collect();
+    let lines: Vec<String> = records.iter().map(|r| r.line(cfg.basis)).collect();
     let (mut router, rx, join) = Engine::start(engine_config(cfg, cfg.shards)).into_parts();
     let first = collect(rx);
-    feed(&mut router, &lines[..split]);
+    feed(&mut router, &lines[..split], cfg.basis);
     let state = router.checkpoint();
     router.stop();
     join.join();
@@ -527,7 +733,7 @@ fn engine_with_restart(
     assert_eq!(state.incompatibility(&config), None);
     let (mut router, rx, join) = Engine::start_from(config, Some(state)).into_parts();
     let second = collect(rx);
-    feed(&mut router, &lines[split..]);
+    feed(&mut router, &lines[split..], cfg.basis);
     router.finish();
     join.join();
     let mut out = first.join().unwrap();
@@ -569,8 +775,12 @@ fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
         late: false,
         status: Some(vpcflowd::decode::LogStatus::Ok),
         action: Some(vpcflowd::decode::Action::Accept),
+        direction: vpcflowd::window::direction::Direction::Unknown,
+        basis: vpcflowd::window::direction::Basis::Off,
         srcaddr: Some(IpAddr::V4(Ipv4Addr::new(10, 0, 0, src))),
         dstaddr: Some(IpAddr::V4(Ipv4Addr::new(10, 1, 0, 1))),
+        via: None,
+        local: None,
         srcport: Some(1),
         dstport: Some(443),
         protocol: Some(6),
@@ -612,20 +822,7 @@ fn the_idle_timeout_goes_on_after_a_restore() {
     let (mut router, rx, join) = Engine::start(c.clone()).into_parts();
     drop(rx);
     let layouts = LayoutSet::default();
-    let line = Rec {
-        iface: 1,
-        t: BASE,
-        status: "OK",
-        action: "ACCEPT",
-        src: 1,
-        dst: 1,
-        sport: 1,
-        dport: 443,
-        proto: 6,
-        packets: 1,
-        bytes: 10,
-    }
-    .line();
+    let line = Rec { t: BASE, bytes: 10, ..one(BASE, 10) }.line(ModelBasis::Inferred);
     let p = parse_line(&layouts, line.as_bytes()).unwrap();
     router.push(&p.record, &LineContext::default(), 5_000).unwrap();
     let state = router.checkpoint();

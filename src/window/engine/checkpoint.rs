@@ -7,6 +7,7 @@ use super::config::{EngineConfig, LatePolicy};
 use super::router::EventRouter;
 use super::shard::ShardMsg;
 use super::shard_of;
+use crate::window::direction::InterfaceLocals;
 use crate::window::event::FlowEvent;
 use crate::window::pane::InterfacePanes;
 use crate::window::time::{PaneId, Watermark, WindowSpec};
@@ -52,6 +53,8 @@ pub struct EngineCheckpoint {
     pub late: LatePolicy,
     pub lateness_secs: u64,
     pub names: Vec<String>,
+    /// What each interface learned of its own addresses (interned id → learned state).
+    pub learned: Vec<(u32, InterfaceLocals)>,
     pub watermark: Watermark,
     pub marked_slide: Option<u64>,
     pub seq: u64,
@@ -118,6 +121,7 @@ impl EventRouter {
             late: self.config.late,
             lateness_secs: self.config.lateness_secs,
             names,
+            learned: self.directions.checkpoint(),
             watermark: self.watermark,
             marked_slide: self.marked_slide,
             seq: self.seq,

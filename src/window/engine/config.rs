@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::super::direction::DirectionSettings;
 use super::super::pane::Caps;
 use super::super::snapshot::TopN;
 use super::super::time::{PaneId, TimeField, TimeMode, WindowSpec};
@@ -34,6 +35,9 @@ pub struct EngineConfig {
     pub shards: usize,
     /// The region for records that do not carry one.
     pub region: Option<String>,
+    /// How each record's direction is decided.
+    #[serde(skip)]
+    pub direction: DirectionSettings,
     /// Events per batch sent to a shard.
     pub batch_size: usize,
     /// Batches queued per shard before the router waits.
@@ -53,6 +57,7 @@ impl EngineConfig {
             caps: Caps::default(),
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             region: None,
+            direction: DirectionSettings::default(),
             // A shard applies a batch grouped by interface: with a thousand busy interfaces a
             // batch of 8192 gives each a run of several events on its pane's cache lines (see
             // BENCHMARKS.md). Four batches queued per shard hold 32,768 events (about 3 MiB).

@@ -14,6 +14,7 @@ use super::shard::ShardMsg;
 use super::{CloseProgress, EngineStats, Hasher, MarkerInfo, RouteError, shard_of};
 use crate::decode::{FlowRecord, LineContext};
 use crate::record::RouteInput;
+use crate::window::direction::DirectionBook;
 use crate::window::event::{FlowEvent, Interner, LastInterned};
 use crate::window::time::{PaneId, Watermark, event_time_of};
 
@@ -37,6 +38,8 @@ pub struct EventRouter {
     batches: Vec<Vec<FlowEvent>>,
     pub(super) watermark: Watermark,
     pub(super) interner: Interner,
+    /// Each interface's direction state (what it learned of its own addresses).
+    pub(super) directions: DirectionBook,
     pub(super) seq: u64,
     /// The slide (watermark / slide) of the last marker.
     pub(super) marked_slide: Option<u64>,
@@ -70,7 +73,10 @@ impl EventRouter {
         state: Option<&EngineCheckpoint>,
     ) -> EventRouter {
         let default_region = config.region.clone().map(|r| interner.intern(&r));
+        let learned = state.map(|s| s.learned.clone()).unwrap_or_default();
+        let directions = DirectionBook::restored(config.direction.clone(), learned);
         EventRouter {
+            directions,
             watermark: state.map_or(Watermark::new(config.lateness_secs), |s| s.watermark),
             batches: (0..links.senders.len())
                 .map(|_| Vec::with_capacity(config.batch_size))
@@ -156,14 +162,19 @@ impl EventRouter {
             Some(r) => Some(self.last_region.intern(&mut self.interner, r)),
             None => self.default_region,
         };
+        let decided = self.directions.decide(id, interface, f);
         let event = FlowEvent {
             interface: id,
             pane,
             late,
             status: f.status,
             action: f.action,
-            srcaddr: f.srcaddr,
-            dstaddr: f.dstaddr,
+            direction: decided.direction,
+            basis: decided.basis,
+            srcaddr: decided.srcaddr,
+            dstaddr: decided.dstaddr,
+            via: decided.via,
+            local: decided.local,
             srcport: f.srcport,
             dstport: f.dstport,
             protocol: f.protocol,
