@@ -10,6 +10,8 @@
 use std::net::IpAddr;
 
 use crate::window::Snapshot;
+use crate::window::direction::Direction;
+use crate::window::pane::DirectionTotals;
 use crate::window::snapshot::{DestinationSnapshot, ProtocolSnapshot, SourceSnapshot};
 
 /// How a measure reads its value.
@@ -162,7 +164,73 @@ pub static INTERFACE: Group<()> = Group {
     ],
 };
 
-/// The measures per listed source (the top `top_sources` by bytes).
+/// The traffic of one known direction of a snapshot.
+fn direction_totals(s: &Snapshot, d: &Direction) -> DirectionTotals {
+    match d {
+        Direction::Ingress => s.ingress,
+        Direction::Egress => s.egress,
+        Direction::Unknown => s.unknown_direction,
+    }
+}
+
+/// The measures per direction of the interface's traffic: `receive` (to it) and `transmit`
+/// (from it), the OpenTelemetry `network.io.direction` values. Traffic of unknown direction is
+/// the interface's totals less the two.
+pub static DIRECTIONS: Group<Direction> = Group {
+    rows: |_| &[Direction::Ingress, Direction::Egress],
+    key: Some(Keyed {
+        attribute: "network.io.direction",
+        label: "network_io_direction",
+        value: |d| if *d == Direction::Ingress { "receive".into() } else { "transmit".into() },
+    }),
+    measures: &[
+        int!(
+            "vpcflowd.interface.io.bytes",
+            "vpcflowd_interface_io_bytes",
+            "By",
+            "Bytes to (receive) or from (transmit) the interface in the window",
+            |s, d| direction_totals(s, d).bytes
+        ),
+        int!(
+            "vpcflowd.interface.io.packets",
+            "vpcflowd_interface_io_packets",
+            "{packet}",
+            "Packets to or from the interface in the window",
+            |s, d| direction_totals(s, d).packets
+        ),
+        int!(
+            "vpcflowd.interface.io.flows",
+            "vpcflowd_interface_io_flows",
+            "{flow}",
+            "Flow records to or from the interface in the window",
+            |s, d| direction_totals(s, d).flows
+        ),
+        int!(
+            "vpcflowd.interface.io.rejected_flows",
+            "vpcflowd_interface_io_rejected_flows",
+            "{flow}",
+            "Rejected flow records to or from the interface in the window",
+            |s, d| direction_totals(s, d).rejected_flows
+        ),
+        int!(
+            "vpcflowd.interface.io.rejected_packets",
+            "vpcflowd_interface_io_rejected_packets",
+            "{packet}",
+            "Packets of rejected flows to or from the interface in the window",
+            |s, d| direction_totals(s, d).rejected_packets
+        ),
+        int!(
+            "vpcflowd.interface.io.rejected_bytes",
+            "vpcflowd_interface_io_rejected_bytes",
+            "By",
+            "Bytes of rejected flows to or from the interface in the window",
+            |s, d| direction_totals(s, d).rejected_bytes
+        ),
+    ],
+};
+
+/// The measures per listed source (the top `top_sources` by bytes): who sent traffic to the
+/// interface (every record's source with `direction = "off"`).
 pub static SOURCES: Group<SourceSnapshot> = Group {
     rows: |s| &s.sources,
     key: Some(Keyed {
@@ -175,7 +243,7 @@ pub static SOURCES: Group<SourceSnapshot> = Group {
             "vpcflowd.source.bytes",
             "vpcflowd_source_bytes",
             "By",
-            "Bytes the source sent through the interface in the window",
+            "Bytes the source sent to the interface in the window",
             |_s, r| r.bytes
         ),
         int!(
@@ -210,13 +278,13 @@ pub static SOURCES: Group<SourceSnapshot> = Group {
             name: "vpcflowd.source.traffic_share",
             prometheus: "vpcflowd_source_traffic_share_percent",
             unit: "%",
-            description: "The source's share of the interface's bytes in the window",
+            description: "The source's share of the bytes sent to the interface in the window",
             get: Get::Float(|_s, r| r.traffic_share_pct),
         },
     ],
 };
 
-/// What the unlisted sources add up to, so that listed + other = the interface's totals.
+/// What the unlisted sources add up to, so that listed + other = the interface's ingress.
 pub static OTHER_SOURCES: Group<()> = Group {
     rows: one,
     key: None,
@@ -252,7 +320,8 @@ pub static OTHER_SOURCES: Group<()> = Group {
     ],
 };
 
-/// The measures per listed destination (the top `top_destinations` by bytes).
+/// The measures per listed destination (the top `top_destinations` by bytes): where the
+/// interface's traffic went (every record's destination with `direction = "off"`).
 pub static DESTINATIONS: Group<DestinationSnapshot> = Group {
     rows: |s| &s.destinations,
     key: Some(Keyed {
@@ -265,7 +334,7 @@ pub static DESTINATIONS: Group<DestinationSnapshot> = Group {
             "vpcflowd.destination.bytes",
             "vpcflowd_destination_bytes",
             "By",
-            "Bytes sent to the destination through the interface in the window",
+            "Bytes the interface sent to the destination in the window",
             |_s, r| r.bytes
         ),
         int!(
@@ -293,8 +362,8 @@ pub static DESTINATIONS: Group<DestinationSnapshot> = Group {
             name: "vpcflowd.destination.traffic_share",
             prometheus: "vpcflowd_destination_traffic_share_percent",
             unit: "%",
-            description: "The destination's share of the interface's bytes in the window",
-            get: Get::Float(|s, r| share(r.bytes, s.bytes)),
+            description: "The destination's share of the bytes the interface sent in the window",
+            get: Get::Float(|_s, r| r.traffic_share_pct),
         },
     ],
 };
@@ -412,6 +481,7 @@ pub trait Visit {
 /// Visits the groups measured per interface (every group but [`WINDOW`]).
 pub fn each_interface_group(v: &mut impl Visit) {
     v.group(&INTERFACE);
+    v.group(&DIRECTIONS);
     v.group(&SOURCES);
     v.group(&OTHER_SOURCES);
     v.group(&DESTINATIONS);

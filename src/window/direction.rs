@@ -291,8 +291,13 @@ impl InterfaceLocals {
         &self.learned
     }
 
+    /// Whether `addr` is learned. Addresses compare as integers, which is cheaper than
+    /// `IpAddr`'s byte-wise equality on the router's path.
+    #[inline]
     fn is_local(&self, addr: Option<IpAddr>) -> bool {
-        addr.is_some_and(|a| self.learned.contains(&a))
+        let Some(addr) = addr else { return false };
+        let key = address_key(addr);
+        self.learned.iter().any(|l| address_key(*l) == key)
     }
 
     /// Adds an address known to be local (from `flow-direction`), if there is room.
@@ -354,6 +359,15 @@ impl InterfaceLocals {
             }
             None => PEERS_TO_LEARN,
         }
+    }
+}
+
+/// An address as one integer pair: its bits and whether it is IPv6.
+#[inline]
+pub(crate) fn address_key(addr: IpAddr) -> (u128, bool) {
+    match addr {
+        IpAddr::V4(a) => (u128::from(a.to_bits()), false),
+        IpAddr::V6(a) => (a.to_bits(), true),
     }
 }
 
@@ -427,14 +441,18 @@ impl DirectionBook {
                 via: None,
             };
         }
-        let configured_any = !self.settings.local_addresses.is_empty();
         let packet = self.settings.address == AddressMode::Packet;
-        let local_addresses = self.settings.local_addresses.clone();
-        let slot = self.slot(id);
-        if configured_any && !slot.resolved {
-            slot.configured = local_addresses.get(name).cloned();
+        let i = id as usize;
+        if i >= self.interfaces.len() {
+            self.interfaces.resize_with(i + 1, InterfaceDirection::default);
         }
-        slot.resolved = true;
+        let DirectionBook { settings, interfaces } = self;
+        let slot = &mut interfaces[i];
+        if !slot.resolved {
+            // The configuration is looked up once per interface, not per record.
+            slot.configured = settings.local_addresses.get(name).cloned();
+            slot.resolved = true;
+        }
         let (basis, direction) = if let Some(fd) = f.flow_direction {
             let (direction, local) = match fd {
                 FlowDirection::Ingress => (Direction::Ingress, header_dst),
@@ -449,24 +467,35 @@ impl DirectionBook {
             (Basis::Configured, direction_of(local(header_src), local(header_dst)))
         } else {
             let locals = &mut slot.locals;
-            if let (Some(s), Some(d)) = (header_src, header_dst)
-                && !locals.is_local(header_src)
-                && !locals.is_local(header_dst)
-            {
-                locals.observe(s, d);
+            let (mut s, mut d) = (locals.is_local(header_src), locals.is_local(header_dst));
+            if let (false, false, Some(src), Some(dst)) = (s, d, header_src, header_dst) {
+                locals.observe(src, dst);
+                (s, d) = (locals.is_local(header_src), locals.is_local(header_dst));
             }
-            let (s, d) = (locals.is_local(header_src), locals.is_local(header_dst));
             (Basis::Inferred, direction_of(s, d))
         };
-        let pick = |pkt: Option<IpAddr>, header: Option<IpAddr>| {
-            if packet { pkt.or(header) } else { header }
+        let local = match direction {
+            Direction::Ingress => header_dst,
+            Direction::Egress => header_src,
+            Direction::Unknown => None,
         };
-        let srcaddr = pick(f.pkt_srcaddr, header_src);
-        let dstaddr = pick(f.pkt_dstaddr, header_dst);
-        let (local, via) = match direction {
-            Direction::Ingress => (header_dst, header_src.filter(|h| Some(*h) != srcaddr)),
-            Direction::Egress => (header_src, header_dst.filter(|h| Some(*h) != dstaddr)),
-            Direction::Unknown => (None, None),
+        if !packet || (f.pkt_srcaddr.is_none() && f.pkt_dstaddr.is_none()) {
+            // Most layouts have no packet-level addresses: nothing to compare.
+            return Decision {
+                direction,
+                basis,
+                local,
+                srcaddr: header_src,
+                dstaddr: header_dst,
+                via: None,
+            };
+        }
+        let srcaddr = f.pkt_srcaddr.or(header_src);
+        let dstaddr = f.pkt_dstaddr.or(header_dst);
+        let via = match direction {
+            Direction::Ingress => header_src.filter(|h| Some(*h) != srcaddr),
+            Direction::Egress => header_dst.filter(|h| Some(*h) != dstaddr),
+            Direction::Unknown => None,
         };
         Decision { direction, basis, local, srcaddr, dstaddr, via }
     }

@@ -115,6 +115,19 @@ fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
         ] {
             put(&format!("vpcflowd.interface.{f}"), None, int(&j[f]));
         }
+        for (direction, value) in [("ingress", "receive"), ("egress", "transmit")] {
+            let key = Some(("network.io.direction", value.to_string()));
+            for f in [
+                "bytes",
+                "packets",
+                "flows",
+                "rejected_flows",
+                "rejected_packets",
+                "rejected_bytes",
+            ] {
+                put(&format!("vpcflowd.interface.io.{f}"), key.clone(), int(&j[direction][f]));
+            }
+        }
         for src in j["sources"].as_array().unwrap() {
             let key = Some(("source.address", src["address"].as_str().unwrap().to_string()));
             for f in ["bytes", "packets", "flows", "rejected_flows", "rejected_bytes"] {
@@ -131,7 +144,11 @@ fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
             for f in ["bytes", "packets", "flows", "rejected_flows"] {
                 put(&format!("vpcflowd.destination.{f}"), key.clone(), int(&dst[f]));
             }
-            put("vpcflowd.destination.traffic_share", key, share(&dst["bytes"], &j["bytes"]));
+            put(
+                "vpcflowd.destination.traffic_share",
+                key,
+                share(&dst["bytes"], &j["egress"]["bytes"]),
+            );
         }
         for p in j["protocols"].as_array().unwrap() {
             let key = Some(("network.transport", transport(p["protocol"].as_u64().unwrap())));
