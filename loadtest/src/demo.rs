@@ -161,16 +161,16 @@ fn print_window(latest: &[serde_json::Value]) {
         |t: u64| humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string();
     println!("window {} .. {}: {} interfaces", clock(start), clock(end), latest.len());
     println!(
-        "  {:<24} {:>12} {:>9} {:>9}  top source (share)",
-        "interface", "bytes", "flows", "rejected"
+        "  {:<24} {:>12} {:>12} {:>9}  top source (share of received)",
+        "interface", "received B", "sent B", "rejected"
     );
     for s in by_bytes.iter().take(5) {
         let top = &s["sources"][0];
         println!(
-            "  {:<24} {:>12} {:>9} {:>9}  {} ({:.1} %)",
+            "  {:<24} {:>12} {:>12} {:>9}  {} ({:.1} %)",
             s["interface_id"].as_str().unwrap_or("?"),
-            s["bytes"].as_u64().unwrap_or(0),
-            s["flows"].as_u64().unwrap_or(0),
+            s["ingress"]["bytes"].as_u64().unwrap_or(0),
+            s["egress"]["bytes"].as_u64().unwrap_or(0),
             s["rejected_flows"].as_u64().unwrap_or(0),
             top["address"].as_str().unwrap_or("-"),
             top["traffic_share_pct"].as_f64().unwrap_or(0.0)

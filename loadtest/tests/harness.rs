@@ -290,4 +290,18 @@ fn the_demo_shows_closed_windows_within_its_run() {
     let windows = stdout.lines().filter(|l| l.starts_with("window ")).count();
     assert!(windows >= 2, "closed windows shown: {stdout}");
     assert!(stdout.contains("eni-00abc"), "{stdout}");
+    // Each row's top source is a sender to the interface, never its own address.
+    let mut rows = 0;
+    for row in stdout.lines().filter(|l| l.trim_start().starts_with("eni-00abc")) {
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        let iface =
+            u64::from_str_radix(&cells[0]["eni-".len()..], 16).unwrap() - 0x0abc_0000_0000_0000;
+        let own: Vec<String> = vpcflowd::generate::Generator::local_addresses(iface)
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        assert!(!own.iter().any(|a| a == cells[4]), "{row}: its own address tops its sources");
+        rows += 1;
+    }
+    assert!(rows > 0, "{stdout}");
 }

@@ -34,6 +34,7 @@ use super::config::ExportConfig;
 use super::error::ExportError;
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
+use crate::window::direction::Direction;
 
 /// Log records per OTLP logs request.
 const LOGS_PER_REQUEST: usize = 2_000;
@@ -527,6 +528,14 @@ fn flow_record(
     }
     if let Some(a) = action {
         r.add_attribute("vpcflowd.flow.action", a);
+    }
+    match f.direction {
+        Direction::Ingress => r.add_attribute("network.io.direction", "receive"),
+        Direction::Egress => r.add_attribute("network.io.direction", "transmit"),
+        Direction::Unknown => {}
+    }
+    if let Some(via) = f.via {
+        r.add_attribute("vpcflowd.flow.via", via.to_string());
     }
     r.add_attribute("vpcflowd.flow.packets", f.packets as i64);
     r.add_attribute("vpcflowd.flow.bytes", f.bytes as i64);

@@ -239,6 +239,14 @@ fn expected_flows(snapshots: &[Snapshot]) -> BTreeSet<(String, u64, BTreeMap<Str
                 if let Some(act) = f["action"].as_str() {
                     a.insert("vpcflowd.flow.action".into(), act.into());
                 }
+                match f["direction"].as_str() {
+                    Some("ingress") => a.insert("network.io.direction".into(), "receive".into()),
+                    Some("egress") => a.insert("network.io.direction".into(), "transmit".into()),
+                    _ => None,
+                };
+                if let Some(via) = f["via"].as_str() {
+                    a.insert("vpcflowd.flow.via".into(), via.into());
+                }
                 a.insert("vpcflowd.flow.bytes".into(), f["bytes"].to_string());
                 a.insert("vpcflowd.flow.packets".into(), f["packets"].to_string());
                 out.insert((s.interface_id.to_string(), s.window_end, a));
