@@ -77,8 +77,20 @@ pub enum FlowType {
 
 /// `flow-direction`, relative to the interface that captured the record.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    EnumString,
+    IntoStaticStr,
+    VariantArray,
+    VariantNames,
+    Serialize,
+    Deserialize,
 )]
+#[serde(rename_all = "lowercase")]
 pub enum FlowDirection {
     #[strum(serialize = "ingress")]
     Ingress,

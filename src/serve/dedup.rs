@@ -90,6 +90,12 @@ impl Dedup {
         self.expire(&mut inner, now_ms);
     }
 
+    /// Whether `id` is known as applied (a request replayed from the write-ahead log while its
+    /// retry was already queued).
+    pub fn is_applied(&self, id: &str) -> bool {
+        !id.is_empty() && matches!(self.lock().ids.get(id), Some(State::Applied(_)))
+    }
+
     /// Releases a claimed id that was not applied (so that a retry is applied).
     pub fn abandon(&self, id: &str) {
         let mut inner = self.lock();

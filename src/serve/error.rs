@@ -12,6 +12,9 @@ use crate::source::kinesis::KinesisError;
 /// Why `serve` could not start, or did not stop cleanly. Each message says what to fix.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// The write-ahead log could not be read or opened at start.
+    #[error(transparent)]
+    Wal(#[from] super::wal::WalError),
     /// The configuration is invalid (its message names the key).
     #[error(transparent)]
     Config(#[from] ConfigError),

@@ -31,6 +31,7 @@ pub mod state_file;
 pub mod status;
 pub(crate) mod store;
 pub mod telemetry;
+pub mod wal;
 
 use std::net::SocketAddr;
 

@@ -18,6 +18,7 @@ use super::dedup::Dedup;
 use super::error::{CheckpointError, ServeError};
 use super::request::{ParsedRequest, for_each_input};
 use super::state_file::{self, KinesisCheckpoint, StateFile};
+use super::wal::{Wal, WalEntry, WalEntryRef, WalRecords, WalRecordsRef};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
 use crate::source::firehose::DecodedRequest;
@@ -88,7 +89,15 @@ pub(crate) struct Pipeline {
     pub dedup: Arc<Dedup>,
     pub state_dir: Option<PathBuf>,
     pub checkpoint_interval: std::time::Duration,
+    /// The write-ahead log of the current generation (with a state directory).
+    pub wal: Option<Wal>,
 }
+
+/// Requests applied and logged but not yet answered: they are answered once the log is synced.
+type Unanswered = Vec<(oneshot::Sender<JobOutcome>, JobOutcome)>;
+
+/// Requests answered per log sync at most: a bound on the answer latency under a long queue.
+const MAX_UNANSWERED: usize = 256;
 
 /// Counters of the ingest path.
 #[derive(Debug, Default)]
@@ -108,6 +117,15 @@ pub struct IngestStats {
     /// changed files that could not be read or loaded (`serve::reload`).
     pub reloads: AtomicU64,
     pub reload_failures: AtomicU64,
+    /// The write-ahead log: requests and bytes appended, syncs and the time they took
+    /// (microseconds), requests replayed at start, torn bytes cut, and failures.
+    pub wal_appends: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    pub wal_syncs: AtomicU64,
+    pub wal_sync_micros: AtomicU64,
+    pub wal_replayed: AtomicU64,
+    pub wal_cut_bytes: AtomicU64,
+    pub wal_failures: AtomicU64,
 }
 
 impl IngestStats {
@@ -138,14 +156,11 @@ pub(crate) fn run(
     let mut decoder = EnvelopeDecoder::default();
     let mut next_tick = Instant::now() + Duration::from_secs(1);
     let mut next_checkpoint = Instant::now() + p.checkpoint_interval;
+    let mut unanswered: Unanswered = Vec::new();
     while let Some(msg) = rx.blocking_recv() {
         match msg {
             PipelineMsg::Job(job) => {
-                let outcome = apply(&mut router, &p.layouts, &mut decoder, &job, &p.stats);
-                // Marked applied here, in the same thread as checkpoints, so that a state file
-                // never holds the records of a request without its id (or the reverse).
-                p.dedup.complete(&job.request_id, crate::clock::unix_millis());
-                let _ = job.reply.send(outcome);
+                apply_job(&mut router, &mut p, &mut decoder, job, &mut unanswered);
             }
             PipelineMsg::Kinesis(batch) => {
                 // A lease lost while its batch was on the way (another replica took it as
@@ -165,6 +180,7 @@ pub(crate) fn run(
                 let _ = batch.applied.send(());
             }
             PipelineMsg::Checkpoint(reply) => {
+                answer(&mut router, &mut p, &mut unanswered);
                 let r =
                     if p.state_dir.is_some() { checkpoint(&mut router, &mut p) } else { Ok(()) };
                 let _ = reply.send(r.map_err(CheckpointFailure::from));
@@ -173,6 +189,10 @@ pub(crate) fn run(
             PipelineMsg::Wake => {}
             PipelineMsg::Finish => break,
         }
+        // A group commit: one sync answers every request applied while the queue was busy.
+        if !unanswered.is_empty() && (rx.is_empty() || unanswered.len() >= MAX_UNANSWERED) {
+            answer(&mut router, &mut p, &mut unanswered);
+        }
         // Timed work, between requests: it never takes a queue slot from one.
         let now = Instant::now();
         if now >= next_tick {
@@ -180,10 +200,12 @@ pub(crate) fn run(
             next_tick = now + Duration::from_secs(1);
         }
         if p.state_dir.is_some() && now >= next_checkpoint {
+            answer(&mut router, &mut p, &mut unanswered);
             let _ = checkpoint(&mut router, &mut p);
             next_checkpoint = Instant::now() + p.checkpoint_interval;
         }
     }
+    answer(&mut router, &mut p, &mut unanswered);
     if p.state_dir.is_none() {
         router.finish();
         return Ok(());
@@ -238,6 +260,13 @@ fn checkpoint(router: &mut EventRouter, p: &mut Pipeline) -> Result<(), Checkpoi
         };
     if written.is_ok() {
         p.generation = generation;
+        // The state file covers everything logged so far: the next generation's log begins.
+        if let Some(wal) = &mut p.wal
+            && let Err(e) = wal.rotate(generation)
+        {
+            p.stats.wal_failures.fetch_add(1, Ordering::Relaxed);
+            tracing::error!("starting the next write-ahead log: {e}");
+        }
     }
     match written {
         Ok(()) => {
@@ -315,17 +344,17 @@ fn route_record(
     });
 }
 
+/// Routes a request's records (arrived at `now`, Unix seconds) and counts them.
 fn apply(
     router: &mut EventRouter,
     layouts: &LayoutSet,
     decoder: &mut EnvelopeDecoder,
-    job: &IngestJob,
+    records: &JobRecords,
+    now: u64,
     stats: &IngestStats,
 ) -> JobOutcome {
-    let now = crate::clock::unix_secs();
     let mut outcome = JobOutcome::default();
-    stats.bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
-    match &job.records {
+    match records {
         JobRecords::Parsed(parsed) => {
             for (interface, input) in parsed.named_inputs() {
                 router.push_named(interface, &input, now);
@@ -359,4 +388,108 @@ fn apply(
     stats.records.fetch_add(outcome.records, Ordering::Relaxed);
     stats.rejected.fetch_add(outcome.rejected, Ordering::Relaxed);
     outcome
+}
+
+/// Logs a request, routes it, and holds its answer for the next sync (with a log), or answers it.
+fn apply_job(
+    router: &mut EventRouter,
+    p: &mut Pipeline,
+    decoder: &mut EnvelopeDecoder,
+    job: IngestJob,
+    unanswered: &mut Unanswered,
+) {
+    if p.dedup.is_applied(&job.request_id) {
+        // Replayed from the log at start while its retry waited in the queue.
+        let _ = job.reply.send(JobOutcome::default());
+        return;
+    }
+    let arrival_ms = crate::clock::unix_millis();
+    if let Some(wal) = &mut p.wal {
+        let records = match &job.records {
+            JobRecords::Parsed(parsed) => WalRecordsRef::Parsed(parsed.records()),
+            JobRecords::Raw { request, account, region } => WalRecordsRef::Raw {
+                request,
+                account: account.as_deref(),
+                region: region.as_deref(),
+            },
+        };
+        let entry = WalEntryRef { request_id: &job.request_id, arrival_ms, records };
+        match wal.append(&entry) {
+            Ok(bytes) => {
+                p.stats.wal_appends.fetch_add(1, Ordering::Relaxed);
+                p.stats.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Nothing is routed: dropping the reply answers 503, and Firehose retries.
+                p.stats.wal_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("{e}; the request is refused (503) and will be retried");
+                return;
+            }
+        }
+    }
+    p.stats.bytes.fetch_add(job.bytes as u64, Ordering::Relaxed);
+    let outcome = apply(router, &p.layouts, decoder, &job.records, arrival_ms / 1000, &p.stats);
+    // Marked applied here, in the same thread as checkpoints, so that a state file never holds
+    // the records of a request without its id (or the reverse).
+    p.dedup.complete(&job.request_id, arrival_ms);
+    if p.wal.is_some() {
+        unanswered.push((job.reply, outcome));
+    } else {
+        let _ = job.reply.send(outcome);
+    }
+}
+
+/// Syncs the log and answers every request it holds. Should the sync fail, a checkpoint makes
+/// the requests durable instead; they are answered 200 either way, as they are routed and marked
+/// applied (a retry would not apply them again), and a failure of both is logged and counted.
+fn answer(router: &mut EventRouter, p: &mut Pipeline, unanswered: &mut Unanswered) {
+    if unanswered.is_empty() {
+        return;
+    }
+    if let Some(wal) = &mut p.wal {
+        let started = std::time::Instant::now();
+        match wal.sync() {
+            Ok(_) => {
+                p.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+                let micros = started.elapsed().as_micros() as u64;
+                p.stats.wal_sync_micros.fetch_add(micros, Ordering::Relaxed);
+            }
+            Err(e) => {
+                p.stats.wal_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("{e}; writing a checkpoint instead");
+                if checkpoint(router, p).is_err() {
+                    tracing::error!(
+                        requests = unanswered.len(),
+                        "neither the write-ahead log nor a checkpoint could be written: these \
+                         requests are answered 200 but would be lost in a crash"
+                    );
+                }
+            }
+        }
+    }
+    for (reply, outcome) in unanswered.drain(..) {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Routes the requests of the restored generation's write-ahead log again, marking their ids
+/// applied, before the pipeline takes new requests.
+pub(crate) fn replay_log(
+    router: &mut EventRouter,
+    p: &Pipeline,
+    entries: Vec<WalEntry>,
+) {
+    let mut decoder = EnvelopeDecoder::default();
+    for entry in entries {
+        let records = match entry.records {
+            WalRecords::Parsed(records) => JobRecords::Parsed(ParsedRequest::from_records(records)),
+            WalRecords::Raw { request, account, region } => {
+                JobRecords::Raw { request, account, region }
+            }
+        };
+        let now = entry.arrival_ms / 1000;
+        apply(router, &p.layouts, &mut decoder, &records, now, &p.stats);
+        p.dedup.complete(&entry.request_id, entry.arrival_ms);
+        p.stats.wal_replayed.fetch_add(1, Ordering::Relaxed);
+    }
 }

@@ -22,7 +22,7 @@ use super::error::{ConfigError, ServeError};
 use super::http::ServeContext;
 use super::pipeline::{self, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
-use super::{Bound, reload, restore, state_file, telemetry};
+use super::{Bound, reload, restore, state_file, telemetry, wal};
 use crate::decode::LayoutSet;
 use crate::export::{ExportStats, ExporterOptions, WindowExporter};
 use crate::source::kinesis::{self, Position, ShardKey, SourceMsg};
@@ -187,7 +187,23 @@ fn start_pipeline(
         dedup,
         state_dir: config.state.dir.clone(),
         checkpoint_interval: config.state.checkpoint_interval,
+        wal: None,
     };
+    let mut router = router;
+    let mut p = p;
+    if let Some(dir) = &config.state.dir {
+        // What was acknowledged after the restored state file is routed again first.
+        let recovered = wal::recover(dir, restored.generation)?;
+        p.stats.wal_cut_bytes.fetch_add(recovered.cut_bytes, Ordering::Relaxed);
+        if !recovered.entries.is_empty() {
+            tracing::info!(
+                requests = recovered.entries.len(),
+                "replaying the requests acknowledged after the last state file"
+            );
+        }
+        pipeline::replay_log(&mut router, &p, recovered.entries);
+        p.wal = Some(wal::Wal::open(dir, restored.generation)?);
+    }
     std::thread::Builder::new()
         .name("vpcflowd-pipeline".into())
         .spawn(move || pipeline::run(router, p, queue))
