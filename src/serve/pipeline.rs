@@ -474,11 +474,7 @@ fn answer(router: &mut EventRouter, p: &mut Pipeline, unanswered: &mut Unanswere
 
 /// Routes the requests of the restored generation's write-ahead log again, marking their ids
 /// applied, before the pipeline takes new requests.
-pub(crate) fn replay_log(
-    router: &mut EventRouter,
-    p: &Pipeline,
-    entries: Vec<WalEntry>,
-) {
+pub(crate) fn replay_log(router: &mut EventRouter, p: &Pipeline, entries: Vec<WalEntry>) {
     let mut decoder = EnvelopeDecoder::default();
     for entry in entries {
         let records = match entry.records {

@@ -189,10 +189,11 @@ fn start_pipeline(
         checkpoint_interval: config.state.checkpoint_interval,
         wal: None,
     };
-    let mut router = router;
     let mut p = p;
+    let mut logged = Vec::new();
     if let Some(dir) = &config.state.dir {
-        // What was acknowledged after the restored state file is routed again first.
+        // What was acknowledged after the restored state file is routed again first, on the
+        // pipeline thread (the router blocks, which the runtime's threads must not).
         let recovered = wal::recover(dir, restored.generation)?;
         p.stats.wal_cut_bytes.fetch_add(recovered.cut_bytes, Ordering::Relaxed);
         if !recovered.entries.is_empty() {
@@ -201,12 +202,16 @@ fn start_pipeline(
                 "replaying the requests acknowledged after the last state file"
             );
         }
-        pipeline::replay_log(&mut router, &p, recovered.entries);
+        logged = recovered.entries;
         p.wal = Some(wal::Wal::open(dir, restored.generation)?);
     }
     std::thread::Builder::new()
         .name("vpcflowd-pipeline".into())
-        .spawn(move || pipeline::run(router, p, queue))
+        .spawn(move || {
+            let mut router = router;
+            pipeline::replay_log(&mut router, &p, logged);
+            pipeline::run(router, p, queue)
+        })
         .map_err(|source| ServeError::Spawn { thread: "pipeline", source })
 }
 

@@ -234,6 +234,27 @@ status_section! {
             => "vpcflowd.state.checkpoint_failures" (Counter, "{checkpoint}");
         /// When the last state file was written (Unix milliseconds; 0 before the first).
         last_checkpoint_ms: u64 = c.stats.last_checkpoint_ms.load(Relaxed);
+        /// Firehose requests appended to the write-ahead log.
+        wal_appends: u64 = c.stats.wal_appends.load(Relaxed)
+            => "vpcflowd.state.wal.appends" (Counter, "{request}");
+        /// Bytes appended to the write-ahead log.
+        wal_bytes: u64 = c.stats.wal_bytes.load(Relaxed)
+            => "vpcflowd.state.wal.bytes" (Counter, "By");
+        /// Syncs of the write-ahead log; each answers every request appended before it.
+        wal_syncs: u64 = c.stats.wal_syncs.load(Relaxed)
+            => "vpcflowd.state.wal.syncs" (Counter, "{sync}");
+        /// Time spent in those syncs (microseconds).
+        wal_sync_micros: u64 = c.stats.wal_sync_micros.load(Relaxed)
+            => "vpcflowd.state.wal.sync_time" (Counter, "us");
+        /// Requests routed again from the write-ahead log at start.
+        wal_replayed_requests: u64 = c.stats.wal_replayed.load(Relaxed)
+            => "vpcflowd.state.wal.replayed_requests" (Counter, "{request}");
+        /// Bytes of a torn or corrupt log tail cut at start.
+        wal_cut_bytes: u64 = c.stats.wal_cut_bytes.load(Relaxed)
+            => "vpcflowd.state.wal.cut_bytes" (Counter, "By");
+        /// Appends or syncs that failed (see the log).
+        wal_failures: u64 = c.stats.wal_failures.load(Relaxed)
+            => "vpcflowd.state.wal.failures" (Counter, "{failure}");
     }
 }
 

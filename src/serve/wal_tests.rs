@@ -83,7 +83,10 @@ fn a_log_cut_at_every_byte_of_its_tail_keeps_exactly_its_whole_entries() {
         let whole = if cut == full.len() { 4 } else { 3 };
         assert_eq!(got.entries, entries[..whole], "cut at {cut}");
         assert_eq!(got.cut_bytes as usize, cut - if whole == 4 { full.len() } else { last_start });
-        assert_eq!(std::fs::metadata(path_of(dir.path(), 1)).unwrap().len() as usize, cut - got.cut_bytes as usize);
+        assert_eq!(
+            std::fs::metadata(path_of(dir.path(), 1)).unwrap().len() as usize,
+            cut - got.cut_bytes as usize
+        );
     }
     // A flipped byte inside an entry cuts from that entry on.
     let mut bad = full.clone();

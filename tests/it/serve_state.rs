@@ -192,3 +192,92 @@ async fn when_the_final_state_cannot_be_written_every_window_closes_instead() {
     assert_eq!(total(&printed, "bytes"), 2 * 25 * 3, "nothing acknowledged is lost");
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// Kills `server` with SIGKILL and waits for it.
+fn kill_9(server: Server) {
+    let pid = server.pid().to_string();
+    let killed = std::process::Command::new("kill").args(["-KILL", &pid]).status().unwrap();
+    assert!(killed.success());
+    let (exit, _, _) = server.wait();
+    assert!(!exit.success());
+}
+
+/// Firehose never resends a request answered 200. Requests are sent four at a time with no
+/// checkpoint in sight, `serve` is killed mid-load, and, as Firehose would, only the requests
+/// without a 200 are sent again after the restart: every request's records must be counted
+/// exactly once, whether the write-ahead log or the retry brought them in.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_mid_load_loses_no_acknowledged_request_and_counts_none_twice() {
+    let dir = state_dir("kill9-wal");
+    let d = dir.to_str().unwrap();
+    let requests: Vec<(String, Vec<String>)> = (0..120u64)
+        .map(|r| {
+            let lines = (0..25).map(|i| line((r % 7) as u32, T0 + (r + i) % 60, 100 + r)).collect();
+            (format!("req-{r}"), lines)
+        })
+        .collect();
+    let expected_bytes: u64 =
+        requests.iter().enumerate().map(|(r, (_, l))| l.len() as u64 * (100 + r as u64)).sum();
+
+    let server = Server::start(&args(d, &["--checkpoint-interval", "1h"]), &[]);
+    let fh = std::sync::Arc::new(Firehose::new(&server.ingest, Some(KEY)));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
+    let (enough, got_enough) = tokio::sync::oneshot::channel::<()>();
+    let enough = std::sync::Arc::new(std::sync::Mutex::new(Some(enough)));
+    let mut senders = Vec::new();
+    for worker in 0..4usize {
+        let (fh, acked, enough) = (fh.clone(), acked.clone(), enough.clone());
+        let mine: Vec<(String, Vec<String>)> =
+            requests.iter().skip(worker).step_by(4).cloned().collect();
+        senders.push(tokio::spawn(async move {
+            for (id, lines) in mine {
+                let Ok((status, _)) = tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    fh.send(&id, &wrapped(&lines)),
+                )
+                .await
+                else {
+                    return;
+                };
+                if status != 200 {
+                    return;
+                }
+                let mut a = acked.lock().unwrap();
+                a.insert(id);
+                if a.len() >= 40
+                    && let Some(tx) = enough.lock().unwrap().take()
+                {
+                    let _ = tx.send(());
+                }
+            }
+        }));
+    }
+    got_enough.await.unwrap();
+    kill_9(server);
+    for s in senders {
+        let _ = s.await;
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(acked.len() >= 40 && acked.len() < requests.len(), "{} acknowledged", acked.len());
+
+    let server = Server::start(&args(d, &[]), &[]);
+    let replayed = server.status().await["state"]["wal_replayed_requests"].as_u64().unwrap();
+    assert!(replayed >= acked.len() as u64, "{replayed} replayed, {} acknowledged", acked.len());
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    for (id, lines) in requests.iter().filter(|(id, _)| !acked.contains(id)) {
+        assert_eq!(fh.send(id, &wrapped(lines)).await.0, 200, "{id}");
+    }
+    // An acknowledged request sent again (a duplicate delivery) is recognised, not counted.
+    let (id, lines) = requests.iter().find(|(id, _)| acked.contains(id)).unwrap();
+    assert_eq!(fh.send(id, &wrapped(lines)).await.0, 200);
+    assert!(server.status().await["ingest"]["dedup_hits"].as_u64() >= Some(1));
+    assert_eq!(fh.send("closer", &wrapped(&[line(9, T0 + 7200, 1)])).await.0, 200);
+    server.wait_for("the windows to close", |s| s["latest_window"].as_u64() >= Some(T0)).await;
+    let (_, printed, _) = server.stop();
+    let early: Vec<_> =
+        printed.iter().filter(|s| s["window_start"].as_u64() < Some(T0 + 3600)).cloned().collect();
+    // Each record lies in two windows (2-minute windows sliding by a minute).
+    assert_eq!(total(&early, "bytes"), 2 * expected_bytes);
+    assert_eq!(total(&early, "flows"), 2 * 25 * requests.len() as u64);
+    std::fs::remove_dir_all(dir).unwrap();
+}
