@@ -23,6 +23,10 @@ pub struct GenerateArgs {
     /// Write an S3-style header line naming the fields first.
     #[arg(long)]
     pub header: bool,
+    /// Print the generated interfaces' own addresses as the JSON `--local-addresses` reads,
+    /// instead of records (for a server and a harness that must decide directions alike).
+    #[arg(long)]
+    pub print_local_addresses: bool,
     /// Number of interfaces (traffic among them is Zipf-distributed).
     #[arg(long, default_value_t = 50)]
     pub interfaces: u64,
@@ -56,6 +60,10 @@ pub struct GenerateArgs {
 }
 
 pub(crate) fn run(args: &GenerateArgs) -> ExitCode {
+    if args.print_local_addresses {
+        println!("{}", Generator::local_addresses_json(args.interfaces));
+        return ExitCode::SUCCESS;
+    }
     let layout = match Layout::parse(&args.format) {
         Ok(l) => l,
         Err(e) => {

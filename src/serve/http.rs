@@ -31,6 +31,9 @@ pub struct ServeContext {
     pub layouts: Arc<LayoutSet>,
     pub dedup: Arc<Dedup>,
     pub pipeline: mpsc::Sender<PipelineMsg>,
+    /// Whether requests go to the write-ahead log (with a state directory): they are then
+    /// encoded for it here, in parallel, rather than on the pipeline thread.
+    pub write_ahead: bool,
     /// Set at SIGTERM/SIGINT: new requests are answered 503, `/readyz` fails.
     pub shutting_down: AtomicBool,
     pub stats: Arc<IngestStats>,
@@ -124,6 +127,11 @@ async fn handle(
     // which parses them a line at a time instead of holding them all parsed.
     let bytes = request.data.len();
     let (account_or, region_or) = (account.as_deref(), region.as_deref());
+    // The write-ahead log keeps the records as sent: encoding is a copy, here in parallel.
+    let arrival_ms = crate::clock::unix_millis();
+    let logged = state
+        .write_ahead
+        .then(|| super::wal::encode_entry(&id, arrival_ms, &request, account_or, region_or));
     let limit = state.max_decompressed_bytes;
     let records =
         match ParsedRequest::prepare(&request, &state.layouts, account_or, region_or, limit) {
@@ -131,7 +139,8 @@ async fn handle(
             None => JobRecords::Raw { request, account, region },
         };
     let (reply, outcome) = oneshot::channel();
-    slot.send(PipelineMsg::Job(IngestJob { request_id: id.clone(), bytes, records, reply }));
+    let job = IngestJob { request_id: id.clone(), bytes, records, arrival_ms, logged, reply };
+    slot.send(PipelineMsg::Job(job));
     match outcome.await {
         // The pipeline marked the id applied before answering.
         Ok(_) => Ok(id),

@@ -18,7 +18,7 @@ use super::dedup::Dedup;
 use super::error::{CheckpointError, ServeError};
 use super::request::{ParsedRequest, for_each_input};
 use super::state_file::{self, KinesisCheckpoint, StateFile};
-use super::wal::{Wal, WalEntry, WalEntryRef, WalRecords, WalRecordsRef};
+use super::wal::{Syncer, Unanswered, Wal, WalEntry};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
 use crate::source::firehose::DecodedRequest;
@@ -34,6 +34,10 @@ pub struct IngestJob {
     /// Record bytes after base64 and body decompression.
     pub bytes: usize,
     pub records: JobRecords,
+    /// When the request arrived (Unix milliseconds).
+    pub arrival_ms: u64,
+    /// The request's write-ahead log entry, encoded on the HTTP worker (with a state directory).
+    pub logged: Option<Vec<u8>>,
     pub reply: oneshot::Sender<JobOutcome>,
 }
 
@@ -89,12 +93,10 @@ pub(crate) struct Pipeline {
     pub dedup: Arc<Dedup>,
     pub state_dir: Option<PathBuf>,
     pub checkpoint_interval: std::time::Duration,
-    /// The write-ahead log of the current generation (with a state directory).
-    pub wal: Option<Wal>,
+    /// The write-ahead log of the current generation and the thread that syncs it (with a
+    /// state directory).
+    pub wal: Option<(Wal, Syncer)>,
 }
-
-/// Requests applied and logged but not yet answered: they are answered once the log is synced.
-type Unanswered = Vec<(oneshot::Sender<JobOutcome>, JobOutcome)>;
 
 /// Requests answered per log sync at most: a bound on the answer latency under a long queue.
 const MAX_UNANSWERED: usize = 256;
@@ -180,7 +182,6 @@ pub(crate) fn run(
                 let _ = batch.applied.send(());
             }
             PipelineMsg::Checkpoint(reply) => {
-                answer(&mut router, &mut p, &mut unanswered);
                 let r =
                     if p.state_dir.is_some() { checkpoint(&mut router, &mut p) } else { Ok(()) };
                 let _ = reply.send(r.map_err(CheckpointFailure::from));
@@ -189,10 +190,12 @@ pub(crate) fn run(
             PipelineMsg::Wake => {}
             PipelineMsg::Finish => break,
         }
-        // A group commit: one sync answers every request applied while the queue was busy.
+        // A group commit: one sync answers every request applied while the queue was busy,
+        // or while the previous sync ran.
         if !unanswered.is_empty() && (rx.is_empty() || unanswered.len() >= MAX_UNANSWERED) {
-            answer(&mut router, &mut p, &mut unanswered);
+            hand_off(&mut p, &mut unanswered);
         }
+        answer_failed_syncs(&mut router, &mut p);
         // Timed work, between requests: it never takes a queue slot from one.
         let now = Instant::now();
         if now >= next_tick {
@@ -200,12 +203,18 @@ pub(crate) fn run(
             next_tick = now + Duration::from_secs(1);
         }
         if p.state_dir.is_some() && now >= next_checkpoint {
-            answer(&mut router, &mut p, &mut unanswered);
             let _ = checkpoint(&mut router, &mut p);
             next_checkpoint = Instant::now() + p.checkpoint_interval;
         }
     }
-    answer(&mut router, &mut p, &mut unanswered);
+    hand_off(&mut p, &mut unanswered);
+    if let Some((_, syncer)) = p.wal.take() {
+        // The final checkpoint below covers what a failed sync left unanswered (and a start
+        // removes the log it covers).
+        for (reply, outcome) in syncer.finish().into_iter().flatten() {
+            let _ = reply.send(outcome);
+        }
+    }
     if p.state_dir.is_none() {
         router.finish();
         return Ok(());
@@ -261,7 +270,7 @@ fn checkpoint(router: &mut EventRouter, p: &mut Pipeline) -> Result<(), Checkpoi
     if written.is_ok() {
         p.generation = generation;
         // The state file covers everything logged so far: the next generation's log begins.
-        if let Some(wal) = &mut p.wal
+        if let Some((wal, _)) = &mut p.wal
             && let Err(e) = wal.rotate(generation)
         {
             p.stats.wal_failures.fetch_add(1, Ordering::Relaxed);
@@ -395,7 +404,7 @@ fn apply_job(
     router: &mut EventRouter,
     p: &mut Pipeline,
     decoder: &mut EnvelopeDecoder,
-    job: IngestJob,
+    mut job: IngestJob,
     unanswered: &mut Unanswered,
 ) {
     if p.dedup.is_applied(&job.request_id) {
@@ -403,21 +412,17 @@ fn apply_job(
         let _ = job.reply.send(JobOutcome::default());
         return;
     }
-    let arrival_ms = crate::clock::unix_millis();
-    if let Some(wal) = &mut p.wal {
-        let records = match &job.records {
-            JobRecords::Parsed(parsed) => WalRecordsRef::Parsed(parsed.records()),
-            JobRecords::Raw { request, account, region } => WalRecordsRef::Raw {
-                request,
-                account: account.as_deref(),
-                region: region.as_deref(),
-            },
-        };
-        let entry = WalEntryRef { request_id: &job.request_id, arrival_ms, records };
-        match wal.append(&entry) {
+    let arrival_ms = job.arrival_ms;
+    if let Some((wal, _)) = &mut p.wal {
+        // With a log, the HTTP worker encodes every request for it (`ServeContext::write_ahead`).
+        let logged = job.logged.take().ok_or_else(|| {
+            let e = std::io::Error::other("the request came without its log entry");
+            super::wal::WalError::Io { path: p.state_dir.clone().unwrap_or_default(), source: e }
+        });
+        match logged.and_then(|bytes| wal.append_encoded(&bytes).map(|()| bytes.len())) {
             Ok(bytes) => {
                 p.stats.wal_appends.fetch_add(1, Ordering::Relaxed);
-                p.stats.wal_bytes.fetch_add(bytes, Ordering::Relaxed);
+                p.stats.wal_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
             }
             Err(e) => {
                 // Nothing is routed: dropping the reply answers 503, and Firehose retries.
@@ -439,35 +444,45 @@ fn apply_job(
     }
 }
 
-/// Syncs the log and answers every request it holds. Should the sync fail, a checkpoint makes
-/// the requests durable instead; they are answered 200 either way, as they are routed and marked
-/// applied (a retry would not apply them again), and a failure of both is logged and counted.
-fn answer(router: &mut EventRouter, p: &mut Pipeline, unanswered: &mut Unanswered) {
+/// Hands the requests logged since the last hand-off to the syncer, which answers them once
+/// the log is synced.
+fn hand_off(p: &mut Pipeline, unanswered: &mut Unanswered) {
     if unanswered.is_empty() {
         return;
     }
-    if let Some(wal) = &mut p.wal {
-        let started = std::time::Instant::now();
-        match wal.sync() {
-            Ok(_) => {
-                p.stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
-                let micros = started.elapsed().as_micros() as u64;
-                p.stats.wal_sync_micros.fetch_add(micros, Ordering::Relaxed);
-            }
-            Err(e) => {
-                p.stats.wal_failures.fetch_add(1, Ordering::Relaxed);
-                tracing::error!("{e}; writing a checkpoint instead");
-                if checkpoint(router, p).is_err() {
-                    tracing::error!(
-                        requests = unanswered.len(),
-                        "neither the write-ahead log nor a checkpoint could be written: these \
-                         requests are answered 200 but would be lost in a crash"
-                    );
-                }
+    match &mut p.wal {
+        Some((wal, syncer)) => syncer.submit(wal.file(), std::mem::take(unanswered)),
+        None => {
+            for (reply, outcome) in unanswered.drain(..) {
+                let _ = reply.send(outcome);
             }
         }
     }
-    for (reply, outcome) in unanswered.drain(..) {
+}
+
+/// Answers the requests of a failed sync once a checkpoint holds them.
+fn answer_failed_syncs(router: &mut EventRouter, p: &mut Pipeline) {
+    let failed = p.wal.as_ref().and_then(|(_, syncer)| syncer.failed());
+    if let Some(unanswered) = failed {
+        answer_after_checkpoint(router, p, unanswered);
+    }
+}
+
+/// Writes a checkpoint, which makes `unanswered` durable, and answers them. They are answered
+/// 200 even if it fails, as they are routed and marked applied (a retry would not apply them
+/// again); a failure of both the log and the checkpoint is logged and counted.
+fn answer_after_checkpoint(router: &mut EventRouter, p: &mut Pipeline, unanswered: Unanswered) {
+    if unanswered.is_empty() {
+        return;
+    }
+    if checkpoint(router, p).is_err() {
+        tracing::error!(
+            requests = unanswered.len(),
+            "neither the write-ahead log nor a checkpoint could be written: these requests are \
+             answered 200 but would be lost in a crash"
+        );
+    }
+    for (reply, outcome) in unanswered {
         let _ = reply.send(outcome);
     }
 }
@@ -477,11 +492,10 @@ fn answer(router: &mut EventRouter, p: &mut Pipeline, unanswered: &mut Unanswere
 pub(crate) fn replay_log(router: &mut EventRouter, p: &Pipeline, entries: Vec<WalEntry>) {
     let mut decoder = EnvelopeDecoder::default();
     for entry in entries {
-        let records = match entry.records {
-            WalRecords::Parsed(records) => JobRecords::Parsed(ParsedRequest::from_records(records)),
-            WalRecords::Raw { request, account, region } => {
-                JobRecords::Raw { request, account, region }
-            }
+        let records = JobRecords::Raw {
+            request: entry.request,
+            account: entry.account,
+            region: entry.region,
         };
         let now = entry.arrival_ms / 1000;
         apply(router, &p.layouts, &mut decoder, &records, now, &p.stats);

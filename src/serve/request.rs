@@ -121,17 +121,6 @@ impl ParsedRequest {
         });
     }
 
-    /// A request of records read back from the write-ahead log (their rejections were counted
-    /// when the request was first applied).
-    pub fn from_records(records: ParsedRecords) -> ParsedRequest {
-        ParsedRequest { records, rejects: Vec::new() }
-    }
-
-    /// The records, as the write-ahead log keeps them.
-    pub fn records(&self) -> &ParsedRecords {
-        &self.records
-    }
-
     /// The records as the router reads them, in request order.
     pub fn inputs(&self) -> impl Iterator<Item = RouteInput<'_>> {
         self.records.inputs()

@@ -203,7 +203,9 @@ fn start_pipeline(
             );
         }
         logged = recovered.entries;
-        p.wal = Some(wal::Wal::open(dir, restored.generation)?);
+        let syncer = wal::Syncer::start(p.stats.clone())
+            .map_err(|source| ServeError::Spawn { thread: "write-ahead log sync", source })?;
+        p.wal = Some((wal::Wal::open(dir, restored.generation)?, syncer));
     }
     std::thread::Builder::new()
         .name("vpcflowd-pipeline".into())
@@ -333,6 +335,7 @@ impl Services {
             layouts: firehose_layouts,
             dedup,
             pipeline: engine.pipeline_tx.clone(),
+            write_ahead: config.state.dir.is_some(),
             shutting_down: Default::default(),
             stats,
             engine: engine_stats,

@@ -1,15 +1,15 @@
 //! The write-ahead log of accepted Firehose requests, so that a 200 survives a crash.
 //!
 //! Firehose never resends a request that was answered 200, so the pipeline answers only once a
-//! request is durable: it appends the request's parsed records to the log of the current state
-//! generation before routing them, fsyncs once for every request it holds unanswered (a group
+//! request is durable: it appends the request's records, as Firehose sent them, to the log of the
+//! current state generation before routing them, fsyncs once for every request it holds unanswered (a group
 //! commit: one fsync for as many requests as queued up during the last one), and then answers.
 //! A checkpoint covers everything logged before it, so it starts the next generation's log and
 //! removes the older ones. At start the log of the restored generation is routed again, request
 //! ids included, so that Firehose's retries of unanswered requests still deduplicate.
 //!
-//! The log of generation `g` is `vpcflowd.wal.<g>` in the state directory: entries of a
-//! little-endian `u32` payload length, the payload's CRC-32 and the MessagePack payload. A torn
+//! The log of generation `g` is `vpcflowd.wal.<g>` in the state directory, a sequence of
+//! entries ([`encode_entry`]), each with its length and CRC-32. A torn
 //! or corrupt tail (a crash during an append) is detected by its length or checksum and cut at
 //! the last whole entry; nothing of it is applied.
 
@@ -17,9 +17,12 @@ use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
-use crate::record::ParsedRecords;
+use tokio::sync::oneshot;
+
+use super::pipeline::{IngestStats, JobOutcome};
 use crate::source::firehose::DecodedRequest;
 
 const PREFIX: &str = "vpcflowd.wal.";
@@ -27,37 +30,17 @@ const HEADER: usize = 8;
 /// An entry larger than this is not believed: it is a corrupt length.
 const MAX_ENTRY: usize = 1 << 30;
 
-/// What the log keeps of one request: what the pipeline routes, and what it needs to route it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// What the log keeps of one request: its id, when it arrived, and its records as Firehose sent
+/// them (after base64), from which the pipeline parses and routes them again.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WalEntry {
-    pub request_id: String,
+    pub(crate) request_id: String,
     /// When the request arrived (Unix milliseconds): records without a time are windowed by it.
-    pub arrival_ms: u64,
-    pub records: WalRecords,
-}
-
-/// A request's records: parsed on the HTTP worker, or the decoded request itself when its lines
-/// were too large to hold parsed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) enum WalRecords {
-    Parsed(ParsedRecords),
-    Raw { request: DecodedRequest, account: Option<String>, region: Option<String> },
-}
-
-/// The borrowed form of a [`WalEntry`] the pipeline appends, without copying the records.
-#[derive(Debug, Serialize)]
-pub(crate) struct WalEntryRef<'a> {
-    pub request_id: &'a str,
-    pub arrival_ms: u64,
-    pub records: WalRecordsRef<'a>,
-}
-
-/// The borrowed form of [`WalRecords`]; it serializes as the owned form deserializes.
-#[derive(Debug, Serialize)]
-#[serde(rename = "WalRecords")]
-pub(crate) enum WalRecordsRef<'a> {
-    Parsed(&'a ParsedRecords),
-    Raw { request: &'a DecodedRequest, account: Option<&'a str>, region: Option<&'a str> },
+    pub(crate) arrival_ms: u64,
+    pub(crate) request: DecodedRequest,
+    /// The request's common attributes, for records that lack them.
+    pub(crate) account: Option<String>,
+    pub(crate) region: Option<String>,
 }
 
 /// Why the log could not be written or read.
@@ -65,8 +48,6 @@ pub(crate) enum WalRecordsRef<'a> {
 pub enum WalError {
     #[error("write-ahead log {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("write-ahead log entry: {0}")]
-    Encode(String),
 }
 
 /// The path of generation `generation`'s log in `dir`.
@@ -79,7 +60,8 @@ pub(crate) fn path_of(dir: &Path, generation: u64) -> PathBuf {
 pub(crate) struct Wal {
     dir: PathBuf,
     generation: u64,
-    file: File,
+    /// Shared with the [`Syncer`], which syncs it off the pipeline thread.
+    file: Arc<File>,
     /// Bytes appended since the last fsync.
     unsynced: u64,
 }
@@ -95,50 +77,216 @@ impl Wal {
             .map_err(|source| WalError::Io { path: path.clone(), source })?;
         // The file's name must be durable too, or a crash could lose the whole log.
         sync_dir(dir).map_err(|source| WalError::Io { path, source })?;
-        Ok(Wal { dir: dir.to_owned(), generation, file, unsynced: 0 })
+        Ok(Wal { dir: dir.to_owned(), generation, file: Arc::new(file), unsynced: 0 })
     }
 
     fn io(&self, source: io::Error) -> WalError {
         WalError::Io { path: path_of(&self.dir, self.generation), source }
     }
 
-    /// Appends one entry (not yet durable: see [`Wal::sync`]). Returns its size on disk.
-    pub(crate) fn append(&mut self, entry: &WalEntryRef<'_>) -> Result<u64, WalError> {
-        let bytes = encode(entry)?;
-        self.file.write_all(&bytes).map_err(|e| self.io(e))?;
+    /// Appends an entry encoded by [`encode_entry`] (durable once a [`Syncer`] synced it).
+    pub(crate) fn append_encoded(&mut self, bytes: &[u8]) -> Result<(), WalError> {
+        (&*self.file).write_all(bytes).map_err(|e| self.io(e))?;
         self.unsynced += bytes.len() as u64;
-        Ok(bytes.len() as u64)
+        Ok(())
     }
 
-    /// Makes every appended entry durable; returns whether there was anything to sync.
-    pub(crate) fn sync(&mut self) -> Result<bool, WalError> {
-        if self.unsynced == 0 {
-            return Ok(false);
-        }
-        self.file.sync_data().map_err(|e| self.io(e))?;
+    /// The log's file, for a [`Syncer`] to sync what was appended so far.
+    pub(crate) fn file(&mut self) -> Arc<File> {
         self.unsynced = 0;
-        Ok(true)
+        self.file.clone()
     }
 
     /// Starts generation `generation`'s log once its state file is current, and removes the logs
     /// that state file covers.
     pub(crate) fn rotate(&mut self, generation: u64) -> Result<(), WalError> {
         let next = Wal::open(&self.dir, generation)?;
-        let old = std::mem::replace(self, next);
-        drop(old.file);
+        drop(std::mem::replace(self, next));
         remove_other_logs(&self.dir, generation);
         Ok(())
     }
 }
 
-/// One entry as it lies on disk.
-fn encode(entry: &WalEntryRef<'_>) -> Result<Vec<u8>, WalError> {
-    let payload = rmp_serde::to_vec(entry).map_err(|e| WalError::Encode(e.to_string()))?;
-    let mut out = Vec::with_capacity(HEADER + payload.len());
-    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&payload).to_le_bytes());
-    out.extend_from_slice(&payload);
-    Ok(out)
+/// A request's entry as it lies on disk, encoded on the HTTP worker that took it in: a
+/// little-endian `u32` payload length, the payload's CRC-32, then the payload (the request id,
+/// arrival, account and region as length-prefixed fields, each record's length, and the
+/// records' bytes back to back). It is a copy of bytes, with no per-record work.
+pub(crate) fn encode_entry(
+    request_id: &str,
+    arrival_ms: u64,
+    request: &DecodedRequest,
+    account: Option<&str>,
+    region: Option<&str>,
+) -> Vec<u8> {
+    let text = request_id.len() + account.map_or(0, str::len) + region.map_or(0, str::len);
+    let capacity = HEADER + 24 + text + 4 * request.ends.len() + request.data.len();
+    let mut out = Vec::with_capacity(capacity);
+    out.extend_from_slice(&[0; HEADER]);
+    put_text(&mut out, Some(request_id));
+    out.extend_from_slice(&arrival_ms.to_le_bytes());
+    put_text(&mut out, account);
+    put_text(&mut out, region);
+    out.extend_from_slice(&(request.ends.len() as u32).to_le_bytes());
+    for r in request.records() {
+        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
+    }
+    let data_end = request.ends.last().copied().unwrap_or(0);
+    out.extend_from_slice(&request.data[..data_end]);
+    let len = (out.len() - HEADER) as u32;
+    let crc = crc32fast::hash(&out[HEADER..]);
+    out[..4].copy_from_slice(&len.to_le_bytes());
+    out[4..HEADER].copy_from_slice(&crc.to_le_bytes());
+    out
+}
+
+/// A length-prefixed text field; `u32::MAX` stands for none.
+fn put_text(out: &mut Vec<u8>, text: Option<&str>) {
+    match text {
+        Some(t) => {
+            out.extend_from_slice(&(t.len() as u32).to_le_bytes());
+            out.extend_from_slice(t.as_bytes());
+        }
+        None => out.extend_from_slice(&u32::MAX.to_le_bytes()),
+    }
+}
+
+/// Reads the fields of a payload in order.
+struct Fields<'a> {
+    payload: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn take(&mut self, n: usize) -> Option<&'a [u8]> {
+        let bytes = self.payload.get(self.at..self.at.checked_add(n)?)?;
+        self.at += n;
+        Some(bytes)
+    }
+
+    fn word(&mut self) -> Option<u32> {
+        self.take(4).map(|b| u32::from_le_bytes(b.try_into().expect("4 bytes")))
+    }
+
+    fn text(&mut self) -> Option<Option<String>> {
+        match self.word()? {
+            u32::MAX => Some(None),
+            n => Some(Some(String::from_utf8(self.take(n as usize)?.to_vec()).ok()?)),
+        }
+    }
+}
+
+/// Reads a payload written by [`encode_entry`]; `None` if it is not one.
+fn decode_payload(payload: &[u8]) -> Option<WalEntry> {
+    let mut f = Fields { payload, at: 0 };
+    let request_id = f.text()??;
+    let arrival_ms = u64::from_le_bytes(f.take(8)?.try_into().ok()?);
+    let account = f.text()?;
+    let region = f.text()?;
+    let n = f.word()? as usize;
+    let mut ends = Vec::with_capacity(n.min(payload.len() / 4));
+    let mut end = 0usize;
+    for _ in 0..n {
+        end = end.checked_add(f.word()? as usize)?;
+        ends.push(end);
+    }
+    let data = f.take(end)?.to_vec();
+    if f.at != payload.len() {
+        return None;
+    }
+    let request = DecodedRequest { request_id: request_id.clone(), timestamp: None, data, ends };
+    Some(WalEntry { request_id, arrival_ms, request, account, region })
+}
+
+/// Requests applied and logged, waiting for a sync of the log before they are answered.
+pub(crate) type Unanswered = Vec<(oneshot::Sender<JobOutcome>, JobOutcome)>;
+
+/// A sync the pipeline hands off: the log's file and the requests its appends hold.
+struct SyncJob {
+    file: Arc<File>,
+    unanswered: Unanswered,
+}
+
+/// The thread that syncs the log and answers the requests each sync makes durable, so that the
+/// pipeline routes on during a sync, and the next sync covers everything appended meanwhile (a
+/// group commit). A failed sync hands its requests back to the pipeline (see [`Syncer::failed`]),
+/// which writes a checkpoint before answering them.
+pub(crate) struct Syncer {
+    jobs: std::sync::mpsc::Sender<SyncJob>,
+    failed: std::sync::mpsc::Receiver<Unanswered>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Syncer {
+    pub(crate) fn start(stats: Arc<IngestStats>) -> io::Result<Syncer> {
+        let (jobs, queue) = std::sync::mpsc::channel::<SyncJob>();
+        let (failures, failed) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("vpcflowd-wal-sync".into())
+            .spawn(move || sync_loop(&queue, &failures, &stats))?;
+        Ok(Syncer { jobs, failed, thread })
+    }
+
+    /// Hands `unanswered` to the syncer with the file their appends are in.
+    pub(crate) fn submit(&self, file: Arc<File>, unanswered: Unanswered) {
+        if let Err(e) = self.jobs.send(SyncJob { file, unanswered }) {
+            // The thread is gone (it panicked): answer rather than hold the requests forever.
+            for (reply, outcome) in e.0.unanswered {
+                let _ = reply.send(outcome);
+            }
+        }
+    }
+
+    /// Requests whose sync failed, for the pipeline to make durable by a checkpoint.
+    pub(crate) fn failed(&self) -> Option<Unanswered> {
+        self.failed.try_recv().ok()
+    }
+
+    /// Answers everything submitted, then stops.
+    pub(crate) fn finish(self) -> Vec<Unanswered> {
+        drop(self.jobs);
+        let _ = self.thread.join();
+        self.failed.try_iter().collect()
+    }
+}
+
+fn sync_loop(
+    queue: &std::sync::mpsc::Receiver<SyncJob>,
+    failures: &std::sync::mpsc::Sender<Unanswered>,
+    stats: &IngestStats,
+) {
+    while let Ok(first) = queue.recv() {
+        // Everything queued behind the first job was appended before this sync starts.
+        let mut jobs = vec![first];
+        jobs.extend(queue.try_iter());
+        let started = std::time::Instant::now();
+        let mut synced: Vec<Arc<File>> = Vec::new();
+        let mut error = None;
+        for job in &jobs {
+            if synced.iter().any(|f| Arc::ptr_eq(f, &job.file)) {
+                continue;
+            }
+            if let Err(e) = job.file.sync_data() {
+                error = Some(e);
+            }
+            synced.push(job.file.clone());
+        }
+        stats.wal_syncs.fetch_add(1, Ordering::Relaxed);
+        let micros = started.elapsed().as_micros() as u64;
+        stats.wal_sync_micros.fetch_add(micros, Ordering::Relaxed);
+        let unanswered = jobs.into_iter().flat_map(|j| j.unanswered);
+        match error {
+            None => {
+                for (reply, outcome) in unanswered {
+                    let _ = reply.send(outcome);
+                }
+            }
+            Some(e) => {
+                stats.wal_failures.fetch_add(1, Ordering::Relaxed);
+                tracing::error!("syncing the write-ahead log: {e}; writing a checkpoint instead");
+                let _ = failures.send(unanswered.collect());
+            }
+        }
+    }
 }
 
 /// The whole entries at the start of `bytes`, and the length they take; what follows them is a
@@ -157,7 +305,7 @@ pub(crate) fn decode_entries(bytes: &[u8]) -> (Vec<WalEntry>, usize) {
         if crc32fast::hash(payload) != crc {
             break;
         }
-        let Ok(entry) = rmp_serde::from_slice::<WalEntry>(payload) else { break };
+        let Some(entry) = decode_payload(payload) else { break };
         entries.push(entry);
         at += HEADER + len;
     }

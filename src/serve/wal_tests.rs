@@ -1,33 +1,22 @@
 use super::*;
-use crate::record::{ParsedRecords, RouteFields, RouteInput};
-
-fn records(n: u64) -> ParsedRecords {
-    let mut r = ParsedRecords::with_capacity(n as usize);
-    for i in 0..n {
-        let fields = RouteFields { bytes: Some(i), packets: Some(1), ..RouteFields::default() };
-        assert!(r.push(&RouteInput { interface: Some("eni-1"), fields, ..RouteInput::default() }));
-    }
-    r
-}
 
 fn entry(i: u64) -> WalEntry {
+    let lines: Vec<String> = (0..=i % 4)
+        .map(|k| format!("2 123456789012 eni-{i} 10.0.0.{k} 10.0.1.1 1 2 6 1 {i} 1700000000 1700000060 ACCEPT OK"))
+        .collect();
+    let mut data = Vec::new();
+    let mut ends = Vec::new();
+    for l in &lines {
+        data.extend_from_slice(l.as_bytes());
+        ends.push(data.len());
+    }
+    let request_id = format!("req-{i}");
     WalEntry {
-        request_id: format!("req-{i}"),
+        request: DecodedRequest { request_id: request_id.clone(), timestamp: None, data, ends },
+        request_id,
         arrival_ms: 1_700_000_000_000 + i,
-        records: if i % 3 == 2 {
-            WalRecords::Raw {
-                request: DecodedRequest {
-                    request_id: format!("req-{i}"),
-                    timestamp: Some(i),
-                    data: b"2 1 eni-1 - - - - - - - 1 2 - NODATA".to_vec(),
-                    ends: vec![36],
-                },
-                account: Some("123456789012".into()),
-                region: None,
-            }
-        } else {
-            WalRecords::Parsed(records(i + 1))
-        },
+        account: i.is_multiple_of(2).then(|| "111122223333".to_string()),
+        region: i.is_multiple_of(3).then(|| "eu-west-1".to_string()),
     }
 }
 
@@ -35,16 +24,10 @@ fn append_all(wal: &mut Wal, entries: &[WalEntry]) -> Vec<u64> {
     entries
         .iter()
         .map(|e| {
-            let records = match &e.records {
-                WalRecords::Parsed(r) => WalRecordsRef::Parsed(r),
-                WalRecords::Raw { request, account, region } => WalRecordsRef::Raw {
-                    request,
-                    account: account.as_deref(),
-                    region: region.as_deref(),
-                },
-            };
-            let r = WalEntryRef { request_id: &e.request_id, arrival_ms: e.arrival_ms, records };
-            wal.append(&r).unwrap()
+            let (account, region) = (e.account.as_deref(), e.region.as_deref());
+            let bytes = encode_entry(&e.request_id, e.arrival_ms, &e.request, account, region);
+            wal.append_encoded(&bytes).unwrap();
+            bytes.len() as u64
         })
         .collect()
 }
@@ -55,12 +38,11 @@ fn entries_read_back_as_written_across_reopening() {
     let entries: Vec<WalEntry> = (0..6).map(entry).collect();
     let mut wal = Wal::open(dir.path(), 4).unwrap();
     append_all(&mut wal, &entries[..3]);
-    assert!(wal.sync().unwrap());
-    assert!(!wal.sync().unwrap(), "nothing new to sync");
+    wal.file().sync_data().unwrap();
     drop(wal);
     let mut wal = Wal::open(dir.path(), 4).unwrap();
     append_all(&mut wal, &entries[3..]);
-    wal.sync().unwrap();
+    wal.file().sync_data().unwrap();
     let got = recover(dir.path(), 4).unwrap();
     assert_eq!((got.entries, got.cut_bytes), (entries, 0));
 }
@@ -73,30 +55,30 @@ fn a_log_cut_at_every_byte_of_its_tail_keeps_exactly_its_whole_entries() {
     let entries: Vec<WalEntry> = (0..4).map(entry).collect();
     let mut wal = Wal::open(dir.path(), 1).unwrap();
     let sizes = append_all(&mut wal, &entries);
-    wal.sync().unwrap();
+    wal.file().sync_data().unwrap();
     drop(wal);
-    let full = std::fs::read(path_of(dir.path(), 1)).unwrap();
-    let last_start = (sizes[..3].iter().sum::<u64>()) as usize;
+    let path = path_of(dir.path(), 1);
+    let full = std::fs::read(&path).unwrap();
+    let last_start = sizes[..3].iter().sum::<u64>() as usize;
     for cut in last_start..=full.len() {
-        std::fs::write(path_of(dir.path(), 1), &full[..cut]).unwrap();
+        std::fs::write(&path, &full[..cut]).unwrap();
         let got = recover(dir.path(), 1).unwrap();
         let whole = if cut == full.len() { 4 } else { 3 };
         assert_eq!(got.entries, entries[..whole], "cut at {cut}");
-        assert_eq!(got.cut_bytes as usize, cut - if whole == 4 { full.len() } else { last_start });
-        assert_eq!(
-            std::fs::metadata(path_of(dir.path(), 1)).unwrap().len() as usize,
-            cut - got.cut_bytes as usize
-        );
+        let kept = if whole == 4 { full.len() } else { last_start };
+        assert_eq!(got.cut_bytes as usize, cut - kept, "cut at {cut}");
+        assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, kept);
     }
-    // A flipped byte inside an entry cuts from that entry on.
-    let mut bad = full.clone();
-    bad[sizes[0] as usize + 10] ^= 0xff;
-    std::fs::write(path_of(dir.path(), 1), &bad).unwrap();
-    let got = recover(dir.path(), 1).unwrap();
-    assert_eq!(got.entries, entries[..1]);
+    // A flipped byte anywhere inside an entry cuts from that entry on.
+    for at in [0, 5, 9, sizes[1] as usize - 1] {
+        let mut bad = full.clone();
+        bad[sizes[0] as usize + at] ^= 0x5a;
+        std::fs::write(&path, &bad).unwrap();
+        assert_eq!(recover(dir.path(), 1).unwrap().entries, entries[..1], "byte {at}");
+    }
     let mut wal = Wal::open(dir.path(), 1).unwrap();
     append_all(&mut wal, &entries[1..2]);
-    wal.sync().unwrap();
+    wal.file().sync_data().unwrap();
     assert_eq!(recover(dir.path(), 1).unwrap().entries, entries[..2]);
 }
 
@@ -108,10 +90,24 @@ fn rotating_starts_the_next_log_and_removes_the_covered_ones() {
     wal.rotate(3).unwrap();
     assert!(!path_of(dir.path(), 2).exists());
     append_all(&mut wal, &[entry(1)]);
-    wal.sync().unwrap();
+    wal.file().sync_data().unwrap();
     // A log newer than the restored state cannot be applied without its state: it goes.
     std::fs::write(path_of(dir.path(), 9), b"junk").unwrap();
     assert_eq!(recover(dir.path(), 3).unwrap().entries, [entry(1)]);
     assert!(!path_of(dir.path(), 9).exists());
     assert!(recover(dir.path(), 4).unwrap().entries.is_empty());
+}
+
+proptest::proptest! {
+    /// Any bytes read as a log never panic, and what they yield re-encodes to their prefix.
+    #[test]
+    fn arbitrary_bytes_decode_to_a_prefix_of_whole_entries(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+        let (entries, whole) = decode_entries(&bytes);
+        let mut again = Vec::new();
+        for e in &entries {
+            let (account, region) = (e.account.as_deref(), e.region.as_deref());
+            again.extend(encode_entry(&e.request_id, e.arrival_ms, &e.request, account, region));
+        }
+        proptest::prop_assert_eq!(&again[..], &bytes[..whole]);
+    }
 }
