@@ -108,7 +108,11 @@ fn restore(
     dedup: &Dedup,
     committed: Option<Option<u64>>,
 ) -> Result<
-    Option<(crate::window::engine::EngineCheckpoint, state_file::KinesisCheckpoint)>,
+    Option<(
+        crate::window::engine::EngineCheckpoint,
+        state_file::KinesisCheckpoint,
+        state_file::IngestCounts,
+    )>,
     ServeError,
 > {
     std::fs::create_dir_all(dir)
@@ -132,7 +136,7 @@ fn restore(
                     "restored state"
                 );
                 dedup.import(file.dedup, now);
-                return Ok(Some((file.engine, file.kinesis)));
+                return Ok(Some((file.engine, file.kinesis, file.ingest)));
             }
             Some(why) => format!("{}: {why}", state_file::path_in(dir).display()),
         },

@@ -17,7 +17,7 @@ use std::path::PathBuf;
 use super::dedup::Dedup;
 use super::error::{CheckpointError, ServeError};
 use super::request::{ParsedRequest, for_each_input};
-use super::state_file::{self, KinesisCheckpoint, StateFile};
+use super::state_file::{self, IngestCounts, KinesisCheckpoint, StateFile};
 use super::wal::{Syncer, Unanswered, Wal, WalEntry};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
@@ -131,6 +131,13 @@ pub struct IngestStats {
 }
 
 impl IngestStats {
+    /// Continues the counts a state file holds.
+    pub(crate) fn restore(&self, counts: &IngestCounts) {
+        self.records.store(counts.records, Ordering::Relaxed);
+        self.rejected.store(counts.rejected, Ordering::Relaxed);
+        self.bytes.store(counts.bytes, Ordering::Relaxed);
+    }
+
     pub fn count_response(&self, status: u16) {
         *self.responses.lock().unwrap_or_else(|e| e.into_inner()).entry(status).or_default() += 1;
     }
@@ -250,6 +257,11 @@ fn checkpoint(router: &mut EventRouter, p: &mut Pipeline) -> Result<(), Checkpoi
         kinesis: KinesisCheckpoint {
             generation,
             positions: p.positions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+        },
+        ingest: IngestCounts {
+            records: p.stats.records.load(Ordering::Relaxed),
+            rejected: p.stats.rejected.load(Ordering::Relaxed),
+            bytes: p.stats.bytes.load(Ordering::Relaxed),
         },
     };
     let written =

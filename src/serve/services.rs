@@ -106,6 +106,8 @@ struct Restored {
     positions: BTreeMap<ShardKey, Position>,
     generation: u64,
     kinesis: Option<kinesis::Connections>,
+    /// The ingest counts the state file holds.
+    ingest: state_file::IngestCounts,
 }
 
 impl Restored {
@@ -131,9 +133,9 @@ impl Restored {
             }
             None => None,
         };
-        let (engine, kinesis_state) = match restored {
-            Some((engine, kinesis)) => (Some(engine), kinesis),
-            None => (None, state_file::KinesisCheckpoint::default()),
+        let (engine, kinesis_state, ingest) = match restored {
+            Some((engine, kinesis, ingest)) => (Some(engine), kinesis, ingest),
+            None => (None, state_file::KinesisCheckpoint::default(), Default::default()),
         };
         let generation =
             kinesis_state.generation.max(book.as_ref().and_then(|b| b.generation()).unwrap_or(0));
@@ -142,6 +144,7 @@ impl Restored {
             positions: kinesis_state.positions.iter().cloned().collect(),
             generation,
             kinesis,
+            ingest,
         })
     }
 }
@@ -315,6 +318,7 @@ impl Services {
         let export_stats = Arc::new(ExportStats::default());
         let exporter = start_exporter(&config, export_stats.clone())?;
         let stats = Arc::new(IngestStats::default());
+        stats.restore(&restored.ingest);
         let kinesis_status =
             restored.kinesis.as_ref().map_or_else(Arc::default, |k| k.status.clone());
         let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);

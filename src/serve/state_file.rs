@@ -36,6 +36,17 @@ pub struct StateFile {
     /// Kinesis shard positions: every record up to them is in `engine`.
     #[serde(default)]
     pub kinesis: KinesisCheckpoint,
+    /// The ingest counts of what the state holds, which a restart continues.
+    #[serde(default)]
+    pub ingest: IngestCounts,
+}
+
+/// The counts of [`super::pipeline::IngestStats`] a restart continues from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestCounts {
+    pub records: u64,
+    pub rejected: u64,
+    pub bytes: u64,
 }
 
 /// The Kinesis part of a state file.
@@ -215,6 +226,7 @@ mod tests {
                 generation: 3,
                 positions: vec![(ShardKey::new("s", "shardId-1"), Position::After("42".into()))],
             },
+            ingest: IngestCounts { records: 7, rejected: 2, bytes: 900 },
         }
     }
 
@@ -226,6 +238,7 @@ mod tests {
         assert_eq!(back.dedup, [(5, "id".to_string())]);
         assert_eq!(back.kinesis.generation, 3);
         assert_eq!(back.kinesis.positions[0].1, Position::After("42".into()));
+        assert_eq!(back.ingest, IngestCounts { records: 7, rejected: 2, bytes: 900 });
         assert!(matches!(decode(b"garbage", p), Err(StateError::NotAStateFile(_))));
         // Both a newer format and the previous one (whose tables this build cannot read) are
         // refused.

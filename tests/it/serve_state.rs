@@ -58,7 +58,13 @@ async fn a_restart_continues_the_open_windows_and_remembers_request_ids() {
     let fh = Firehose::new(&server.ingest, Some(KEY));
     // Firehose retrying the first request after the restart: applied already.
     assert_eq!(fh.send("before-restart", &wrapped(&first)).await.0, 200);
-    assert_eq!(server.status().await["ingest"]["dedup_hits"], 1);
+    let status = server.status().await;
+    assert_eq!(status["ingest"]["dedup_hits"], 1);
+    // The counts continue from the state file.
+    assert_eq!(
+        (status["ingest"]["records"].as_u64(), status["engine"]["records"].as_u64()),
+        (Some(50), Some(50))
+    );
     let second: Vec<String> = (0..30).map(|i| line(i % 3, T0 + 30 + (i as u64) % 60, 10)).collect();
     assert_eq!(fh.send("after-restart", &wrapped(&second)).await.0, 200);
     // Far enough ahead to close every window holding the records above.
@@ -272,6 +278,10 @@ async fn kill_9_mid_load_loses_no_acknowledged_request_and_counts_none_twice() {
     assert_eq!(fh.send(id, &wrapped(lines)).await.0, 200);
     assert!(server.status().await["ingest"]["dedup_hits"].as_u64() >= Some(1));
     assert_eq!(fh.send("closer", &wrapped(&[line(9, T0 + 7200, 1)])).await.0, 200);
+    // The status counts one run: what the log brought back and what came after, once each.
+    let status = server.status().await;
+    assert_eq!(status["ingest"]["records"], 25 * requests.len() as u64 + 1, "{status}");
+    assert_eq!(status["engine"]["records"], 25 * requests.len() as u64 + 1, "{status}");
     server.wait_for("the windows to close", |s| s["latest_window"].as_u64() >= Some(T0)).await;
     let (_, printed, _) = server.stop();
     let early: Vec<_> =

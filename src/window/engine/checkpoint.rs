@@ -66,6 +66,37 @@ pub struct EngineCheckpoint {
     pub closer: CloserCheckpoint,
     /// Arrival time of the last record, so that the idle timeout goes on after a restart.
     pub last_record_at: Option<u64>,
+    /// The engine's counts of what the state holds.
+    pub counted: EngineCounts,
+}
+
+/// The counts of [`super::EngineStats`] a restart continues from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct EngineCounts {
+    pub records: u64,
+    pub late_records: u64,
+    pub expired_late_records: u64,
+    pub missing_interface: u64,
+}
+
+impl EngineCounts {
+    fn of(stats: &super::EngineStats) -> EngineCounts {
+        use std::sync::atomic::Ordering::Relaxed;
+        EngineCounts {
+            records: stats.records.load(Relaxed),
+            late_records: stats.late_records.load(Relaxed),
+            expired_late_records: stats.expired_late_records.load(Relaxed),
+            missing_interface: stats.missing_interface.load(Relaxed),
+        }
+    }
+
+    pub(super) fn restore(&self, stats: &super::EngineStats) {
+        use std::sync::atomic::Ordering::Relaxed;
+        stats.records.store(self.records, Relaxed);
+        stats.late_records.store(self.late_records, Relaxed);
+        stats.expired_late_records.store(self.expired_late_records, Relaxed);
+        stats.missing_interface.store(self.missing_interface, Relaxed);
+    }
 }
 
 impl EngineCheckpoint {
@@ -131,6 +162,7 @@ impl EventRouter {
             held_late,
             closer,
             last_record_at: self.last_record_at,
+            counted: EngineCounts::of(&self.stats),
         }
     }
 }

@@ -46,7 +46,7 @@ pub struct EventRouter {
     pub(super) known_panes: HashSet<PaneId, Hasher>,
     pub(super) new_panes: Vec<PaneId>,
     default_region: Option<u32>,
-    stats: Arc<EngineStats>,
+    pub(super) stats: Arc<EngineStats>,
     /// Counts not yet added to `stats` (published with each batch, not per record).
     unpublished_records: u64,
     /// Arrival time (seconds) of the last record, for the idle timeout.
