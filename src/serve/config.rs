@@ -90,6 +90,16 @@ pub struct IngestConfig {
     /// as CloudWatch payloads have) come to more than this is not held parsed: the pipeline
     /// parses it a line at a time.
     pub max_decompressed_bytes: usize,
+    /// How long a client may take to send a request's headers; a connection that trickles them
+    /// in (slowloris) is closed after this.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
+    pub header_read_timeout: Duration,
+    /// How long a client may take to send a request's body after its headers; a slower one is
+    /// answered 408 and counted (`ingest.slow_bodies`). Firehose sends at most 64 MiB at once.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
+    pub body_read_timeout: Duration,
     /// Requests queued for the engine, counting those being parsed for it; when full, requests
     /// are answered 503 at once (before any parsing) so that Firehose retries later.
     pub queue_requests: usize,
@@ -219,6 +229,8 @@ impl Default for IngestConfig {
             reload_interval: Duration::from_secs(60),
             max_body_bytes: 64 * 1024 * 1024,
             max_decompressed_bytes: 64 * 1024 * 1024,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
             queue_requests: 64,
             dedup_ttl: Duration::from_secs(3 * 3600),
             dedup_max_entries: 200_000,

@@ -27,6 +27,8 @@ pub struct ServeContext {
     pub access_keys: Arc<super::reload::AccessKeys>,
     pub max_body_bytes: usize,
     pub max_decompressed_bytes: usize,
+    /// How long a request's body may take to arrive.
+    pub body_read_timeout: std::time::Duration,
     /// The formats Firehose records are parsed under.
     pub layouts: Arc<LayoutSet>,
     pub dedup: Arc<Dedup>,
@@ -98,7 +100,12 @@ async fn handle(
     }
     firehose::check_access_key(headers, &state.access_keys.get()).map_err(fail)?;
     firehose::check_protocol_version(headers).map_err(fail)?;
-    let bytes = to_bytes(body, state.max_body_bytes).await.map_err(|e| {
+    let read = tokio::time::timeout(state.body_read_timeout, to_bytes(body, state.max_body_bytes));
+    let Ok(read) = read.await else {
+        state.stats.slow_bodies.fetch_add(1, Ordering::Relaxed);
+        return Err(fail(RequestError::SlowBody(state.body_read_timeout)));
+    };
+    let bytes = read.map_err(|e| {
         // The only error with a limit in play is the limit (or a broken connection).
         fail(RequestError::TooLarge(format!("body over {} bytes ({e})", state.max_body_bytes)))
     })?;

@@ -128,6 +128,8 @@ pub struct IngestStats {
     pub wal_replayed: AtomicU64,
     pub wal_cut_bytes: AtomicU64,
     pub wal_failures: AtomicU64,
+    /// Requests whose body did not arrive within `ingest.body_read_timeout` (answered 408).
+    pub slow_bodies: AtomicU64,
 }
 
 impl IngestStats {

@@ -336,6 +336,7 @@ impl Services {
             access_keys: access_keys.clone(),
             max_body_bytes: config.ingest.max_body_bytes,
             max_decompressed_bytes: config.ingest.max_decompressed_bytes,
+            body_read_timeout: config.ingest.body_read_timeout,
             layouts: firehose_layouts,
             dedup,
             pipeline: engine.pipeline_tx.clone(),
@@ -367,7 +368,9 @@ impl Services {
             .flatten();
         let ingest_handle = axum_server::Handle::new();
         let admin_handle = axum_server::Handle::new();
-        let ingest_server = ingest.map(|l| serve_ingest(l, tls, ingest_handle.clone(), &state));
+        let header_timeout = config.ingest.header_read_timeout;
+        let ingest_server =
+            ingest.map(|l| serve_ingest(l, tls, ingest_handle.clone(), &state, header_timeout));
         let admin_server = serve_admin(admin, admin_handle.clone(), &state);
         let kinesis = restored.kinesis.as_ref().map(|connections| {
             let sink = forward_to_pipeline(engine.pipeline_tx.clone());
@@ -456,20 +459,37 @@ impl Services {
     }
 }
 
+/// Closes an HTTP/1 connection whose request headers take longer than `timeout` (hyper applies
+/// a header timeout only with a timer).
+fn limit_header_time(
+    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
+    timeout: Duration,
+) {
+    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
+}
+
 /// Serves the Firehose endpoint on `listener`, over TLS when `tls` is set.
 fn serve_ingest(
     listener: TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     handle: axum_server::Handle<SocketAddr>,
     state: &Arc<ServeContext>,
+    header_read_timeout: Duration,
 ) -> JoinHandle<std::io::Result<()>> {
     let app = super::http::ingest_router(state.clone()).into_make_service();
+    let header_timeout = header_read_timeout;
     tokio::spawn(async move {
         match tls {
             Some(tls) => {
-                axum_server::from_tcp_rustls(listener, tls)?.handle(handle).serve(app).await
+                let mut server = axum_server::from_tcp_rustls(listener, tls)?;
+                limit_header_time(server.http_builder(), header_timeout);
+                server.handle(handle).serve(app).await
             }
-            None => axum_server::from_tcp(listener)?.handle(handle).serve(app).await,
+            None => {
+                let mut server = axum_server::from_tcp(listener)?;
+                limit_header_time(server.http_builder(), header_timeout);
+                server.handle(handle).serve(app).await
+            }
         }
     })
 }

@@ -214,6 +214,9 @@ status_section! {
         queue_capacity: usize = c.pipeline.max_capacity();
         /// Whether shutdown has begun (new requests get 503).
         shutting_down: bool = c.shutting_down.load(Relaxed);
+        /// Requests whose body did not arrive within `ingest.body_read_timeout` (answered 408).
+        slow_bodies: u64 = c.stats.slow_bodies.load(Relaxed)
+            => "vpcflowd.ingest.slow_bodies" (Counter, "{request}");
         /// The ingest listener's certificate or access keys replaced after a change on disk.
         reloads: u64 = c.stats.reloads.load(Relaxed)
             => "vpcflowd.ingest.reloads" (Counter, "{reload}");

@@ -42,6 +42,9 @@ pub enum RequestError {
     /// same request is in flight (503: Firehose retries).
     #[error("{0}")]
     Unavailable(&'static str),
+    /// The body did not arrive within the body read timeout.
+    #[error("the request body did not arrive within {0:?}")]
+    SlowBody(std::time::Duration),
 }
 
 impl RequestError {
@@ -51,6 +54,7 @@ impl RequestError {
             RequestError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             RequestError::BadRequest(_) => StatusCode::BAD_REQUEST,
             RequestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::SlowBody(_) => StatusCode::REQUEST_TIMEOUT,
         }
     }
 }

@@ -539,3 +539,48 @@ async fn the_status_is_the_typed_report_and_every_instrument_is_served() {
     let (exit, _, _) = server.stop();
     assert!(exit.success());
 }
+
+/// A client that trickles its headers in (slowloris: a header line every 200 ms) is cut off
+/// after the header read timeout, and one whose body stalls is answered 408 and counted.
+#[tokio::test(flavor = "multi_thread")]
+async fn slow_headers_and_bodies_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let env = [
+        ("VPCFLOWD_INGEST__HEADER_READ_TIMEOUT", "1s"),
+        ("VPCFLOWD_INGEST__BODY_READ_TIMEOUT", "1s"),
+    ];
+    let server = Server::start(&["--access-key", KEY], &env);
+    let addr = server.ingest.trim_start_matches("http://").trim_end_matches('/').to_string();
+
+    let started = std::time::Instant::now();
+    let mut slow = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    slow.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut buf = [0u8; 512];
+    let closed = loop {
+        // The attack itself: one more header line now and then, never the end of the headers.
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        if slow.write_all(b"X-Slow: 1\r\n").await.is_err() {
+            break true;
+        }
+        match tokio::time::timeout(std::time::Duration::from_millis(1), slow.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => break true,
+            _ if started.elapsed() > std::time::Duration::from_secs(20) => break false,
+            _ => {}
+        }
+    };
+    assert!(closed, "the slow connection stayed open for 20 s");
+    assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+
+    let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST / HTTP/1.1\r\nHost: x\r\nX-Amz-Firehose-Protocol-Version: 1.0\r\n\
+         X-Amz-Firehose-Request-Id: stalled\r\nX-Amz-Firehose-Access-Key: {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{{\"requestId\""
+    );
+    stalled.write_all(head.as_bytes()).await.unwrap();
+    let mut response = Vec::new();
+    let _ = stalled.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert_eq!(server.status().await["ingest"]["slow_bodies"], 1);
+}
