@@ -105,12 +105,12 @@ async fn handle(
         state.stats.slow_bodies.fetch_add(1, Ordering::Relaxed);
         return Err(fail(RequestError::SlowBody(state.body_read_timeout)));
     };
-    let bytes = read.map_err(|e| {
+    let sent = read.map_err(|e| {
         // The only error with a limit in play is the limit (or a broken connection).
         fail(RequestError::TooLarge(format!("body over {} bytes ({e})", state.max_body_bytes)))
     })?;
     let decoded =
-        firehose::decode_body(headers, &bytes, state.max_decompressed_bytes).map_err(fail)?;
+        firehose::decode_body(headers, &sent, state.max_decompressed_bytes).map_err(fail)?;
     let request = firehose::decode_request(&decoded).map_err(fail)?;
     drop(decoded);
     let id = request.request_id.clone();
@@ -134,11 +134,20 @@ async fn handle(
     // which parses them a line at a time instead of holding them all parsed.
     let bytes = request.data.len();
     let (account_or, region_or) = (account.as_deref(), region.as_deref());
-    // The write-ahead log keeps the records as sent: encoding is a copy, here in parallel.
+    // The write-ahead log keeps the body as sent (compressed, if it was): a copy, here in
+    // parallel, and the least to write.
     let arrival_ms = crate::clock::unix_millis();
-    let logged = state
-        .write_ahead
-        .then(|| super::wal::encode_entry(&id, arrival_ms, &request, account_or, region_or));
+    let logged = state.write_ahead.then(|| {
+        let encoding =
+            headers.get(axum::http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());
+        let sent = super::wal::SentRequest {
+            body: &sent,
+            encoding,
+            account: account_or,
+            region: region_or,
+        };
+        super::wal::encode_entry(&id, arrival_ms, &sent)
+    });
     let limit = state.max_decompressed_bytes;
     let records =
         match ParsedRequest::prepare(&request, &state.layouts, account_or, region_or, limit) {

@@ -506,12 +506,19 @@ fn answer_after_checkpoint(router: &mut EventRouter, p: &mut Pipeline, unanswere
 pub(crate) fn replay_log(router: &mut EventRouter, p: &Pipeline, entries: Vec<WalEntry>) {
     let mut decoder = EnvelopeDecoder::default();
     for entry in entries {
-        let records = JobRecords::Raw {
-            request: entry.request,
-            account: entry.account,
-            region: entry.region,
+        let request = match entry.decode() {
+            Ok(request) => request,
+            Err(e) => {
+                // It was accepted once, so this is damage the checksum did not catch.
+                p.stats.wal_failures.fetch_add(1, Ordering::Relaxed);
+                let id = &entry.request_id;
+                tracing::error!(request_id = %id, "a logged request does not decode: {e}");
+                continue;
+            }
         };
         let now = entry.arrival_ms / 1000;
+        let (account, region) = (entry.account, entry.region);
+        let records = JobRecords::Raw { request, account, region };
         apply(router, &p.layouts, &mut decoder, &records, now, &p.stats);
         p.dedup.complete(&entry.request_id, entry.arrival_ms);
         p.stats.wal_replayed.fetch_add(1, Ordering::Relaxed);

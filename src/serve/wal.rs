@@ -30,17 +30,41 @@ const HEADER: usize = 8;
 /// An entry larger than this is not believed: it is a corrupt length.
 const MAX_ENTRY: usize = 1 << 30;
 
-/// What the log keeps of one request: its id, when it arrived, and its records as Firehose sent
-/// them (after base64), from which the pipeline parses and routes them again.
+/// What the log keeps of one request: its id, when it arrived, and its body as Firehose sent
+/// it, from which the pipeline decodes, parses and routes its records again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct WalEntry {
     pub(crate) request_id: String,
     /// When the request arrived (Unix milliseconds): records without a time are windowed by it.
     pub(crate) arrival_ms: u64,
-    pub(crate) request: DecodedRequest,
+    /// The body as sent, and its `Content-Encoding`.
+    pub(crate) body: Vec<u8>,
+    pub(crate) encoding: Option<String>,
     /// The request's common attributes, for records that lack them.
     pub(crate) account: Option<String>,
     pub(crate) region: Option<String>,
+}
+
+/// What [`encode_entry`] logs of a request, borrowed from the HTTP worker.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SentRequest<'a> {
+    pub(crate) body: &'a [u8],
+    pub(crate) encoding: Option<&'a str>,
+    pub(crate) account: Option<&'a str>,
+    pub(crate) region: Option<&'a str>,
+}
+
+impl WalEntry {
+    /// The request's records, decoded from its body as when it arrived.
+    pub(crate) fn decode(&self) -> Result<DecodedRequest, crate::source::firehose::RequestError> {
+        let mut headers = axum::http::HeaderMap::new();
+        if let Some(e) = self.encoding.as_deref().and_then(|e| e.parse().ok()) {
+            headers.insert(axum::http::header::CONTENT_ENCODING, e);
+        }
+        // The body was accepted under the limit in force then; only a sanity bound applies.
+        let body = crate::source::firehose::decode_body(&headers, &self.body, 1 << 40)?;
+        crate::source::firehose::decode_request(&body)
+    }
 }
 
 /// Why the log could not be written or read.
@@ -109,29 +133,18 @@ impl Wal {
 
 /// A request's entry as it lies on disk, encoded on the HTTP worker that took it in: a
 /// little-endian `u32` payload length, the payload's CRC-32, then the payload (the request id,
-/// arrival, account and region as length-prefixed fields, each record's length, and the
-/// records' bytes back to back). It is a copy of bytes, with no per-record work.
-pub(crate) fn encode_entry(
-    request_id: &str,
-    arrival_ms: u64,
-    request: &DecodedRequest,
-    account: Option<&str>,
-    region: Option<&str>,
-) -> Vec<u8> {
-    let text = request_id.len() + account.map_or(0, str::len) + region.map_or(0, str::len);
-    let capacity = HEADER + 24 + text + 4 * request.ends.len() + request.data.len();
-    let mut out = Vec::with_capacity(capacity);
+/// arrival, encoding, account and region as length-prefixed fields, then the body).
+pub(crate) fn encode_entry(request_id: &str, arrival_ms: u64, sent: &SentRequest<'_>) -> Vec<u8> {
+    let texts = [Some(request_id), sent.encoding, sent.account, sent.region];
+    let text: usize = texts.iter().flatten().map(|t| t.len()).sum();
+    let mut out = Vec::with_capacity(HEADER + 28 + text + sent.body.len());
     out.extend_from_slice(&[0; HEADER]);
     put_text(&mut out, Some(request_id));
     out.extend_from_slice(&arrival_ms.to_le_bytes());
-    put_text(&mut out, account);
-    put_text(&mut out, region);
-    out.extend_from_slice(&(request.ends.len() as u32).to_le_bytes());
-    for r in request.records() {
-        out.extend_from_slice(&(r.len() as u32).to_le_bytes());
-    }
-    let data_end = request.ends.last().copied().unwrap_or(0);
-    out.extend_from_slice(&request.data[..data_end]);
+    put_text(&mut out, sent.encoding);
+    put_text(&mut out, sent.account);
+    put_text(&mut out, sent.region);
+    out.extend_from_slice(sent.body);
     let len = (out.len() - HEADER) as u32;
     let crc = crc32fast::hash(&out[HEADER..]);
     out[..4].copy_from_slice(&len.to_le_bytes());
@@ -180,21 +193,11 @@ fn decode_payload(payload: &[u8]) -> Option<WalEntry> {
     let mut f = Fields { payload, at: 0 };
     let request_id = f.text()??;
     let arrival_ms = u64::from_le_bytes(f.take(8)?.try_into().ok()?);
+    let encoding = f.text()?;
     let account = f.text()?;
     let region = f.text()?;
-    let n = f.word()? as usize;
-    let mut ends = Vec::with_capacity(n.min(payload.len() / 4));
-    let mut end = 0usize;
-    for _ in 0..n {
-        end = end.checked_add(f.word()? as usize)?;
-        ends.push(end);
-    }
-    let data = f.take(end)?.to_vec();
-    if f.at != payload.len() {
-        return None;
-    }
-    let request = DecodedRequest { request_id: request_id.clone(), timestamp: None, data, ends };
-    Some(WalEntry { request_id, arrival_ms, request, account, region })
+    let body = payload[f.at..].to_vec();
+    Some(WalEntry { request_id, arrival_ms, body, encoding, account, region })
 }
 
 /// Requests applied and logged, waiting for a sync of the log before they are answered.

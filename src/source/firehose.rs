@@ -140,7 +140,7 @@ pub fn decode_body<'b>(
             // The body is streamed under the limit, so a gzip bomb stops at max_decompressed + 1
             // bytes.
             flate2::read::MultiGzDecoder::new(body)
-                .take(max_decompressed as u64 + 1)
+                .take((max_decompressed as u64).saturating_add(1))
                 .read_to_end(&mut out)
                 .map_err(|e| RequestError::BadRequest(format!("gzip body: {e}")))?;
             if out.len() > max_decompressed {
