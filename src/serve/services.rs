@@ -167,6 +167,7 @@ fn start_pipeline(
     restored: &Restored,
     parts: (Arc<IngestStats>, Arc<Dedup>, Arc<kinesis::KinesisStatus>),
     queue: mpsc::Receiver<PipelineMsg>,
+    replayed: tokio::sync::oneshot::Sender<()>,
 ) -> Result<std::thread::JoinHandle<Result<(), ServeError>>, ServeError> {
     let (stats, dedup, kinesis_status) = parts;
     let kinesis_layouts = config
@@ -215,6 +216,7 @@ fn start_pipeline(
         .spawn(move || {
             let mut router = router;
             pipeline::replay_log(&mut router, &p, logged);
+            let _ = replayed.send(());
             pipeline::run(router, p, queue)
         })
         .map_err(|source| ServeError::Spawn { thread: "pipeline", source })
@@ -324,7 +326,17 @@ impl Services {
         let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
         let firehose_layouts = Arc::new(layouts.clone());
         let parts = (stats.clone(), dedup.clone(), kinesis_status.clone());
-        let pipeline = start_pipeline(&config, router, layouts, &restored, parts, pipeline_rx)?;
+        let (replayed, replay_done) = tokio::sync::oneshot::channel();
+        let pipeline =
+            start_pipeline(&config, router, layouts, &restored, parts, pipeline_rx, replayed)?;
+        // What the write-ahead log holds is routed before anything is served, so that the
+        // status and the API a client first sees already hold every acknowledged request.
+        if replay_done.await.is_err() {
+            return Err(match pipeline.join() {
+                Ok(Err(e)) => e,
+                _ => ServeError::Thread("pipeline", "stopped while replaying the write-ahead log"),
+            });
+        }
         let consumer =
             start_snapshot_consumer(snapshots, store.clone(), config.print_snapshots, exporter);
         let ticker = start_ticker(pipeline_tx.clone());
