@@ -100,6 +100,9 @@ pub struct IngestConfig {
     #[serde(with = "humantime_serde")]
     #[schemars(with = "crate::schema::HumanDuration")]
     pub body_read_timeout: Duration,
+    /// Open ingest connections at most; past it, a new connection is closed at once and counted
+    /// (`ingest.connections_refused`). Firehose opens a few per delivery stream.
+    pub max_connections: usize,
     /// Requests queued for the engine, counting those being parsed for it; when full, requests
     /// are answered 503 at once (before any parsing) so that Firehose retries later.
     pub queue_requests: usize,
@@ -231,6 +234,7 @@ impl Default for IngestConfig {
             max_decompressed_bytes: 64 * 1024 * 1024,
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(60),
+            max_connections: 1024,
             queue_requests: 64,
             dedup_ttl: Duration::from_secs(3 * 3600),
             dedup_max_entries: 200_000,

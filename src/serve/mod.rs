@@ -20,6 +20,7 @@
 //! `checkpoint_interval`, so a crash loses at most that much.
 
 pub mod config;
+mod connections;
 pub(crate) mod dedup;
 mod error;
 pub(crate) mod http;

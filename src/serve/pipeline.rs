@@ -130,6 +130,8 @@ pub struct IngestStats {
     pub wal_failures: AtomicU64,
     /// Requests whose body did not arrive within `ingest.body_read_timeout` (answered 408).
     pub slow_bodies: AtomicU64,
+    /// Connections closed at once because `ingest.max_connections` were open.
+    pub connections_refused: Arc<AtomicU64>,
 }
 
 impl IngestStats {

@@ -17,6 +17,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::config::ServeConfig;
+use super::connections::ConnectionLimit;
 use super::dedup::Dedup;
 use super::error::{ConfigError, ServeError};
 use super::http::ServeContext;
@@ -332,10 +333,10 @@ impl Services {
         // What the write-ahead log holds is routed before anything is served, so that the
         // status and the API a client first sees already hold every acknowledged request.
         if replay_done.await.is_err() {
-            return Err(match pipeline.join() {
-                Ok(Err(e)) => e,
-                _ => ServeError::Thread("pipeline", "stopped while replaying the write-ahead log"),
-            });
+            return Err(pipeline.join().ok().and_then(Result::err).unwrap_or(ServeError::Thread(
+                "pipeline",
+                "stopped while replaying the write-ahead log",
+            )));
         }
         let consumer =
             start_snapshot_consumer(snapshots, store.clone(), config.print_snapshots, exporter);
@@ -380,9 +381,9 @@ impl Services {
             .flatten();
         let ingest_handle = axum_server::Handle::new();
         let admin_handle = axum_server::Handle::new();
-        let header_timeout = config.ingest.header_read_timeout;
+        let limits = IngestLimits::of(&config, &state);
         let ingest_server =
-            ingest.map(|l| serve_ingest(l, tls, ingest_handle.clone(), &state, header_timeout));
+            ingest.map(|l| serve_ingest(l, tls, ingest_handle.clone(), &state, limits));
         let admin_server = serve_admin(admin, admin_handle.clone(), &state);
         let kinesis = restored.kinesis.as_ref().map(|connections| {
             let sink = forward_to_pipeline(engine.pipeline_tx.clone());
@@ -480,26 +481,43 @@ fn limit_header_time(
     builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
 }
 
+/// What bounds the ingest listener's clients.
+struct IngestLimits {
+    header_read_timeout: Duration,
+    connections: ConnectionLimit,
+}
+
+impl IngestLimits {
+    fn of(config: &ServeConfig, state: &ServeContext) -> IngestLimits {
+        let refused = state.stats.connections_refused.clone();
+        IngestLimits {
+            header_read_timeout: config.ingest.header_read_timeout,
+            connections: ConnectionLimit::new(config.ingest.max_connections, refused),
+        }
+    }
+}
+
 /// Serves the Firehose endpoint on `listener`, over TLS when `tls` is set.
 fn serve_ingest(
     listener: TcpListener,
     tls: Option<axum_server::tls_rustls::RustlsConfig>,
     handle: axum_server::Handle<SocketAddr>,
     state: &Arc<ServeContext>,
-    header_read_timeout: Duration,
+    limits: IngestLimits,
 ) -> JoinHandle<std::io::Result<()>> {
     let app = super::http::ingest_router(state.clone()).into_make_service();
-    let header_timeout = header_read_timeout;
+    let IngestLimits { header_read_timeout, connections } = limits;
     tokio::spawn(async move {
         match tls {
             Some(tls) => {
-                let mut server = axum_server::from_tcp_rustls(listener, tls)?;
-                limit_header_time(server.http_builder(), header_timeout);
+                let server = axum_server::from_tcp_rustls(listener, tls)?;
+                let mut server = server.map(|tls| tls.acceptor(connections));
+                limit_header_time(server.http_builder(), header_read_timeout);
                 server.handle(handle).serve(app).await
             }
             None => {
-                let mut server = axum_server::from_tcp(listener)?;
-                limit_header_time(server.http_builder(), header_timeout);
+                let mut server = axum_server::from_tcp(listener)?.acceptor(connections);
+                limit_header_time(server.http_builder(), header_read_timeout);
                 server.handle(handle).serve(app).await
             }
         }

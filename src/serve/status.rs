@@ -217,6 +217,9 @@ status_section! {
         /// Requests whose body did not arrive within `ingest.body_read_timeout` (answered 408).
         slow_bodies: u64 = c.stats.slow_bodies.load(Relaxed)
             => "vpcflowd.ingest.slow_bodies" (Counter, "{request}");
+        /// Connections closed at once because `ingest.max_connections` were open.
+        connections_refused: u64 = c.stats.connections_refused.load(Relaxed)
+            => "vpcflowd.ingest.connections_refused" (Counter, "{connection}");
         /// The ingest listener's certificate or access keys replaced after a change on disk.
         reloads: u64 = c.stats.reloads.load(Relaxed)
             => "vpcflowd.ingest.reloads" (Counter, "{reload}");

@@ -584,3 +584,56 @@ async fn slow_headers_and_bodies_are_cut_off() {
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
     assert_eq!(server.status().await["ingest"]["slow_bodies"], 1);
 }
+
+/// Past `ingest.max_connections` open connections a new one is closed at once and counted; one
+/// closing makes room again.
+#[tokio::test(flavor = "multi_thread")]
+async fn connections_past_the_limit_are_refused_and_counted() {
+    use tokio::io::AsyncReadExt;
+    let env = [("VPCFLOWD_INGEST__MAX_CONNECTIONS", "2")];
+    let server = Server::start(&["--access-key", KEY], &env);
+    let addr = server.ingest.trim_start_matches("http://").trim_end_matches('/').to_string();
+    let refused = |s: &Value| s["ingest"]["connections_refused"].as_u64().unwrap_or(0);
+    // Two of three idle connections hold the permits (which two depends on the order the
+    // server's tasks run in); the third is closed without a byte.
+    let mut conns = Vec::new();
+    for _ in 0..3 {
+        conns.push(tokio::net::TcpStream::connect(&addr).await.unwrap());
+    }
+    let mut reads = tokio::task::JoinSet::new();
+    for (i, mut c) in conns.into_iter().enumerate() {
+        reads.spawn(async move {
+            let mut buf = [0u8; 16];
+            (i, c.read(&mut buf).await.map(|n| n == 0).unwrap_or(true), c)
+        });
+    }
+    let first = tokio::time::timeout(std::time::Duration::from_secs(10), reads.join_next()).await;
+    let (closed, was_closed, _) = first.expect("one connection is closed").unwrap().unwrap();
+    assert!(was_closed, "connection {closed} got bytes instead of being closed");
+    server.wait_for("the refusal to be counted", |s| refused(s) >= 1).await;
+    assert_eq!(refused(&server.status().await), 1);
+    // One idle connection goes.
+    reads.abort_all();
+    while reads.join_next().await.is_some() {}
+    // Once the server has seen the idle connection go, a delivery gets through again.
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    let line =
+        "2 123456789012 eni-0a 10.0.0.1 10.0.0.2 1 2 6 1 100 1700000000 1700000060 ACCEPT OK";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let body = firehose_body("after-room", &wrapped(&[line.to_string()]));
+        let sent = reqwest::Client::new()
+            .post(fh.url())
+            .header("X-Amz-Firehose-Protocol-Version", "1.0")
+            .header("X-Amz-Firehose-Request-Id", "after-room")
+            .header("X-Amz-Firehose-Access-Key", KEY)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await;
+        if sent.is_ok_and(|r| r.status() == 200) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no room after a connection closed");
+    }
+}
