@@ -214,7 +214,22 @@ fn kill_9(server: Server) {
 /// exactly once, whether the write-ahead log or the retry brought them in.
 #[tokio::test(flavor = "multi_thread")]
 async fn kill_9_mid_load_loses_no_acknowledged_request_and_counts_none_twice() {
-    let dir = state_dir("kill9-wal");
+    kill_9_mid_load("kill9-wal", "1h", true).await;
+}
+
+/// The same with a checkpoint every 50 ms, so that the kill often lands while a state file is
+/// written or the next log begins: what a state file holds and what its log holds must add up
+/// to every request once.
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_amid_checkpoints_loses_no_acknowledged_request_and_counts_none_twice() {
+    kill_9_mid_load("kill9-checkpoints", "50ms", false).await;
+}
+
+/// Sends 120 requests four at a time with checkpoints every `interval`, kills `serve` after 40
+/// acknowledgements, restarts it and resends what was not acknowledged; `only_log`: no
+/// checkpoint can have run, so the log alone must hold every acknowledged request.
+async fn kill_9_mid_load(name: &str, interval: &str, only_log: bool) {
+    let dir = state_dir(name);
     let d = dir.to_str().unwrap();
     let requests: Vec<(String, Vec<String>)> = (0..120u64)
         .map(|r| {
@@ -225,7 +240,7 @@ async fn kill_9_mid_load_loses_no_acknowledged_request_and_counts_none_twice() {
     let expected_bytes: u64 =
         requests.iter().enumerate().map(|(r, (_, l))| l.len() as u64 * (100 + r as u64)).sum();
 
-    let server = Server::start(&args(d, &["--checkpoint-interval", "1h"]), &[]);
+    let server = Server::start(&args(d, &["--checkpoint-interval", interval]), &[]);
     let fh = std::sync::Arc::new(Firehose::new(&server.ingest, Some(KEY)));
     let acked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let (enough, got_enough) = tokio::sync::oneshot::channel::<()>();
@@ -265,10 +280,15 @@ async fn kill_9_mid_load_loses_no_acknowledged_request_and_counts_none_twice() {
     }
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 40 && acked.len() < requests.len(), "{} acknowledged", acked.len());
+    // With checkpoints running, the restart continues from a state file and its log.
+    assert_eq!(dir.join("vpcflowd.state").exists(), !only_log);
 
     let server = Server::start(&args(d, &[]), &[]);
     let replayed = server.status().await["state"]["wal_replayed_requests"].as_u64().unwrap();
-    assert!(replayed >= acked.len() as u64, "{replayed} replayed, {} acknowledged", acked.len());
+    if only_log {
+        let acked = acked.len() as u64;
+        assert!(replayed >= acked, "{replayed} replayed, {acked} acknowledged");
+    }
     let fh = Firehose::new(&server.ingest, Some(KEY));
     for (id, lines) in requests.iter().filter(|(id, _)| !acked.contains(id)) {
         assert_eq!(fh.send(id, &wrapped(lines)).await.0, 200, "{id}");
