@@ -77,20 +77,8 @@ pub enum FlowType {
 
 /// `flow-direction`, relative to the interface that captured the record.
 #[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    EnumString,
-    IntoStaticStr,
-    VariantArray,
-    VariantNames,
-    Serialize,
-    Deserialize,
+    Debug, Clone, Copy, PartialEq, Eq, Hash, EnumString, IntoStaticStr, VariantArray, VariantNames,
 )]
-#[serde(rename_all = "lowercase")]
 pub enum FlowDirection {
     #[strum(serialize = "ingress")]
     Ingress,

@@ -12,7 +12,7 @@ use std::ops::Range;
 use super::route::{RouteFields, RouteInput};
 
 /// One record's routing fields, with its strings as ranges of the batch's text arena.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct ParsedRecord {
     interface: Range<u32>,
     account: Option<Range<u32>>,
@@ -21,7 +21,7 @@ struct ParsedRecord {
 }
 
 /// Records in input order, ready to route.
-#[derive(Debug, Default, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct ParsedRecords {
     records: Vec<ParsedRecord>,
     text: String,

@@ -20,7 +20,7 @@ pub struct RouteInput<'a> {
 }
 
 /// The fixed-size fields routing reads (everything but the strings).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteFields {
     pub start: Option<u64>,
     pub end: Option<u64>,

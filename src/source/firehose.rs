@@ -209,7 +209,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Base64Text<'a> {
 }
 
 /// A request whose records are decoded from base64 into one buffer.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DecodedRequest {
     pub request_id: String,
     pub timestamp: Option<u64>,
