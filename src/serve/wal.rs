@@ -33,7 +33,7 @@ const MAX_ENTRY: usize = 1 << 30;
 /// What the log keeps of one request: its id, when it arrived, and its body as Firehose sent
 /// it, from which the pipeline decodes, parses and routes its records again.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct WalEntry {
+pub struct WalEntry {
     pub(crate) request_id: String,
     /// When the request arrived (Unix milliseconds): records without a time are windowed by it.
     pub(crate) arrival_ms: u64,
@@ -189,7 +189,7 @@ impl<'a> Fields<'a> {
 }
 
 /// Reads a payload written by [`encode_entry`]; `None` if it is not one.
-fn decode_payload(payload: &[u8]) -> Option<WalEntry> {
+pub fn decode_payload(payload: &[u8]) -> Option<WalEntry> {
     let mut f = Fields { payload, at: 0 };
     let request_id = f.text()??;
     let arrival_ms = u64::from_le_bytes(f.take(8)?.try_into().ok()?);
@@ -294,7 +294,7 @@ fn sync_loop(
 
 /// The whole entries at the start of `bytes`, and the length they take; what follows them is a
 /// torn or corrupt tail.
-pub(crate) fn decode_entries(bytes: &[u8]) -> (Vec<WalEntry>, usize) {
+pub fn decode_entries(bytes: &[u8]) -> (Vec<WalEntry>, usize) {
     let mut entries = Vec::new();
     let mut at = 0;
     while bytes.len() - at >= HEADER {
