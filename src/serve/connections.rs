@@ -6,23 +6,25 @@ use std::future::{Ready, ready};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::task::{Context, Poll};
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::pipeline::IngestStats;
+
 /// An `axum_server` acceptor that admits at most a fixed number of open connections.
 #[derive(Debug, Clone)]
 pub(crate) struct ConnectionLimit {
     permits: Arc<Semaphore>,
-    refused: Arc<AtomicU64>,
+    stats: Arc<IngestStats>,
 }
 
 impl ConnectionLimit {
-    /// Admits `max` connections at once; refusals count in `refused`.
-    pub(crate) fn new(max: usize, refused: Arc<AtomicU64>) -> ConnectionLimit {
-        ConnectionLimit { permits: Arc::new(Semaphore::new(max)), refused }
+    /// Admits `max` connections at once; refusals count in `stats.connections_refused`.
+    pub(crate) fn new(max: usize, stats: Arc<IngestStats>) -> ConnectionLimit {
+        ConnectionLimit { permits: Arc::new(Semaphore::new(max)), stats }
     }
 }
 
@@ -37,7 +39,7 @@ impl<I, S> axum_server::accept::Accept<I, S> for ConnectionLimit {
             Err(_) => {
                 // Dropping the stream closes the connection; the error is axum-server's cue
                 // to go on accepting.
-                if self.refused.fetch_add(1, Ordering::Relaxed) == 0 {
+                if self.stats.connections_refused.fetch_add(1, Ordering::Relaxed) == 0 {
                     tracing::warn!("ingest.max_connections reached: refusing new connections");
                 }
                 ready(Err(io::Error::other("ingest.max_connections reached")))

@@ -136,7 +136,7 @@ async fn handle(
     let (account_or, region_or) = (account.as_deref(), region.as_deref());
     // The write-ahead log keeps the body as sent (compressed, if it was): a copy, here in
     // parallel, and the least to write.
-    let arrival_ms = crate::clock::unix_millis();
+    let arrival_ms = now;
     let logged = state.write_ahead.then(|| {
         let encoding =
             headers.get(axum::http::header::CONTENT_ENCODING).and_then(|v| v.to_str().ok());

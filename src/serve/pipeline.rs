@@ -18,7 +18,7 @@ use super::dedup::Dedup;
 use super::error::{CheckpointError, ServeError};
 use super::request::{ParsedRequest, for_each_input};
 use super::state_file::{self, IngestCounts, KinesisCheckpoint, StateFile};
-use super::wal::{Syncer, Unanswered, Wal, WalEntry};
+use super::wal::{Syncer, Unanswered, Wal, WalEntry, WalError};
 use crate::decode::kpl;
 use crate::decode::{EnvelopeDecoder, LayoutSet, RejectReason, Rejects};
 use crate::source::firehose::DecodedRequest;
@@ -131,10 +131,19 @@ pub struct IngestStats {
     /// Requests whose body did not arrive within `ingest.body_read_timeout` (answered 408).
     pub slow_bodies: AtomicU64,
     /// Connections closed at once because `ingest.max_connections` were open.
-    pub connections_refused: Arc<AtomicU64>,
+    pub connections_refused: AtomicU64,
 }
 
 impl IngestStats {
+    /// The counts a state file keeps.
+    pub(crate) fn counts(&self) -> IngestCounts {
+        IngestCounts {
+            records: self.records.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            bytes: self.bytes.load(Ordering::Relaxed),
+        }
+    }
+
     /// Continues the counts a state file holds.
     pub(crate) fn restore(&self, counts: &IngestCounts) {
         self.records.store(counts.records, Ordering::Relaxed);
@@ -262,11 +271,7 @@ fn checkpoint(router: &mut EventRouter, p: &mut Pipeline) -> Result<(), Checkpoi
             generation,
             positions: p.positions.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
         },
-        ingest: IngestCounts {
-            records: p.stats.records.load(Ordering::Relaxed),
-            rejected: p.stats.rejected.load(Ordering::Relaxed),
-            bytes: p.stats.bytes.load(Ordering::Relaxed),
-        },
+        ingest: p.stats.counts(),
     };
     let written =
         match &p.book {
@@ -431,10 +436,7 @@ fn apply_job(
     let arrival_ms = job.arrival_ms;
     if let Some((wal, _)) = &mut p.wal {
         // With a log, the HTTP worker encodes every request for it (`ServeContext::write_ahead`).
-        let logged = job.logged.take().ok_or_else(|| {
-            let e = std::io::Error::other("the request came without its log entry");
-            super::wal::WalError::Io { path: p.state_dir.clone().unwrap_or_default(), source: e }
-        });
+        let logged = job.logged.take().ok_or_else(|| WalError::Unlogged(job.request_id.clone()));
         match logged.and_then(|bytes| wal.append_encoded(&bytes).map(|()| bytes.len())) {
             Ok(bytes) => {
                 p.stats.wal_appends.fetch_add(1, Ordering::Relaxed);
@@ -462,17 +464,12 @@ fn apply_job(
 
 /// Hands the requests logged since the last hand-off to the syncer, which answers them once
 /// the log is synced.
+/// Without a log, requests are answered when applied and none wait here.
 fn hand_off(p: &mut Pipeline, unanswered: &mut Unanswered) {
-    if unanswered.is_empty() {
-        return;
-    }
-    match &mut p.wal {
-        Some((wal, syncer)) => syncer.submit(wal.file(), std::mem::take(unanswered)),
-        None => {
-            for (reply, outcome) in unanswered.drain(..) {
-                let _ = reply.send(outcome);
-            }
-        }
+    if let Some((wal, syncer)) = &p.wal
+        && !unanswered.is_empty()
+    {
+        syncer.submit(wal.file(), std::mem::take(unanswered));
     }
 }
 

@@ -181,7 +181,7 @@ fn start_pipeline(
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|source| ServeError::Formats { key: "sources.kinesis formats", source })?;
-    let p = pipeline::Pipeline {
+    let mut p = pipeline::Pipeline {
         layouts,
         kinesis_layouts,
         positions: restored.positions.clone(),
@@ -194,7 +194,6 @@ fn start_pipeline(
         checkpoint_interval: config.state.checkpoint_interval,
         wal: None,
     };
-    let mut p = p;
     let mut logged = Vec::new();
     if let Some(dir) = &config.state.dir {
         // What was acknowledged after the restored state file is routed again first, on the
@@ -489,10 +488,9 @@ struct IngestLimits {
 
 impl IngestLimits {
     fn of(config: &ServeConfig, state: &ServeContext) -> IngestLimits {
-        let refused = state.stats.connections_refused.clone();
         IngestLimits {
             header_read_timeout: config.ingest.header_read_timeout,
-            connections: ConnectionLimit::new(config.ingest.max_connections, refused),
+            connections: ConnectionLimit::new(config.ingest.max_connections, state.stats.clone()),
         }
     }
 }

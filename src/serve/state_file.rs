@@ -125,10 +125,14 @@ pub fn write(dir: &Path, state: &StateFile) -> Result<(), StateError> {
     f.sync_all().map_err(io_err)?;
     drop(f);
     fs::rename(&tmp, &path).map_err(io_err)?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // Best effort, as the rename already took effect: a failure leaves it less durable.
+    let _ = sync_dir(dir);
     Ok(())
+}
+
+/// Makes the entries of `dir` (a rename, a new file) durable.
+pub(crate) fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
 }
 
 /// The prepared state file of a lease-mode checkpoint (see [`write_next`]).
@@ -154,9 +158,8 @@ pub fn write_next(dir: &Path, state: &StateFile) -> Result<(), StateError> {
 pub fn promote_next(dir: &Path) -> Result<(), StateError> {
     let path = path_in(dir);
     fs::rename(next_path_in(dir), &path).map_err(|source| StateError::Io { path, source })?;
-    if let Ok(d) = File::open(dir) {
-        let _ = d.sync_all();
-    }
+    // Best effort, as the rename already took effect: a failure leaves it less durable.
+    let _ = sync_dir(dir);
     Ok(())
 }
 

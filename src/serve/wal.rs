@@ -1,17 +1,18 @@
 //! The write-ahead log of accepted Firehose requests, so that a 200 survives a crash.
 //!
-//! Firehose never resends a request that was answered 200, so the pipeline answers only once a
-//! request is durable: it appends the request's records, as Firehose sent them, to the log of the
-//! current state generation before routing them, fsyncs once for every request it holds unanswered (a group
-//! commit: one fsync for as many requests as queued up during the last one), and then answers.
-//! A checkpoint covers everything logged before it, so it starts the next generation's log and
-//! removes the older ones. At start the log of the restored generation is routed again, request
-//! ids included, so that Firehose's retries of unanswered requests still deduplicate.
+//! Firehose never resends a request that was answered 200, so a request is answered only once
+//! it is durable. The HTTP worker encodes the request's body as it arrived into a log entry; the
+//! pipeline appends the entry to the log of the current state generation before routing the
+//! records; the [`Syncer`] thread fsyncs the log and answers every request appended before that
+//! fsync (a group commit). A checkpoint covers everything logged before it, so it starts the
+//! next generation's log and removes the older ones. At start the log of the restored
+//! generation is routed again, request ids included, so that Firehose's retries of unanswered
+//! requests still deduplicate.
 //!
-//! The log of generation `g` is `vpcflowd.wal.<g>` in the state directory, a sequence of
-//! entries ([`encode_entry`]), each with its length and CRC-32. A torn
-//! or corrupt tail (a crash during an append) is detected by its length or checksum and cut at
-//! the last whole entry; nothing of it is applied.
+//! The log of generation `g` is `vpcflowd.wal.<g>` in the state directory, a sequence of entries
+//! ([`encode_entry`]), each with its length and CRC-32. A torn or corrupt tail (a crash during
+//! an append) is detected by its length or checksum and cut at the last whole entry; nothing of
+//! it is applied.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
@@ -23,6 +24,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::oneshot;
 
 use super::pipeline::{IngestStats, JobOutcome};
+use super::state_file;
 use crate::source::firehose::DecodedRequest;
 
 const PREFIX: &str = "vpcflowd.wal.";
@@ -72,6 +74,9 @@ impl WalEntry {
 pub enum WalError {
     #[error("write-ahead log {}: {source}", path.display())]
     Io { path: PathBuf, source: io::Error },
+    /// A request reached the pipeline without the entry its HTTP worker encodes (a bug).
+    #[error("write-ahead log: request {0} came without its log entry")]
+    Unlogged(String),
 }
 
 /// The path of generation `generation`'s log in `dir`.
@@ -86,8 +91,6 @@ pub(crate) struct Wal {
     generation: u64,
     /// Shared with the [`Syncer`], which syncs it off the pipeline thread.
     file: Arc<File>,
-    /// Bytes appended since the last fsync.
-    unsynced: u64,
 }
 
 impl Wal {
@@ -100,8 +103,8 @@ impl Wal {
             .open(&path)
             .map_err(|source| WalError::Io { path: path.clone(), source })?;
         // The file's name must be durable too, or a crash could lose the whole log.
-        sync_dir(dir).map_err(|source| WalError::Io { path, source })?;
-        Ok(Wal { dir: dir.to_owned(), generation, file: Arc::new(file), unsynced: 0 })
+        state_file::sync_dir(dir).map_err(|source| WalError::Io { path, source })?;
+        Ok(Wal { dir: dir.to_owned(), generation, file: Arc::new(file) })
     }
 
     fn io(&self, source: io::Error) -> WalError {
@@ -110,14 +113,11 @@ impl Wal {
 
     /// Appends an entry encoded by [`encode_entry`] (durable once a [`Syncer`] synced it).
     pub(crate) fn append_encoded(&mut self, bytes: &[u8]) -> Result<(), WalError> {
-        (&*self.file).write_all(bytes).map_err(|e| self.io(e))?;
-        self.unsynced += bytes.len() as u64;
-        Ok(())
+        (&*self.file).write_all(bytes).map_err(|e| self.io(e))
     }
 
     /// The log's file, for a [`Syncer`] to sync what was appended so far.
-    pub(crate) fn file(&mut self) -> Arc<File> {
-        self.unsynced = 0;
+    pub(crate) fn file(&self) -> Arc<File> {
         self.file.clone()
     }
 
@@ -296,23 +296,19 @@ fn sync_loop(
 /// torn or corrupt tail.
 pub fn decode_entries(bytes: &[u8]) -> (Vec<WalEntry>, usize) {
     let mut entries = Vec::new();
-    let mut at = 0;
-    while bytes.len() - at >= HEADER {
-        let word = |i: usize| u32::from_le_bytes(bytes[i..i + 4].try_into().expect("4 bytes"));
-        let len = word(at) as usize;
-        let crc = word(at + 4);
-        let Some(payload) = bytes.get(at + HEADER..at + HEADER + len).filter(|_| len <= MAX_ENTRY)
-        else {
-            break;
-        };
-        if crc32fast::hash(payload) != crc {
-            break;
+    let mut f = Fields { payload: bytes, at: 0 };
+    loop {
+        let whole = f.at;
+        let entry = (|| {
+            let (len, crc) = (f.word()? as usize, f.word()?);
+            let payload = f.take(len).filter(|_| len <= MAX_ENTRY)?;
+            (crc32fast::hash(payload) == crc).then(|| decode_payload(payload)).flatten()
+        })();
+        match entry {
+            Some(entry) => entries.push(entry),
+            None => return (entries, whole),
         }
-        let Some(entry) = decode_payload(payload) else { break };
-        entries.push(entry);
-        at += HEADER + len;
     }
-    (entries, at)
 }
 
 /// What a start found in the log of the restored generation.
@@ -360,17 +356,14 @@ fn remove_other_logs(dir: &Path, keep: u64) {
         let Some(generation) = name.to_str().and_then(|n| n.strip_prefix(PREFIX)) else {
             continue;
         };
-        if generation.parse::<u64>().is_ok_and(|g| g != keep) {
-            if generation.parse::<u64>().is_ok_and(|g| g > keep) {
-                tracing::warn!(file = ?name, "removing a write-ahead log newer than the state");
-            }
+        let Ok(generation) = generation.parse::<u64>() else { continue };
+        if generation > keep {
+            tracing::warn!(file = ?name, "removing a write-ahead log newer than the state");
+        }
+        if generation != keep {
             let _ = std::fs::remove_file(entry.path());
         }
     }
-}
-
-fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

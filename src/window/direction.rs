@@ -107,6 +107,11 @@ impl Bases {
         self.0 & (1 << basis as u8) != 0
     }
 
+    /// Whether no record was decided on any basis but `off` (or there was none).
+    pub fn is_off(&self) -> bool {
+        self.0 & !(1 << Basis::Off as u8) == 0
+    }
+
     /// The one basis, `"mixed"` for several, and `"off"` for none (a window without records
     /// is never emitted).
     pub fn name(&self) -> &'static str {
@@ -185,12 +190,6 @@ impl std::str::FromStr for Cidr {
             },
         };
         Ok(Cidr { network, prefix })
-    }
-}
-
-impl std::fmt::Display for Cidr {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.network, self.prefix)
     }
 }
 
@@ -291,18 +290,15 @@ impl InterfaceLocals {
         &self.learned
     }
 
-    /// Whether `addr` is learned. Addresses compare as integers, which is cheaper than
-    /// `IpAddr`'s byte-wise equality on the router's path.
+    /// Whether `addr` is learned.
     #[inline]
     fn is_local(&self, addr: Option<IpAddr>) -> bool {
-        let Some(addr) = addr else { return false };
-        let key = address_key(addr);
-        self.learned.iter().any(|l| address_key(*l) == key)
+        addr.is_some_and(|a| contains_address(&self.learned, a))
     }
 
     /// Adds an address known to be local (from `flow-direction`), if there is room.
     fn learn(&mut self, addr: IpAddr) {
-        if !self.learned.contains(&addr) && self.learned.len() < MAX_LEARNED {
+        if !contains_address(&self.learned, addr) && self.learned.len() < MAX_LEARNED {
             self.learned.push(addr);
             self.candidates.clear();
         }
@@ -364,11 +360,19 @@ impl InterfaceLocals {
 
 /// An address as one integer pair: its bits and whether it is IPv6.
 #[inline]
-pub(crate) fn address_key(addr: IpAddr) -> (u128, bool) {
+fn address_key(addr: IpAddr) -> (u128, bool) {
     match addr {
         IpAddr::V4(a) => (u128::from(a.to_bits()), false),
         IpAddr::V6(a) => (a.to_bits(), true),
     }
+}
+
+/// Whether `addrs` holds `addr`. Addresses compare as integers, which is cheaper than
+/// `IpAddr`'s byte-wise equality on the router's and the shards' per-record paths.
+#[inline]
+pub(crate) fn contains_address(addrs: &[IpAddr], addr: IpAddr) -> bool {
+    let key = address_key(addr);
+    addrs.iter().any(|a| address_key(*a) == key)
 }
 
 /// The direction of a record whose source is local (`src`) or destination is (`dst`).
@@ -378,6 +382,15 @@ fn direction_of(src: bool, dst: bool) -> Direction {
         (true, false) => Direction::Egress,
         _ => Direction::Unknown,
     }
+}
+
+/// Interface `id`'s state, created (with those of lower ids not seen yet) on first sight.
+fn slot(interfaces: &mut Vec<InterfaceDirection>, id: u32) -> &mut InterfaceDirection {
+    let i = id as usize;
+    if i >= interfaces.len() {
+        interfaces.resize_with(i + 1, InterfaceDirection::default);
+    }
+    &mut interfaces[i]
 }
 
 /// One interface's direction state in the router.
@@ -405,7 +418,7 @@ impl DirectionBook {
     pub fn restored(settings: DirectionSettings, learned: Vec<(u32, InterfaceLocals)>) -> Self {
         let mut book = DirectionBook::new(settings);
         for (id, locals) in learned {
-            book.slot(id).locals = locals;
+            slot(&mut book.interfaces, id).locals = locals;
         }
         book
     }
@@ -417,14 +430,6 @@ impl DirectionBook {
             .filter(|(_, s)| s.locals != InterfaceLocals::default())
             .map(|(id, s)| (id, s.locals.clone()))
             .collect()
-    }
-
-    fn slot(&mut self, id: u32) -> &mut InterfaceDirection {
-        let i = id as usize;
-        if i >= self.interfaces.len() {
-            self.interfaces.resize_with(i + 1, InterfaceDirection::default);
-        }
-        &mut self.interfaces[i]
     }
 
     /// Decides the direction of a record on interface `id` (named `name`).
@@ -442,12 +447,8 @@ impl DirectionBook {
             };
         }
         let packet = self.settings.address == AddressMode::Packet;
-        let i = id as usize;
-        if i >= self.interfaces.len() {
-            self.interfaces.resize_with(i + 1, InterfaceDirection::default);
-        }
         let DirectionBook { settings, interfaces } = self;
-        let slot = &mut interfaces[i];
+        let slot = slot(interfaces, id);
         if !slot.resolved {
             // The configuration is looked up once per interface, not per record.
             slot.configured = settings.local_addresses.get(name).cloned();

@@ -134,7 +134,12 @@ fn off_decides_nothing_and_keeps_header_addresses() {
 #[test]
 fn bases_name_one_basis_or_mixed() {
     let mut b = Bases::default();
-    assert_eq!(b.name(), "off");
+    assert_eq!((b.name(), b.is_off()), ("off", true));
+    b.insert(Basis::Off);
+    assert_eq!((b.name(), b.is_off()), ("off", true));
+    b.insert(Basis::Inferred);
+    assert_eq!((b.name(), b.is_off()), ("mixed", false));
+    let mut b = Bases::default();
     b.insert(Basis::Inferred);
     assert_eq!(b.name(), "inferred");
     b.insert(Basis::FlowDirection);

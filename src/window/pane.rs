@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use super::counters::{DirectionTotals, FlowCounters, ProtocolTraffic, RecordCounts, Traffic};
-use super::direction::{Bases, Basis, Direction, address_key};
+use super::direction::{Bases, Basis, Direction, contains_address};
 use super::event::FlowEvent;
 use super::table::{BoundedTable, Measure, SmallTable};
 use super::time::PaneId;
@@ -312,12 +312,11 @@ impl Pane {
             return;
         }
         self.bases.insert(ev.basis);
-        if let Some(local) = ev.local {
-            let key = address_key(local);
-            let known = self.local_addresses.iter().any(|l| address_key(*l) == key);
-            if !known && self.local_addresses.len() < MAX_PANE_LOCALS {
-                self.local_addresses.push(local);
-            }
+        if let Some(local) = ev.local
+            && !contains_address(&self.local_addresses, local)
+            && self.local_addresses.len() < MAX_PANE_LOCALS
+        {
+            self.local_addresses.push(local);
         }
         match ev.status {
             Some(LogStatus::NoData) => {

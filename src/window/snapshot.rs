@@ -288,8 +288,7 @@ fn ranked_sources(
     other.count = rest.len() as u64;
     let whole = listed_bytes(listed.iter().map(|(_, t)| t), &other);
     // Sources hold ingress records only, unless no direction was decided.
-    let only_off = directions.bases.name() == "off";
-    let direction = if only_off { Direction::Unknown } else { Direction::Ingress };
+    let direction = if directions.bases.is_off() { Direction::Unknown } else { Direction::Ingress };
     let listed = listed
         .into_iter()
         .map(|(addr, t)| {

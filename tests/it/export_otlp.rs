@@ -69,6 +69,10 @@ fn int(v: &Value) -> Num {
     Num::Int(v.as_u64().unwrap() as i64)
 }
 
+/// The traffic fields of an interface and of each of its directions.
+const TRAFFIC: [&str; 6] =
+    ["bytes", "packets", "flows", "rejected_flows", "rejected_packets", "rejected_bytes"];
+
 fn share(part: &Value, whole: &Value) -> Num {
     let whole = whole.as_u64().unwrap();
     Num::Float(if whole == 0 { 0.0 } else { 100.0 * part.as_u64().unwrap() as f64 / whole as f64 })
@@ -102,29 +106,13 @@ fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
             a.extend(extra);
             assert!(out.insert((w, name.to_string(), attrs(&a)), v).is_none(), "{name} twice");
         };
-        for f in [
-            "bytes",
-            "packets",
-            "flows",
-            "rejected_flows",
-            "rejected_packets",
-            "rejected_bytes",
-            "nodata_records",
-            "skipdata_records",
-            "late_records",
-        ] {
+        let records = ["nodata_records", "skipdata_records", "late_records"];
+        for f in TRAFFIC.iter().chain(&records) {
             put(&format!("vpcflowd.interface.{f}"), None, int(&j[f]));
         }
         for (direction, value) in [("ingress", "receive"), ("egress", "transmit")] {
             let key = Some(("network.io.direction", value.to_string()));
-            for f in [
-                "bytes",
-                "packets",
-                "flows",
-                "rejected_flows",
-                "rejected_packets",
-                "rejected_bytes",
-            ] {
+            for f in TRAFFIC {
                 put(&format!("vpcflowd.interface.io.{f}"), key.clone(), int(&j[direction][f]));
             }
         }
