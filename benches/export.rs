@@ -27,6 +27,7 @@ use opentelemetry_proto::tonic::collector::metrics::v1::{
 use vpcflowd::decode::Action;
 use vpcflowd::export::{ExportConfig, ExportStats, ExporterOptions, WindowExporter};
 use vpcflowd::window::Snapshot;
+use vpcflowd::window::diagnosis::DestinationOfSource;
 use vpcflowd::window::direction::Direction;
 use vpcflowd::window::pane::DirectionTotals;
 use vpcflowd::window::snapshot::{
@@ -99,6 +100,25 @@ fn window() -> Vec<Arc<Snapshot>> {
                     rejected_flows: 3,
                     rejected_bytes: 300,
                     traffic_share_pct: 5.0,
+                    rejected_packets: 3,
+                    reject_ratio_pct: 3.0,
+                    pane_bytes: vec![200_000; 5],
+                    active_panes: 5,
+                    peak_pane_share_pct: 20.0,
+                    baseline_bytes: Some(900_000),
+                    spike_ratio: Some(1.1),
+                    top_destinations: vec![DestinationOfSource {
+                        address: ip(0xac10_0000 + i),
+                        packets: 1000,
+                        bytes: 1_000_000,
+                        flows: 100,
+                        rejected_flows: 3,
+                        share_pct: 100.0,
+                    }],
+                    distinct_destination_ports: 1,
+                    distinct_destination_addresses: 1,
+                    distinct_approximate: false,
+                    syn_only_flows: None,
                     top_flows: (0..10)
                         .map(|f| FlowSnapshot {
                             direction: Direction::Ingress,
@@ -136,6 +156,7 @@ fn window() -> Vec<Arc<Snapshot>> {
                 egress: totals(9_000_000),
                 unknown_direction: totals(1_000_000),
                 sources,
+                rejected_sources: Vec::new(),
                 other_sources: Other { count: 5, packets: 100, bytes: 100_000, flows: 10 },
                 destinations: (0..SOURCES)
                     .map(|d| DestinationSnapshot {

@@ -14,10 +14,11 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use criterion::{Criterion, criterion_group, criterion_main};
 use vpcflowd::decode::{Action, LogStatus};
 use vpcflowd::window::TopN;
+use vpcflowd::window::diagnosis::Detail;
 use vpcflowd::window::direction::{Basis, Direction};
 use vpcflowd::window::event::FlowEvent;
 use vpcflowd::window::pane::{Caps, InterfacePanes};
-use vpcflowd::window::snapshot::{SnapshotKey, build};
+use vpcflowd::window::snapshot::{BuildOptions, SnapshotKey, build};
 
 struct Counting;
 static LIVE: AtomicIsize = AtomicIsize::new(0);
@@ -56,6 +57,7 @@ fn event(iface: u32, src: u32, flow: u16) -> FlowEvent {
         srcport: Some(40000 + flow),
         dstport: Some(443),
         protocol: Some(6),
+        tcp_flags: None,
         packets: 1 + u64::from(src % 7),
         bytes: 100 + u64::from(src % 1000) * 10,
         account: None,
@@ -104,7 +106,7 @@ fn close(c: &mut Criterion) {
         b.iter(|| {
             let mut n = 0;
             for st in &states {
-                let panes: Vec<_> = st.panes_in(1, 5).collect();
+                let window = st.window(1, 5);
                 let key = SnapshotKey {
                     window_start: 60,
                     window_end: 360,
@@ -113,7 +115,8 @@ fn close(c: &mut Criterion) {
                     region: None,
                     revision: 0,
                 };
-                n += build(key, &panes, &top).sources.len();
+                let options = BuildOptions { top: &top, detail: Detail::Always, baseline: None };
+                n += build(key, &window, &options).sources.len();
             }
             black_box(n)
         })

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::window::diagnosis::Detail;
 use crate::window::direction::{AddressMode, DirectionMode, DirectionSettings, LocalAddresses};
 use crate::window::{Caps, EngineConfig, LatePolicy, TimeField, TimeMode, TopN, WindowSpec};
 
@@ -72,6 +73,17 @@ pub struct WindowSettings {
     pub top_destinations: usize,
     /// Largest flows listed per listed source.
     pub top_flows: usize,
+    /// Destinations listed per listed source (`top_destinations` of a source: its flows
+    /// summed by destination address over ports).
+    pub top_source_destinations: usize,
+    /// Sources listed per snapshot by rejected flows (`rejected_sources`), whatever their bytes.
+    pub top_rejected_sources: usize,
+    /// Window lengths of history a source's `baseline_bytes` is the mean over.
+    pub baseline_windows: usize,
+    /// Per-source lists (top flows, `pane_bytes`, `top_destinations`): `always` for every
+    /// listed source, `on_finding` only for a source that scans ports or spikes, or `off`.
+    #[schemars(with = "DetailName")]
+    pub detail: Detail,
     /// Sources tracked exactly per interface per pane; beyond, heavy hitters with an error bound.
     pub max_sources: usize,
     /// Destinations tracked exactly per interface per pane.
@@ -115,6 +127,10 @@ impl Default for WindowSettings {
             top_sources: 15,
             top_destinations: 15,
             top_flows: 10,
+            top_source_destinations: 5,
+            top_rejected_sources: 15,
+            baseline_windows: 12,
+            detail: Detail::Always,
             max_sources: 10_000,
             max_destinations: 10_000,
             max_flows: 64,
@@ -158,7 +174,11 @@ impl WindowSettings {
             sources: self.top_sources,
             destinations: self.top_destinations,
             flows: self.top_flows,
+            source_destinations: self.top_source_destinations,
+            rejected_sources: self.top_rejected_sources,
         };
+        c.baseline_windows = self.baseline_windows as u64;
+        c.detail = self.detail;
         c.caps = Caps {
             sources: self.max_sources,
             destinations: self.max_destinations,
@@ -233,4 +253,14 @@ enum DirectionModeName {
 enum AddressModeName {
     Packet,
     Header,
+}
+
+/// The names `detail` takes, for the configuration's JSON Schema.
+#[derive(schemars::JsonSchema)]
+#[schemars(rename_all = "snake_case")]
+#[allow(dead_code, reason = "only its JSON Schema is used")]
+enum DetailName {
+    Always,
+    OnFinding,
+    Off,
 }

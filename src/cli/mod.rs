@@ -43,7 +43,7 @@ pub enum Command {
     /// Parse flow-log lines and print one JSON object per record.
     Parse(parse::ParseArgs),
     /// Run the window engine over flow-log files and print each closed snapshot.
-    Replay(replay::ReplayArgs),
+    Replay(Box<replay::ReplayArgs>),
     /// Write seeded synthetic flow-log lines (for demos, benchmarks and tests).
     Generate(generate::GenerateArgs),
     /// Run the engine live as an Amazon Data Firehose HTTP endpoint destination, with the

@@ -9,6 +9,7 @@ use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
 use serde_json::{Map, Value};
 
 use crate::settings::WindowSettings;
+use crate::window::diagnosis::Detail;
 use crate::window::direction::{AddressMode, DirectionMode};
 use crate::window::{LatePolicy, TimeField, TimeMode};
 
@@ -67,6 +68,23 @@ pub struct WindowArgs {
     #[arg(long, help_heading = "Measures")]
     pub top_flows: Option<usize>,
 
+    /// Destinations listed per listed source, summed over ports [default: 5].
+    #[arg(long, help_heading = "Measures")]
+    pub top_source_destinations: Option<usize>,
+
+    /// Sources listed by rejected flows, whatever their bytes [default: 15].
+    #[arg(long, help_heading = "Measures")]
+    pub top_rejected_sources: Option<usize>,
+
+    /// Window lengths of history a source's baseline is the mean over [default: 12].
+    #[arg(long, help_heading = "Measures")]
+    pub baseline_windows: Option<usize>,
+
+    /// Per-source top flows, pane series and destinations: for every listed source, only
+    /// for one with a finding, or for none [default: always].
+    #[arg(long, value_parser = detail_mode(), help_heading = "Measures")]
+    pub detail: Option<Detail>,
+
     /// Sources tracked exactly per interface per pane [default: 10000].
     #[arg(long, help_heading = "Memory")]
     pub max_sources: Option<usize>,
@@ -114,6 +132,10 @@ impl WindowArgs {
             ("top_sources", self.top_sources.map(Value::from)),
             ("top_destinations", self.top_destinations.map(Value::from)),
             ("top_flows", self.top_flows.map(Value::from)),
+            ("top_source_destinations", self.top_source_destinations.map(Value::from)),
+            ("top_rejected_sources", self.top_rejected_sources.map(Value::from)),
+            ("baseline_windows", self.baseline_windows.map(Value::from)),
+            ("detail", enum_value(self.detail)),
             ("max_sources", self.max_sources.map(Value::from)),
             ("max_destinations", self.max_destinations.map(Value::from)),
             ("max_flows", self.max_flows.map(Value::from)),
@@ -185,6 +207,21 @@ fn address_mode() -> impl TypedValueParser<Value = AddressMode> {
         PossibleValue::new("header").help("Always `srcaddr` / `dstaddr`"),
     ])
     .map(|v| if v == "header" { AddressMode::Header } else { AddressMode::Packet })
+}
+
+/// `--detail`'s values, each with its help.
+fn detail_mode() -> impl TypedValueParser<Value = Detail> {
+    PossibleValuesParser::new([
+        PossibleValue::new("always").help("Every listed source"),
+        PossibleValue::new("on_finding")
+            .help("Only a source that scans ports (100 or more) or spikes (5x its baseline)"),
+        PossibleValue::new("off").help("No source: scalar measures only"),
+    ])
+    .map(|v| match v.as_str() {
+        "on_finding" => Detail::OnFinding,
+        "off" => Detail::Off,
+        _ => Detail::Always,
+    })
 }
 
 /// An enumerated setting as the settings serialize it (`"update"`, `"end"`, …).

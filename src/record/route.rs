@@ -37,13 +37,14 @@ pub struct RouteFields {
     pub pkt_srcaddr: Option<IpAddr>,
     pub pkt_dstaddr: Option<IpAddr>,
     pub flow_direction: Option<FlowDirection>,
+    pub tcp_flags: Option<u16>,
 }
 
 /// Reads the [`RouteFields`] of a record from any struct with the record's members; the
-/// packet-level addresses and the flow direction are given apart, as the plain-line record has
-/// none.
+/// packet-level addresses, the flow direction and the TCP flags are given apart, as the
+/// plain-line record has none.
 macro_rules! route_fields {
-    ($record:expr, $pkt_src:expr, $pkt_dst:expr, $direction:expr) => {
+    ($record:expr, $pkt_src:expr, $pkt_dst:expr, $direction:expr, $tcp_flags:expr) => {
         RouteFields {
             start: $record.start,
             end: $record.end,
@@ -59,6 +60,7 @@ macro_rules! route_fields {
             pkt_srcaddr: $pkt_src,
             pkt_dstaddr: $pkt_dst,
             flow_direction: $direction,
+            tcp_flags: $tcp_flags,
         }
     };
 }
@@ -74,7 +76,8 @@ impl<'a> RouteInput<'a> {
                 record,
                 record.pkt_srcaddr,
                 record.pkt_dstaddr,
-                record.flow_direction
+                record.flow_direction,
+                record.tcp_flags
             ),
         }
     }
@@ -88,7 +91,7 @@ impl<'a> RouteInput<'a> {
             interface: record.interface_id.or_else(|| stream_interface(ctx)),
             account: record.account_id.or(ctx.owner),
             region: ctx.region,
-            fields: route_fields!(record, None, None, None),
+            fields: route_fields!(record, None, None, None, None),
         }
     }
 }

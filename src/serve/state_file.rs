@@ -18,10 +18,11 @@ use crate::window::engine::EngineCheckpoint;
 
 pub const FILE_NAME: &str = "vpcflowd.state";
 const MAGIC: &[u8; 16] = b"VPCFLOWD-STATE\n\0";
-/// The format this build writes and reads. Version 3 stores sources with one flow inline,
-/// tables as entry lists, per-direction counters and each interface's learned addresses. Files of any other version are refused (`--discard-bad-state` sets
-/// one aside).
-pub const VERSION: u32 = 3;
+/// The format this build writes and reads. Version 4 stores sources with one flow inline,
+/// tables as entry lists, per-direction counters, each interface's learned addresses, each
+/// source's TCP flag counts and distinct-destination sketches, and each interface's source
+/// history. Files of any other version are refused (`--discard-bad-state` sets one aside).
+pub const VERSION: u32 = 4;
 const HEADER: usize = 16 + 4 + 8 + 4;
 
 /// Everything kept across a restart.

@@ -1,5 +1,5 @@
 //! This module holds the counters a pane keeps: its record counts, its traffic per direction,
-//! and the traffic of a source, destination, protocol or flow.
+//! the traffic of a source, destination, protocol or flow, and a source's TCP flag counts.
 //!
 //! Counters saturate rather than wrap: a record may claim up to u64::MAX bytes, and a sum of
 //! such claims must not come out small.
@@ -35,6 +35,7 @@ pub struct Traffic {
     pub bytes: u64,
     pub flows: u64,
     pub rejected_flows: u64,
+    pub rejected_packets: u64,
     pub rejected_bytes: u64,
 }
 
@@ -46,6 +47,7 @@ impl Traffic {
         self.flows = self.flows.saturating_add(1);
         if ev.action == Some(Action::Reject) {
             self.rejected_flows = self.rejected_flows.saturating_add(1);
+            self.rejected_packets = self.rejected_packets.saturating_add(ev.packets);
             self.rejected_bytes = self.rejected_bytes.saturating_add(ev.bytes);
         }
     }
@@ -63,15 +65,18 @@ impl Measure for Traffic {
         self.bytes = self.bytes.saturating_add(o.bytes);
         self.flows = self.flows.saturating_add(o.flows);
         self.rejected_flows = self.rejected_flows.saturating_add(o.rejected_flows);
+        self.rejected_packets = self.rejected_packets.saturating_add(o.rejected_packets);
         self.rejected_bytes = self.rejected_bytes.saturating_add(o.rejected_bytes);
     }
 }
 
-/// Packets and bytes of a flow.
+/// Packets, bytes and records of a flow.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowCounters {
     pub packets: u64,
     pub bytes: u64,
+    /// Records of the flow; 0 only in an entry just created.
+    pub flows: u64,
 }
 
 impl FlowCounters {
@@ -79,6 +84,33 @@ impl FlowCounters {
     pub(crate) fn record(&mut self, ev: &FlowEvent) {
         self.packets = self.packets.saturating_add(ev.packets);
         self.bytes = self.bytes.saturating_add(ev.bytes);
+        self.flows = self.flows.saturating_add(1);
+    }
+}
+
+/// How many of a source's records carried `tcp-flags`, and how many of those were a SYN alone
+/// (flags = 2: a connection attempt that saw no SYN-ACK in the interval).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TcpFlagCounts {
+    pub flagged: u64,
+    pub syn_only: u64,
+}
+
+/// The `tcp-flags` value of a SYN with nothing else.
+pub const SYN_ONLY: u16 = 2;
+
+impl TcpFlagCounts {
+    #[inline]
+    pub(crate) fn record(&mut self, ev: &FlowEvent) {
+        if let Some(flags) = ev.tcp_flags {
+            self.flagged = self.flagged.saturating_add(1);
+            self.syn_only = self.syn_only.saturating_add(u64::from(flags == SYN_ONLY));
+        }
+    }
+
+    pub fn add(&mut self, o: &TcpFlagCounts) {
+        self.flagged = self.flagged.saturating_add(o.flagged);
+        self.syn_only = self.syn_only.saturating_add(o.syn_only);
     }
 }
 
@@ -92,6 +124,7 @@ impl Measure for FlowCounters {
     fn absorb(&mut self, o: &Self) {
         self.packets = self.packets.saturating_add(o.packets);
         self.bytes = self.bytes.saturating_add(o.bytes);
+        self.flows = self.flows.saturating_add(o.flows);
     }
 }
 

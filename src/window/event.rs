@@ -35,6 +35,8 @@ pub struct FlowEvent {
     pub srcport: Option<u16>,
     pub dstport: Option<u16>,
     pub protocol: Option<u8>,
+    /// The record's `tcp-flags`, where its layout has them.
+    pub tcp_flags: Option<u16>,
     pub packets: u64,
     pub bytes: u64,
     /// Interned account id and region, if known.

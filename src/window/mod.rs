@@ -35,10 +35,14 @@
 //! assert!(windows.iter().all(|s| s.ingress.bytes == 8000 && s.sources[0].traffic_share_pct == 100.0));
 //! ```
 
+pub mod baseline;
 pub(crate) mod counters;
+pub mod diagnosis;
 pub mod direction;
+pub mod distinct;
 pub mod engine;
 pub mod event;
+pub(crate) mod merge;
 pub mod pane;
 pub mod snapshot;
 pub(crate) mod table;

@@ -11,9 +11,13 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
-pub use super::counters::{DirectionTotals, FlowCounters, ProtocolTraffic, RecordCounts, Traffic};
+pub use super::counters::{
+    DirectionTotals, FlowCounters, ProtocolTraffic, RecordCounts, SYN_ONLY, TcpFlagCounts, Traffic,
+};
 use super::direction::{Bases, Basis, Direction, contains_address};
+pub use super::distinct::DistinctDestinations;
 use super::event::FlowEvent;
+use super::snapshot::WindowPanes;
 use super::table::{BoundedTable, Measure, SmallTable};
 use super::time::PaneId;
 use crate::decode::{Action, LogStatus};
@@ -98,19 +102,39 @@ pub enum SourceEntry {
     Many(Box<ManyFlows>),
 }
 
-/// A source with a single flow: the flow and how many records it had.
+/// A source with a single flow: the flow, how many records it had, and their TCP flags.
+///
+/// The record and flag counts are narrow so that the entry stays small; a source that would
+/// overflow one moves to [`ManyFlows`], whose counters are u64.
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
 pub struct OneFlow {
     pub key: FlowKey,
     /// Records (flows, in the snapshot's sense); 0 means the entry is still empty.
     pub records: u32,
-    pub counters: FlowCounters,
+    /// Records that carried `tcp-flags`, and those that were a SYN alone.
+    pub flagged: u16,
+    pub syn_only: u16,
+    pub packets: u64,
+    pub bytes: u64,
 }
 
-/// A source with several flows: its traffic, and its flows in a capped table.
+impl OneFlow {
+    fn counters(&self) -> FlowCounters {
+        FlowCounters { packets: self.packets, bytes: self.bytes, flows: u64::from(self.records) }
+    }
+
+    fn tcp_flags(&self) -> TcpFlagCounts {
+        TcpFlagCounts { flagged: u64::from(self.flagged), syn_only: u64::from(self.syn_only) }
+    }
+}
+
+/// A source with several flows: its traffic, TCP flag counts, the distinct destinations of
+/// its flows, and its flows in a capped table.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ManyFlows {
     pub traffic: Traffic,
+    pub tcp_flags: TcpFlagCounts,
+    pub distinct: DistinctDestinations,
     pub flows: SmallTable<FlowKey, FlowCounters>,
 }
 
@@ -134,28 +158,49 @@ impl SourceEntry {
         };
         if let SourceEntry::One(one) = self {
             // A u32 of records per source per pane (a minute of one source) saturates at 4
-            // billion; a source that reaches it moves to `Many`, whose counters are u64.
-            if (one.records == 0 || one.key == key) && one.records < u32::MAX {
+            // billion, a u16 of flagged records at 65,535; a source that reaches either moves
+            // to `Many`, whose counters are u64.
+            if (one.records == 0 || one.key == key)
+                && one.records < u32::MAX
+                && one.flagged < u16::MAX
+            {
                 one.key = key;
                 one.records += 1;
-                one.counters.record(ev);
+                one.packets = one.packets.saturating_add(ev.packets);
+                one.bytes = one.bytes.saturating_add(ev.bytes);
+                if let Some(flags) = ev.tcp_flags {
+                    one.flagged += 1;
+                    one.syn_only += u16::from(flags == SYN_ONLY);
+                }
                 return;
             }
             self.spill();
         }
         if let SourceEntry::Many(many) = self {
             many.traffic.record(ev);
-            many.flows.entry(key, flow_cap).record(ev);
+            many.tcp_flags.record(ev);
+            let flow = many.flows.entry(key, flow_cap);
+            // Only a flow new to the table can add a destination, so the sketches see each
+            // flow once per stay in the table rather than every record.
+            if flow.flows == 0 {
+                many.distinct.insert(&key);
+            }
+            flow.record(ev);
         }
     }
 
     /// Moves a single flow into a [`ManyFlows`].
     fn spill(&mut self) {
         if let SourceEntry::One(one) = *self {
-            let mut many = ManyFlows { traffic: self.traffic(), ..ManyFlows::default() };
+            let mut many = ManyFlows {
+                traffic: self.traffic(),
+                tcp_flags: one.tcp_flags(),
+                ..ManyFlows::default()
+            };
             if one.records > 0 {
                 // An empty table takes its first entry without compacting: any cap will do.
-                *many.flows.entry(one.key, 2) = one.counters;
+                *many.flows.entry(one.key, 2) = one.counters();
+                many.distinct.insert(&one.key);
             }
             *self = SourceEntry::Many(Box::new(many));
         }
@@ -166,34 +211,53 @@ impl SourceEntry {
         match self {
             SourceEntry::One(one) => {
                 let rejected = one.key.action == Some(Action::Reject);
+                let when_rejected = |v: u64| if rejected { v } else { 0 };
                 Traffic {
-                    packets: one.counters.packets,
-                    bytes: one.counters.bytes,
+                    packets: one.packets,
+                    bytes: one.bytes,
                     flows: u64::from(one.records),
-                    rejected_flows: if rejected { u64::from(one.records) } else { 0 },
-                    rejected_bytes: if rejected { one.counters.bytes } else { 0 },
+                    rejected_flows: when_rejected(u64::from(one.records)),
+                    rejected_packets: when_rejected(one.packets),
+                    rejected_bytes: when_rejected(one.bytes),
                 }
             }
             SourceEntry::Many(many) => many.traffic,
         }
     }
 
+    /// The source's TCP flag counts.
+    pub fn tcp_flags(&self) -> TcpFlagCounts {
+        match self {
+            SourceEntry::One(one) => one.tcp_flags(),
+            SourceEntry::Many(many) => many.tcp_flags,
+        }
+    }
+
     /// The source's flows and their counters.
-    pub fn flows(&self) -> impl Iterator<Item = (&FlowKey, &FlowCounters)> {
+    pub fn flows(&self) -> impl Iterator<Item = (FlowKey, FlowCounters)> + '_ {
         let (one, many) = match self {
             SourceEntry::One(one) => (Some(one).filter(|o| o.records > 0), None),
             SourceEntry::Many(many) => (None, Some(&many.flows)),
         };
-        one.map(|o| (&o.key, &o.counters))
+        one.map(|o| (o.key, o.counters()))
             .into_iter()
-            .chain(many.into_iter().flat_map(|t| t.iter()))
+            .chain(many.into_iter().flat_map(|t| t.iter().map(|(k, c)| (*k, *c))))
     }
 
     /// The counters of one flow, if tracked.
-    pub fn flow(&self, key: &FlowKey) -> Option<&FlowCounters> {
+    pub fn flow(&self, key: &FlowKey) -> Option<FlowCounters> {
         match self {
-            SourceEntry::One(one) => (one.records > 0 && one.key == *key).then_some(&one.counters),
-            SourceEntry::Many(many) => many.flows.get(key),
+            SourceEntry::One(one) => (one.records > 0 && one.key == *key).then(|| one.counters()),
+            SourceEntry::Many(many) => many.flows.get(key).copied(),
+        }
+    }
+
+    /// The sketches of the source's distinct destinations, where it has kept them (a source
+    /// with one flow has one destination, read from the flow).
+    pub fn distinct(&self) -> Option<&DistinctDestinations> {
+        match self {
+            SourceEntry::One(_) => None,
+            SourceEntry::Many(many) => Some(&many.distinct),
         }
     }
 
@@ -225,13 +289,13 @@ impl SourceEntry {
 impl Measure for SourceEntry {
     fn weight(&self) -> u64 {
         match self {
-            SourceEntry::One(one) => one.counters.bytes,
+            SourceEntry::One(one) => one.bytes,
             SourceEntry::Many(many) => many.traffic.bytes,
         }
     }
     fn tiebreak(&self) -> u64 {
         match self {
-            SourceEntry::One(one) => one.counters.packets,
+            SourceEntry::One(one) => one.packets,
             SourceEntry::Many(many) => many.traffic.packets,
         }
     }
@@ -241,12 +305,17 @@ impl Measure for SourceEntry {
         let traffic = o.traffic();
         let evicted = (o.flow_count() as u64).saturating_add(o.evicted_flows());
         if let SourceEntry::One(_) = self {
-            let mut many = ManyFlows { traffic: self.traffic(), ..ManyFlows::default() };
+            let mut many = ManyFlows {
+                traffic: self.traffic(),
+                tcp_flags: self.tcp_flags(),
+                ..ManyFlows::default()
+            };
             many.flows.add_evicted(self.flow_count() as u64);
             *self = SourceEntry::Many(Box::new(many));
         }
         if let SourceEntry::Many(many) = self {
             many.traffic.absorb(&traffic);
+            many.tcp_flags.add(&o.tcp_flags());
             many.flows.add_evicted(evicted);
         }
     }
@@ -392,6 +461,17 @@ impl InterfacePanes {
         self.panes.iter().filter(move |(p, _)| *p >= first && *p < end).map(|(_, pane)| pane)
     }
 
+    /// The panes of the window of `count` panes from `first`, with their positions in it.
+    pub fn window(&self, first: PaneId, count: u64) -> WindowPanes<'_> {
+        let mut window = WindowPanes { len: count as usize, ..WindowPanes::default() };
+        let end = first.saturating_add(count);
+        for (id, pane) in self.panes.iter().filter(|(p, _)| *p >= first && *p < end) {
+            window.panes.push(pane);
+            window.positions.push((id - first) as usize);
+        }
+        window
+    }
+
     /// Drops panes before `keep_from`; returns whether any pane is left.
     pub fn retire_before(&mut self, keep_from: PaneId) -> bool {
         while self.panes.front().is_some_and(|(p, _)| *p < keep_from) {
@@ -421,6 +501,7 @@ mod tests {
             srcport: Some(1),
             dstport: Some(2),
             protocol: Some(6),
+            tcp_flags: None,
             packets: bytes,
             bytes,
             account: None,
@@ -466,6 +547,7 @@ mod source_entry_tests {
             srcport: Some(srcport),
             dstport: Some(443),
             protocol: Some(6),
+            tcp_flags: None,
             packets: 2,
             bytes,
             account: None,
@@ -486,7 +568,14 @@ mod source_entry_tests {
         e.record(&event(1, Action::Reject, 10), 64);
         e.record(&event(1, Action::Reject, 5), 64);
         assert!(matches!(e, SourceEntry::One(_)));
-        let t = Traffic { packets: 4, bytes: 15, flows: 2, rejected_flows: 2, rejected_bytes: 15 };
+        let t = Traffic {
+            packets: 4,
+            bytes: 15,
+            flows: 2,
+            rejected_flows: 2,
+            rejected_packets: 4,
+            rejected_bytes: 15,
+        };
         assert_eq!(e.traffic(), t);
         assert_eq!(flows(&e), [(Some(1), 15)]);
     }
@@ -498,7 +587,14 @@ mod source_entry_tests {
         e.record(&event(2, Action::Accept, 7), 64);
         e.record(&event(1, Action::Reject, 1), 64);
         assert!(matches!(e, SourceEntry::Many(_)));
-        let t = Traffic { packets: 6, bytes: 18, flows: 3, rejected_flows: 2, rejected_bytes: 11 };
+        let t = Traffic {
+            packets: 6,
+            bytes: 18,
+            flows: 3,
+            rejected_flows: 2,
+            rejected_packets: 4,
+            rejected_bytes: 11,
+        };
         assert_eq!(e.traffic(), t);
         assert_eq!(flows(&e), [(Some(1), 11), (Some(2), 7)]);
         assert_eq!(e.evicted_flows(), 0);
@@ -526,7 +622,14 @@ mod source_entry_tests {
         let mut rest = SourceEntry::default();
         rest.absorb(&a);
         rest.absorb(&b);
-        let t = Traffic { packets: 6, bytes: 17, flows: 3, rejected_flows: 1, rejected_bytes: 4 };
+        let t = Traffic {
+            packets: 6,
+            bytes: 17,
+            flows: 3,
+            rejected_flows: 1,
+            rejected_packets: 2,
+            rejected_bytes: 4,
+        };
         assert_eq!(rest.traffic(), t);
         assert_eq!(rest.evicted_flows(), 3);
         assert_eq!(flows(&rest), []);

@@ -5,17 +5,16 @@
 //! rest goes into `other_…` so that each list plus its remainder reconciles exactly with the
 //! interface totals.
 
-use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::baseline::BaselineView;
+use super::diagnosis::{self, DestinationOfSource, Detail, RejectedSourceSnapshot, SourceDetail};
 use super::direction::{Bases, Direction};
-use super::pane::{
-    DirectionTotals, FlowCounters, FlowKey, Pane, ProtocolTraffic, RecordCounts, SourceEntry,
-    Traffic,
-};
+use super::merge::{PRUNE_FROM, sum_by_key, top_n, window_flow_candidates};
+use super::pane::{DirectionTotals, Pane, ProtocolTraffic, RecordCounts, SourceEntry, Traffic};
 use super::table::{Measure, rank};
 use crate::decode::Action;
 
@@ -25,11 +24,48 @@ pub struct TopN {
     pub sources: usize,
     pub destinations: usize,
     pub flows: usize,
+    /// Destinations listed per listed source.
+    pub source_destinations: usize,
+    /// Sources listed by rejected flows.
+    pub rejected_sources: usize,
 }
 
 impl Default for TopN {
     fn default() -> Self {
-        TopN { sources: 15, destinations: 15, flows: 10 }
+        TopN {
+            sources: 15,
+            destinations: 15,
+            flows: 10,
+            source_destinations: 5,
+            rejected_sources: 15,
+        }
+    }
+}
+
+/// What a snapshot is built with beyond its panes: the list lengths, how much per-source detail
+/// to give, and the interface's baseline for the window.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildOptions<'a> {
+    pub top: &'a TopN,
+    pub detail: Detail,
+    pub baseline: Option<&'a BaselineView>,
+}
+
+/// The panes of one interface inside one window, oldest first.
+#[derive(Debug, Clone, Default)]
+pub struct WindowPanes<'a> {
+    /// The panes that hold data.
+    pub panes: Vec<&'a Pane>,
+    /// Each one's position in the window (0 for the window's first pane).
+    pub positions: Vec<usize>,
+    /// The window's length in panes.
+    pub len: usize,
+}
+
+impl<'a> WindowPanes<'a> {
+    /// A window of one pane.
+    pub fn single(pane: &'a Pane) -> WindowPanes<'a> {
+        WindowPanes { panes: vec![pane], positions: vec![0], len: 1 }
     }
 }
 
@@ -67,6 +103,8 @@ pub struct Snapshot {
     pub destinations: Vec<DestinationSnapshot>,
     pub other_destinations: Other,
     pub protocols: Vec<ProtocolSnapshot>,
+    /// The sources with the most rejected flows, whatever their bytes (a scanner's probes).
+    pub rejected_sources: Vec<RejectedSourceSnapshot>,
     /// 0 for the first emission; each correction by a late record (`--late update`) adds one.
     pub revision: u32,
     /// Whether a cap was exceeded in this window, so lists are heavy-hitter estimates.
@@ -95,6 +133,28 @@ pub struct SourceSnapshot {
     pub rejected_flows: u64,
     pub rejected_bytes: u64,
     pub traffic_share_pct: f64,
+    /// The rejected packets, and the percentage of the source's flows that were rejected.
+    pub rejected_packets: u64,
+    pub reject_ratio_pct: f64,
+    /// The source's bytes in each pane of the window, oldest first (empty with `--detail off`
+    /// or, with `on_finding`, for a source without a finding).
+    pub pane_bytes: Vec<u64>,
+    /// The panes the source sent in, and the largest pane's share of its bytes: a steady
+    /// sender is active in every pane, a spike has one pane near 100 %.
+    pub active_panes: u32,
+    pub peak_pane_share_pct: f64,
+    /// The source's mean bytes per window before this one, and this window's bytes over it
+    /// (see [`super::baseline`]).
+    pub baseline_bytes: Option<u64>,
+    pub spike_ratio: Option<f64>,
+    /// Where the source's traffic went, by bytes summed over ports.
+    pub top_destinations: Vec<DestinationOfSource>,
+    pub distinct_destination_ports: u64,
+    pub distinct_destination_addresses: u64,
+    /// Whether the distinct counts are sketch estimates (see [`super::distinct`]).
+    pub distinct_approximate: bool,
+    /// Records with `tcp-flags` = 2 (SYN with no SYN-ACK); `None` when none carried the field.
+    pub syn_only_flows: Option<u64>,
     pub top_flows: Vec<FlowSnapshot>,
 }
 
@@ -171,14 +231,16 @@ pub fn share_pct(part: u64, whole: u64) -> f64 {
 }
 
 /// Builds the snapshot of the given panes (those of one interface inside one window).
-pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
+pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> Snapshot {
+    let panes = &window.panes[..];
+    let top = options.top;
     let (records, mut approx) = window_records(panes);
     let directions = window_directions(panes);
     let mut totals = DirectionTotals::default();
     for t in &directions.totals {
         totals.add(t);
     }
-    let (sources, other_sources) = ranked_sources(panes, top, &directions, &mut approx);
+    let ranked = ranked_sources(window, options, &directions, &mut approx);
     let (destinations, other_destinations) = ranked_destinations(panes, top);
     let protocols = protocol_snapshots(panes);
     let approximate = approx != Approximation::default();
@@ -202,11 +264,12 @@ pub fn build(key: SnapshotKey, panes: &[&Pane], top: &TopN) -> Snapshot {
         ingress: directions.totals[Direction::Ingress.index()],
         egress: directions.totals[Direction::Egress.index()],
         unknown_direction: directions.totals[Direction::Unknown.index()],
-        sources,
-        other_sources,
+        sources: ranked.sources,
+        other_sources: ranked.other,
         destinations,
         other_destinations,
         protocols,
+        rejected_sources: ranked.rejected,
         revision: key.revision,
         approximate,
         approximation: approx,
@@ -266,13 +329,23 @@ fn listed_bytes<'a>(listed: impl Iterator<Item = &'a Traffic>, other: &Other) ->
     listed.fold(other.bytes, |sum, t| sum.saturating_add(t.bytes))
 }
 
-/// Sources summed across panes and ranked: the top N with their flows, and the rest.
+/// A window's sources: the listed ones, the rest, and those listed by rejected flows.
+struct RankedSources {
+    sources: Vec<SourceSnapshot>,
+    other: Other,
+    rejected: Vec<RejectedSourceSnapshot>,
+}
+
+/// Sources summed across panes and ranked: the top N with their detail, the rest, and the
+/// sources with the most rejected flows.
 fn ranked_sources(
-    panes: &[&Pane],
-    top: &TopN,
+    window: &WindowPanes,
+    options: &BuildOptions,
     directions: &WindowDirections,
     approx: &mut Approximation,
-) -> (Vec<SourceSnapshot>, Other) {
+) -> RankedSources {
+    let panes = &window.panes[..];
+    let top = options.top;
     let mut other = Other::default();
     for p in panes {
         other.add(&p.sources.folded().traffic());
@@ -281,6 +354,7 @@ fn ranked_sources(
     let sources = sum_by_key(
         panes.iter().map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
     );
+    let rejected = diagnosis::rejected_sources(&sources, window, top.rejected_sources);
     let (listed, rest) = top_n(sources, top.sources);
     for (_, t) in &rest {
         other.add(t);
@@ -292,9 +366,19 @@ fn ranked_sources(
     let listed = listed
         .into_iter()
         .map(|(addr, t)| {
-            let (top_flows, flow_approx) = source_flows(addr, panes, top.flows, direction);
-            approx.flow_bytes_error = approx.flow_bytes_error.saturating_add(flow_approx.0);
-            approx.evicted_flows = approx.evicted_flows.saturating_add(flow_approx.1);
+            let entries = diagnosis::entries_of(&addr, window);
+            let mut detail = SourceDetail::of(&addr, &t, &entries, window.len, options);
+            let lists = options.detail.lists(&detail, &t);
+            let top_flows = if lists {
+                let (flows, flow_approx) =
+                    source_flows(addr, &entries.entries, top.flows, direction);
+                approx.flow_bytes_error = approx.flow_bytes_error.saturating_add(flow_approx.0);
+                approx.evicted_flows = approx.evicted_flows.saturating_add(flow_approx.1);
+                flows
+            } else {
+                detail.drop_lists();
+                Vec::new()
+            };
             SourceSnapshot {
                 address: addr,
                 packets: t.packets,
@@ -303,11 +387,23 @@ fn ranked_sources(
                 rejected_flows: t.rejected_flows,
                 rejected_bytes: t.rejected_bytes,
                 traffic_share_pct: share_pct(t.bytes, whole),
+                rejected_packets: t.rejected_packets,
+                reject_ratio_pct: share_pct(t.rejected_flows, t.flows),
+                pane_bytes: detail.pane_bytes,
+                active_panes: detail.active_panes,
+                peak_pane_share_pct: detail.peak_pane_share_pct,
+                baseline_bytes: detail.baseline_bytes,
+                spike_ratio: detail.spike_ratio,
+                top_destinations: detail.top_destinations,
+                distinct_destination_ports: detail.distinct.ports,
+                distinct_destination_addresses: detail.distinct.addresses,
+                distinct_approximate: detail.distinct.approximate,
+                syn_only_flows: detail.syn_only_flows,
                 top_flows,
             }
         })
         .collect();
-    (listed, other)
+    RankedSources { sources: listed, other, rejected }
 }
 
 /// Destinations summed across panes and ranked: the top N, and the rest.
@@ -366,58 +462,21 @@ fn protocol_snapshots(panes: &[&Pane]) -> Vec<ProtocolSnapshot> {
         .collect()
 }
 
-/// Listed entries (ranked) and the rest.
-type Split<K, V> = (Vec<(K, V)>, Vec<(K, V)>);
-
-/// Sums counters by key across parts (panes), each given with its length. Keys are distinct
-/// within a part, so a single part needs no hashing; several are merged in a map sized for
-/// the largest, so it rarely grows.
-fn sum_by_key<K, V, I>(parts: impl Iterator<Item = (usize, I)>) -> Vec<(K, V)>
-where
-    K: std::hash::Hash + Eq,
-    V: Measure,
-    I: Iterator<Item = (K, V)>,
-{
-    let mut parts: Vec<(usize, I)> = parts.filter(|(len, _)| *len > 0).collect();
-    if parts.len() <= 1 {
-        return parts.pop().map(|(_, part)| part.collect()).unwrap_or_default();
-    }
-    let largest = parts.iter().map(|(len, _)| *len).max().unwrap_or(0);
-    let mut map: HashMap<K, V, foldhash::fast::RandomState> =
-        HashMap::with_capacity_and_hasher(largest * 2, Default::default());
-    for (_, part) in parts {
-        for (k, v) in part {
-            map.entry(k).or_default().absorb(&v);
-        }
-    }
-    map.into_iter().collect()
-}
-
-/// Ranks entries and splits them into the first `n` and the rest.
-fn top_n<K: Ord, V: Measure>(mut all: Vec<(K, V)>, n: usize) -> Split<K, V> {
-    if all.len() > n {
-        all.select_nth_unstable_by(n, rank);
-    }
-    let rest = all.split_off(n.min(all.len()));
-    all.sort_by(rank);
-    (all, rest)
-}
-
-/// The top flows of one source across the panes, and (error bound, evictions) of its flows.
+/// The top flows of one source across the panes (`entries`, one per pane holding it), and
+/// (error bound, evictions) of its flows.
 fn source_flows(
     addr: IpAddr,
-    panes: &[&Pane],
+    entries: &[&SourceEntry],
     n: usize,
     direction: Direction,
 ) -> (Vec<FlowSnapshot>, (u64, u64)) {
-    let entries: Vec<&SourceEntry> = panes.iter().filter_map(|p| p.sources.get(&addr)).collect();
     let mut bound = 0u64;
     let mut evicted = 0u64;
-    for entry in &entries {
+    for entry in entries {
         bound = bound.saturating_add(entry.flow_error_bound());
         evicted = evicted.saturating_add(entry.evicted_flows());
     }
-    let (listed, _) = top_n(window_flow_candidates(&entries, n, PRUNE_FROM), n);
+    let (listed, _) = top_n(window_flow_candidates(entries, n, PRUNE_FROM), n);
     let snapshots = listed
         .into_iter()
         .map(|(k, c)| FlowSnapshot {
@@ -434,151 +493,4 @@ fn source_flows(
         })
         .collect();
     (snapshots, (bound, evicted))
-}
-
-/// The flow count from which [`window_flow_candidates`] prunes: small merges are cheap (the
-/// default `--max-flows` is 64 per pane).
-const PRUNE_FROM: usize = 256;
-
-/// The flows of one source over a window's panes (`entries`, one per pane holding the source),
-/// summed: all of them, or, when one pane alone holds `n` flows, only those that can still rank
-/// among the window's top `n`.
-///
-/// Why the pruning is exact: if some pane holds `n` flows of at least `floor` bytes, those `n`
-/// flows have window sums of at least `floor`, so every top-`n` flow has one too; a flow's sum
-/// over `k` panes is at most `k` times its largest pane value, so each top-`n` flow has a pane
-/// where `k × bytes ≥ floor`. Only such flows are summed, by looking them up in the other panes;
-/// the rest are never hashed. The pruning matters with a large `--max-flows`, where a full merge
-/// would be most of a window's close (every flow of every listed source, merged again for each of
-/// the windows over its pane). Below `prune_from` flows, or when most flows stay candidates, one
-/// hashed merge of all of them is cheaper.
-fn window_flow_candidates(
-    entries: &[&SourceEntry],
-    n: usize,
-    prune_from: usize,
-) -> Vec<(FlowKey, FlowCounters)> {
-    let all =
-        || sum_by_key(entries.iter().map(|e| (e.flow_count(), e.flows().map(|(k, c)| (*k, *c)))));
-    if entries.len() <= 1 || n == 0 {
-        return all();
-    }
-    let total: usize = entries.iter().map(|e| e.flow_count()).sum();
-    if total < prune_from {
-        return all();
-    }
-    let mut floor = 0u64;
-    let mut weights: Vec<u64> = Vec::new();
-    for entry in entries.iter().filter(|e| e.flow_count() >= n) {
-        weights.clear();
-        weights.extend(entry.flows().map(|(_, c)| c.bytes));
-        let (_, nth, _) = weights.select_nth_unstable_by(n - 1, |a, b| b.cmp(a));
-        floor = floor.max(*nth);
-    }
-    if floor == 0 {
-        return all();
-    }
-    let k = entries.len() as u128;
-    let mut keys: Vec<FlowKey> = entries
-        .iter()
-        .flat_map(|e| e.flows())
-        .filter(|(_, c)| u128::from(c.bytes) * k >= u128::from(floor))
-        .map(|(key, _)| *key)
-        .collect();
-    if keys.len() * 2 > total {
-        return all();
-    }
-    keys.sort_unstable();
-    keys.dedup();
-    keys.into_iter()
-        .map(|key| {
-            let mut sum = FlowCounters::default();
-            for counters in entries.iter().filter_map(|e| e.flow(&key)) {
-                sum.absorb(counters);
-            }
-            (key, sum)
-        })
-        .collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::decode::LogStatus;
-    use crate::window::event::FlowEvent;
-    use proptest::prelude::*;
-
-    fn event(srcport: u16, packets: u64, bytes: u64) -> FlowEvent {
-        FlowEvent {
-            interface: 0,
-            pane: 1,
-            late: false,
-            status: Some(LogStatus::Ok),
-            action: Some(Action::Accept),
-            direction: Direction::Ingress,
-            basis: crate::window::direction::Basis::Inferred,
-            srcaddr: Some("10.0.0.1".parse().unwrap()),
-            dstaddr: Some("10.0.0.2".parse().unwrap()),
-            via: None,
-            local: None,
-            srcport: Some(srcport),
-            dstport: Some(443),
-            protocol: Some(6),
-            packets,
-            bytes,
-            account: None,
-            region: None,
-        }
-    }
-
-    /// At the bound's tie, a flow spread evenly over both panes reaches the floor exactly and
-    /// outranks the floor's own flow on packets.
-    #[test]
-    fn a_flow_reaching_the_floor_exactly_is_kept() {
-        let mut a = SourceEntry::default();
-        a.record(&event(1, 1, 10), 1_000); // This is the floor, pane a's heaviest flow.
-        a.record(&event(2, 1, 5), 1_000);
-        let mut b = SourceEntry::default();
-        b.record(&event(2, 1, 5), 1_000);
-        for port in 100..110 {
-            b.record(&event(port, 1, 1), 1_000); // These are never candidates: 2 × 1 < 10.
-        }
-        let flows = window_flow_candidates(&[&a, &b], 1, 0);
-        assert_eq!(flows.len(), 2, "only the two candidates are summed: {flows:?}");
-        let (top, _) = top_n(flows, 1);
-        assert_eq!(top[0].0.srcport, Some(2));
-        assert_eq!(top[0].1, FlowCounters { packets: 2, bytes: 10 });
-    }
-
-    proptest! {
-        #![proptest_config(ProptestConfig { cases: 2_000, ..ProptestConfig::default() })]
-
-        /// The pruned merge lists exactly the flows (and sums) that merging every flow lists:
-        /// few ports and small byte counts make many ties and flows shared between panes; a
-        /// small cap adds evictions.
-        #[test]
-        fn pruned_top_flows_equal_the_full_merge(
-            panes in prop::collection::vec(
-                prop::collection::vec((0u16..12, 1u64..3, 0u64..40), 0..30), 1..6),
-            n in 1usize..5,
-            cap in prop_oneof![Just(4usize), Just(1_000)],
-        ) {
-            let entries: Vec<SourceEntry> = panes
-                .iter()
-                .map(|events| {
-                    let mut e = SourceEntry::default();
-                    for &(port, packets, bytes) in events {
-                        e.record(&event(port, packets, bytes), cap);
-                    }
-                    e
-                })
-                .collect();
-            let refs: Vec<&SourceEntry> = entries.iter().collect();
-            let full = sum_by_key(
-                refs.iter().map(|e| (e.flow_count(), e.flows().map(|(k, c)| (*k, *c)))),
-            );
-            let (want, _) = top_n(full, n);
-            let (got, _) = top_n(window_flow_candidates(&refs, n, 0), n);
-            prop_assert_eq!(got, want);
-        }
-    }
 }

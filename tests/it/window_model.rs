@@ -15,6 +15,7 @@ use proptest::prelude::*;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
+use vpcflowd::window::diagnosis::Detail;
 use vpcflowd::window::direction::{DirectionMode, DirectionSettings, LocalAddresses};
 use vpcflowd::window::{Engine, EngineConfig, LatePolicy, TopN, WindowSpec};
 
@@ -35,6 +36,8 @@ struct Rec {
     flip: bool,
     /// The `flow-direction` value, in layouts that have the field.
     dir: &'static str,
+    /// The `tcp-flags` value, in layouts that have the field (the flow-direction one).
+    flags: u16,
 }
 
 /// How the engine under test decides directions.
@@ -46,8 +49,8 @@ enum ModelBasis {
     Inferred,
 }
 
-/// The flow-direction layout: the default fields, then `flow-direction`.
-const V5_FORMAT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status flow-direction";
+/// The flow-direction layout: the default fields, then `flow-direction` and `tcp-flags`.
+const V5_FORMAT: &str = "version account-id interface-id srcaddr dstaddr srcport dstport protocol packets bytes start end action log-status flow-direction tcp-flags";
 
 /// Each interface's configured local addresses: 10.1.0.1 to 10.1.0.3 (not 10.1.0.4).
 const CONFIGURED: [&str; 2] = ["10.1.0.1", "10.1.0.2/31"];
@@ -76,8 +79,11 @@ impl Rec {
     fn line(&self, basis: ModelBasis) -> String {
         let mut line = self.default_line();
         if basis == ModelBasis::FlowDirection {
+            let ok = self.status == "OK";
             line.push(' ');
-            line.push_str(if self.status == "OK" { self.dir } else { "-" });
+            line.push_str(if ok { self.dir } else { "-" });
+            line.push(' ');
+            line.push_str(&if ok { self.flags.to_string() } else { "-".to_string() });
         }
         line
     }
@@ -120,6 +126,8 @@ struct Cfg {
     top: TopN,
     shards: usize,
     basis: ModelBasis,
+    baseline_windows: u64,
+    detail: Detail,
 }
 
 impl Cfg {
@@ -229,6 +237,7 @@ fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
     let mut dirty: BTreeSet<(u64, u8)> = BTreeSet::new();
     let mut marked: Option<u64> = None;
     let mut learners: HashMap<u8, Learner> = HashMap::new();
+    let mut history = History::default();
     let mut out = Vec::new();
 
     let mark = |wm: u64,
@@ -236,11 +245,12 @@ fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
                 last_closed: &mut Option<u64>,
                 revisions: &mut HashMap<(u8, u64), u32>,
                 dirty: &mut BTreeSet<(u64, u8)>,
+                history: &mut History,
                 out: &mut Vec<Value>| {
         let mut batch: Vec<(u64, String, u32, Value)> = Vec::new();
         for &(k, iface) in dirty.iter() {
             let rev = revisions.get(&(iface, k)).map_or(0, |r| r + 1);
-            if let Some(v) = snapshot(stored, iface, k, rev, cfg) {
+            if let Some(v) = snapshot(stored, iface, k, rev, cfg, history) {
                 revisions.insert((iface, k), rev);
                 batch.push((k, v["interface_id"].as_str().unwrap().to_string(), rev, v));
             }
@@ -261,11 +271,16 @@ fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
                     .filter(|r| r.pane >= k && r.pane < k + n)
                     .map(|r| r.rec.iface)
                     .collect();
-                for iface in ifaces {
-                    let v = snapshot(stored, iface, k, 0, cfg).unwrap();
+                let mut closed = Vec::new();
+                for &iface in &ifaces {
+                    let v = snapshot(stored, iface, k, 0, cfg, history).unwrap();
                     revisions.insert((iface, k), 0);
-                    batch.push((k, v["interface_id"].as_str().unwrap().to_string(), 0, v));
+                    closed.push((k, v["interface_id"].as_str().unwrap().to_string(), 0, v));
                 }
+                for iface in ifaces {
+                    history.record(stored, iface, k, cfg);
+                }
+                batch.extend(closed);
                 *last_closed = Some(k);
             }
         }
@@ -299,11 +314,19 @@ fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
         let w = wm.unwrap();
         if marked.is_none_or(|m| w / s > m) {
             marked = Some(w / s);
-            mark(w, &stored, &mut last_closed, &mut revisions, &mut dirty, &mut out);
+            mark(w, &stored, &mut last_closed, &mut revisions, &mut dirty, &mut history, &mut out);
         }
     }
     if !stored.is_empty() || wm.is_some() {
-        mark(u64::MAX, &stored, &mut last_closed, &mut revisions, &mut dirty, &mut out);
+        mark(
+            u64::MAX,
+            &stored,
+            &mut last_closed,
+            &mut revisions,
+            &mut dirty,
+            &mut history,
+            &mut out,
+        );
     }
     out
 }
@@ -314,6 +337,7 @@ struct T {
     bytes: u64,
     flows: u64,
     rejected_flows: u64,
+    rejected_packets: u64,
     rejected_bytes: u64,
 }
 
@@ -324,9 +348,154 @@ impl T {
         self.flows += 1;
         if r.action == "REJECT" {
             self.rejected_flows += 1;
+            self.rejected_packets += r.packets;
             self.rejected_bytes += r.bytes;
         }
     }
+}
+
+/// Each interface's recorded panes (their top sources with bytes): the baseline rule of
+/// ARCHITECTURE.md, by brute force.
+#[derive(Default)]
+struct History {
+    panes: HashMap<u8, Vec<(u64, PaneTop)>>,
+}
+
+/// A recorded pane's top sources and their bytes.
+type PaneTop = Vec<(IpAddr, u64)>;
+
+impl History {
+    /// Records pane `k` of `iface` as the closer does when window `k` closes.
+    fn record(&mut self, stored: &[Stored], iface: u8, k: u64, cfg: &Cfg) {
+        let mut sources: BTreeMap<IpAddr, T> = BTreeMap::new();
+        for s in stored.iter().filter(|s| s.rec.iface == iface && s.pane == k && counted(s)) {
+            sources.entry(s.rec.src_ip()).or_default().add(&s.rec);
+        }
+        let top: Vec<(IpAddr, u64)> =
+            ranked(sources).into_iter().take(cfg.top.sources).map(|(a, t)| (a, t.bytes)).collect();
+        if !top.is_empty() {
+            self.panes.entry(iface).or_default().push((k, top));
+        }
+    }
+
+    fn baseline(&self, iface: u8, k: u64, cfg: &Cfg, addr: &IpAddr) -> Option<u64> {
+        let panes = self.panes.get(&iface)?;
+        let span_start = k.saturating_sub(cfg.panes * cfg.baseline_windows);
+        let from = span_start.max(panes.first()?.0);
+        let covered = k.checked_sub(from).filter(|c| *c > 0)?;
+        let sum: u64 = panes
+            .iter()
+            .filter(|(p, _)| *p >= from && *p < k)
+            .flat_map(|(_, top)| top.iter().filter(|(a, _)| a == addr).map(|(_, b)| *b))
+            .sum();
+        Some(sum * cfg.panes / covered)
+    }
+}
+
+/// Whether a stored record counts for its source: traffic, OK, and ingress (or no direction).
+fn counted(s: &Stored) -> bool {
+    s.traffic && s.rec.status == "OK" && (s.decision.basis == "off" || s.decision.dir == "ingress")
+}
+
+fn pct(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
+}
+
+/// A listed source's snapshot entry, from its records.
+fn source_value(
+    addr: &IpAddr,
+    t: &T,
+    recs: &[&Stored],
+    k: u64,
+    cfg: &Cfg,
+    share: f64,
+    baseline: Option<u64>,
+) -> Value {
+    let mine: Vec<&Stored> =
+        recs.iter().copied().filter(|s| counted(s) && s.rec.src_ip() == *addr).collect();
+    let mut flows: BTreeMap<(u16, IpAddr, u16, u8, &str), T> = BTreeMap::new();
+    let mut dests: BTreeMap<IpAddr, T> = BTreeMap::new();
+    let mut pane_bytes = vec![0u64; cfg.panes as usize];
+    let mut active = vec![false; cfg.panes as usize];
+    for s in &mine {
+        let r = &s.rec;
+        flows.entry((r.sport, r.dst_ip(), r.dport, r.proto, r.action)).or_default().add(r);
+        dests.entry(r.dst_ip()).or_default().add(r);
+        pane_bytes[(s.pane - k) as usize] += r.bytes;
+        active[(s.pane - k) as usize] = true;
+    }
+    let direction = if recs.iter().all(|s| !s.traffic || s.decision.basis == "off") {
+        "unknown"
+    } else {
+        "ingress"
+    };
+    let (ports, addresses) = distinct(&mine);
+    let syn_only = (cfg.basis == ModelBasis::FlowDirection)
+        .then(|| mine.iter().filter(|s| s.rec.flags == 2).count());
+    let lists = cfg.detail == Detail::Always;
+    let top: Vec<Value> = ranked(flows)
+        .iter()
+        .take(if lists { cfg.top.flows } else { 0 })
+        .map(|((sport, dst, dport, proto, action), f)| {
+            json!({"direction": direction, "srcaddr": addr, "via": null, "srcport": sport,
+                   "dstaddr": dst, "dstport": dport, "protocol": proto, "action": action,
+                   "packets": f.packets, "bytes": f.bytes})
+        })
+        .collect();
+    let top_destinations: Vec<Value> = ranked(dests)
+        .iter()
+        .take(if lists { cfg.top.source_destinations } else { 0 })
+        .map(|(a, d)| {
+            json!({"address": a, "packets": d.packets, "bytes": d.bytes, "flows": d.flows,
+                   "rejected_flows": d.rejected_flows, "share_pct": pct(d.bytes, t.bytes)})
+        })
+        .collect();
+    let peak = pane_bytes.iter().copied().max().unwrap_or(0);
+    let spike = baseline.filter(|b| *b > 0).map(|b| t.bytes as f64 / b as f64);
+    json!({"address": addr, "packets": t.packets, "bytes": t.bytes, "flows": t.flows,
+           "rejected_flows": t.rejected_flows, "rejected_bytes": t.rejected_bytes,
+           "traffic_share_pct": share, "rejected_packets": t.rejected_packets,
+           "reject_ratio_pct": pct(t.rejected_flows, t.flows),
+           "pane_bytes": if lists { pane_bytes } else { Vec::new() },
+           "active_panes": active.iter().filter(|a| **a).count(),
+           "peak_pane_share_pct": pct(peak, t.bytes),
+           "baseline_bytes": baseline, "spike_ratio": spike,
+           "top_destinations": top_destinations,
+           "distinct_destination_ports": ports, "distinct_destination_addresses": addresses,
+           "distinct_approximate": false, "syn_only_flows": syn_only, "top_flows": top})
+}
+
+/// Distinct destination ports and addresses of records.
+fn distinct(recs: &[&Stored]) -> (usize, usize) {
+    let ports: BTreeSet<u16> = recs.iter().map(|s| s.rec.dport).collect();
+    let addresses: BTreeSet<IpAddr> = recs.iter().map(|s| s.rec.dst_ip()).collect();
+    (ports.len(), addresses.len())
+}
+
+/// The sources with the most rejected flows, then rejected packets, then the smaller address.
+fn rejected_sources(sources: &[(IpAddr, T)], recs: &[&Stored], cfg: &Cfg) -> Vec<Value> {
+    let mut rejected: Vec<&(IpAddr, T)> =
+        sources.iter().filter(|(_, t)| t.rejected_flows > 0).collect();
+    rejected.sort_by(|a, b| {
+        (b.1.rejected_flows, b.1.rejected_packets, a.0).cmp(&(
+            a.1.rejected_flows,
+            a.1.rejected_packets,
+            b.0,
+        ))
+    });
+    rejected
+        .into_iter()
+        .take(cfg.top.rejected_sources)
+        .map(|(addr, t)| {
+            let mine: Vec<&Stored> =
+                recs.iter().copied().filter(|s| counted(s) && s.rec.src_ip() == *addr).collect();
+            let (ports, addresses) = distinct(&mine);
+            json!({"address": addr, "rejected_flows": t.rejected_flows,
+                   "rejected_packets": t.rejected_packets, "rejected_bytes": t.rejected_bytes,
+                   "flows": t.flows, "distinct_destination_ports": ports,
+                   "distinct_destination_addresses": addresses, "distinct_approximate": false})
+        })
+        .collect()
 }
 
 /// Heaviest first: bytes, packets, then the key.
@@ -338,7 +507,14 @@ fn ranked<K: Ord + Clone>(m: BTreeMap<K, T>) -> Vec<(K, T)> {
     v
 }
 
-fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> Option<Value> {
+fn snapshot(
+    stored: &[Stored],
+    iface: u8,
+    k: u64,
+    revision: u32,
+    cfg: &Cfg,
+    history: &History,
+) -> Option<Value> {
     let recs: Vec<&Stored> = stored
         .iter()
         .filter(|r| r.rec.iface == iface && r.pane >= k && r.pane < k + cfg.panes)
@@ -390,7 +566,6 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
             }
         }
     }
-    let only_off = bases.iter().all(|b| *b == "off");
     let direction_basis = match bases.len() {
         0 => "off",
         1 => bases.first().unwrap(),
@@ -404,36 +579,12 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
     let sources = ranked(sources);
     let listed = &sources[..cfg.top.sources.min(sources.len())];
     let rest = &sources[listed.len()..];
+    let baseline = |addr: &IpAddr| history.baseline(iface, k, cfg, addr);
     let source_values: Vec<Value> = listed
         .iter()
-        .map(|(addr, t)| {
-            let mut flows: BTreeMap<(u16, IpAddr, u16, u8, &str), T> = BTreeMap::new();
-            for s in &recs {
-                let r = &s.rec;
-                let counted = only_off || s.decision.dir == "ingress";
-                if s.traffic && r.status == "OK" && counted && r.src_ip() == *addr {
-                    flows
-                        .entry((r.sport, r.dst_ip(), r.dport, r.proto, r.action))
-                        .or_default()
-                        .add(r);
-                }
-            }
-            let flows = ranked(flows);
-            let direction = if only_off { "unknown" } else { "ingress" };
-            let top: Vec<Value> = flows
-                .iter()
-                .take(cfg.top.flows)
-                .map(|((sport, dst, dport, proto, action), f)| {
-                    json!({"direction": direction, "srcaddr": addr, "via": null, "srcport": sport,
-                           "dstaddr": dst, "dstport": dport, "protocol": proto, "action": action,
-                           "packets": f.packets, "bytes": f.bytes})
-                })
-                .collect();
-            json!({"address": addr, "packets": t.packets, "bytes": t.bytes, "flows": t.flows,
-                   "rejected_flows": t.rejected_flows, "rejected_bytes": t.rejected_bytes,
-                   "traffic_share_pct": share(t.bytes), "top_flows": top})
-        })
+        .map(|(addr, t)| source_value(addr, t, &recs, k, cfg, share(t.bytes), baseline(addr)))
         .collect();
+    let rejected_values = rejected_sources(&sources, &recs, cfg);
     let other = |rest: &[(IpAddr, T)]| {
         let mut o = T::default();
         for (_, t) in rest {
@@ -480,7 +631,7 @@ fn snapshot(stored: &[Stored], iface: u8, k: u64, revision: u32, cfg: &Cfg) -> O
         "unknown_direction": dir_value("unknown"),
         "sources": source_values, "other_sources": other(rest),
         "destinations": dest_values, "other_destinations": other(drest),
-        "protocols": proto_values, "revision": revision, "approximate": false,
+        "protocols": proto_values, "rejected_sources": rejected_values, "revision": revision, "approximate": false,
         "approximation": {"source_bytes_error": 0, "destination_bytes_error": 0, "flow_bytes_error": 0,
                           "evicted_sources": 0, "evicted_destinations": 0, "evicted_flows": 0},
     }))
@@ -494,6 +645,8 @@ fn engine_config(cfg: &Cfg, shards: usize) -> EngineConfig {
     c.lateness_secs = cfg.lateness;
     c.late = cfg.late;
     c.top = cfg.top;
+    c.baseline_windows = cfg.baseline_windows;
+    c.detail = cfg.detail;
     c.shards = shards;
     c.batch_size = 7; // small batches: many interleavings of batches and markers
     c.direction = match cfg.basis {
@@ -562,7 +715,11 @@ fn rec_strategy() -> impl Strategy<Value = (Rec, i64)> {
         (1u64..4, prop_oneof![Just(100u64), Just(200), 1u64..1000]),
         // Time step: mostly forward, sometimes back (disorder), sometimes far back (late).
         prop_oneof![6 => 0i64..90, 3 => -300i64..0, 1 => -3000i64..-600],
-        (any::<bool>(), prop_oneof![2 => Just("ingress"), 2 => Just("egress"), 1 => Just("-")]),
+        (
+            any::<bool>(),
+            prop_oneof![2 => Just("ingress"), 2 => Just("egress"), 1 => Just("-")],
+            prop_oneof![Just(2u16), Just(18), Just(0)],
+        ),
     )
         .prop_map(
             |(
@@ -572,7 +729,7 @@ fn rec_strategy() -> impl Strategy<Value = (Rec, i64)> {
                 (src, dst, dport, proto),
                 (packets, bytes),
                 step,
-                (flip, dir),
+                (flip, dir, flags),
             )| {
                 let rec = Rec {
                     iface,
@@ -588,6 +745,7 @@ fn rec_strategy() -> impl Strategy<Value = (Rec, i64)> {
                     bytes: bytes * packets,
                     flip,
                     dir,
+                    flags,
                 };
                 (rec, step)
             },
@@ -614,8 +772,8 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
         1u64..6,
         prop_oneof![Just(0u64), Just(60), Just(300), Just(600)],
         prop_oneof![Just(LatePolicy::Drop), Just(LatePolicy::Update)],
-        (1usize..4, 1usize..4, 1usize..3),
-        1usize..5,
+        (1usize..4, 1usize..4, 1usize..3, 1usize..4, 1usize..4),
+        (1usize..5, 1u64..4, prop_oneof![4 => Just(Detail::Always), 1 => Just(Detail::Off)]),
         prop_oneof![
             Just(ModelBasis::Off),
             Just(ModelBasis::Configured),
@@ -623,15 +781,35 @@ fn cfg_strategy() -> impl Strategy<Value = Cfg> {
             Just(ModelBasis::Inferred)
         ],
     )
-        .prop_map(|(slide, panes, lateness, late, (s, d, f), shards, basis)| Cfg {
-            slide,
-            panes,
-            lateness,
-            late,
-            top: TopN { sources: s, destinations: d, flows: f },
-            shards,
-            basis,
-        })
+        .prop_map(
+            |(
+                slide,
+                panes,
+                lateness,
+                late,
+                (s, d, f, sd, rs),
+                (shards, baseline_windows, detail),
+                basis,
+            )| {
+                Cfg {
+                    slide,
+                    panes,
+                    lateness,
+                    late,
+                    top: TopN {
+                        sources: s,
+                        destinations: d,
+                        flows: f,
+                        source_destinations: sd,
+                        rejected_sources: rs,
+                    },
+                    shards,
+                    basis,
+                    baseline_windows,
+                    detail,
+                }
+            },
+        )
 }
 
 proptest! {
@@ -664,6 +842,7 @@ fn one(t: u64, bytes: u64) -> Rec {
         bytes,
         flip: false,
         dir: "ingress",
+        flags: 2,
     }
 }
 
@@ -677,6 +856,8 @@ fn a_late_record_in_update_mode_re_emits_a_corrected_window() {
         top: TopN::default(),
         shards: 2,
         basis: ModelBasis::Off,
+        baseline_windows: 12,
+        detail: Detail::Always,
     };
     // Window [base, base+60) closes when the third record moves the watermark (event time
     // minus 60 s) to its end; the fourth is late for it, within the extra lateness, and
@@ -702,6 +883,8 @@ fn a_late_record_in_drop_mode_is_counted_not_added() {
         top: TopN::default(),
         shards: 1,
         basis: ModelBasis::Off,
+        baseline_windows: 12,
+        detail: Detail::Always,
     };
     let base = BASE - BASE % 60;
     // Pane `base` is sealed once the watermark reaches base+60; its second window is still open.
@@ -766,7 +949,7 @@ proptest! {
 #[test]
 fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
     use vpcflowd::window::pane::{Caps, Pane};
-    use vpcflowd::window::snapshot::{SnapshotKey, build};
+    use vpcflowd::window::snapshot::{BuildOptions, SnapshotKey, WindowPanes, build};
     let caps = Caps { sources: 2, destinations: 100, flows: 64 };
     let mut pane = Pane::new(&caps);
     let ev = |src: u8, bytes: u64| vpcflowd::window::event::FlowEvent {
@@ -784,6 +967,7 @@ fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
         srcport: Some(1),
         dstport: Some(443),
         protocol: Some(6),
+        tcp_flags: None,
         packets: 1,
         bytes,
         account: None,
@@ -800,7 +984,9 @@ fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
         region: None,
         revision: 0,
     };
-    let s = build(key, &[&pane], &TopN { sources: 3, destinations: 3, flows: 3 });
+    let top = TopN { sources: 3, destinations: 3, flows: 3, ..TopN::default() };
+    let options = BuildOptions { top: &top, detail: Detail::Always, baseline: None };
+    let s = build(key, &WindowPanes::single(&pane), &options);
     let a = s.sources.iter().find(|x| x.address == IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).unwrap();
     let listed = a.top_flows[0].bytes;
     assert_eq!(listed, 10, "the flow restarted after its source was evicted");

@@ -7,6 +7,7 @@ use super::config::{EngineConfig, LatePolicy};
 use super::router::EventRouter;
 use super::shard::ShardMsg;
 use super::shard_of;
+use crate::window::baseline::SourceHistories;
 use crate::window::direction::InterfaceLocals;
 use crate::window::event::FlowEvent;
 use crate::window::pane::InterfacePanes;
@@ -41,6 +42,8 @@ pub struct CloserCheckpoint {
     pub live_panes: Vec<PaneId>,
     pub last_closed: Option<PaneId>,
     pub revisions: Vec<((u32, PaneId), u32)>,
+    /// Each interface's recent top sources, for baselines.
+    pub histories: SourceHistories,
 }
 
 /// Everything the engine needs to continue where it stopped: a consistent cut of the router,

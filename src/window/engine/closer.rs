@@ -11,9 +11,10 @@ use super::checkpoint::CloserCheckpoint;
 use super::config::{EngineConfig, LatePolicy};
 use super::shard::Shard;
 use super::{Ack, CloseProgress, EngineStats, MarkerInfo, shard_of};
+use crate::window::baseline::{self, PaneSources, SourceHistories, pane_sources};
 use crate::window::event::Names;
-use crate::window::pane::{InterfacePanes, Pane};
-use crate::window::snapshot::{Snapshot, SnapshotKey, build};
+use crate::window::pane::InterfacePanes;
+use crate::window::snapshot::{BuildOptions, Snapshot, SnapshotKey, build};
 use crate::window::time::PaneId;
 
 /// The closer's thread: closes windows at markers, in marker order.
@@ -31,6 +32,10 @@ pub(super) struct Closer {
     revisions: HashMap<(u32, PaneId), u32>,
     /// Acks received for markers not yet closed: (count, dirty panes).
     pending: HashMap<u64, (usize, Vec<(u32, PaneId)>)>,
+    /// Each interface's recent top sources. They live in `published` between closes (nothing
+    /// reads them there while a close runs: a checkpoint waits for the close to finish), so
+    /// that publishing never copies them.
+    histories: SourceHistories,
     /// A copy of the state above, for checkpoints.
     published: Arc<Mutex<CloserCheckpoint>>,
 }
@@ -55,6 +60,7 @@ impl Closer {
             live_panes: restored.live_panes.iter().copied().collect(),
             last_closed: restored.last_closed,
             revisions: restored.revisions.iter().copied().collect(),
+            histories: SourceHistories::default(),
             pending: HashMap::new(),
             published,
         }
@@ -70,20 +76,28 @@ impl Closer {
             self.live_panes.extend(marker.new_panes.iter().copied());
             let Some(dirty) = self.wait_for_acks(marker.seq, &mut acks) else { return };
             let started = std::time::Instant::now();
+            let histories = std::mem::take(&mut self.lock_published().histories);
+            self.histories = histories;
             let snapshots = self.close(marker.watermark, dirty);
             let micros = started.elapsed().as_micros() as u64;
             self.stats.last_close_micros.store(micros, Ordering::Relaxed);
             self.stats.close_micros_total.fetch_add(micros, Ordering::Relaxed);
-            *self.published.lock().unwrap_or_else(|e| e.into_inner()) = CloserCheckpoint {
+            let published = CloserCheckpoint {
                 live_panes: self.live_panes.iter().copied().collect(),
                 last_closed: self.last_closed,
                 revisions: self.revisions.iter().map(|(k, v)| (*k, *v)).collect(),
+                histories: std::mem::take(&mut self.histories),
             };
+            *self.lock_published() = published;
             self.progress.set(marker.seq);
             if !snapshots.is_empty() && out.blocking_send(snapshots).is_err() {
                 // Nobody reads snapshots any more; keep closing so that shards never wait.
             }
         }
+    }
+
+    fn lock_published(&self) -> std::sync::MutexGuard<'_, CloserCheckpoint> {
+        self.published.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Collects one ack per shard for `seq`; `None` if the shards are gone.
@@ -158,6 +172,12 @@ impl Closer {
         // A window can be corrected while its newest pane can still take a late record.
         let late_horizon = self.config.late_horizon(wm);
         self.revisions.retain(|&(_, k), _| k.saturating_add(n) > late_horizon);
+        if let Some(last) = self.last_closed {
+            let retain = self.config.history_panes();
+            for history in self.histories.values_mut() {
+                history.forget_if_older(last, retain);
+            }
+        }
 
         let open = match (self.live_panes.first(), self.live_panes.last()) {
             (Some(&lo), Some(&hi)) => {
@@ -181,10 +201,12 @@ impl Closer {
     }
 
     /// Builds the snapshots of every interface with data in window `k`, shard by shard in
-    /// parallel.
+    /// parallel, then records each interface's pane `k` in its history (no window still to
+    /// close holds that pane).
     fn close_window(&mut self, k: PaneId) -> Vec<Snapshot> {
         let track_revisions = self.config.late == LatePolicy::Update;
-        let per_shard: Vec<Vec<(u32, Snapshot)>> = std::thread::scope(|scope| {
+        let keep = self.config.top.sources;
+        let per_shard: Vec<Vec<ClosedInterface>> = std::thread::scope(|scope| {
             let handles: Vec<_> = self
                 .shards
                 .iter()
@@ -193,8 +215,11 @@ impl Closer {
                     scope.spawn(move || {
                         let mut v = Vec::new();
                         for entry in shard.interfaces.iter() {
-                            if let Some(s) = this.build(*entry.key(), entry.value(), k, 0) {
-                                v.push((*entry.key(), s));
+                            let (iface, state) = (*entry.key(), entry.value());
+                            if let Some(snapshot) = this.build(iface, state, k, 0) {
+                                let pane = state.panes_in(k, 1).next();
+                                let sources = pane.map(|p| pane_sources(p, keep));
+                                v.push(ClosedInterface { iface, snapshot, sources });
                             }
                         }
                         v
@@ -203,12 +228,16 @@ impl Closer {
                 .collect();
             handles.into_iter().map(|h| h.join().expect("snapshot builder panicked")).collect()
         });
+        let retain = self.config.history_panes();
         let mut out = Vec::new();
-        for (iface, s) in per_shard.into_iter().flatten() {
+        for closed in per_shard.into_iter().flatten() {
             if track_revisions {
-                self.revisions.insert((iface, k), 0);
+                self.revisions.insert((closed.iface, k), 0);
             }
-            out.push(s);
+            if let Some(sources) = closed.sources {
+                self.histories.entry(closed.iface).or_default().record(k, sources, retain);
+            }
+            out.push(closed.snapshot);
         }
         out
     }
@@ -227,10 +256,11 @@ impl Closer {
         revision: u32,
     ) -> Option<Snapshot> {
         let spec = self.config.spec;
-        let panes: Vec<&Pane> = state.panes_in(k, spec.panes()).collect();
-        if panes.is_empty() {
+        let window = state.window(k, spec.panes());
+        if window.panes.is_empty() {
             return None;
         }
+        let panes = &window.panes;
         let account = panes.iter().find_map(|p| p.account).map(|a| self.names.get(a));
         let region = panes.iter().find_map(|p| p.region).map(|r| self.names.get(r));
         let key = SnapshotKey {
@@ -241,6 +271,20 @@ impl Closer {
             region,
             revision,
         };
-        Some(build(key, &panes, &self.config.top))
+        let (n, b) = (spec.panes(), self.config.baseline_windows);
+        let baseline = self.histories.get(&iface).and_then(|h| baseline::view(h, k, n, b));
+        let options = BuildOptions {
+            top: &self.config.top,
+            detail: self.config.detail,
+            baseline: baseline.as_ref(),
+        };
+        Some(build(key, &window, &options))
     }
+}
+
+/// What closing a window gave for one interface: its snapshot, and its pane's top sources.
+struct ClosedInterface {
+    iface: u32,
+    snapshot: Snapshot,
+    sources: Option<PaneSources>,
 }

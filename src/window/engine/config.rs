@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::super::diagnosis::Detail;
 use super::super::direction::DirectionSettings;
 use super::super::pane::Caps;
 use super::super::snapshot::TopN;
@@ -31,6 +32,10 @@ pub struct EngineConfig {
     pub time_field: TimeField,
     pub late: LatePolicy,
     pub top: TopN,
+    /// How much per-source detail snapshots give.
+    pub detail: Detail,
+    /// Window lengths of history in a source's baseline.
+    pub baseline_windows: u64,
     pub caps: Caps,
     pub shards: usize,
     /// The region for records that do not carry one.
@@ -54,6 +59,8 @@ impl EngineConfig {
             time_field: TimeField::Start,
             late: LatePolicy::Drop,
             top: TopN::default(),
+            detail: Detail::Always,
+            baseline_windows: 12,
             caps: Caps::default(),
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             region: None,
@@ -90,5 +97,21 @@ impl EngineConfig {
             LatePolicy::Drop => late,
             LatePolicy::Update => late.saturating_sub(self.spec.panes() - 1),
         }
+    }
+}
+
+impl EngineConfig {
+    /// Panes of source history kept per interface before its newest: the baseline span, and
+    /// with `--late update` the distance back to the oldest window a late record can still
+    /// correct (a window and a lateness, and a pane each for rounding).
+    pub fn history_panes(&self) -> u64 {
+        let n = self.spec.panes();
+        let corrections = match self.late {
+            LatePolicy::Drop => 0,
+            LatePolicy::Update => {
+                n.saturating_add(self.lateness_secs.div_ceil(self.spec.slide())).saturating_add(2)
+            }
+        };
+        n.saturating_mul(self.baseline_windows).saturating_add(corrections)
     }
 }

@@ -178,6 +178,7 @@ impl EventRouter {
             srcport: f.srcport,
             dstport: f.dstport,
             protocol: f.protocol,
+            tcp_flags: f.tcp_flags,
             packets: f.packets.unwrap_or(0),
             bytes: f.bytes.unwrap_or(0),
             account,

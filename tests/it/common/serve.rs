@@ -16,6 +16,9 @@ pub struct Server {
     pub ingest: String,
     pub admin: String,
     stderr: mpsc::Receiver<String>,
+    /// Reads stdout as it is written, so that a full pipe never blocks the server's snapshot
+    /// printer (and with it the API's store); [`Server::wait`] takes what it read.
+    stdout: Option<std::thread::JoinHandle<String>>,
     /// What it wrote to stderr before the line saying where it listens (its tasks log from
     /// the start: Kinesis consumers may already be reading).
     early_stderr: Vec<String>,
@@ -52,6 +55,12 @@ impl Server {
         }
         let mut child = cmd.spawn().expect("start vpcflowd serve");
         let stderr = child.stderr.take().unwrap();
+        let mut stdout_pipe = child.stdout.take().unwrap();
+        let stdout = Some(std::thread::spawn(move || {
+            let mut out = String::new();
+            stdout_pipe.read_to_string(&mut out).ok();
+            out
+        }));
         let (tx, rx) = mpsc::channel();
         let pid = child.id();
         std::thread::spawn(move || {
@@ -68,7 +77,7 @@ impl Server {
         // From here the Server owns the child: dropping it (also on a panic) kills and reaps it.
         let (ingest, admin, http) = (String::new(), String::new(), reqwest::Client::new());
         let mut server =
-            Server { child, ingest, admin, stderr: rx, early_stderr: Vec::new(), http };
+            Server { child, ingest, admin, stderr: rx, stdout, early_stderr: Vec::new(), http };
         loop {
             let Ok(line) = server.stderr.recv_timeout(Duration::from_secs(60)) else {
                 panic!("serve did not start; stderr: {:#?}", server.early_stderr);
@@ -99,9 +108,8 @@ impl Server {
     /// Waits for the process to exit; returns its status, the snapshots it printed, and its
     /// stderr (all of it, but for the line saying where it listens).
     pub fn wait(mut self) -> (ExitStatus, Vec<Value>, Vec<String>) {
-        let mut out = String::new();
-        self.child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
         let status = self.child.wait().unwrap();
+        let out = self.stdout.take().unwrap().join().unwrap();
         let snapshots = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         let mut stderr = std::mem::take(&mut self.early_stderr);
         // Every line: the reader thread ends (and the channel with it) at the pipe's end, which

@@ -1,0 +1,260 @@
+//! This module answers, per listed source, the three questions a network engineer opens a
+//! source's detail for, and lists the sources with the most rejected flows.
+//!
+//! 1. Steady or a momentary spike? `pane_bytes` (the source's bytes per pane), `active_panes`
+//!    and `peak_pane_share_pct` answer it within the window; `baseline_bytes` and `spike_ratio`
+//!    against the interface's history ([`super::baseline`]).
+//! 2. One destination far above the rest? `top_destinations`: the source's flows summed by
+//!    destination address over ports, with each one's share of the source's bytes.
+//! 3. How often rejected? `rejected_packets` and `reject_ratio_pct` beside the rejected flows
+//!    and bytes, and per interface `rejected_sources`, ranked by rejected flows so that a
+//!    scanner's probes are listed whatever their bytes.
+//!
+//! Distinct destination ports and addresses ([`super::distinct`]) and SYN-only flows give the
+//! scan signals.
+
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+use super::baseline::spike_ratio;
+use super::distinct::{DistinctCounts, DistinctDestinations, estimated_counts, exact_counts};
+use super::merge::top_n;
+use super::pane::{SourceEntry, Traffic};
+use super::snapshot::{BuildOptions, WindowPanes, share_pct};
+use crate::decode::Action;
+
+/// How much per-source detail snapshots give (the predecessor's "detailed diagnosis").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Detail {
+    /// Top flows, pane series and top destinations for every listed source.
+    #[default]
+    Always,
+    /// Those lists only for a source with a finding: a port scan (at least
+    /// [`SCAN_PORTS`] distinct destination ports) or a spike (`spike_ratio` of at least
+    /// [`SPIKE_RATIO`] on at least [`SPIKE_MIN_BYTES`]).
+    OnFinding,
+    /// No lists; every listed source keeps its scalar measures.
+    Off,
+}
+
+/// Distinct destination ports of one source that make a port scan.
+pub const SCAN_PORTS: u64 = 100;
+/// The `spike_ratio` that makes a spike, on at least [`SPIKE_MIN_BYTES`] in the window.
+pub const SPIKE_RATIO: f64 = 5.0;
+pub const SPIKE_MIN_BYTES: u64 = 10_000_000;
+
+impl Detail {
+    /// Whether a source with this detail and traffic gets its lists.
+    pub fn lists(self, detail: &SourceDetail, traffic: &Traffic) -> bool {
+        match self {
+            Detail::Always => true,
+            Detail::Off => false,
+            Detail::OnFinding => {
+                let scan = detail.distinct.ports >= SCAN_PORTS;
+                let spike = traffic.bytes >= SPIKE_MIN_BYTES
+                    && detail.spike_ratio.is_some_and(|r| r >= SPIKE_RATIO);
+                scan || spike
+            }
+        }
+    }
+}
+
+/// One destination of a source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DestinationOfSource {
+    pub address: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+    /// Percentage of the source's bytes.
+    pub share_pct: f64,
+}
+
+/// A source listed by rejected flows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RejectedSourceSnapshot {
+    pub address: IpAddr,
+    pub rejected_flows: u64,
+    pub rejected_packets: u64,
+    pub rejected_bytes: u64,
+    pub flows: u64,
+    pub distinct_destination_ports: u64,
+    pub distinct_destination_addresses: u64,
+    pub distinct_approximate: bool,
+}
+
+/// A source's entries in a window's panes, with each pane's position in the window.
+#[derive(Debug, Default)]
+pub struct SourcePanes<'a> {
+    pub entries: Vec<&'a SourceEntry>,
+    pub positions: Vec<usize>,
+}
+
+/// The entries of `address` in the window's panes.
+pub fn entries_of<'a>(address: &IpAddr, window: &WindowPanes<'a>) -> SourcePanes<'a> {
+    let mut found = SourcePanes::default();
+    for (pane, &position) in window.panes.iter().zip(&window.positions) {
+        if let Some(entry) = pane.sources.get(address) {
+            found.entries.push(entry);
+            found.positions.push(position);
+        }
+    }
+    found
+}
+
+/// The per-source values a snapshot adds to a listed source's traffic.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceDetail {
+    pub pane_bytes: Vec<u64>,
+    pub active_panes: u32,
+    pub peak_pane_share_pct: f64,
+    pub baseline_bytes: Option<u64>,
+    pub spike_ratio: Option<f64>,
+    pub top_destinations: Vec<DestinationOfSource>,
+    pub distinct: DistinctCounts,
+    pub syn_only_flows: Option<u64>,
+}
+
+impl SourceDetail {
+    /// The detail of the source at `address` with window traffic `traffic`, over its entries in
+    /// a window of `window_len` panes.
+    pub fn of(
+        address: &IpAddr,
+        traffic: &Traffic,
+        found: &SourcePanes,
+        window_len: usize,
+        options: &BuildOptions,
+    ) -> SourceDetail {
+        let mut pane_bytes = vec![0u64; window_len];
+        let mut active_panes = 0u32;
+        let mut flagged = 0u64;
+        let mut syn_only = 0u64;
+        for (entry, &position) in found.entries.iter().zip(&found.positions) {
+            let t = entry.traffic();
+            if let Some(slot) = pane_bytes.get_mut(position) {
+                *slot = t.bytes;
+            }
+            active_panes += u32::from(t.flows > 0);
+            let flags = entry.tcp_flags();
+            flagged = flagged.saturating_add(flags.flagged);
+            syn_only = syn_only.saturating_add(flags.syn_only);
+        }
+        let peak = pane_bytes.iter().copied().max().unwrap_or(0);
+        let baseline_bytes = options.baseline.map(|b| b.baseline_bytes(address));
+        SourceDetail {
+            pane_bytes,
+            active_panes,
+            peak_pane_share_pct: share_pct(peak, traffic.bytes),
+            baseline_bytes,
+            spike_ratio: baseline_bytes.and_then(|b| spike_ratio(traffic.bytes, b)),
+            top_destinations: top_destinations(&found.entries, traffic.bytes, options.top),
+            distinct: distinct_counts(&found.entries),
+            syn_only_flows: (flagged > 0).then_some(syn_only),
+        }
+    }
+
+    /// Empties the lists (`--detail` leaves them out for this source).
+    pub fn drop_lists(&mut self) {
+        self.pane_bytes = Vec::new();
+        self.top_destinations = Vec::new();
+    }
+}
+
+/// The source's flows summed by destination address, ranked, the top `top.source_destinations`.
+fn top_destinations(
+    entries: &[&SourceEntry],
+    source_bytes: u64,
+    top: &super::snapshot::TopN,
+) -> Vec<DestinationOfSource> {
+    let mut by_address: Vec<(IpAddr, Traffic)> = Vec::new();
+    for (key, counters) in entries.iter().flat_map(|e| e.flows()) {
+        let Some(address) = key.dstaddr else { continue };
+        let at = match by_address.iter().position(|(a, _)| *a == address) {
+            Some(i) => i,
+            None => {
+                by_address.push((address, Traffic::default()));
+                by_address.len() - 1
+            }
+        };
+        let t = &mut by_address[at].1;
+        t.packets = t.packets.saturating_add(counters.packets);
+        t.bytes = t.bytes.saturating_add(counters.bytes);
+        t.flows = t.flows.saturating_add(counters.flows);
+        if key.action == Some(Action::Reject) {
+            t.rejected_flows = t.rejected_flows.saturating_add(counters.flows);
+        }
+    }
+    let (listed, _) = top_n(by_address, top.source_destinations);
+    listed
+        .into_iter()
+        .map(|(address, t)| DestinationOfSource {
+            address,
+            packets: t.packets,
+            bytes: t.bytes,
+            flows: t.flows,
+            rejected_flows: t.rejected_flows,
+            share_pct: share_pct(t.bytes, source_bytes),
+        })
+        .collect()
+}
+
+/// The source's distinct destination ports and addresses: exact from its flows while no table
+/// evicted one, from the merged sketches otherwise.
+fn distinct_counts(entries: &[&SourceEntry]) -> DistinctCounts {
+    if entries.iter().all(|e| e.evicted_flows() == 0) {
+        return exact_counts(entries.iter().flat_map(|e| e.flows().map(|(k, _)| k)));
+    }
+    let mut merged = DistinctDestinations::default();
+    for entry in entries {
+        match entry.distinct() {
+            Some(d) => merged.merge(d),
+            None => {
+                for (key, _) in entry.flows() {
+                    merged.insert(&key);
+                }
+            }
+        }
+    }
+    estimated_counts(&merged)
+}
+
+/// The `n` sources with the most rejected flows (then rejected packets, then the smaller
+/// address), from the window's summed sources.
+pub fn rejected_sources(
+    sources: &[(IpAddr, Traffic)],
+    window: &WindowPanes,
+    n: usize,
+) -> Vec<RejectedSourceSnapshot> {
+    let mut candidates: Vec<(IpAddr, Traffic)> =
+        sources.iter().filter(|(_, t)| t.rejected_flows > 0).copied().collect();
+    let by_rejects = |a: &(IpAddr, Traffic), b: &(IpAddr, Traffic)| {
+        b.1.rejected_flows
+            .cmp(&a.1.rejected_flows)
+            .then_with(|| b.1.rejected_packets.cmp(&a.1.rejected_packets))
+            .then_with(|| a.0.cmp(&b.0))
+    };
+    if candidates.len() > n {
+        candidates.select_nth_unstable_by(n, by_rejects);
+        candidates.truncate(n);
+    }
+    candidates.sort_by(by_rejects);
+    candidates
+        .into_iter()
+        .map(|(address, t)| {
+            let distinct = distinct_counts(&entries_of(&address, window).entries);
+            RejectedSourceSnapshot {
+                address,
+                rejected_flows: t.rejected_flows,
+                rejected_packets: t.rejected_packets,
+                rejected_bytes: t.rejected_bytes,
+                flows: t.flows,
+                distinct_destination_ports: distinct.ports,
+                distinct_destination_addresses: distinct.addresses,
+                distinct_approximate: distinct.approximate,
+            }
+        })
+        .collect()
+}
