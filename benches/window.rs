@@ -57,7 +57,7 @@ fn event(iface: u32, src: u32, flow: u16) -> FlowEvent {
         srcport: Some(40000 + flow),
         dstport: Some(443),
         protocol: Some(6),
-        tcp_flags: None,
+        syn_only: None,
         packets: 1 + u64::from(src % 7),
         bytes: 100 + u64::from(src % 1000) * 10,
         account: None,

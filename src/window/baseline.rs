@@ -23,7 +23,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 use super::pane::Pane;
-use super::table::rank;
+use super::table::Measure;
 use super::time::PaneId;
 
 /// One interface's recorded panes.
@@ -44,14 +44,18 @@ pub type PaneSources = Box<[(IpAddr, u64)]>;
 /// The `keep` sources of `pane` with the most bytes (ties to more packets, then the smaller
 /// address), with their bytes.
 pub fn pane_sources(pane: &Pane, keep: usize) -> PaneSources {
-    let mut all: Vec<(IpAddr, super::pane::Traffic)> =
-        pane.sources.iter().map(|(a, e)| (*a, e.traffic())).collect();
+    // Ranking reads only bytes and packets, so those are all that is copied.
+    let mut all: Vec<(IpAddr, (u64, u64))> =
+        pane.sources.iter().map(|(a, e)| (*a, (e.weight(), e.tiebreak()))).collect();
+    let heaviest = |a: &(IpAddr, (u64, u64)), b: &(IpAddr, (u64, u64))| {
+        b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0))
+    };
     if all.len() > keep {
-        all.select_nth_unstable_by(keep, rank);
+        all.select_nth_unstable_by(keep, heaviest);
         all.truncate(keep);
     }
-    all.sort_by(rank);
-    all.into_iter().filter(|(_, t)| t.bytes > 0).map(|(a, t)| (a, t.bytes)).collect()
+    all.sort_by(heaviest);
+    all.into_iter().filter(|(_, (bytes, _))| *bytes > 0).map(|(a, (bytes, _))| (a, bytes)).collect()
 }
 
 impl SourceHistory {

@@ -97,14 +97,14 @@ pub struct TcpFlagCounts {
 }
 
 /// The `tcp-flags` value of a SYN with nothing else.
-pub const SYN_ONLY: u16 = 2;
+pub(crate) const SYN_ONLY: u16 = 2;
 
 impl TcpFlagCounts {
     #[inline]
     pub(crate) fn record(&mut self, ev: &FlowEvent) {
-        if let Some(flags) = ev.tcp_flags {
+        if let Some(syn_only) = ev.syn_only {
             self.flagged = self.flagged.saturating_add(1);
-            self.syn_only = self.syn_only.saturating_add(u64::from(flags == SYN_ONLY));
+            self.syn_only = self.syn_only.saturating_add(u64::from(syn_only));
         }
     }
 

@@ -1,13 +1,14 @@
 //! This module counts a source's distinct destination ports and addresses past what its flow
 //! tables hold exactly.
 //!
-//! A source's flows in a pane are exact up to `--max-flows`; a port scan has many more. Each
-//! source with more than one flow therefore keeps two HyperLogLog++ sketches
-//! ([`cardinality_estimator`], Cloudflare's): exact in all but name for up to 2 items (kept
-//! inline, no heap) and nearly so up to 128 (a sorted array of 32-bit hash codes), then 2^10
-//! six-bit registers (768 bytes), whose standard error is 1.04 / √1024 ≈ 3.3 %. A snapshot
-//! counts from the flow keys when none was evicted, and from the merged sketches (marked
-//! `distinct_approximate`) otherwise.
+//! A source's flows in a pane are exact up to `--max-flows`; a port scan has many more. A
+//! source whose flow table is about to evict therefore starts two HyperLogLog++ sketches
+//! ([`cardinality_estimator`], Cloudflare's), seeded with the flows the table holds and fed each
+//! flow it takes in after: exact in all but name for up to 2 items (kept inline, no heap) and
+//! nearly so up to 128 (an array of 32-bit hash codes), then 2^10 six-bit registers (768
+//! bytes), whose standard error is 1.04 / √1024 ≈ 3.3 %. A snapshot counts from the flow keys
+//! when none was evicted, and from the merged sketches (marked `distinct_approximate`)
+//! otherwise.
 
 use std::net::IpAddr;
 

@@ -35,8 +35,9 @@ pub struct FlowEvent {
     pub srcport: Option<u16>,
     pub dstport: Option<u16>,
     pub protocol: Option<u8>,
-    /// The record's `tcp-flags`, where its layout has them.
-    pub tcp_flags: Option<u16>,
+    /// Whether the record's `tcp-flags` was a SYN alone ([`super::counters::SYN_ONLY`]);
+    /// `None` where the layout has no `tcp-flags`. One byte, so that the event stays 128.
+    pub syn_only: Option<bool>,
     pub packets: u64,
     pub bytes: u64,
     /// Interned account id and region, if known.

@@ -131,7 +131,7 @@ mod tests {
             srcport: Some(srcport),
             dstport: Some(443),
             protocol: Some(6),
-            tcp_flags: None,
+            syn_only: None,
             packets,
             bytes,
             account: None,

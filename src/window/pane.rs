@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use serde::{Deserialize, Serialize};
 
 pub use super::counters::{
-    DirectionTotals, FlowCounters, ProtocolTraffic, RecordCounts, SYN_ONLY, TcpFlagCounts, Traffic,
+    DirectionTotals, FlowCounters, ProtocolTraffic, RecordCounts, TcpFlagCounts, Traffic,
 };
 use super::direction::{Bases, Basis, Direction, contains_address};
 pub use super::distinct::DistinctDestinations;
@@ -128,14 +128,14 @@ impl OneFlow {
     }
 }
 
-/// A source with several flows: its traffic, TCP flag counts, the distinct destinations of
-/// its flows, and its flows in a capped table.
+/// A source with several flows: its traffic, TCP flag counts, its flows in a capped table, and,
+/// once that table has had to evict, sketches of the distinct destinations of all its flows.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct ManyFlows {
     pub traffic: Traffic,
     pub tcp_flags: TcpFlagCounts,
-    pub distinct: DistinctDestinations,
     pub flows: SmallTable<FlowKey, FlowCounters>,
+    pub distinct: Option<Box<DistinctDestinations>>,
 }
 
 impl Default for SourceEntry {
@@ -168,9 +168,9 @@ impl SourceEntry {
                 one.records += 1;
                 one.packets = one.packets.saturating_add(ev.packets);
                 one.bytes = one.bytes.saturating_add(ev.bytes);
-                if let Some(flags) = ev.tcp_flags {
+                if let Some(syn_only) = ev.syn_only {
                     one.flagged += 1;
-                    one.syn_only += u16::from(flags == SYN_ONLY);
+                    one.syn_only += u16::from(syn_only);
                 }
                 return;
             }
@@ -179,13 +179,7 @@ impl SourceEntry {
         if let SourceEntry::Many(many) = self {
             many.traffic.record(ev);
             many.tcp_flags.record(ev);
-            let flow = many.flows.entry(key, flow_cap);
-            // Only a flow new to the table can add a destination, so the sketches see each
-            // flow once per stay in the table rather than every record.
-            if flow.flows == 0 {
-                many.distinct.insert(&key);
-            }
-            flow.record(ev);
+            many.record_flow(key, ev, flow_cap);
         }
     }
 
@@ -200,7 +194,6 @@ impl SourceEntry {
             if one.records > 0 {
                 // An empty table takes its first entry without compacting: any cap will do.
                 *many.flows.entry(one.key, 2) = one.counters();
-                many.distinct.insert(&one.key);
             }
             *self = SourceEntry::Many(Box::new(many));
         }
@@ -252,12 +245,12 @@ impl SourceEntry {
         }
     }
 
-    /// The sketches of the source's distinct destinations, where it has kept them (a source
-    /// with one flow has one destination, read from the flow).
+    /// The sketches of the source's distinct destinations, kept once its flow table evicted
+    /// (until then its flows hold every destination).
     pub fn distinct(&self) -> Option<&DistinctDestinations> {
         match self {
             SourceEntry::One(_) => None,
-            SourceEntry::Many(many) => Some(&many.distinct),
+            SourceEntry::Many(many) => many.distinct.as_deref(),
         }
     }
 
@@ -283,6 +276,32 @@ impl SourceEntry {
             SourceEntry::One(one) => usize::from(one.records > 0),
             SourceEntry::Many(many) => many.flows.len(),
         }
+    }
+}
+
+impl ManyFlows {
+    /// Adds one event to its flow. A table about to evict (full, and the flow new) first puts
+    /// every destination it holds into the sketches, which from then on take each flow the
+    /// table takes in; so a source whose flows fit its table pays nothing for them.
+    #[inline]
+    fn record_flow(&mut self, key: FlowKey, ev: &FlowEvent, flow_cap: usize) {
+        if self.distinct.is_none()
+            && self.flows.len() >= flow_cap.max(2)
+            && self.flows.get(&key).is_none()
+        {
+            let mut distinct = DistinctDestinations::default();
+            for (k, _) in self.flows.iter() {
+                distinct.insert(k);
+            }
+            self.distinct = Some(Box::new(distinct));
+        }
+        let flow = self.flows.entry(key, flow_cap);
+        if flow.flows == 0
+            && let Some(distinct) = &mut self.distinct
+        {
+            distinct.insert(&key);
+        }
+        flow.record(ev);
     }
 }
 
@@ -501,7 +520,7 @@ mod tests {
             srcport: Some(1),
             dstport: Some(2),
             protocol: Some(6),
-            tcp_flags: None,
+            syn_only: None,
             packets: bytes,
             bytes,
             account: None,
@@ -547,7 +566,7 @@ mod source_entry_tests {
             srcport: Some(srcport),
             dstport: Some(443),
             protocol: Some(6),
-            tcp_flags: None,
+            syn_only: None,
             packets: 2,
             bytes,
             account: None,
@@ -674,10 +693,36 @@ mod source_entry_tests {
             })
     }
 
+    /// Sketches start only when the flow table is about to evict, seeded with what it holds,
+    /// so they count every port the source reached.
+    #[test]
+    fn distinct_sketches_start_at_the_first_eviction_and_count_every_port() {
+        let scan = |ports: u16| {
+            let mut e = SourceEntry::default();
+            for port in 0..ports {
+                let ev = FlowEvent { dstport: Some(port), ..event(1, Action::Reject, 1) };
+                e.record(&ev, 64);
+            }
+            e
+        };
+        let fits = scan(64);
+        assert!(fits.distinct().is_none());
+        assert_eq!(fits.evicted_flows(), 0);
+        let scanner = scan(2_000);
+        assert!(scanner.evicted_flows() > 0);
+        let estimate = crate::window::distinct::estimated_counts(scanner.distinct().unwrap());
+        let error = (estimate.ports as f64 - 2_000.0).abs() / 2_000.0;
+        assert!(error <= 0.132, "{estimate:?}");
+        assert_eq!(estimate.addresses, 1);
+    }
+
     #[test]
     fn a_one_flow_source_with_its_key_fits_in_96_bytes() {
         // This layout gives the bytes-per-key figure in BENCHMARKS.md ("Windows").
         let size = std::mem::size_of::<(std::net::IpAddr, SourceEntry)>();
         assert!(size <= 96, "{size}");
+        // Batches of events cross threads by the thousand: a cache line and a half at most.
+        let event = std::mem::size_of::<FlowEvent>();
+        assert!(event <= 128, "{event}");
     }
 }

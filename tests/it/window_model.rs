@@ -967,7 +967,7 @@ fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
         srcport: Some(1),
         dstport: Some(443),
         protocol: Some(6),
-        tcp_flags: None,
+        syn_only: None,
         packets: 1,
         bytes,
         account: None,

@@ -14,6 +14,7 @@ use super::shard::ShardMsg;
 use super::{CloseProgress, EngineStats, Hasher, MarkerInfo, RouteError, shard_of};
 use crate::decode::{FlowRecord, LineContext};
 use crate::record::RouteInput;
+use crate::window::counters::SYN_ONLY;
 use crate::window::direction::DirectionBook;
 use crate::window::event::{FlowEvent, Interner, LastInterned};
 use crate::window::time::{PaneId, Watermark, event_time_of};
@@ -178,7 +179,7 @@ impl EventRouter {
             srcport: f.srcport,
             dstport: f.dstport,
             protocol: f.protocol,
-            tcp_flags: f.tcp_flags,
+            syn_only: f.tcp_flags.map(|flags| flags == SYN_ONLY),
             packets: f.packets.unwrap_or(0),
             bytes: f.bytes.unwrap_or(0),
             account,
