@@ -16,11 +16,12 @@
 use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::baseline::spike_ratio;
 use super::distinct::{DistinctCounts, DistinctDestinations, estimated_counts, exact_counts};
 use super::merge::top_n;
-use super::pane::{SourceEntry, Traffic};
+use super::pane::{SourceEntry, TcpFlagCounts, Traffic};
 use super::snapshot::{BuildOptions, WindowPanes, share_pct};
 use crate::decode::Action;
 
@@ -84,6 +85,8 @@ pub struct RejectedSourceSnapshot {
     pub distinct_destination_ports: u64,
     pub distinct_destination_addresses: u64,
     pub distinct_approximate: bool,
+    /// Records with `tcp-flags` = 2 (a SYN scan's probes); `None` when none had the field.
+    pub syn_only_flows: Option<u64>,
 }
 
 /// A source's entries in a window's panes, with each pane's position in the window.
@@ -130,17 +133,12 @@ impl SourceDetail {
     ) -> SourceDetail {
         let mut pane_bytes = vec![0u64; window_len];
         let mut active_panes = 0u32;
-        let mut flagged = 0u64;
-        let mut syn_only = 0u64;
         for (entry, &position) in found.entries.iter().zip(&found.positions) {
             let t = entry.traffic();
             if let Some(slot) = pane_bytes.get_mut(position) {
                 *slot = t.bytes;
             }
             active_panes += u32::from(t.flows > 0);
-            let flags = entry.tcp_flags();
-            flagged = flagged.saturating_add(flags.flagged);
-            syn_only = syn_only.saturating_add(flags.syn_only);
         }
         let peak = pane_bytes.iter().copied().max().unwrap_or(0);
         let baseline_bytes = options.baseline.map(|b| b.baseline_bytes(address));
@@ -152,7 +150,7 @@ impl SourceDetail {
             spike_ratio: baseline_bytes.and_then(|b| spike_ratio(traffic.bytes, b)),
             top_destinations: top_destinations(&found.entries, traffic.bytes, options.top),
             distinct: distinct_counts(&found.entries),
-            syn_only_flows: (flagged > 0).then_some(syn_only),
+            syn_only_flows: syn_only_flows(&found.entries),
         }
     }
 
@@ -163,13 +161,23 @@ impl SourceDetail {
     }
 }
 
+/// Records with a SYN alone among the entries' records, `None` if none carried `tcp-flags`.
+fn syn_only_flows(entries: &[&SourceEntry]) -> Option<u64> {
+    let mut flags = TcpFlagCounts::default();
+    for entry in entries {
+        flags.add(&entry.tcp_flags());
+    }
+    (flags.flagged > 0).then_some(flags.syn_only)
+}
+
 /// The source's flows summed by destination address, ranked, the top `top.source_destinations`.
 fn top_destinations(
     entries: &[&SourceEntry],
     source_bytes: u64,
     top: &super::snapshot::TopN,
 ) -> Vec<DestinationOfSource> {
-    let mut by_address: Vec<(IpAddr, Traffic)> = Vec::new();
+    // Most sources reach one or a few addresses: an inline list searched linearly.
+    let mut by_address: SmallVec<[(IpAddr, Traffic); 4]> = SmallVec::new();
     for (key, counters) in entries.iter().flat_map(|e| e.flows()) {
         let Some(address) = key.dstaddr else { continue };
         let at = match by_address.iter().position(|(a, _)| *a == address) {
@@ -187,7 +195,7 @@ fn top_destinations(
             t.rejected_flows = t.rejected_flows.saturating_add(counters.flows);
         }
     }
-    let (listed, _) = top_n(by_address, top.source_destinations);
+    let (listed, _) = top_n(by_address.into_vec(), top.source_destinations);
     listed
         .into_iter()
         .map(|(address, t)| DestinationOfSource {
@@ -244,7 +252,8 @@ pub fn rejected_sources(
     candidates
         .into_iter()
         .map(|(address, t)| {
-            let distinct = distinct_counts(&entries_of(&address, window).entries);
+            let entries = entries_of(&address, window).entries;
+            let distinct = distinct_counts(&entries);
             RejectedSourceSnapshot {
                 address,
                 rejected_flows: t.rejected_flows,
@@ -254,7 +263,110 @@ pub fn rejected_sources(
                 distinct_destination_ports: distinct.ports,
                 distinct_destination_addresses: distinct.addresses,
                 distinct_approximate: distinct.approximate,
+                syn_only_flows: syn_only_flows(&entries),
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::LogStatus;
+    use crate::window::direction::{Basis, Direction};
+    use crate::window::event::FlowEvent;
+    use proptest::prelude::*;
+    use std::collections::BTreeSet;
+
+    fn probe(port: u16, address: u8) -> FlowEvent {
+        FlowEvent {
+            interface: 0,
+            pane: 0,
+            late: false,
+            status: Some(LogStatus::Ok),
+            action: Some(Action::Reject),
+            direction: Direction::Ingress,
+            basis: Basis::Inferred,
+            srcaddr: Some("198.51.100.66".parse().unwrap()),
+            dstaddr: Some(IpAddr::V4(std::net::Ipv4Addr::new(10, 3, 9, address))),
+            via: None,
+            local: None,
+            srcport: Some(55_000),
+            dstport: Some(port),
+            protocol: Some(6),
+            syn_only: Some(true),
+            packets: 1,
+            bytes: 40,
+            account: None,
+            region: None,
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// A source's distinct destinations over several panes, against the sets of what it
+        /// sent: exact while no flow table evicted, and within four standard errors of the
+        /// sketch (or 2, for tiny sets) once one did.
+        #[test]
+        fn distinct_counts_match_the_sets_under_and_over_the_cap(
+            panes in prop::collection::vec(
+                prop::collection::vec((0u16..3_000, 0u8..4), 0..400), 1..5),
+            cap in prop_oneof![Just(2usize), Just(16), Just(64), Just(10_000)],
+        ) {
+            let mut ports = BTreeSet::new();
+            let mut addresses = BTreeSet::new();
+            let entries: Vec<SourceEntry> = panes
+                .iter()
+                .map(|probes| {
+                    let mut e = SourceEntry::default();
+                    for &(port, address) in probes {
+                        e.record(&probe(port, address), cap);
+                        ports.insert(port);
+                        addresses.insert(address);
+                    }
+                    e
+                })
+                .collect();
+            let refs: Vec<&SourceEntry> = entries.iter().collect();
+            let got = distinct_counts(&refs);
+            let evicted = refs.iter().any(|e| e.evicted_flows() > 0);
+            prop_assert_eq!(got.approximate, evicted);
+            for (estimate, truth) in [(got.ports, ports.len()), (got.addresses, addresses.len())] {
+                let truth = truth as f64;
+                let slack = if evicted { (4.0 * 0.033 * truth).max(2.0) } else { 0.0 };
+                prop_assert!((estimate as f64 - truth).abs() <= slack, "{} of {}", estimate, truth);
+            }
+        }
+
+        /// The rejected ranking against a sort of every source: rejected flows, then rejected
+        /// packets, both descending, then the smaller address; sources without a reject are
+        /// never listed. Small ranges make many ties.
+        #[test]
+        fn rejected_sources_rank_like_a_full_sort(
+            sources in prop::collection::btree_map(0u8..40, (0u64..4, 0u64..3), 0..40),
+            n in 0usize..6,
+        ) {
+            let summed: Vec<(IpAddr, Traffic)> = sources
+                .iter()
+                .map(|(&a, &(rejected_flows, rejected_packets))| {
+                    let address = IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, a));
+                    let t = Traffic { flows: 5, rejected_flows, rejected_packets, ..Traffic::default() };
+                    (address, t)
+                })
+                .collect();
+            let mut want: Vec<(IpAddr, u64, u64)> = summed
+                .iter()
+                .filter(|(_, t)| t.rejected_flows > 0)
+                .map(|(a, t)| (*a, t.rejected_flows, t.rejected_packets))
+                .collect();
+            want.sort_by(|x, y| (y.1, y.2, x.0).cmp(&(x.1, x.2, y.0)));
+            want.truncate(n);
+            let got: Vec<(IpAddr, u64, u64)> = rejected_sources(&summed, &WindowPanes::default(), n)
+                .iter()
+                .map(|r| (r.address, r.rejected_flows, r.rejected_packets))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
 }

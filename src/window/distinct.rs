@@ -14,6 +14,7 @@ use std::net::IpAddr;
 
 use cardinality_estimator::CardinalityEstimator;
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use super::pane::FlowKey;
 
@@ -64,8 +65,9 @@ pub struct DistinctCounts {
 /// The distinct destination ports and addresses of `flows` (every flow of a source that no
 /// table evicted), counted exactly.
 pub fn exact_counts(flows: impl Iterator<Item = FlowKey>) -> DistinctCounts {
-    let mut ports: Vec<u16> = Vec::new();
-    let mut addresses: Vec<IpAddr> = Vec::new();
+    // A listed source mostly has a handful of flows: inline buffers, deduplicated at the end.
+    let mut ports: SmallVec<[u16; 16]> = SmallVec::new();
+    let mut addresses: SmallVec<[IpAddr; 8]> = SmallVec::new();
     for key in flows {
         ports.extend(key.dstport);
         addresses.extend(key.dstaddr);

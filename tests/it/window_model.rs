@@ -430,8 +430,7 @@ fn source_value(
         "ingress"
     };
     let (ports, addresses) = distinct(&mine);
-    let syn_only = (cfg.basis == ModelBasis::FlowDirection)
-        .then(|| mine.iter().filter(|s| s.rec.flags == 2).count());
+    let syn_only = syn_only(&mine, cfg);
     let lists = cfg.detail == Detail::Always;
     let top: Vec<Value> = ranked(flows)
         .iter()
@@ -465,6 +464,12 @@ fn source_value(
            "distinct_approximate": false, "syn_only_flows": syn_only, "top_flows": top})
 }
 
+/// Records with tcp-flags 2, in the layout that has the field.
+fn syn_only(recs: &[&Stored], cfg: &Cfg) -> Option<usize> {
+    let flagged = cfg.basis == ModelBasis::FlowDirection && !recs.is_empty();
+    flagged.then(|| recs.iter().filter(|s| s.rec.flags == 2).count())
+}
+
 /// Distinct destination ports and addresses of records.
 fn distinct(recs: &[&Stored]) -> (usize, usize) {
     let ports: BTreeSet<u16> = recs.iter().map(|s| s.rec.dport).collect();
@@ -493,7 +498,8 @@ fn rejected_sources(sources: &[(IpAddr, T)], recs: &[&Stored], cfg: &Cfg) -> Vec
             json!({"address": addr, "rejected_flows": t.rejected_flows,
                    "rejected_packets": t.rejected_packets, "rejected_bytes": t.rejected_bytes,
                    "flows": t.flows, "distinct_destination_ports": ports,
-                   "distinct_destination_addresses": addresses, "distinct_approximate": false})
+                   "distinct_destination_addresses": addresses, "distinct_approximate": false,
+                   "syn_only_flows": syn_only(&mine, cfg)})
         })
         .collect()
 }
