@@ -12,12 +12,35 @@ use std::net::IpAddr;
 use crate::window::Snapshot;
 use crate::window::direction::Direction;
 use crate::window::pane::DirectionTotals;
-use crate::window::snapshot::{DestinationSnapshot, ProtocolSnapshot, SourceSnapshot};
+use crate::window::snapshot::{
+    DestinationSnapshot, FlowSnapshot, ProtocolSnapshot, SourceSnapshot,
+};
 
-/// How a measure reads its value.
+pub use super::source_measures::{OTHER_SOURCES, REJECTED_SOURCES, SOURCES};
+
+/// How a measure reads its value. An optional value that is `None` (a source without a
+/// baseline, a layout without `tcp-flags`) is not exported for that row.
 pub enum Get<T: 'static> {
     Int(fn(&Snapshot, &T) -> u64),
     Float(fn(&Snapshot, &T) -> f64),
+    OptionalInt(fn(&Snapshot, &T) -> Option<u64>),
+    OptionalFloat(fn(&Snapshot, &T) -> Option<f64>),
+}
+
+impl<T> Get<T> {
+    /// Whether the value is a float (so the instrument is an f64 gauge).
+    pub fn is_float(&self) -> bool {
+        matches!(self, Get::Float(_) | Get::OptionalFloat(_))
+    }
+
+    /// Whether the row has a value (is exported).
+    pub fn is_present(&self, s: &Snapshot, row: &T) -> bool {
+        match self {
+            Get::Int(_) | Get::Float(_) => true,
+            Get::OptionalInt(f) => f(s, row).is_some(),
+            Get::OptionalFloat(f) => f(s, row).is_some(),
+        }
+    }
 }
 
 /// One instrument.
@@ -53,11 +76,11 @@ pub const INTERFACE_ID: (&str, &str) = ("interface.id", "interface_id");
 pub const ACCOUNT_ID: (&str, &str) = ("cloud.account.id", "cloud_account_id");
 pub const REGION: (&str, &str) = ("cloud.region", "cloud_region");
 
-fn one(_: &Snapshot) -> &[()] {
+pub(crate) fn one(_: &Snapshot) -> &[()] {
     &[()]
 }
 
-fn address(a: &IpAddr) -> String {
+pub(crate) fn address(a: &IpAddr) -> String {
     a.to_string()
 }
 
@@ -92,6 +115,7 @@ macro_rules! int {
         }
     };
 }
+pub(crate) use int;
 
 /// The measures per interface.
 pub static INTERFACE: Group<()> = Group {
@@ -225,97 +249,6 @@ pub static DIRECTIONS: Group<Direction> = Group {
             "By",
             "Bytes of rejected flows to or from the interface in the window",
             |s, d| direction_totals(s, d).rejected_bytes
-        ),
-    ],
-};
-
-/// The measures per listed source (the top `top_sources` by bytes): who sent traffic to the
-/// interface (every record's source with `direction = "off"`).
-pub static SOURCES: Group<SourceSnapshot> = Group {
-    rows: |s| &s.sources,
-    key: Some(Keyed {
-        attribute: "source.address",
-        label: "source_address",
-        value: |r| address(&r.address),
-    }),
-    measures: &[
-        int!(
-            "vpcflowd.source.bytes",
-            "vpcflowd_source_bytes",
-            "By",
-            "Bytes the source sent to the interface in the window",
-            |_s, r| r.bytes
-        ),
-        int!(
-            "vpcflowd.source.packets",
-            "vpcflowd_source_packets",
-            "{packet}",
-            "Packets the source sent in the window",
-            |_s, r| r.packets
-        ),
-        int!(
-            "vpcflowd.source.flows",
-            "vpcflowd_source_flows",
-            "{flow}",
-            "Flow records of the source in the window",
-            |_s, r| r.flows
-        ),
-        int!(
-            "vpcflowd.source.rejected_flows",
-            "vpcflowd_source_rejected_flows",
-            "{flow}",
-            "Rejected flow records of the source in the window",
-            |_s, r| r.rejected_flows
-        ),
-        int!(
-            "vpcflowd.source.rejected_bytes",
-            "vpcflowd_source_rejected_bytes",
-            "By",
-            "Bytes of the source's rejected flows in the window",
-            |_s, r| r.rejected_bytes
-        ),
-        Measure {
-            name: "vpcflowd.source.traffic_share",
-            prometheus: "vpcflowd_source_traffic_share_percent",
-            unit: "%",
-            description: "The source's share of the bytes sent to the interface in the window",
-            get: Get::Float(|_s, r| r.traffic_share_pct),
-        },
-    ],
-};
-
-/// What the unlisted sources add up to, so that listed + other = the interface's ingress.
-pub static OTHER_SOURCES: Group<()> = Group {
-    rows: one,
-    key: None,
-    measures: &[
-        int!(
-            "vpcflowd.other_sources.count",
-            "vpcflowd_other_sources_count",
-            "{source}",
-            "Sources not listed (beyond top_sources)",
-            |s, _r| s.other_sources.count
-        ),
-        int!(
-            "vpcflowd.other_sources.bytes",
-            "vpcflowd_other_sources_bytes",
-            "By",
-            "Bytes of the sources not listed",
-            |s, _r| s.other_sources.bytes
-        ),
-        int!(
-            "vpcflowd.other_sources.packets",
-            "vpcflowd_other_sources_packets",
-            "{packet}",
-            "Packets of the sources not listed",
-            |s, _r| s.other_sources.packets
-        ),
-        int!(
-            "vpcflowd.other_sources.flows",
-            "vpcflowd_other_sources_flows",
-            "{flow}",
-            "Flow records of the sources not listed",
-            |s, _r| s.other_sources.flows
         ),
     ],
 };
@@ -484,6 +417,7 @@ pub fn each_interface_group(v: &mut impl Visit) {
     v.group(&DIRECTIONS);
     v.group(&SOURCES);
     v.group(&OTHER_SOURCES);
+    v.group(&REJECTED_SOURCES);
     v.group(&DESTINATIONS);
     v.group(&OTHER_DESTINATIONS);
     v.group(&PROTOCOLS);
@@ -494,7 +428,9 @@ pub fn points(s: &Snapshot) -> usize {
     struct Count<'a>(&'a Snapshot, usize);
     impl Visit for Count<'_> {
         fn group<T>(&mut self, g: &'static Group<T>) {
-            self.1 += (g.rows)(self.0).len() * g.measures.len();
+            for row in (g.rows)(self.0) {
+                self.1 += g.measures.iter().filter(|m| m.get.is_present(self.0, row)).count();
+            }
         }
     }
     let mut c = Count(s, 0);
@@ -502,10 +438,12 @@ pub fn points(s: &Snapshot) -> usize {
     c.1
 }
 
-/// The largest `n` flows of a snapshot's listed sources: bytes, then packets, descending.
-pub fn largest_flows(s: &Snapshot, n: usize) -> Vec<&crate::window::snapshot::FlowSnapshot> {
-    let mut flows: Vec<_> = s.sources.iter().flat_map(|src| src.top_flows.iter()).collect();
-    flows.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets)));
+/// The largest `n` flows of a snapshot's listed sources, each with its source: bytes, then
+/// packets, descending.
+pub fn largest_flows(s: &Snapshot, n: usize) -> Vec<(&SourceSnapshot, &FlowSnapshot)> {
+    let mut flows: Vec<_> =
+        s.sources.iter().flat_map(|src| src.top_flows.iter().map(move |f| (src, f))).collect();
+    flows.sort_by(|(_, a), (_, b)| b.bytes.cmp(&a.bytes).then(b.packets.cmp(&a.packets)));
     flows.truncate(n);
     flows
 }

@@ -38,6 +38,7 @@ mod error;
 pub mod measures;
 pub(crate) mod otlp;
 pub mod prometheus;
+pub mod source_measures;
 pub(crate) mod worker;
 
 use std::sync::atomic::AtomicU64;

@@ -46,6 +46,18 @@ impl Visit for Render<'_> {
             family_header(self.out, m.prometheus, m.description, m.unit);
             for s in self.snapshots {
                 for row in (g.rows)(s) {
+                    let value = match m.get {
+                        Get::Int(f) => f(s, row).to_string(),
+                        Get::Float(f) => f(s, row).to_string(),
+                        Get::OptionalInt(f) => match f(s, row) {
+                            Some(v) => v.to_string(),
+                            None => continue,
+                        },
+                        Get::OptionalFloat(f) => match f(s, row) {
+                            Some(v) => v.to_string(),
+                            None => continue,
+                        },
+                    };
                     let out = &mut *self.out;
                     out.push_str(m.prometheus);
                     out.push('{');
@@ -66,10 +78,7 @@ impl Visit for Render<'_> {
                         out.push_str("\",");
                     }
                     out.pop();
-                    let _ = match m.get {
-                        Get::Int(f) => writeln!(out, "}} {}", f(s, row)),
-                        Get::Float(f) => writeln!(out, "}} {}", f(s, row)),
-                    };
+                    let _ = writeln!(out, "}} {value}");
                 }
             }
         }

@@ -35,6 +35,7 @@ use super::error::ExportError;
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
 use crate::window::direction::Direction;
+use crate::window::snapshot::SourceSnapshot;
 
 /// Log records per OTLP logs request.
 const LOGS_PER_REQUEST: usize = 2_000;
@@ -193,11 +194,11 @@ struct Instruments(Vec<Vec<Instrument>>);
 fn instruments_of<T>(meter: &Meter, g: &Group<T>) -> Vec<Instrument> {
     g.measures
         .iter()
-        .map(|m| match m.get {
-            Get::Int(_) => Instrument::U(
+        .map(|m| match m.get.is_float() {
+            false => Instrument::U(
                 meter.u64_gauge(m.name).with_unit(m.unit).with_description(m.description).build(),
             ),
-            Get::Float(_) => Instrument::F(
+            true => Instrument::F(
                 meter.f64_gauge(m.name).with_unit(m.unit).with_description(m.description).build(),
             ),
         })
@@ -223,6 +224,16 @@ fn record<T>(s: &Snapshot, row: &T, g: &Group<T>, gauges: &[Instrument], attrs: 
         match (&m.get, gauge) {
             (Get::Int(f), Instrument::U(gauge)) => gauge.record(f(s, row), attrs),
             (Get::Float(f), Instrument::F(gauge)) => gauge.record(f(s, row), attrs),
+            (Get::OptionalInt(f), Instrument::U(gauge)) => {
+                if let Some(v) = f(s, row) {
+                    gauge.record(v, attrs);
+                }
+            }
+            (Get::OptionalFloat(f), Instrument::F(gauge)) => {
+                if let Some(v) = f(s, row) {
+                    gauge.record(v, attrs);
+                }
+            }
             // Both are made from the same measure (see `instruments_of`).
             _ => debug_assert!(false, "instrument kind mismatch for {}", m.name),
         }
@@ -438,8 +449,8 @@ impl Sink {
         let mut records: Vec<SdkLogRecord> = Vec::new();
         let mut pending = self.flow_logs(chunk);
         for s in chunk {
-            for flow in measures::largest_flows(s, self.flow_logs_per_interface) {
-                records.push(flow_record(&logs.logger, s, flow));
+            for (source, flow) in measures::largest_flows(s, self.flow_logs_per_interface) {
+                records.push(flow_record(&logs.logger, s, source, flow));
                 if records.len() == LOGS_PER_REQUEST {
                     self.send_logs(logs, &records, &mut pending)?;
                     records.clear();
@@ -477,11 +488,12 @@ impl Sink {
     }
 }
 
-/// One top flow as a log record: timestamped with its window's end, every flow attribute plus
-/// the window bounds.
+/// One top flow as a log record: timestamped with its window's end, every flow attribute, its
+/// source's destination summary, and the window bounds.
 fn flow_record(
     logger: &SdkLogger,
     s: &Snapshot,
+    source: &SourceSnapshot,
     f: &crate::window::snapshot::FlowSnapshot,
 ) -> SdkLogRecord {
     let mut r = logger.create_log_record();
@@ -539,7 +551,25 @@ fn flow_record(
     }
     r.add_attribute("vpcflowd.flow.packets", f.packets as i64);
     r.add_attribute("vpcflowd.flow.bytes", f.bytes as i64);
+    add_source_summary(&mut r, source);
     r.add_attribute("vpcflowd.window.start", s.window_start as i64);
     r.add_attribute("vpcflowd.window.end", s.window_end as i64);
     r
+}
+
+/// The flow's source at a glance: where most of its bytes went, how many ports and addresses it
+/// reached, how often it was rejected, and how it compares with its baseline.
+fn add_source_summary(r: &mut SdkLogRecord, source: &SourceSnapshot) {
+    if let Some(top) = source.top_destinations.first() {
+        r.add_attribute("vpcflowd.source.top_destination.address", top.address.to_string());
+        r.add_attribute("vpcflowd.source.top_destination.share", top.share_pct);
+    }
+    let ports = source.distinct_destination_ports as i64;
+    r.add_attribute("vpcflowd.source.distinct_destination_ports", ports);
+    let addresses = source.distinct_destination_addresses as i64;
+    r.add_attribute("vpcflowd.source.distinct_destination_addresses", addresses);
+    r.add_attribute("vpcflowd.source.reject_ratio", source.reject_ratio_pct);
+    if let Some(ratio) = source.spike_ratio {
+        r.add_attribute("vpcflowd.source.spike_ratio", ratio);
+    }
 }

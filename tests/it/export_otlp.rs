@@ -123,9 +123,58 @@ fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
             }
             put(
                 "vpcflowd.source.traffic_share",
-                key,
+                key.clone(),
                 Num::Float(src["traffic_share_pct"].as_f64().unwrap()),
             );
+            let ints = [
+                ("rejected_packets", "rejected_packets"),
+                ("active_panes", "active_panes"),
+                ("distinct_destination_ports", "distinct_destination_ports"),
+                ("distinct_destination_addresses", "distinct_destination_addresses"),
+            ];
+            for (name, field) in ints {
+                put(&format!("vpcflowd.source.{name}"), key.clone(), int(&src[field]));
+            }
+            for (name, field) in
+                [("reject_ratio", "reject_ratio_pct"), ("peak_pane_share", "peak_pane_share_pct")]
+            {
+                put(
+                    &format!("vpcflowd.source.{name}"),
+                    key.clone(),
+                    Num::Float(src[field].as_f64().unwrap()),
+                );
+            }
+            // Values a source may lack are not exported for it.
+            for (name, field) in
+                [("baseline_bytes", "baseline_bytes"), ("syn_only_flows", "syn_only_flows")]
+            {
+                if !src[field].is_null() {
+                    put(&format!("vpcflowd.source.{name}"), key.clone(), int(&src[field]));
+                }
+            }
+            if let Some(ratio) = src["spike_ratio"].as_f64() {
+                put("vpcflowd.source.spike_ratio", key.clone(), Num::Float(ratio));
+            }
+            if let Some(share) = src["top_destinations"][0]["share_pct"].as_f64() {
+                put("vpcflowd.source.top_destination_share", key, Num::Float(share));
+            }
+        }
+        for src in j["rejected_sources"].as_array().unwrap() {
+            let key = Some(("source.address", src["address"].as_str().unwrap().to_string()));
+            let fields = [
+                "rejected_flows",
+                "rejected_packets",
+                "rejected_bytes",
+                "flows",
+                "distinct_destination_ports",
+                "distinct_destination_addresses",
+            ];
+            for f in fields {
+                put(&format!("vpcflowd.rejected_source.{f}"), key.clone(), int(&src[f]));
+            }
+            if !src["syn_only_flows"].is_null() {
+                put("vpcflowd.rejected_source.syn_only_flows", key, int(&src["syn_only_flows"]));
+            }
         }
         for dst in j["destinations"].as_array().unwrap() {
             let key = Some(("destination.address", dst["address"].as_str().unwrap().to_string()));
@@ -237,11 +286,27 @@ fn expected_flows(snapshots: &[Snapshot]) -> BTreeSet<(String, u64, BTreeMap<Str
                 }
                 a.insert("vpcflowd.flow.bytes".into(), f["bytes"].to_string());
                 a.insert("vpcflowd.flow.packets".into(), f["packets"].to_string());
+                source_summary(src, &mut a);
                 out.insert((s.interface_id.to_string(), s.window_end, a));
             }
         }
     }
     out
+}
+
+/// The attributes a flow's log record carries about its source.
+fn source_summary(src: &Value, a: &mut BTreeMap<String, String>) {
+    let mut put = |k: &str, v: String| a.insert(format!("vpcflowd.source.{k}"), v);
+    if let Some(top) = src["top_destinations"].get(0) {
+        put("top_destination.address", top["address"].as_str().unwrap().to_string());
+        put("top_destination.share", top["share_pct"].as_f64().unwrap().to_string());
+    }
+    put("distinct_destination_ports", src["distinct_destination_ports"].to_string());
+    put("distinct_destination_addresses", src["distinct_destination_addresses"].to_string());
+    put("reject_ratio", src["reject_ratio_pct"].as_f64().unwrap().to_string());
+    if let Some(ratio) = src["spike_ratio"].as_f64() {
+        put("spike_ratio", ratio.to_string());
+    }
 }
 
 fn received_flows(r: &Receiver) -> Vec<(String, u64, BTreeMap<String, String>)> {
@@ -307,6 +372,15 @@ async fn export_equals_snapshots(r: Receiver, protocol: OtlpProtocol) {
 
     let want = expected(&snapshots);
     let (got, total) = received(&r, config.max_points_per_request);
+    let per_name = |keys: Vec<&Key>| {
+        let mut counts: BTreeMap<String, usize> = BTreeMap::new();
+        for (_, name, _) in keys {
+            *counts.entry(name.clone()).or_default() += 1;
+        }
+        counts
+    };
+    let (got_names, want_names) = (per_name(got.keys().collect()), per_name(want.keys().collect()));
+    assert_eq!(got_names, want_names, "points per instrument");
     assert_eq!(got.len(), want.len(), "as many points as the snapshots hold");
     for (k, v) in &want {
         assert_eq!(got.get(k), Some(v), "{k:?}");

@@ -289,3 +289,51 @@ fn no_interface_is_its_own_source_on_the_default_mix() {
     assert!(unknown_flows * 100 <= all_flows, "{unknown_flows} of {all_flows} flows unknown");
     assert!(secondary > 0 && v6 > 0, "secondary {secondary}, IPv6 {v6}");
 }
+
+/// `--detail`: `off` keeps every listed source's measures but none of its lists; `on_finding`
+/// keeps the lists of a port scanner only. The scanner sends more bytes than the other source
+/// here, so both are listed.
+#[test]
+fn detail_leaves_out_lists_for_sources_without_a_finding() {
+    let mut log = String::new();
+    let t = 1_700_000_000;
+    log.push_str(&format!(
+        "2 111111111111 eni-0ddd 10.0.0.1 10.3.9.9 40001 443 6 10 1000 {t} {} ACCEPT OK\n",
+        t + 30
+    ));
+    for port in 1..=150 {
+        log.push_str(&format!(
+            "2 111111111111 eni-0ddd 198.51.100.66 10.3.9.9 55000 {port} 6 1 40 {t} {} REJECT OK\n",
+            t + 30
+        ));
+    }
+    let locals = "tests/data/windows/local_addresses.json";
+    let run = |detail: &str| {
+        let args = ["replay", "--window", "1m", "--slide", "1m", "--lateness", "0s"];
+        let mut args = args.to_vec();
+        args.extend(["--local-addresses", locals, "--detail", detail, "-"]);
+        let out = vpcflowd(&args, log.as_bytes());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let snapshots = json_lines(&out.stdout);
+        assert_eq!(snapshots.len(), 1);
+        snapshots[0]["sources"].as_array().unwrap().clone()
+    };
+    let lists = |s: &Value| {
+        ["top_flows", "pane_bytes", "top_destinations"].map(|l| s[l].as_array().unwrap().len())
+    };
+    let always = run("always");
+    assert_eq!(always.len(), 2);
+    assert_eq!(always[0]["address"], "198.51.100.66");
+    assert!(always.iter().all(|s| lists(s).iter().all(|n| *n > 0)));
+    let off = run("off");
+    assert!(off.iter().all(|s| lists(s) == [0, 0, 0]));
+    for (a, o) in always.iter().zip(&off) {
+        for field in ["bytes", "reject_ratio_pct", "distinct_destination_ports", "active_panes"] {
+            assert_eq!(a[field], o[field], "{field} is kept with --detail off");
+        }
+    }
+    let on_finding = run("on_finding");
+    assert_eq!(on_finding[0]["distinct_destination_ports"].as_u64().map(|p| p >= 100), Some(true));
+    assert!(lists(&on_finding[0]).iter().all(|n| *n > 0), "the scanner keeps its lists");
+    assert_eq!(lists(&on_finding[1]), [0, 0, 0], "the other source has no finding");
+}
