@@ -157,6 +157,9 @@ fn window() -> Vec<Arc<Snapshot>> {
                 unknown_direction: totals(1_000_000),
                 sources,
                 rejected_sources: Vec::new(),
+                denied_outbound: Vec::new(),
+                asymmetric_flows: Vec::new(),
+                findings: Vec::new(),
                 other_sources: Other { count: 5, packets: 100, bytes: 100_000, flows: 10 },
                 destinations: (0..SOURCES)
                     .map(|d| DestinationSnapshot {

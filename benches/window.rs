@@ -115,7 +115,12 @@ fn close(c: &mut Criterion) {
                     region: None,
                     revision: 0,
                 };
-                let options = BuildOptions { top: &top, detail: Detail::Always, baseline: None };
+                let options = BuildOptions {
+                    top: &top,
+                    detail: Detail::Always,
+                    thresholds: &Default::default(),
+                    baseline: None,
+                };
                 n += build(key, &window, &options).sources.len();
             }
             black_box(n)

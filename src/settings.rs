@@ -16,6 +16,7 @@ use std::sync::Arc;
 
 use crate::window::diagnosis::Detail;
 use crate::window::direction::{AddressMode, DirectionMode, DirectionSettings, LocalAddresses};
+use crate::window::findings::Thresholds;
 use crate::window::{Caps, EngineConfig, LatePolicy, TimeField, TimeMode, TopN, WindowSpec};
 
 /// A window setting that no engine can run with.
@@ -263,4 +264,48 @@ enum DetailName {
     Always,
     OnFinding,
     Off,
+}
+
+/// The thresholds of findings (see `vpcflowd::window::findings` for each rule).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct DiagnosisSettings {
+    /// `port_scan`: distinct destination ports of this interface one remote source reaches in
+    /// a window; also `outbound_scan`'s count of distinct remote ports of rejected egress.
+    pub scan_ports: u64,
+    /// `outbound_scan`: distinct remote addresses this interface's rejected egress reaches.
+    pub scan_hosts: u64,
+    /// `denied_outbound`: rejected egress flows to a destination, port and protocol not denied
+    /// in the interface's history.
+    pub denied_flows: u64,
+    /// `spike`: a listed source's bytes over its baseline.
+    pub spike_ratio: f64,
+    /// `spike`: the least bytes in the window for a spike to count.
+    pub spike_min_bytes: u64,
+}
+
+impl Default for DiagnosisSettings {
+    fn default() -> Self {
+        let t = Thresholds::default();
+        DiagnosisSettings {
+            scan_ports: t.scan_ports,
+            scan_hosts: t.scan_hosts,
+            denied_flows: t.denied_flows,
+            spike_ratio: t.spike_ratio,
+            spike_min_bytes: t.spike_min_bytes,
+        }
+    }
+}
+
+impl DiagnosisSettings {
+    /// The engine's thresholds.
+    pub fn thresholds(&self) -> Thresholds {
+        Thresholds {
+            scan_ports: self.scan_ports,
+            scan_hosts: self.scan_hosts,
+            denied_flows: self.denied_flows,
+            spike_ratio: self.spike_ratio,
+            spike_min_bytes: self.spike_min_bytes,
+        }
+    }
 }

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub(crate) mod config_reference;
+pub mod diagnosis_args;
 pub(crate) mod generate;
 pub(crate) mod healthcheck;
 pub(crate) mod parse;

@@ -9,6 +9,7 @@ use std::time::UNIX_EPOCH;
 
 use clap::{Args, ValueEnum};
 
+use super::diagnosis_args::DiagnosisArgs;
 use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
 use crate::decode::{Layout, LayoutSet, RejectReason, Rejects};
@@ -34,6 +35,9 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub window: WindowArgs,
+
+    #[command(flatten)]
+    pub diagnosis: DiagnosisArgs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -61,13 +65,14 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let config = match args.window.settings().to_engine_config() {
+    let mut config = match args.window.settings().to_engine_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("vpcflowd replay: {e}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
+    config.thresholds = args.diagnosis.settings().thresholds();
     let sources = sources_of(args);
     let engine = Engine::start(config);
     let stats = engine.stats.clone();

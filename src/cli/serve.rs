@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::Args;
 use serde_json::{Map, Value, json};
 
+use super::diagnosis_args::DiagnosisArgs;
 use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
 use crate::export::config::OtlpProtocol;
@@ -146,6 +147,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub window: WindowArgs,
+
+    #[command(flatten)]
+    pub diagnosis: DiagnosisArgs,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -179,6 +183,7 @@ impl ServeArgs {
             root.insert("admin".into(), json!({"listen": a.to_string()}));
         }
         root.insert("window".into(), Value::Object(self.window.overrides()));
+        root.insert("diagnosis".into(), Value::Object(self.diagnosis.overrides()));
         if !self.formats.is_empty() {
             root.insert("formats".into(), json!(self.formats));
         }

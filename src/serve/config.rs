@@ -15,7 +15,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::export::ExportConfig;
-use crate::settings::WindowSettings;
+use crate::settings::{DiagnosisSettings, WindowSettings};
 use crate::source::kinesis::SourcesConfig;
 
 /// Whether an environment key (prefix stripped) is one of the variables Kubernetes injects for
@@ -44,6 +44,8 @@ pub struct ServeConfig {
     pub admin: AdminConfig,
     /// Windows, lateness, list lengths and memory caps.
     pub window: WindowSettings,
+    /// The thresholds of findings.
+    pub diagnosis: DiagnosisSettings,
     /// Where state is kept across restarts.
     pub state: StateConfig,
     /// OpenTelemetry (OTLP) export of closed windows and of vpcflowd's own metrics.
@@ -210,6 +212,7 @@ impl Default for ServeConfig {
             ingest: IngestConfig::default(),
             admin: AdminConfig::default(),
             window: WindowSettings::default(),
+            diagnosis: DiagnosisSettings::default(),
             formats: Vec::new(),
             state: StateConfig::default(),
             export: ExportConfig::default(),

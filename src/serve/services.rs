@@ -68,10 +68,11 @@ impl Listeners {
         config.export.validate()?;
         let layouts = LayoutSet::from_formats(&config.formats)
             .map_err(|source| ServeError::Formats { key: "formats", source })?;
-        let engine_config = config
+        let mut engine_config = config
             .window
             .to_engine_config()
             .map_err(|e| ConfigError::Invalid(format!("window: {e}")))?;
+        engine_config.thresholds = config.diagnosis.thresholds();
         let ingest_listener =
             if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
         let admin = bind(config.admin.listen, "admin")?;

@@ -22,6 +22,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::findings::DeniedKey;
 use super::pane::Pane;
 use super::table::Measure;
 use super::time::PaneId;
@@ -31,8 +32,8 @@ use super::time::PaneId;
 pub struct SourceHistory {
     /// The first pane ever recorded for the interface.
     first: Option<PaneId>,
-    /// Each recorded pane's top sources with their bytes, oldest pane first.
-    panes: VecDeque<(PaneId, PaneSources)>,
+    /// Each recorded pane, oldest first.
+    panes: VecDeque<(PaneId, PaneRecord)>,
 }
 
 /// The histories of every interface, by interned interface id.
@@ -40,6 +41,35 @@ pub type SourceHistories = HashMap<u32, SourceHistory>;
 
 /// The top sources of one pane, as the history records them.
 pub type PaneSources = Box<[(IpAddr, u64)]>;
+
+/// What the history keeps of one pane: its top sources with their bytes, and the
+/// destinations its egress was denied to (at most [`DENIED_PER_PANE`], by flows).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaneRecord {
+    pub sources: PaneSources,
+    pub denied: Box<[DeniedKey]>,
+}
+
+/// Denied destinations a recorded pane keeps.
+pub const DENIED_PER_PANE: usize = 64;
+
+/// What the history records of `pane`.
+pub fn pane_record(pane: &Pane, keep: usize) -> PaneRecord {
+    let mut denied: Vec<(DeniedKey, u64)> = Vec::new();
+    for (c, t) in pane.egress.rejected.iter() {
+        let key = (c.remote_address, c.remote_port, c.protocol);
+        match denied.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, flows)) => *flows += t.flows,
+            None => denied.push((key, t.flows)),
+        }
+    }
+    denied.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    denied.truncate(DENIED_PER_PANE);
+    PaneRecord {
+        sources: pane_sources(pane, keep),
+        denied: denied.into_iter().map(|(k, _)| k).collect(),
+    }
+}
 
 /// The `keep` sources of `pane` with the most bytes (ties to more packets, then the smaller
 /// address), with their bytes.
@@ -61,12 +91,13 @@ pub fn pane_sources(pane: &Pane, keep: usize) -> PaneSources {
 impl SourceHistory {
     /// Records pane `id`'s top sources, then forgets panes older than `retain` panes before it.
     /// Panes come in increasing order; a pane already recorded is ignored.
-    pub fn record(&mut self, id: PaneId, sources: PaneSources, retain: u64) {
-        if sources.is_empty() || self.panes.back().is_some_and(|(last, _)| *last >= id) {
+    pub fn record(&mut self, id: PaneId, record: PaneRecord, retain: u64) {
+        let empty = record.sources.is_empty() && record.denied.is_empty();
+        if empty || self.panes.back().is_some_and(|(last, _)| *last >= id) {
             return;
         }
         self.first.get_or_insert(id);
-        self.panes.push_back((id, sources));
+        self.panes.push_back((id, record));
         let oldest = id.saturating_sub(retain);
         while self.panes.front().is_some_and(|(p, _)| *p < oldest) {
             self.panes.pop_front();
@@ -82,15 +113,19 @@ impl SourceHistory {
         }
     }
 
-    /// The sums of the sources recorded in panes `[from, to)`.
-    fn sums(&self, from: PaneId, to: PaneId) -> Sums {
+    /// The sums of the sources recorded in panes `[from, to)`, and the denied destinations.
+    fn sums(&self, from: PaneId, to: PaneId) -> (Sums, Vec<DeniedKey>) {
         let mut sums = Sums::default();
-        for (_, sources) in self.panes.iter().filter(|(p, _)| *p >= from && *p < to) {
-            for (address, bytes) in sources.iter() {
+        let mut denied = Vec::new();
+        for (_, record) in self.panes.iter().filter(|(p, _)| *p >= from && *p < to) {
+            for (address, bytes) in record.sources.iter() {
                 *sums.entry(*address).or_default() += u128::from(*bytes);
             }
+            denied.extend_from_slice(&record.denied);
         }
-        sums
+        denied.sort_unstable();
+        denied.dedup();
+        (sums, denied)
     }
 }
 
@@ -107,19 +142,26 @@ pub fn view(
     let span_start = first.saturating_sub(window_panes.saturating_mul(baseline_windows));
     let covered_from = span_start.max(history.first?);
     let covered = first.checked_sub(covered_from).filter(|c| *c > 0)?;
-    let sums = history.sums(covered_from, first);
-    Some(BaselineView { sums, window_panes, covered })
+    let (sums, denied) = history.sums(covered_from, first);
+    Some(BaselineView { sums, denied, window_panes, covered })
 }
 
 /// A source's baseline for one window: built once per interface and window, read per source.
 #[derive(Debug)]
 pub struct BaselineView {
     sums: Sums,
+    /// The destinations denied in the span, sorted.
+    denied: Vec<DeniedKey>,
     window_panes: u64,
     covered: u64,
 }
 
 impl BaselineView {
+    /// Whether egress to `key` was denied in the span.
+    pub fn denied_before(&self, key: &DeniedKey) -> bool {
+        self.denied.binary_search(key).is_ok()
+    }
+
     /// The source's mean bytes per window length over the covered span (rounded down).
     pub fn baseline_bytes(&self, address: &IpAddr) -> u64 {
         let sum = self.sums.get(address).copied().unwrap_or(0);
@@ -141,8 +183,11 @@ mod tests {
         IpAddr::V4(std::net::Ipv4Addr::new(10, 0, 0, n))
     }
 
-    fn sources(list: &[(u8, u64)]) -> PaneSources {
-        list.iter().map(|&(a, b)| (ip(a), b)).collect()
+    fn sources(list: &[(u8, u64)]) -> PaneRecord {
+        PaneRecord {
+            sources: list.iter().map(|&(a, b)| (ip(a), b)).collect(),
+            denied: Box::new([]),
+        }
     }
 
     #[test]

@@ -20,6 +20,7 @@ use smallvec::SmallVec;
 
 use super::baseline::spike_ratio;
 use super::distinct::{DistinctCounts, DistinctDestinations, estimated_counts, exact_counts};
+use super::findings::Thresholds;
 use super::merge::top_n;
 use super::pane::{SourceEntry, TcpFlagCounts, Traffic};
 use super::snapshot::{BuildOptions, WindowPanes, share_pct};
@@ -32,30 +33,23 @@ pub enum Detail {
     /// Top flows, pane series and top destinations for every listed source.
     #[default]
     Always,
-    /// Those lists only for a source with a finding: a port scan (at least
-    /// [`SCAN_PORTS`] distinct destination ports) or a spike (`spike_ratio` of at least
-    /// [`SPIKE_RATIO`] on at least [`SPIKE_MIN_BYTES`]).
+    /// Those lists only for a source with a finding: a port scan or a spike (see
+    /// [`super::findings`]).
     OnFinding,
     /// No lists; every listed source keeps its scalar measures.
     Off,
 }
 
-/// Distinct destination ports of one source that make a port scan.
-pub const SCAN_PORTS: u64 = 100;
-/// The `spike_ratio` that makes a spike, on at least [`SPIKE_MIN_BYTES`] in the window.
-pub const SPIKE_RATIO: f64 = 5.0;
-pub const SPIKE_MIN_BYTES: u64 = 10_000_000;
-
 impl Detail {
     /// Whether a source with this detail and traffic gets its lists.
-    pub fn lists(self, detail: &SourceDetail, traffic: &Traffic) -> bool {
+    pub fn lists(self, detail: &SourceDetail, traffic: &Traffic, th: &Thresholds) -> bool {
         match self {
             Detail::Always => true,
             Detail::Off => false,
             Detail::OnFinding => {
-                let scan = detail.distinct.ports >= SCAN_PORTS;
-                let spike = traffic.bytes >= SPIKE_MIN_BYTES
-                    && detail.spike_ratio.is_some_and(|r| r >= SPIKE_RATIO);
+                let scan = detail.distinct.ports >= th.scan_ports;
+                let spike = traffic.bytes >= th.spike_min_bytes
+                    && detail.spike_ratio.is_some_and(|r| r >= th.spike_ratio);
                 scan || spike
             }
         }

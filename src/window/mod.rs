@@ -36,12 +36,14 @@
 //! ```
 
 pub mod baseline;
+pub mod conversation;
 pub(crate) mod counters;
 pub mod diagnosis;
 pub mod direction;
 pub mod distinct;
 pub mod engine;
 pub mod event;
+pub mod findings;
 pub(crate) mod merge;
 pub mod pane;
 pub mod snapshot;

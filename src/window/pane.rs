@@ -11,6 +11,7 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+use super::conversation::EgressConversations;
 pub use super::counters::{
     DirectionTotals, FlowCounters, ProtocolTraffic, RecordCounts, TcpFlagCounts, Traffic,
 };
@@ -363,6 +364,8 @@ pub struct Pane {
     /// The interface's own addresses in the pane's records, in order of appearance, at most
     /// [`MAX_PANE_LOCALS`].
     pub local_addresses: Vec<IpAddr>,
+    /// Egress conversations: rejected ones counted, accepted ones remembered.
+    pub egress: EgressConversations,
 }
 
 /// Local addresses a pane lists at most.
@@ -382,6 +385,7 @@ impl Pane {
             directions: [DirectionTotals::default(); 3],
             bases: Bases::default(),
             local_addresses: Vec::new(),
+            egress: EgressConversations::new(caps.destinations),
         }
     }
 
@@ -434,6 +438,9 @@ impl Pane {
                 Some(dst) => self.destinations.entry(dst).record(ev),
                 None => self.unattributed_destinations.record(ev),
             }
+        }
+        if ev.direction == Direction::Egress {
+            self.egress.record(ev);
         }
         if let Some(p) = ev.protocol {
             match self.protocols.iter_mut().find(|(q, _)| *q == p) {

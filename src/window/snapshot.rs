@@ -13,6 +13,7 @@ use serde::Serialize;
 use super::baseline::BaselineView;
 use super::diagnosis::{self, DestinationOfSource, Detail, RejectedSourceSnapshot, SourceDetail};
 use super::direction::{Bases, Direction};
+use super::findings::{self, AsymmetricFlow, DeniedOutbound, Finding, Thresholds};
 use super::merge::{PRUNE_FROM, sum_by_key, top_n, window_flow_candidates};
 use super::pane::{DirectionTotals, Pane, ProtocolTraffic, RecordCounts, SourceEntry, Traffic};
 use super::table::{Measure, rank};
@@ -48,6 +49,7 @@ impl Default for TopN {
 pub struct BuildOptions<'a> {
     pub top: &'a TopN,
     pub detail: Detail,
+    pub thresholds: &'a Thresholds,
     pub baseline: Option<&'a BaselineView>,
 }
 
@@ -105,6 +107,11 @@ pub struct Snapshot {
     pub protocols: Vec<ProtocolSnapshot>,
     /// The sources with the most rejected flows, whatever their bytes (a scanner's probes).
     pub rejected_sources: Vec<RejectedSourceSnapshot>,
+    /// Rejected egress by destination, port and protocol (see [`super::findings`]).
+    pub denied_outbound: Vec<DeniedOutbound>,
+    /// Conversations accepted one way and rejected the other.
+    pub asymmetric_flows: Vec<AsymmetricFlow>,
+    pub findings: Vec<Finding>,
     /// 0 for the first emission; each correction by a late record (`--late update`) adds one.
     pub revision: u32,
     /// Whether a cap was exceeded in this window, so lists are heavy-hitter estimates.
@@ -240,7 +247,25 @@ pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> 
     for t in &directions.totals {
         totals.add(t);
     }
-    let ranked = ranked_sources(window, options, &directions, &mut approx);
+    let summed = sum_by_key(
+        panes.iter().map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
+    );
+    let rejected = diagnosis::rejected_sources(&summed, window, top.rejected_sources);
+    let asymmetric_flows = findings::asymmetric_flows(window, &summed);
+    let (denied_outbound, denied_counts) =
+        findings::denied_outbound(window, |k| findings::seen_in(options.baseline, k));
+    let ranked = ranked_sources(window, options, &directions, &mut approx, summed);
+    let findings = findings::findings(
+        &findings::FindingInputs {
+            sources: &ranked.sources,
+            rejected_sources: &rejected,
+            denied_outbound: &denied_outbound,
+            denied_counts,
+            asymmetric_flows: &asymmetric_flows,
+            interface_id: &key.interface_id,
+        },
+        options.thresholds,
+    );
     let (destinations, other_destinations) = ranked_destinations(panes, top);
     let protocols = protocol_snapshots(panes);
     let approximate = approx != Approximation::default();
@@ -269,7 +294,10 @@ pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> 
         destinations,
         other_destinations,
         protocols,
-        rejected_sources: ranked.rejected,
+        rejected_sources: rejected,
+        denied_outbound,
+        asymmetric_flows,
+        findings,
         revision: key.revision,
         approximate,
         approximation: approx,
@@ -329,20 +357,20 @@ fn listed_bytes<'a>(listed: impl Iterator<Item = &'a Traffic>, other: &Other) ->
     listed.fold(other.bytes, |sum, t| sum.saturating_add(t.bytes))
 }
 
-/// A window's sources: the listed ones, the rest, and those listed by rejected flows.
+/// A window's sources: the listed ones and the rest.
 struct RankedSources {
     sources: Vec<SourceSnapshot>,
     other: Other,
-    rejected: Vec<RejectedSourceSnapshot>,
 }
 
-/// Sources summed across panes and ranked: the top N with their detail, the rest, and the
-/// sources with the most rejected flows.
+/// Sources summed across panes (`sources`) and ranked: the top N with their detail, and the
+/// rest.
 fn ranked_sources(
     window: &WindowPanes,
     options: &BuildOptions,
     directions: &WindowDirections,
     approx: &mut Approximation,
+    sources: Vec<(IpAddr, Traffic)>,
 ) -> RankedSources {
     let panes = &window.panes[..];
     let top = options.top;
@@ -351,10 +379,6 @@ fn ranked_sources(
         other.add(&p.sources.folded().traffic());
         other.add(&p.unattributed_sources);
     }
-    let sources = sum_by_key(
-        panes.iter().map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
-    );
-    let rejected = diagnosis::rejected_sources(&sources, window, top.rejected_sources);
     let (listed, rest) = top_n(sources, top.sources);
     for (_, t) in &rest {
         other.add(t);
@@ -368,7 +392,7 @@ fn ranked_sources(
         .map(|(addr, t)| {
             let entries = diagnosis::entries_of(&addr, window);
             let mut detail = SourceDetail::of(&addr, &t, &entries, window.len, options);
-            let lists = options.detail.lists(&detail, &t);
+            let lists = options.detail.lists(&detail, &t, options.thresholds);
             let top_flows = if lists {
                 let (flows, flow_approx) =
                     source_flows(addr, &entries.entries, top.flows, direction);
@@ -403,7 +427,7 @@ fn ranked_sources(
             }
         })
         .collect();
-    RankedSources { sources: listed, other, rejected }
+    RankedSources { sources: listed, other }
 }
 
 /// Destinations summed across panes and ranked: the top N, and the rest.

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use vpcflowd::decode::{LayoutSet, LineContext, parse_line};
 use vpcflowd::window::diagnosis::Detail;
 use vpcflowd::window::direction::{DirectionMode, DirectionSettings, LocalAddresses};
+use vpcflowd::window::findings::Thresholds;
 use vpcflowd::window::{Engine, EngineConfig, LatePolicy, TopN, WindowSpec};
 
 #[derive(Debug, Clone)]
@@ -358,8 +359,11 @@ impl T {
 /// ARCHITECTURE.md, by brute force.
 #[derive(Default)]
 struct History {
-    panes: HashMap<u8, Vec<(u64, PaneTop)>>,
+    panes: HashMap<u8, Vec<(u64, PaneTop, Vec<DeniedKey>)>>,
 }
+
+/// A denied destination: (remote address, port, protocol).
+type DeniedKey = (IpAddr, u16, u8);
 
 /// A recorded pane's top sources and their bytes.
 type PaneTop = Vec<(IpAddr, u64)>;
@@ -373,9 +377,30 @@ impl History {
         }
         let top: Vec<(IpAddr, u64)> =
             ranked(sources).into_iter().take(cfg.top.sources).map(|(a, t)| (a, t.bytes)).collect();
-        if !top.is_empty() {
-            self.panes.entry(iface).or_default().push((k, top));
+        let mut denied: BTreeMap<DeniedKey, u64> = BTreeMap::new();
+        for s in stored.iter().filter(|s| s.rec.iface == iface && s.pane == k && egress_rejected(s))
+        {
+            *denied.entry(denied_key(&s.rec)).or_default() += 1;
         }
+        let mut denied: Vec<(DeniedKey, u64)> = denied.into_iter().collect();
+        denied.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        let denied: Vec<DeniedKey> = denied.into_iter().take(64).map(|(k, _)| k).collect();
+        if !top.is_empty() || !denied.is_empty() {
+            self.panes.entry(iface).or_default().push((k, top, denied));
+        }
+    }
+
+    /// The recorded panes of the baseline span of window `k`, if it is not empty.
+    fn span(&self, iface: u8, k: u64, cfg: &Cfg) -> Option<Vec<&(u64, PaneTop, Vec<DeniedKey>)>> {
+        let panes = self.panes.get(&iface)?;
+        let span_start = k.saturating_sub(cfg.panes * cfg.baseline_windows);
+        let from = span_start.max(panes.first()?.0);
+        k.checked_sub(from).filter(|c| *c > 0)?;
+        Some(panes.iter().filter(|(p, _, _)| *p >= from && *p < k).collect())
+    }
+
+    fn denied_before(&self, iface: u8, k: u64, cfg: &Cfg, key: &DeniedKey) -> bool {
+        self.span(iface, k, cfg).is_some_and(|span| span.iter().any(|(_, _, d)| d.contains(key)))
     }
 
     fn baseline(&self, iface: u8, k: u64, cfg: &Cfg, addr: &IpAddr) -> Option<u64> {
@@ -385,11 +410,188 @@ impl History {
         let covered = k.checked_sub(from).filter(|c| *c > 0)?;
         let sum: u64 = panes
             .iter()
-            .filter(|(p, _)| *p >= from && *p < k)
-            .flat_map(|(_, top)| top.iter().filter(|(a, _)| a == addr).map(|(_, b)| *b))
+            .filter(|(p, _, _)| *p >= from && *p < k)
+            .flat_map(|(_, top, _)| top.iter().filter(|(a, _)| a == addr).map(|(_, b)| *b))
             .sum();
         Some(sum * cfg.panes / covered)
     }
+}
+
+/// Whether a stored record is rejected egress traffic.
+fn egress_rejected(s: &Stored) -> bool {
+    egress(s) && s.rec.action == "REJECT"
+}
+
+/// Whether a stored record is egress traffic (which `--direction off` never decides).
+fn egress(s: &Stored) -> bool {
+    s.traffic && s.rec.status == "OK" && s.decision.dir == "egress"
+}
+
+fn denied_key(r: &Rec) -> DeniedKey {
+    (r.dst_ip(), r.dport, r.proto)
+}
+
+/// The model's thresholds: low enough that random streams raise every kind of finding.
+fn model_thresholds() -> Thresholds {
+    Thresholds {
+        scan_ports: 2,
+        scan_hosts: 2,
+        denied_flows: 2,
+        spike_ratio: 1.5,
+        spike_min_bytes: 500,
+    }
+}
+
+/// A conversation seen from the interface: (local, local port, remote, remote port, protocol).
+type Conv = (IpAddr, u16, IpAddr, u16, u8);
+
+/// `denied_outbound`, its distinct (addresses, ports), and `asymmetric_flows` of a window's
+/// records, by brute force.
+fn security(
+    recs: &[&Stored],
+    iface: u8,
+    k: u64,
+    cfg: &Cfg,
+    history: &History,
+) -> (Vec<Value>, (usize, usize), Vec<Value>) {
+    let mut denied: BTreeMap<DeniedKey, T> = BTreeMap::new();
+    let (mut e_rej, mut e_acc) = (BTreeMap::<Conv, u64>::new(), BTreeSet::<Conv>::new());
+    let (mut i_rej, mut i_acc) = (BTreeMap::<Conv, u64>::new(), BTreeMap::<Conv, u64>::new());
+    for s in recs.iter().filter(|s| egress(s)) {
+        let r = &s.rec;
+        let conv = (r.src_ip(), r.sport, r.dst_ip(), r.dport, r.proto);
+        if r.action == "REJECT" {
+            denied.entry(denied_key(r)).or_default().add(r);
+            *e_rej.entry(conv).or_default() += 1;
+        } else {
+            e_acc.insert(conv);
+        }
+    }
+    for s in recs.iter().filter(|s| counted(s)) {
+        let r = &s.rec;
+        let conv = (r.dst_ip(), r.dport, r.src_ip(), r.sport, r.proto);
+        let side = if r.action == "REJECT" { &mut i_rej } else { &mut i_acc };
+        *side.entry(conv).or_default() += 1;
+    }
+    let addresses: BTreeSet<IpAddr> = denied.keys().map(|k| k.0).collect();
+    let ports: BTreeSet<u16> = denied.keys().map(|k| k.1).collect();
+    let mut denied: Vec<(DeniedKey, T)> = denied.into_iter().collect();
+    denied.sort_by(|a, b| (b.1.flows, b.1.packets, a.0).cmp(&(a.1.flows, a.1.packets, b.0)));
+    let denied_values = denied
+        .iter()
+        .take(15)
+        .map(|(key, t)| {
+            json!({"address": key.0, "port": key.1, "protocol": key.2, "flows": t.flows,
+                   "packets": t.packets, "bytes": t.bytes,
+                   "new": !history.denied_before(iface, k, cfg, key)})
+        })
+        .collect();
+    let convs: BTreeSet<Conv> = e_rej.keys().chain(i_rej.keys()).copied().collect();
+    let mut asymmetric: Vec<(u64, Conv, &str, &str)> = Vec::new();
+    let name = |accepted: bool, rejected: bool| match (accepted, rejected) {
+        (true, true) => "ACCEPT+REJECT",
+        (true, false) => "ACCEPT",
+        (false, true) => "REJECT",
+        (false, false) => "-",
+    };
+    for c in convs {
+        let (ia, ir) = (i_acc.get(&c).copied().unwrap_or(0), i_rej.get(&c).copied().unwrap_or(0));
+        let (ea, er) = (e_acc.contains(&c), e_rej.get(&c).copied().unwrap_or(0));
+        if (ia > 0 && er > 0) || (ea && ir > 0) {
+            asymmetric.push((ir + er, c, name(ia > 0, ir > 0), name(ea, er > 0)));
+        }
+    }
+    asymmetric.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
+    let asymmetric_values = asymmetric
+        .iter()
+        .take(15)
+        .map(|(rejected, c, ingress, egress)| {
+            let nacl = matches!((*ingress, *egress), ("ACCEPT", "REJECT") | ("REJECT", "ACCEPT"));
+            json!({"local_address": c.0, "local_port": c.1, "remote_address": c.2,
+                   "remote_port": c.3, "protocol": c.4, "ingress_action": ingress,
+                   "egress_action": egress, "likely_cause": if nacl { "nacl" } else { "sg_or_nacl" },
+                   "rejected_flows": rejected})
+        })
+        .collect();
+    (denied_values, (addresses.len(), ports.len()), asymmetric_values)
+}
+
+/// The findings of ARCHITECTURE.md's rules over the snapshot's own lists.
+fn findings(
+    sources: &[Value],
+    rejected: &[Value],
+    denied: &[Value],
+    counts: (usize, usize),
+    asymmetric: &[Value],
+    iface_id: &str,
+) -> Vec<Value> {
+    let th = model_thresholds();
+    let mut out = Vec::new();
+    let mut scanners: Vec<(IpAddr, u64, u64)> = Vec::new();
+    for s in sources.iter().chain(rejected) {
+        let address: IpAddr = s["address"].as_str().unwrap().parse().unwrap();
+        let ports = s["distinct_destination_ports"].as_u64().unwrap();
+        if ports >= th.scan_ports && !scanners.iter().any(|x| x.0 == address) {
+            scanners.push((address, ports, s["rejected_flows"].as_u64().unwrap()));
+        }
+    }
+    scanners.sort_by_key(|s| s.0);
+    for (a, ports, r) in scanners {
+        out.push(json!({"kind": "port_scan", "subject": a.to_string(), "value": ports as f64,
+            "threshold": th.scan_ports as f64,
+            "detail": format!("{a} reached {ports} ports of the interface ({r} rejected flows)")}));
+    }
+    let (addresses, ports) = (counts.0 as u64, counts.1 as u64);
+    if addresses >= th.scan_hosts {
+        out.push(json!({"kind": "outbound_scan", "subject": iface_id, "value": addresses as f64,
+            "threshold": th.scan_hosts as f64,
+            "detail": format!("{iface_id} was denied connecting out to {addresses} addresses")}));
+    } else if ports >= th.scan_ports {
+        out.push(json!({"kind": "outbound_scan", "subject": iface_id, "value": ports as f64,
+            "threshold": th.scan_ports as f64,
+            "detail": format!("{iface_id} was denied connecting out to {ports} ports")}));
+    }
+    for d in denied {
+        let flows = d["flows"].as_u64().unwrap();
+        if d["new"] == true && flows >= th.denied_flows {
+            let subject =
+                format!("{}:{}/{}", d["address"].as_str().unwrap(), d["port"], d["protocol"]);
+            out.push(json!({"kind": "denied_outbound", "subject": subject, "value": flows as f64,
+                "threshold": th.denied_flows as f64,
+                "detail": format!("{flows} denied outbound flows to {subject}, not denied before")}));
+        }
+    }
+    for a in asymmetric.iter().filter(|a| a["likely_cause"] == "nacl") {
+        let subject = format!(
+            "{}:{} <-> {}:{}/{}",
+            a["local_address"].as_str().unwrap(),
+            a["local_port"],
+            a["remote_address"].as_str().unwrap(),
+            a["remote_port"],
+            a["protocol"]
+        );
+        let detail = format!(
+            "ingress {}, egress {}: a network ACL, as a security group would let the reply through",
+            a["ingress_action"].as_str().unwrap(),
+            a["egress_action"].as_str().unwrap()
+        );
+        out.push(json!({"kind": "nacl_asymmetry", "subject": subject,
+            "value": a["rejected_flows"].as_u64().unwrap() as f64, "threshold": 1.0, "detail": detail}));
+    }
+    for s in sources {
+        let bytes = s["bytes"].as_u64().unwrap();
+        if let Some(ratio) = s["spike_ratio"].as_f64()
+            && ratio >= th.spike_ratio
+            && bytes >= th.spike_min_bytes
+        {
+            let a = s["address"].as_str().unwrap();
+            out.push(
+                json!({"kind": "spike", "subject": a, "value": ratio, "threshold": th.spike_ratio,
+                "detail": format!("{a} sent {bytes} bytes, {ratio:.1} times its baseline")}),
+            );
+        }
+    }
+    out
 }
 
 /// Whether a stored record counts for its source: traffic, OK, and ingress (or no direction).
@@ -591,6 +793,15 @@ fn snapshot(
         .map(|(addr, t)| source_value(addr, t, &recs, k, cfg, share(t.bytes), baseline(addr)))
         .collect();
     let rejected_values = rejected_sources(&sources, &recs, cfg);
+    let (denied_values, denied_counts, asymmetric_values) = security(&recs, iface, k, cfg, history);
+    let finding_values = findings(
+        &source_values,
+        &rejected_values,
+        &denied_values,
+        denied_counts,
+        &asymmetric_values,
+        &first.rec.iface_id(),
+    );
     let other = |rest: &[(IpAddr, T)]| {
         let mut o = T::default();
         for (_, t) in rest {
@@ -637,7 +848,9 @@ fn snapshot(
         "unknown_direction": dir_value("unknown"),
         "sources": source_values, "other_sources": other(rest),
         "destinations": dest_values, "other_destinations": other(drest),
-        "protocols": proto_values, "rejected_sources": rejected_values, "revision": revision, "approximate": false,
+        "protocols": proto_values, "rejected_sources": rejected_values,
+        "denied_outbound": denied_values, "asymmetric_flows": asymmetric_values,
+        "findings": finding_values, "revision": revision, "approximate": false,
         "approximation": {"source_bytes_error": 0, "destination_bytes_error": 0, "flow_bytes_error": 0,
                           "evicted_sources": 0, "evicted_destinations": 0, "evicted_flows": 0},
     }))
@@ -653,6 +866,7 @@ fn engine_config(cfg: &Cfg, shards: usize) -> EngineConfig {
     c.top = cfg.top;
     c.baseline_windows = cfg.baseline_windows;
     c.detail = cfg.detail;
+    c.thresholds = model_thresholds();
     c.shards = shards;
     c.batch_size = 7; // small batches: many interleavings of batches and markers
     c.direction = match cfg.basis {
@@ -991,7 +1205,12 @@ fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
         revision: 0,
     };
     let top = TopN { sources: 3, destinations: 3, flows: 3, ..TopN::default() };
-    let options = BuildOptions { top: &top, detail: Detail::Always, baseline: None };
+    let options = BuildOptions {
+        top: &top,
+        detail: Detail::Always,
+        thresholds: &Default::default(),
+        baseline: None,
+    };
     let s = build(key, &WindowPanes::single(&pane), &options);
     let a = s.sources.iter().find(|x| x.address == IpAddr::V4(Ipv4Addr::new(10, 0, 0, 1))).unwrap();
     let listed = a.top_flows[0].bytes;

@@ -11,7 +11,7 @@ use super::checkpoint::CloserCheckpoint;
 use super::config::{EngineConfig, LatePolicy};
 use super::shard::Shard;
 use super::{Ack, CloseProgress, EngineStats, MarkerInfo, shard_of};
-use crate::window::baseline::{self, PaneSources, SourceHistories, pane_sources};
+use crate::window::baseline::{self, PaneRecord, SourceHistories, pane_record};
 use crate::window::event::Names;
 use crate::window::pane::InterfacePanes;
 use crate::window::snapshot::{BuildOptions, Snapshot, SnapshotKey, build};
@@ -218,8 +218,8 @@ impl Closer {
                             let (iface, state) = (*entry.key(), entry.value());
                             if let Some(snapshot) = this.build(iface, state, k, 0) {
                                 let pane = state.panes_in(k, 1).next();
-                                let sources = pane.map(|p| pane_sources(p, keep));
-                                v.push(ClosedInterface { iface, snapshot, sources });
+                                let record = pane.map(|p| pane_record(p, keep));
+                                v.push(ClosedInterface { iface, snapshot, record });
                             }
                         }
                         v
@@ -234,8 +234,8 @@ impl Closer {
             if track_revisions {
                 self.revisions.insert((closed.iface, k), 0);
             }
-            if let Some(sources) = closed.sources {
-                self.histories.entry(closed.iface).or_default().record(k, sources, retain);
+            if let Some(record) = closed.record {
+                self.histories.entry(closed.iface).or_default().record(k, record, retain);
             }
             out.push(closed.snapshot);
         }
@@ -276,15 +276,16 @@ impl Closer {
         let options = BuildOptions {
             top: &self.config.top,
             detail: self.config.detail,
+            thresholds: &self.config.thresholds,
             baseline: baseline.as_ref(),
         };
         Some(build(key, &window, &options))
     }
 }
 
-/// What closing a window gave for one interface: its snapshot, and its pane's top sources.
+/// What closing a window gave for one interface: its snapshot, and its pane's record.
 struct ClosedInterface {
     iface: u32,
     snapshot: Snapshot,
-    sources: Option<PaneSources>,
+    record: Option<PaneRecord>,
 }

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use super::super::diagnosis::Detail;
 use super::super::direction::DirectionSettings;
+use super::super::findings::Thresholds;
 use super::super::pane::Caps;
 use super::super::snapshot::TopN;
 use super::super::time::{PaneId, TimeField, TimeMode, WindowSpec};
@@ -36,6 +37,8 @@ pub struct EngineConfig {
     pub detail: Detail,
     /// Window lengths of history in a source's baseline.
     pub baseline_windows: u64,
+    /// The thresholds of findings.
+    pub thresholds: Thresholds,
     pub caps: Caps,
     pub shards: usize,
     /// The region for records that do not carry one.
@@ -61,6 +64,7 @@ impl EngineConfig {
             top: TopN::default(),
             detail: Detail::Always,
             baseline_windows: 12,
+            thresholds: Thresholds::default(),
             caps: Caps::default(),
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             region: None,
