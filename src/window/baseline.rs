@@ -55,20 +55,29 @@ pub const DENIED_PER_PANE: usize = 64;
 
 /// What the history records of `pane`.
 pub fn pane_record(pane: &Pane, keep: usize) -> PaneRecord {
-    let mut denied: Vec<(DeniedKey, u64)> = Vec::new();
-    for (c, t) in pane.egress.rejected.iter() {
-        let key = (c.remote_address, c.remote_port, c.protocol);
-        match denied.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, flows)) => *flows += t.flows,
-            None => denied.push((key, t.flows)),
+    let mut all: Vec<(DeniedKey, u64)> = pane
+        .egress
+        .rejected
+        .iter()
+        .map(|(c, t)| ((c.remote_address, c.remote_port, c.protocol), t.flows))
+        .collect();
+    // Conversations to one destination differ by local address and port: merge them.
+    all.sort_unstable_by_key(|(k, _)| *k);
+    let mut denied: Vec<(DeniedKey, u64)> = Vec::with_capacity(all.len());
+    for (key, flows) in all {
+        match denied.last_mut() {
+            Some((last, sum)) if *last == key => *sum += flows,
+            _ => denied.push((key, flows)),
         }
     }
-    denied.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-    denied.truncate(DENIED_PER_PANE);
-    PaneRecord {
-        sources: pane_sources(pane, keep),
-        denied: denied.into_iter().map(|(k, _)| k).collect(),
+    if denied.len() > DENIED_PER_PANE {
+        denied.select_nth_unstable_by(DENIED_PER_PANE, |a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        denied.truncate(DENIED_PER_PANE);
     }
+    // Sorted by key, for `denied_before`'s binary search.
+    let mut denied: Box<[DeniedKey]> = denied.into_iter().map(|(k, _)| k).collect();
+    denied.sort_unstable();
+    PaneRecord { sources: pane_sources(pane, keep), denied }
 }
 
 /// The `keep` sources of `pane` with the most bytes (ties to more packets, then the smaller
@@ -113,19 +122,20 @@ impl SourceHistory {
         }
     }
 
-    /// The sums of the sources recorded in panes `[from, to)`, and the denied destinations.
-    fn sums(&self, from: PaneId, to: PaneId) -> (Sums, Vec<DeniedKey>) {
+    /// The recorded panes in `[from, to)`.
+    fn span(&self, from: PaneId, to: PaneId) -> impl Iterator<Item = &PaneRecord> {
+        self.panes.iter().filter(move |(p, _)| *p >= from && *p < to).map(|(_, r)| r)
+    }
+
+    /// The sums of the sources recorded in panes `[from, to)`.
+    fn sums(&self, from: PaneId, to: PaneId) -> Sums {
         let mut sums = Sums::default();
-        let mut denied = Vec::new();
-        for (_, record) in self.panes.iter().filter(|(p, _)| *p >= from && *p < to) {
+        for record in self.span(from, to) {
             for (address, bytes) in record.sources.iter() {
                 *sums.entry(*address).or_default() += u128::from(*bytes);
             }
-            denied.extend_from_slice(&record.denied);
         }
-        denied.sort_unstable();
-        denied.dedup();
-        (sums, denied)
+        sums
     }
 }
 
@@ -138,28 +148,30 @@ pub fn view(
     first: PaneId,
     window_panes: u64,
     baseline_windows: u64,
-) -> Option<BaselineView> {
+) -> Option<BaselineView<'_>> {
     let span_start = first.saturating_sub(window_panes.saturating_mul(baseline_windows));
     let covered_from = span_start.max(history.first?);
     let covered = first.checked_sub(covered_from).filter(|c| *c > 0)?;
-    let (sums, denied) = history.sums(covered_from, first);
-    Some(BaselineView { sums, denied, window_panes, covered })
+    let sums = history.sums(covered_from, first);
+    Some(BaselineView { sums, history, from: covered_from, to: first, window_panes, covered })
 }
 
 /// A source's baseline for one window: built once per interface and window, read per source.
 #[derive(Debug)]
-pub struct BaselineView {
+pub struct BaselineView<'a> {
     sums: Sums,
-    /// The destinations denied in the span, sorted.
-    denied: Vec<DeniedKey>,
+    /// The history and the span, for `denied_before`.
+    history: &'a SourceHistory,
+    from: PaneId,
+    to: PaneId,
     window_panes: u64,
     covered: u64,
 }
 
-impl BaselineView {
+impl BaselineView<'_> {
     /// Whether egress to `key` was denied in the span.
     pub fn denied_before(&self, key: &DeniedKey) -> bool {
-        self.denied.binary_search(key).is_ok()
+        self.history.span(self.from, self.to).any(|r| r.denied.binary_search(key).is_ok())
     }
 
     /// The source's mean bytes per window length over the covered span (rounded down).

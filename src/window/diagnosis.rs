@@ -224,12 +224,8 @@ fn distinct_counts(entries: &[&SourceEntry]) -> DistinctCounts {
 }
 
 /// The `n` sources with the most rejected flows (then rejected packets, then the smaller
-/// address), from the window's summed sources.
-pub fn rejected_sources(
-    sources: &[(IpAddr, Traffic)],
-    window: &WindowPanes,
-    n: usize,
-) -> Vec<RejectedSourceSnapshot> {
+/// address), of the window's summed sources; none without a rejected flow.
+pub fn most_rejected(sources: &[(IpAddr, Traffic)], n: usize) -> Vec<(IpAddr, Traffic)> {
     let mut candidates: Vec<(IpAddr, Traffic)> =
         sources.iter().filter(|(_, t)| t.rejected_flows > 0).copied().collect();
     let by_rejects = |a: &(IpAddr, Traffic), b: &(IpAddr, Traffic)| {
@@ -244,6 +240,15 @@ pub fn rejected_sources(
     }
     candidates.sort_by(by_rejects);
     candidates
+}
+
+/// The `n` sources with the most rejected flows ([`most_rejected`]) as snapshot entries.
+pub fn rejected_sources(
+    sources: &[(IpAddr, Traffic)],
+    window: &WindowPanes,
+    n: usize,
+) -> Vec<RejectedSourceSnapshot> {
+    most_rejected(sources, n)
         .into_iter()
         .map(|(address, t)| {
             let entries = entries_of(&address, window).entries;

@@ -21,13 +21,21 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::BaselineView;
 use super::conversation::Conversation;
-use super::diagnosis::{RejectedSourceSnapshot, entries_of};
-use super::pane::Traffic;
+use super::diagnosis::{RejectedSourceSnapshot, entries_of, most_rejected};
+use super::pane::{FlowKey, Traffic};
 use super::snapshot::{SourceSnapshot, WindowPanes};
 use crate::decode::Action;
 
 /// Entries `denied_outbound` and `asymmetric_flows` list at most.
 pub const LISTED: usize = 15;
+
+/// Sources, by rejected flows, whose flows `asymmetric_flows` reads.
+pub const INGRESS_SEEDS: usize = 16;
+/// Denied (address, port, protocol) groups, by flows, whose conversations `asymmetric_flows`
+/// reads (a bound on its work under an outbound scan).
+pub const EGRESS_SEEDS: usize = 64;
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The thresholds findings are raised at.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,39 +105,68 @@ pub struct Finding {
     pub detail: String,
 }
 
-/// The rejected egress of the window grouped by (address, port, protocol), ranked by flows
-/// (then packets, then the key), with whether each is new against `seen`.
-pub fn denied_outbound(
-    window: &WindowPanes,
-    seen: impl Fn(&DeniedKey) -> bool,
-) -> (Vec<DeniedOutbound>, DeniedCounts) {
-    let mut groups: HashMap<DeniedKey, Traffic> = HashMap::new();
-    for pane in &window.panes {
-        for (c, t) in pane.egress.rejected.iter() {
-            let g = groups.entry((c.remote_address, c.remote_port, c.protocol)).or_default();
+/// A window's rejected egress: its conversations summed over the panes, and the same grouped
+/// by (address, port, protocol) and ranked by flows (then packets, then the key).
+pub struct EgressRejects {
+    conversations: Vec<(Conversation, Traffic)>,
+    groups: Vec<(DeniedKey, Traffic)>,
+}
+
+impl EgressRejects {
+    pub fn of(window: &WindowPanes) -> EgressRejects {
+        let mut conversations: Map<Conversation, Traffic> = Map::default();
+        for pane in &window.panes {
+            for (c, t) in pane.egress.rejected.iter() {
+                let sum = conversations.entry(*c).or_default();
+                *sum = add(*sum, t);
+            }
+        }
+        let mut groups: Map<DeniedKey, Traffic> = Map::default();
+        for (c, t) in &conversations {
+            let g = groups.entry(denied_key(c)).or_default();
             *g = add(*g, t);
         }
+        let mut groups: Vec<(DeniedKey, Traffic)> = groups.into_iter().collect();
+        groups.sort_by(|a, b| (b.1.flows, b.1.packets, a.0).cmp(&(a.1.flows, a.1.packets, b.0)));
+        EgressRejects { conversations: conversations.into_iter().collect(), groups }
     }
-    let counts = DeniedCounts {
-        addresses: distinct(groups.keys().filter_map(|k| k.0)),
-        ports: distinct(groups.keys().filter_map(|k| k.1)),
-    };
-    let mut all: Vec<(DeniedKey, Traffic)> = groups.into_iter().collect();
-    all.sort_by(|a, b| (b.1.flows, b.1.packets, a.0).cmp(&(a.1.flows, a.1.packets, b.0)));
-    all.truncate(LISTED);
-    let listed = all
-        .into_iter()
-        .map(|(key, t)| DeniedOutbound {
-            address: key.0,
-            port: key.1,
-            protocol: key.2,
-            flows: t.flows,
-            packets: t.packets,
-            bytes: t.bytes,
-            new: !seen(&key),
-        })
-        .collect();
-    (listed, counts)
+
+    /// The top [`LISTED`] groups, each `new` unless `seen`, and the distinct counts.
+    pub fn denied_outbound(
+        &self,
+        seen: impl Fn(&DeniedKey) -> bool,
+    ) -> (Vec<DeniedOutbound>, DeniedCounts) {
+        let counts = DeniedCounts {
+            addresses: distinct(self.groups.iter().filter_map(|(k, _)| k.0)),
+            ports: distinct(self.groups.iter().filter_map(|(k, _)| k.1)),
+        };
+        let listed = self
+            .groups
+            .iter()
+            .take(LISTED)
+            .map(|(key, t)| DeniedOutbound {
+                address: key.0,
+                port: key.1,
+                protocol: key.2,
+                flows: t.flows,
+                packets: t.packets,
+                bytes: t.bytes,
+                new: !seen(key),
+            })
+            .collect();
+        (listed, counts)
+    }
+
+    /// The conversations of the [`EGRESS_SEEDS`] largest groups: those `asymmetric_flows`
+    /// looks up the reverse of.
+    fn seeds(&self) -> impl Iterator<Item = &(Conversation, Traffic)> {
+        let top: Vec<DeniedKey> = self.groups.iter().take(EGRESS_SEEDS).map(|(k, _)| *k).collect();
+        self.conversations.iter().filter(move |(c, _)| top.contains(&denied_key(c)))
+    }
+}
+
+fn denied_key(c: &Conversation) -> DeniedKey {
+    (c.remote_address, c.remote_port, c.protocol)
 }
 
 /// Distinct remote addresses and ports of the window's rejected egress.
@@ -167,46 +204,67 @@ struct Actions {
 pub fn asymmetric_flows(
     window: &WindowPanes,
     sources: &[(IpAddr, Traffic)],
+    egress: &EgressRejects,
 ) -> Vec<AsymmetricFlow> {
-    let mut conversations: HashMap<Conversation, Actions> = HashMap::new();
-    for pane in &window.panes {
-        for (c, t) in pane.egress.rejected.iter() {
-            conversations.entry(*c).or_default().egress_rejected += t.flows;
+    let mut conversations: Map<Conversation, Actions> = Map::default();
+    for (c, t) in egress.seeds() {
+        conversations.entry(*c).or_default().egress_rejected += t.flows;
+    }
+    // Ingress flows live in their sources' tables. Every flow of the [`INGRESS_SEEDS`] sources
+    // with the most rejected flows is read (a bound: reading every source's flows each window
+    // would cost as much as merging them all); for the other conversations rejected going out,
+    // only the reverse flow is looked up.
+    let seeds = most_rejected(sources, INGRESS_SEEDS);
+    let is_seed = |a: &IpAddr| seeds.iter().any(|(s, _)| s == a);
+    let seed_entries: Vec<(IpAddr, Vec<&super::pane::SourceEntry>)> =
+        seeds.iter().map(|(a, _)| (*a, entries_of(a, window).entries)).collect();
+    // Rejected flows first, so that accepted ones only look up conversations with a reject.
+    for (address, entries) in &seed_entries {
+        for (key, counters) in entries.iter().flat_map(|e| e.flows()) {
+            if key.action == Some(Action::Reject) {
+                let c = ingress_conversation(address, &key);
+                conversations.entry(c).or_default().ingress_rejected += counters.flows;
+            }
         }
     }
-    // Ingress flows live in their sources' tables: those of sources with rejects, or that an
-    // egress reject went to, can take part. Accepted ones count only for a conversation that
-    // has a reject, which is known once every flow has been read.
-    let remotes: std::collections::HashSet<IpAddr> =
-        conversations.keys().filter_map(|c| c.remote_address).collect();
-    let mut accepted_in: HashMap<Conversation, u64> = HashMap::new();
-    for (address, t) in sources {
-        if t.rejected_flows == 0 && !remotes.contains(address) {
-            continue;
-        }
-        for entry in entries_of(address, window).entries {
-            for (key, counters) in entry.flows() {
-                let c = Conversation {
-                    local_address: key.dstaddr,
-                    local_port: key.dstport,
-                    remote_address: Some(*address),
-                    remote_port: key.srcport,
-                    protocol: key.protocol,
-                };
-                match key.action {
-                    Some(Action::Reject) => {
-                        conversations.entry(c).or_default().ingress_rejected += counters.flows
-                    }
-                    Some(Action::Accept) => *accepted_in.entry(c).or_default() += counters.flows,
-                    None => {}
+    let mut accepted_in: Map<Conversation, u64> = Map::default();
+    for (address, entries) in &seed_entries {
+        for (key, counters) in entries.iter().flat_map(|e| e.flows()) {
+            if key.action == Some(Action::Accept) {
+                let c = ingress_conversation(address, &key);
+                if conversations.contains_key(&c) {
+                    *accepted_in.entry(c).or_default() += counters.flows;
                 }
+            }
+        }
+    }
+    for (c, a) in conversations.iter_mut() {
+        let Some(remote) = c.remote_address.filter(|r| !is_seed(r)) else { continue };
+        for entry in entries_of(&remote, window).entries {
+            let reverse = |action| FlowKey {
+                srcport: c.remote_port,
+                dstaddr: c.local_address,
+                dstport: c.local_port,
+                protocol: c.protocol,
+                action: Some(action),
+                via: None,
+            };
+            if let Some(f) = entry.flow(&reverse(Action::Accept)) {
+                *accepted_in.entry(*c).or_default() += f.flows;
+            }
+            if let Some(f) = entry.flow(&reverse(Action::Reject)) {
+                a.ingress_rejected += f.flows;
             }
         }
     }
     let mut found: Vec<AsymmetricFlow> = Vec::new();
     for (c, mut a) in conversations {
         a.ingress_accepted = accepted_in.get(&c).copied().unwrap_or(0);
-        a.egress_accepted = window.panes.iter().any(|p| p.egress.accepted(&c));
+        // Whether it went out accepted matters to a conversation rejected coming in, and to
+        // naming the egress action of one accepted coming in and rejected going out.
+        if a.ingress_rejected > 0 || (a.ingress_accepted > 0 && a.egress_rejected > 0) {
+            a.egress_accepted = window.panes.iter().any(|p| p.egress.accepted(&c));
+        }
         let one_way = a.ingress_accepted > 0 && a.egress_rejected > 0;
         let other_way = a.egress_accepted && a.ingress_rejected > 0;
         if one_way || other_way {
@@ -216,6 +274,17 @@ pub fn asymmetric_flows(
     found.sort_by(|x, y| y.rejected_flows.cmp(&x.rejected_flows).then_with(|| key(x).cmp(&key(y))));
     found.truncate(LISTED);
     found
+}
+
+/// The conversation of an ingress flow of `source`, seen from the interface.
+fn ingress_conversation(source: &IpAddr, key: &FlowKey) -> Conversation {
+    Conversation {
+        local_address: key.dstaddr,
+        local_port: key.dstport,
+        remote_address: Some(*source),
+        remote_port: key.srcport,
+        protocol: key.protocol,
+    }
 }
 
 fn key(f: &AsymmetricFlow) -> Conversation {

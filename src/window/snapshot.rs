@@ -50,7 +50,7 @@ pub struct BuildOptions<'a> {
     pub top: &'a TopN,
     pub detail: Detail,
     pub thresholds: &'a Thresholds,
-    pub baseline: Option<&'a BaselineView>,
+    pub baseline: Option<&'a BaselineView<'a>>,
 }
 
 /// The panes of one interface inside one window, oldest first.
@@ -251,9 +251,10 @@ pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> 
         panes.iter().map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
     );
     let rejected = diagnosis::rejected_sources(&summed, window, top.rejected_sources);
-    let asymmetric_flows = findings::asymmetric_flows(window, &summed);
+    let egress = findings::EgressRejects::of(window);
+    let asymmetric_flows = findings::asymmetric_flows(window, &summed, &egress);
     let (denied_outbound, denied_counts) =
-        findings::denied_outbound(window, |k| findings::seen_in(options.baseline, k));
+        egress.denied_outbound(|k| findings::seen_in(options.baseline, k));
     let ranked = ranked_sources(window, options, &directions, &mut approx, summed);
     let findings = findings::findings(
         &findings::FindingInputs {
