@@ -160,6 +160,7 @@ fn window() -> Vec<Arc<Snapshot>> {
                 denied_outbound: Vec::new(),
                 asymmetric_flows: Vec::new(),
                 findings: Vec::new(),
+                finding_counts: Vec::new(),
                 other_sources: Other { count: 5, packets: 100, bytes: 100_000, flows: 10 },
                 destinations: (0..SOURCES)
                     .map(|d| DestinationSnapshot {

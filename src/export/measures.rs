@@ -16,7 +16,7 @@ use crate::window::snapshot::{
     DestinationSnapshot, FlowSnapshot, ProtocolSnapshot, SourceSnapshot,
 };
 
-pub use super::source_measures::{OTHER_SOURCES, REJECTED_SOURCES, SOURCES};
+pub use super::source_measures::{FINDINGS, OTHER_SOURCES, REJECTED_SOURCES, SOURCES};
 
 /// How a measure reads its value. An optional value that is `None` (a source without a
 /// baseline, a layout without `tcp-flags`) is not exported for that row.
@@ -418,6 +418,7 @@ pub fn each_interface_group(v: &mut impl Visit) {
     v.group(&SOURCES);
     v.group(&OTHER_SOURCES);
     v.group(&REJECTED_SOURCES);
+    v.group(&FINDINGS);
     v.group(&DESTINATIONS);
     v.group(&OTHER_DESTINATIONS);
     v.group(&PROTOCOLS);

@@ -1,6 +1,7 @@
 //! This module defines the measures of a window's sources: the listed ones with the answers to
 //! their three questions (steady or a spike, one destination above the rest, how often
-//! rejected), the unlisted remainder, and the sources listed by rejected flows.
+//! rejected), the unlisted remainder, the sources listed by rejected flows, and the count of
+//! the window's findings by kind.
 
 use super::measures::{Get, Group, Keyed, Measure, address, int, one};
 use crate::window::diagnosis::RejectedSourceSnapshot;
@@ -227,4 +228,21 @@ pub static REJECTED_SOURCES: Group<RejectedSourceSnapshot> = Group {
             get: Get::OptionalInt(|_s, r| r.syn_only_flows),
         },
     ],
+};
+
+/// The findings of the window by kind (every kind, 0 included, so that an alert on it clears).
+pub static FINDINGS: Group<(&'static str, u64)> = Group {
+    rows: |s| &s.finding_counts,
+    key: Some(Keyed {
+        attribute: "vpcflowd.finding.kind",
+        label: "vpcflowd_finding_kind",
+        value: |r| r.0.to_string(),
+    }),
+    measures: &[int!(
+        "vpcflowd.findings",
+        "vpcflowd_findings",
+        "{finding}",
+        "Findings of the kind in the window (port_scan, outbound_scan, denied_outbound, nacl_asymmetry, spike)",
+        |_s, r| r.1
+    )],
 };

@@ -218,22 +218,24 @@ pub fn asymmetric_flows(
     let is_seed = |a: &IpAddr| seeds.iter().any(|(s, _)| s == a);
     let seed_entries: Vec<(IpAddr, Vec<&super::pane::SourceEntry>)> =
         seeds.iter().map(|(a, _)| (*a, entries_of(a, window).entries)).collect();
-    // Rejected flows first, so that accepted ones only look up conversations with a reject.
-    for (address, entries) in &seed_entries {
-        for (key, counters) in entries.iter().flat_map(|e| e.flows()) {
-            if key.action == Some(Action::Reject) {
-                let c = ingress_conversation(address, &key);
-                conversations.entry(c).or_default().ingress_rejected += counters.flows;
-            }
-        }
-    }
+    // A seed's rejected flows make its conversations; the accepted flow of the same
+    // conversation is looked up directly (the same key but for the action), so that accepted
+    // flows are never hashed into a map.
     let mut accepted_in: Map<Conversation, u64> = Map::default();
     for (address, entries) in &seed_entries {
         for (key, counters) in entries.iter().flat_map(|e| e.flows()) {
-            if key.action == Some(Action::Accept) {
-                let c = ingress_conversation(address, &key);
-                if conversations.contains_key(&c) {
-                    *accepted_in.entry(c).or_default() += counters.flows;
+            if key.action != Some(Action::Reject) {
+                continue;
+            }
+            let c = ingress_conversation(address, &key);
+            conversations.entry(c).or_default().ingress_rejected += counters.flows;
+            // Each pane's entry holds the key once; the lookup covers them all, once.
+            if !accepted_in.contains_key(&c) {
+                let accepted = FlowKey { action: Some(Action::Accept), ..key };
+                let flows: u64 =
+                    entries.iter().filter_map(|e| e.flow(&accepted)).map(|f| f.flows).sum();
+                if flows > 0 {
+                    *accepted_in.entry(c).or_default() += flows;
                 }
             }
         }
@@ -420,6 +422,18 @@ pub fn findings(inputs: &FindingInputs, th: &Thresholds) -> Vec<Finding> {
         }
     }
     out
+}
+
+/// Every kind of finding, in the order findings are listed.
+pub const KINDS: [&str; 5] =
+    ["port_scan", "outbound_scan", "denied_outbound", "nacl_asymmetry", "spike"];
+
+/// How many of `findings` there are of each kind, every kind listed.
+pub fn counts(findings: &[Finding]) -> Vec<(&'static str, u64)> {
+    KINDS
+        .iter()
+        .map(|kind| (*kind, findings.iter().filter(|f| f.kind == *kind).count() as u64))
+        .collect()
 }
 
 /// `address:port/protocol`, with `-` for what a record lacks.

@@ -112,6 +112,10 @@ pub struct Snapshot {
     /// Conversations accepted one way and rejected the other.
     pub asymmetric_flows: Vec<AsymmetricFlow>,
     pub findings: Vec<Finding>,
+    /// How many findings of each kind (every kind, 0 included), for the `vpcflowd.findings`
+    /// gauge; the JSON carries the findings themselves.
+    #[serde(skip)]
+    pub finding_counts: Vec<(&'static str, u64)>,
     /// 0 for the first emission; each correction by a late record (`--late update`) adds one.
     pub revision: u32,
     /// Whether a cap was exceeded in this window, so lists are heavy-hitter estimates.
@@ -298,6 +302,7 @@ pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> 
         rejected_sources: rejected,
         denied_outbound,
         asymmetric_flows,
+        finding_counts: findings::counts(&findings),
         findings,
         revision: key.revision,
         approximate,
