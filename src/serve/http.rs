@@ -175,6 +175,7 @@ pub(crate) fn admin_router(state: Arc<ServeContext>) -> axum::Router {
         .route("/api/v1/snapshots/latest", get(latest))
         .route("/api/v1/interfaces", get(interfaces))
         .route("/api/v1/interfaces/{id}/snapshots", get(interface_snapshots))
+        .route("/api/v1/findings", get(findings))
         .route("/api/v1/status", get(status))
         .route("/metrics", get(metrics))
         .with_state(state)
@@ -231,6 +232,14 @@ async fn interface_snapshots(
         )
             .into_response(),
     }
+}
+
+/// `GET /api/v1/findings?since=&kind=&interface=&limit=`: the newest findings first.
+async fn findings(
+    State(state): State<Arc<ServeContext>>,
+    Query(q): Query<super::store::FindingQuery>,
+) -> Response {
+    Json(state.store.findings(&q)).into_response()
 }
 
 /// `GET /api/v1/status`: every counter of the server ([`super::status::StatusReport`]).

@@ -1,7 +1,8 @@
 //! The snapshots the API serves: the most recent closed windows of every interface.
 //!
 //! The engine's snapshot stream feeds the store; a correction (`revision` > 0) replaces the
-//! snapshot of its window. Each interface keeps its newest `history` windows.
+//! snapshot of its window. Each interface keeps its newest `history` windows, and the store
+//! keeps the newest [`MAX_FINDINGS`] findings of every interface for `/api/v1/findings`.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, RwLock};
@@ -9,12 +10,40 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 
 use crate::window::Snapshot;
+use crate::window::findings::Finding;
+
+/// Findings the store keeps, newest windows first.
+pub(crate) const MAX_FINDINGS: usize = 10_000;
 
 #[derive(Debug, Default)]
 struct Inner {
     /// The newest window start among closed windows.
     latest_window: Option<u64>,
     by_interface: BTreeMap<Arc<str>, VecDeque<Arc<Snapshot>>>,
+    /// Findings, newest window first (ties in arrival order).
+    findings: VecDeque<Arc<WindowFinding>>,
+}
+
+/// A finding with the window and interface it was found in.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowFinding {
+    pub window_start: u64,
+    pub window_end: u64,
+    pub interface_id: Arc<str>,
+    pub account_id: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
+/// What `/api/v1/findings` selects: windows starting at `since` or later, one kind, one
+/// interface, at most `limit` findings.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+pub struct FindingQuery {
+    pub since: Option<u64>,
+    pub kind: Option<String>,
+    pub interface: Option<String>,
+    pub limit: Option<usize>,
 }
 
 /// See the module documentation.
@@ -52,6 +81,7 @@ impl SnapshotStore {
             if s.revision == 0 {
                 inner.latest_window = inner.latest_window.max(Some(s.window_start));
             }
+            record_findings(&mut inner.findings, &s);
             let kept = inner.by_interface.entry(s.interface_id.clone()).or_default();
             match kept.iter().position(|k| k.window_start <= s.window_start) {
                 Some(i) if kept[i].window_start == s.window_start => kept[i] = s,
@@ -108,4 +138,40 @@ impl SnapshotStore {
     pub fn latest_window(&self) -> Option<u64> {
         self.inner.read().unwrap_or_else(|e| e.into_inner()).latest_window
     }
+
+    /// The findings `q` selects, newest window first.
+    pub fn findings(&self, q: &FindingQuery) -> Vec<Arc<WindowFinding>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner
+            .findings
+            .iter()
+            .filter(|f| q.since.is_none_or(|since| f.window_start >= since))
+            .filter(|f| q.kind.as_deref().is_none_or(|k| f.finding.kind == k))
+            .filter(|f| q.interface.as_deref().is_none_or(|i| &*f.interface_id == i))
+            .take(q.limit.unwrap_or(MAX_FINDINGS))
+            .cloned()
+            .collect()
+    }
+}
+
+/// Puts a snapshot's findings in place (newest window first), replacing those of an earlier
+/// revision of its window, and keeps the newest [`MAX_FINDINGS`].
+fn record_findings(findings: &mut VecDeque<Arc<WindowFinding>>, s: &Snapshot) {
+    if s.revision > 0 {
+        findings.retain(|f| f.window_start != s.window_start || f.interface_id != s.interface_id);
+    }
+    let at =
+        findings.iter().position(|f| f.window_start <= s.window_start).unwrap_or(findings.len());
+    for (i, finding) in s.findings.iter().enumerate() {
+        let entry = WindowFinding {
+            window_start: s.window_start,
+            window_end: s.window_end,
+            interface_id: s.interface_id.clone(),
+            account_id: s.account_id.clone(),
+            region: s.region.clone(),
+            finding: finding.clone(),
+        };
+        findings.insert(at + i, Arc::new(entry));
+    }
+    findings.truncate(MAX_FINDINGS);
 }

@@ -155,3 +155,59 @@ fn five_times_its_baseline_on_10_mb_is_a_spike_and_less_is_not() {
         .collect();
     assert!(found(&replay(&small), "spike").is_empty(), "5 MB is under spike_min_bytes");
 }
+
+/// `GET /api/v1/findings` on a running server: newest first, filtered by kind, interface and
+/// window start; a malformed filter is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_lists_findings_newest_first_and_filters_them() {
+    use crate::common::serve::{Firehose, Server};
+    let locals = "tests/data/windows/local_addresses.json";
+    let server = Server::start(
+        &["--lateness", "0s", "--window", "1m", "--slide", "1m", "--local-addresses", locals],
+        &[],
+    );
+    let mut lines: Vec<String> = Vec::new();
+    for minute in 0..2 {
+        for p in 1..=100 {
+            lines.push(line(minute, "198.51.100.66", LOCAL, (55_000, p), 40, "REJECT"));
+        }
+    }
+    // Minute 3 moves the watermark past both windows, so they close.
+    lines.push(line(3, "10.0.0.1", LOCAL, (40_000, 443), 100, "ACCEPT"));
+    let lines: Vec<String> = lines.iter().map(|l| l.trim_end().to_string()).collect();
+    let firehose = Firehose::new(&server.ingest, None);
+    for (i, chunk) in lines.chunks(50).enumerate() {
+        let (status, _) =
+            firehose.send(&format!("req-{i}"), &crate::common::serve::wrapped(chunk)).await;
+        assert_eq!(status, 200);
+    }
+    let get = |query: &str| {
+        let url = format!("{}/api/v1/findings{query}", server.admin);
+        async move { reqwest::get(url).await.unwrap() }
+    };
+    // The closer answers after the requests: wait (bounded) for both windows' findings.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let all: Vec<Value> = loop {
+        let all: Vec<Value> = get("").await.json().await.unwrap();
+        if all.len() >= 2 {
+            break all;
+        }
+        assert!(std::time::Instant::now() < deadline, "no findings: {all:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0]["window_start"], T0 + 60, "newest first");
+    assert_eq!(all[1]["window_start"], T0);
+    assert!(all.iter().all(|f| f["kind"] == "port_scan" && f["interface_id"] == "eni-0aaa"));
+    let since: Vec<Value> = get(&format!("?since={}", T0 + 60)).await.json().await.unwrap();
+    assert_eq!(since.len(), 1);
+    let other_kind: Vec<Value> = get("?kind=spike").await.json().await.unwrap();
+    assert!(other_kind.is_empty());
+    let other_interface: Vec<Value> = get("?interface=eni-0bbb").await.json().await.unwrap();
+    assert!(other_interface.is_empty());
+    let limited: Vec<Value> =
+        get("?kind=port_scan&interface=eni-0aaa&limit=1").await.json().await.unwrap();
+    assert_eq!(limited.len(), 1);
+    assert_eq!(get("?since=yesterday").await.status(), 400);
+    server.stop();
+}
