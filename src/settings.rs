@@ -282,6 +282,8 @@ pub struct DiagnosisSettings {
     pub spike_ratio: f64,
     /// `spike`: the least bytes in the window for a spike to count.
     pub spike_min_bytes: u64,
+    /// `sweep`: interfaces one source must be among the `rejected_sources` of in one window.
+    pub sweep_interfaces: u64,
 }
 
 impl Default for DiagnosisSettings {
@@ -293,6 +295,7 @@ impl Default for DiagnosisSettings {
             denied_flows: t.denied_flows,
             spike_ratio: t.spike_ratio,
             spike_min_bytes: t.spike_min_bytes,
+            sweep_interfaces: t.sweep_interfaces,
         }
     }
 }
@@ -306,6 +309,7 @@ impl DiagnosisSettings {
             denied_flows: self.denied_flows,
             spike_ratio: self.spike_ratio,
             spike_min_bytes: self.spike_min_bytes,
+            sweep_interfaces: self.sweep_interfaces,
         }
     }
 }

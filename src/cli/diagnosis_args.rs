@@ -29,6 +29,10 @@ pub struct DiagnosisArgs {
     /// The least bytes in the window for a spike [default: 10000000].
     #[arg(long, help_heading = "Findings")]
     pub spike_min_bytes: Option<u64>,
+
+    /// Interfaces a source must be rejected on in one window to make a sweep [default: 10].
+    #[arg(long, help_heading = "Findings")]
+    pub sweep_interfaces: Option<u64>,
 }
 
 impl DiagnosisArgs {
@@ -41,6 +45,7 @@ impl DiagnosisArgs {
             denied_flows: self.denied_flows.unwrap_or(defaults.denied_flows),
             spike_ratio: self.spike_ratio.unwrap_or(defaults.spike_ratio),
             spike_min_bytes: self.spike_min_bytes.unwrap_or(defaults.spike_min_bytes),
+            sweep_interfaces: self.sweep_interfaces.unwrap_or(defaults.sweep_interfaces),
         }
     }
 
@@ -52,6 +57,7 @@ impl DiagnosisArgs {
             ("denied_flows", self.denied_flows.map(Value::from)),
             ("spike_ratio", self.spike_ratio.map(Value::from)),
             ("spike_min_bytes", self.spike_min_bytes.map(Value::from)),
+            ("sweep_interfaces", self.sweep_interfaces.map(Value::from)),
         ];
         entries.into_iter().filter_map(|(k, v)| Some((k.to_string(), v?))).collect()
     }

@@ -242,7 +242,7 @@ pub static FINDINGS: Group<(&'static str, u64)> = Group {
         "vpcflowd.findings",
         "vpcflowd_findings",
         "{finding}",
-        "Findings of the kind in the window (port_scan, outbound_scan, denied_outbound, nacl_asymmetry, spike)",
+        "Findings of the kind in the window (port_scan, outbound_scan, denied_outbound, nacl_asymmetry, spike, sweep)",
         |_s, r| r.1
     )],
 };

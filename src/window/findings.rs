@@ -13,6 +13,10 @@
 //! - `nacl_asymmetry`: a conversation accepted one way and only rejected the other way.
 //! - `spike`: a listed source with a `spike_ratio` of at least `spike_ratio` on at least
 //!   `spike_min_bytes` bytes.
+//! - `sweep`, across interfaces: a source among the `rejected_sources` of at least
+//!   `sweep_interfaces` interfaces in one window (a host scan no single interface can see),
+//!   found on each of them. The closer adds it when a window first closes; a correction of the
+//!   window (`--late update`) does not repeat it.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -45,6 +49,7 @@ pub struct Thresholds {
     pub denied_flows: u64,
     pub spike_ratio: f64,
     pub spike_min_bytes: u64,
+    pub sweep_interfaces: u64,
 }
 
 impl Default for Thresholds {
@@ -55,6 +60,7 @@ impl Default for Thresholds {
             denied_flows: 10,
             spike_ratio: 5.0,
             spike_min_bytes: 10_000_000,
+            sweep_interfaces: 10,
         }
     }
 }
@@ -425,8 +431,44 @@ pub fn findings(inputs: &FindingInputs, th: &Thresholds) -> Vec<Finding> {
 }
 
 /// Every kind of finding, in the order findings are listed.
-pub const KINDS: [&str; 5] =
-    ["port_scan", "outbound_scan", "denied_outbound", "nacl_asymmetry", "spike"];
+pub const KINDS: [&str; 6] =
+    ["port_scan", "outbound_scan", "denied_outbound", "nacl_asymmetry", "spike", "sweep"];
+
+/// Adds `sweep` findings to the snapshots of one closing window (every interface's): a source
+/// in the `rejected_sources` of at least `threshold` of them is found on each.
+pub fn add_sweeps(snapshots: &mut [super::Snapshot], threshold: u64) {
+    let mut interfaces: Map<IpAddr, u64> = Map::default();
+    for s in snapshots.iter() {
+        for r in &s.rejected_sources {
+            *interfaces.entry(r.address).or_default() += 1;
+        }
+    }
+    interfaces.retain(|_, n| *n >= threshold.max(1));
+    if interfaces.is_empty() {
+        return;
+    }
+    for s in snapshots.iter_mut() {
+        let mut sweepers: Vec<(IpAddr, u64)> = s
+            .rejected_sources
+            .iter()
+            .filter_map(|r| interfaces.get(&r.address).map(|n| (r.address, *n)))
+            .collect();
+        if sweepers.is_empty() {
+            continue;
+        }
+        sweepers.sort_unstable();
+        for (address, n) in sweepers {
+            s.findings.push(Finding {
+                kind: "sweep",
+                subject: address.to_string(),
+                value: n as f64,
+                threshold: threshold as f64,
+                detail: format!("{address} was rejected on {n} interfaces in the window"),
+            });
+        }
+        s.finding_counts = counts(&s.findings);
+    }
+}
 
 /// How many of `findings` there are of each kind, every kind listed.
 pub fn counts(findings: &[Finding]) -> Vec<(&'static str, u64)> {

@@ -159,7 +159,9 @@ fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
                 put("vpcflowd.source.top_destination_share", key, Num::Float(share));
             }
         }
-        for kind in ["port_scan", "outbound_scan", "denied_outbound", "nacl_asymmetry", "spike"] {
+        let kinds =
+            ["port_scan", "outbound_scan", "denied_outbound", "nacl_asymmetry", "spike", "sweep"];
+        for kind in kinds {
             let n = j["findings"].as_array().unwrap().iter().filter(|f| f["kind"] == kind).count();
             let key = Some(("vpcflowd.finding.kind", kind.to_string()));
             put("vpcflowd.findings", key, Num::Int(n as i64));

@@ -211,3 +211,46 @@ async fn serve_lists_findings_newest_first_and_filters_them() {
     assert_eq!(get("?since=yesterday").await.status(), 400);
     server.stop();
 }
+
+/// A source rejected on 10 interfaces in one window is a sweep on each of them (none at 9), and
+/// the finding does not depend on how interfaces are spread over shards.
+#[test]
+fn a_source_rejected_on_10_interfaces_is_a_sweep_whatever_the_shards() {
+    let sweep = |interfaces: u32| -> String {
+        (0..interfaces)
+            .map(|i| {
+                let t = T0;
+                format!(
+                    "2 111111111111 eni-{i:017x} 198.51.100.99 10.9.{i}.1 55000 22 6 1 40 {t} {} REJECT OK\n",
+                    t + 30
+                )
+            })
+            .collect()
+    };
+    let run = |log: &str, shards: &str| {
+        let args = [
+            "replay",
+            "--window",
+            "1m",
+            "--slide",
+            "1m",
+            "--lateness",
+            "0s",
+            "--direction",
+            "off",
+            "--shards",
+            shards,
+            "-",
+        ];
+        let out = vpcflowd(&args, log.as_bytes());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        json_lines(&out.stdout)
+    };
+    let one = run(&sweep(10), "1");
+    assert_eq!(one.len(), 10);
+    let sweeps = found(&one, "sweep");
+    assert_eq!(sweeps.len(), 10, "found on each interface");
+    assert!(sweeps.iter().all(|f| f["subject"] == "198.51.100.99" && f["value"] == 10.0));
+    assert_eq!(run(&sweep(10), "4"), one, "the same with 4 shards");
+    assert!(found(&run(&sweep(9), "2"), "sweep").is_empty());
+}

@@ -281,6 +281,7 @@ fn model(records: &[Rec], cfg: &Cfg) -> Vec<Value> {
                 for iface in ifaces {
                     history.record(stored, iface, k, cfg);
                 }
+                sweeps(&mut closed);
                 batch.extend(closed);
                 *last_closed = Some(k);
             }
@@ -439,6 +440,7 @@ fn model_thresholds() -> Thresholds {
         denied_flows: 2,
         spike_ratio: 1.5,
         spike_min_bytes: 500,
+        sweep_interfaces: 2,
     }
 }
 
@@ -514,6 +516,37 @@ fn security(
         })
         .collect();
     (denied_values, (addresses.len(), ports.len()), asymmetric_values)
+}
+
+/// Adds the cross-interface `sweep` findings to one closing window's snapshots.
+fn sweeps(closed: &mut [(u64, String, u32, Value)]) {
+    let th = model_thresholds().sweep_interfaces;
+    let rejected = |v: &Value| -> Vec<IpAddr> {
+        v["rejected_sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["address"].as_str().unwrap().parse().unwrap())
+            .collect()
+    };
+    let mut interfaces: BTreeMap<IpAddr, u64> = BTreeMap::new();
+    for (_, _, _, v) in closed.iter() {
+        for a in rejected(v) {
+            *interfaces.entry(a).or_default() += 1;
+        }
+    }
+    for (_, _, _, v) in closed.iter_mut() {
+        let mut mine = rejected(v);
+        mine.sort();
+        for a in mine {
+            let n = interfaces[&a];
+            if n >= th {
+                v["findings"].as_array_mut().unwrap().push(json!({"kind": "sweep",
+                    "subject": a.to_string(), "value": n as f64, "threshold": th as f64,
+                    "detail": format!("{a} was rejected on {n} interfaces in the window")}));
+            }
+        }
+    }
 }
 
 /// The findings of ARCHITECTURE.md's rules over the snapshot's own lists.

@@ -239,6 +239,7 @@ impl Closer {
             }
             out.push(closed.snapshot);
         }
+        crate::window::findings::add_sweeps(&mut out, self.config.thresholds.sweep_interfaces);
         out
     }
 
