@@ -35,6 +35,7 @@
 
 pub mod config;
 mod error;
+pub(crate) mod log_records;
 pub mod measures;
 pub(crate) mod otlp;
 pub mod prometheus;
@@ -65,6 +66,8 @@ pub struct ExportStats {
     pub points_dropped: AtomicU64,
     pub flow_logs_exported: AtomicU64,
     pub flow_logs_dropped: AtomicU64,
+    pub finding_logs_exported: AtomicU64,
+    pub finding_logs_dropped: AtomicU64,
     /// Failed export requests, by signal.
     pub metric_errors: AtomicU64,
     pub log_errors: AtomicU64,

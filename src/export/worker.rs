@@ -16,13 +16,13 @@
 //! counted, so that a dead collector costs one timeout per window, not one per chunk.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use opentelemetry::logs::{AnyValue, LogRecord, Logger, LoggerProvider, Severity};
+use opentelemetry::logs::LoggerProvider;
 use opentelemetry::metrics::{Gauge, Meter, MeterProvider};
 use opentelemetry::{InstrumentationScope, KeyValue, StringValue, Value};
 use opentelemetry_sdk::Resource;
@@ -32,10 +32,9 @@ use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Stream, Tempo
 use super::ExportStats;
 use super::config::ExportConfig;
 use super::error::ExportError;
+use super::log_records::{finding_record, findings_in, flow_record};
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
-use crate::window::direction::Direction;
-use crate::window::snapshot::SourceSnapshot;
 
 /// Log records per OTLP logs request.
 const LOGS_PER_REQUEST: usize = 2_000;
@@ -404,12 +403,21 @@ impl Sink {
         chunk.iter().map(|s| measures::largest_flows(s, self.flow_logs_per_interface).len()).sum()
     }
 
+    /// Counts the chunk's finding records as dropped (with logs configured).
+    fn drop_findings(&self, chunk: &[&Snapshot]) {
+        if self.logs.is_some() {
+            let n = findings_in(chunk) as u64;
+            self.stats.finding_logs_dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
     fn export_chunk(&mut self, chunk: &[&Snapshot], points: usize, failed: &mut bool) {
         let points = (points + WINDOW.measures.len()) as u64;
         if *failed || self.abandon.load(Ordering::Relaxed) {
             *failed = true;
             self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
             self.stats.flow_logs_dropped.fetch_add(self.flow_logs(chunk) as u64, Ordering::Relaxed);
+            self.drop_findings(chunk);
             return;
         }
         for s in chunk {
@@ -432,6 +440,7 @@ impl Sink {
                 self.stats
                     .flow_logs_dropped
                     .fetch_add(self.flow_logs(chunk) as u64, Ordering::Relaxed);
+                self.drop_findings(chunk);
                 tracing::warn!(window_start = chunk[0].window_start, error = %e, "OTLP metric export failed: the rest of this window is dropped from export");
                 *failed = true;
                 return;
@@ -443,22 +452,47 @@ impl Sink {
         }
     }
 
-    /// Sends the chunk's flow log records; counts what was sent and what was not.
+    /// Sends the chunk's flow log records, then its finding records; counts what was sent
+    /// and what was not.
     fn export_logs(&self, chunk: &[&Snapshot]) -> Result<(), ExportError> {
         let Some(logs) = &self.logs else { return Ok(()) };
-        let mut records: Vec<SdkLogRecord> = Vec::new();
-        let mut pending = self.flow_logs(chunk);
-        for s in chunk {
-            for (source, flow) in measures::largest_flows(s, self.flow_logs_per_interface) {
-                records.push(flow_record(&logs.logger, s, source, flow));
-                if records.len() == LOGS_PER_REQUEST {
-                    self.send_logs(logs, &records, &mut pending)?;
-                    records.clear();
-                }
+        let flows = chunk.iter().flat_map(|s| {
+            measures::largest_flows(s, self.flow_logs_per_interface)
+                .into_iter()
+                .map(|(source, flow)| flow_record(&logs.logger, s, source, flow))
+        });
+        let flow_counts = (&self.stats.flow_logs_exported, &self.stats.flow_logs_dropped);
+        let sent = self.send_all(logs, flows, self.flow_logs(chunk), flow_counts);
+        let finding_counts = (&self.stats.finding_logs_exported, &self.stats.finding_logs_dropped);
+        if let Err(e) = sent {
+            finding_counts.1.fetch_add(findings_in(chunk) as u64, Ordering::Relaxed);
+            return Err(e);
+        }
+        let findings = chunk
+            .iter()
+            .flat_map(|s| s.findings.iter().map(|f| finding_record(&logs.logger, s, f)));
+        self.send_all(logs, findings, findings_in(chunk), finding_counts)
+    }
+
+    /// Sends `records` (`pending` of them) in requests of [`LOGS_PER_REQUEST`], counting them
+    /// in `(exported, dropped)`; after a failed request the rest are dropped.
+    fn send_all(
+        &self,
+        logs: &Logs,
+        records: impl Iterator<Item = SdkLogRecord>,
+        mut pending: usize,
+        counts: (&AtomicU64, &AtomicU64),
+    ) -> Result<(), ExportError> {
+        let mut batch: Vec<SdkLogRecord> = Vec::new();
+        for record in records {
+            batch.push(record);
+            if batch.len() == LOGS_PER_REQUEST {
+                self.send_logs(logs, &batch, &mut pending, counts)?;
+                batch.clear();
             }
         }
-        if !records.is_empty() {
-            self.send_logs(logs, &records, &mut pending)?;
+        if !batch.is_empty() {
+            self.send_logs(logs, &batch, &mut pending, counts)?;
         }
         Ok(())
     }
@@ -468,108 +502,23 @@ impl Sink {
         logs: &Logs,
         records: &[SdkLogRecord],
         pending: &mut usize,
+        (exported, dropped): (&AtomicU64, &AtomicU64),
     ) -> Result<(), ExportError> {
         use opentelemetry_sdk::logs::LogExporter;
         let pairs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
             records.iter().map(|r| (r, &logs.scope)).collect();
         match futures_executor::block_on(logs.exporter.export(LogBatch::new(&pairs))) {
             Ok(()) => {
-                self.stats.flow_logs_exported.fetch_add(records.len() as u64, Ordering::Relaxed);
+                exported.fetch_add(records.len() as u64, Ordering::Relaxed);
                 *pending -= records.len();
                 Ok(())
             }
             Err(e) => {
                 self.stats.log_errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.flow_logs_dropped.fetch_add(*pending as u64, Ordering::Relaxed);
+                dropped.fetch_add(*pending as u64, Ordering::Relaxed);
                 *pending = 0;
                 Err(ExportError::Request { signal: "log", message: e.to_string() })
             }
         }
-    }
-}
-
-/// One top flow as a log record: timestamped with its window's end, every flow attribute, its
-/// source's destination summary, and the window bounds.
-fn flow_record(
-    logger: &SdkLogger,
-    s: &Snapshot,
-    source: &SourceSnapshot,
-    f: &crate::window::snapshot::FlowSnapshot,
-) -> SdkLogRecord {
-    let mut r = logger.create_log_record();
-    r.set_event_name("vpcflowd.top_flow");
-    r.set_timestamp(UNIX_EPOCH + Duration::from_secs(s.window_end));
-    r.set_observed_timestamp(SystemTime::now());
-    r.set_severity_number(Severity::Info);
-    r.set_severity_text("INFO");
-    let action = f.action.map(|a| <&str>::from(a).to_string());
-    let transport = f.protocol.map(measures::transport);
-    r.set_body(AnyValue::from(format!(
-        "{}:{} -> {}:{} {} {} {} bytes {} packets",
-        f.srcaddr,
-        f.srcport.map_or("-".into(), |p| p.to_string()),
-        f.dstaddr.map_or("-".into(), |a| a.to_string()),
-        f.dstport.map_or("-".into(), |p| p.to_string()),
-        transport.as_deref().unwrap_or("-"),
-        action.as_deref().unwrap_or("-"),
-        f.bytes,
-        f.packets,
-    )));
-    r.add_attribute(INTERFACE_ID.0, s.interface_id.to_string());
-    if let Some(a) = &s.account_id {
-        r.add_attribute(ACCOUNT_ID.0, a.to_string());
-    }
-    if let Some(reg) = &s.region {
-        r.add_attribute(REGION.0, reg.to_string());
-    }
-    r.add_attribute("source.address", f.srcaddr.to_string());
-    if let Some(p) = f.srcport {
-        r.add_attribute("source.port", i64::from(p));
-    }
-    if let Some(a) = f.dstaddr {
-        r.add_attribute("destination.address", a.to_string());
-    }
-    if let Some(p) = f.dstport {
-        r.add_attribute("destination.port", i64::from(p));
-    }
-    if let Some(t) = transport {
-        r.add_attribute("network.transport", t);
-    }
-    if let Some(p) = f.protocol {
-        r.add_attribute("vpcflowd.flow.protocol", i64::from(p));
-    }
-    if let Some(a) = action {
-        r.add_attribute("vpcflowd.flow.action", a);
-    }
-    match f.direction {
-        Direction::Ingress => r.add_attribute("network.io.direction", "receive"),
-        Direction::Egress => r.add_attribute("network.io.direction", "transmit"),
-        Direction::Unknown => {}
-    }
-    if let Some(via) = f.via {
-        r.add_attribute("vpcflowd.flow.via", via.to_string());
-    }
-    r.add_attribute("vpcflowd.flow.packets", f.packets as i64);
-    r.add_attribute("vpcflowd.flow.bytes", f.bytes as i64);
-    add_source_summary(&mut r, source);
-    r.add_attribute("vpcflowd.window.start", s.window_start as i64);
-    r.add_attribute("vpcflowd.window.end", s.window_end as i64);
-    r
-}
-
-/// The flow's source at a glance: where most of its bytes went, how many ports and addresses it
-/// reached, how often it was rejected, and how it compares with its baseline.
-fn add_source_summary(r: &mut SdkLogRecord, source: &SourceSnapshot) {
-    if let Some(top) = source.top_destinations.first() {
-        r.add_attribute("vpcflowd.source.top_destination.address", top.address.to_string());
-        r.add_attribute("vpcflowd.source.top_destination.share", top.share_pct);
-    }
-    let ports = source.distinct_destination_ports as i64;
-    r.add_attribute("vpcflowd.source.distinct_destination_ports", ports);
-    let addresses = source.distinct_destination_addresses as i64;
-    r.add_attribute("vpcflowd.source.distinct_destination_addresses", addresses);
-    r.add_attribute("vpcflowd.source.reject_ratio", source.reject_ratio_pct);
-    if let Some(ratio) = source.spike_ratio {
-        r.add_attribute("vpcflowd.source.spike_ratio", ratio);
     }
 }

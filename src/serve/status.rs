@@ -333,6 +333,13 @@ status_section! {
         /// Top-flow log records dropped.
         flow_logs_dropped: u64 = c.export.flow_logs_dropped.load(Relaxed)
             => "vpcflowd.export.flow_logs" (Counter, "{record}", attribute "outcome" = "dropped");
+        /// Finding log records exported.
+        finding_logs_exported: u64 = c.export.finding_logs_exported.load(Relaxed)
+            => "vpcflowd.export.finding_logs" (Counter, "{record}", attribute "outcome" = "exported",
+                about "Finding log records by outcome");
+        /// Finding log records dropped.
+        finding_logs_dropped: u64 = c.export.finding_logs_dropped.load(Relaxed)
+            => "vpcflowd.export.finding_logs" (Counter, "{record}", attribute "outcome" = "dropped");
         /// OTLP metric export requests that failed after retries.
         metric_errors: u64 = c.export.metric_errors.load(Relaxed)
             => "vpcflowd.export.errors" (Counter, "{request}", attribute "signal" = "metrics",

@@ -322,7 +322,7 @@ fn received_flows(r: &Receiver) -> Vec<(String, u64, BTreeMap<String, String>)> 
     for req in &got.logs {
         for rl in &req.resource_logs {
             for sl in &rl.scope_logs {
-                for rec in &sl.log_records {
+                for rec in sl.log_records.iter().filter(|r| r.event_name != "vpcflowd.finding") {
                     let mut a = otlp::attributes(&rec.attributes);
                     assert_eq!(rec.event_name, "vpcflowd.top_flow");
                     let iface = a.remove("interface.id").unwrap();
@@ -342,6 +342,54 @@ fn received_flows(r: &Receiver) -> Vec<(String, u64, BTreeMap<String, String>)> 
             }
         }
     }
+    out
+}
+
+/// Every finding record received, as (interface, window end, kind, subject, value, body).
+fn received_findings(r: &Receiver) -> Vec<(String, u64, String, String, String, String)> {
+    let got = r.inbox.received.lock().unwrap();
+    let mut out = Vec::new();
+    for req in &got.logs {
+        for rl in &req.resource_logs {
+            for sl in &rl.scope_logs {
+                for rec in sl.log_records.iter().filter(|r| r.event_name == "vpcflowd.finding") {
+                    let a = otlp::attributes(&rec.attributes);
+                    let end: u64 = a["vpcflowd.window.end"].parse().unwrap();
+                    assert_eq!(
+                        rec.time_unix_nano,
+                        end * 1_000_000_000,
+                        "stamped with the window end"
+                    );
+                    out.push((
+                        a["interface.id"].clone(),
+                        end,
+                        a["vpcflowd.finding.kind"].clone(),
+                        a["vpcflowd.finding.subject"].clone(),
+                        a["vpcflowd.finding.value"].clone(),
+                        otlp::text(&rec.body),
+                    ));
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The finding records the snapshots should send, as [`received_findings`] gives them.
+fn expected_findings(snapshots: &[Snapshot]) -> Vec<(String, u64, String, String, String, String)> {
+    let mut out: Vec<_> = snapshots
+        .iter()
+        .flat_map(|s| {
+            s.findings.iter().map(move |f| {
+                let value = f.value.to_string();
+                let (kind, subject, detail) =
+                    (f.kind.to_string(), f.subject.clone(), f.detail.clone());
+                (s.interface_id.to_string(), s.window_end, kind, subject, value, detail)
+            })
+        })
+        .collect();
+    out.sort();
     out
 }
 
@@ -393,6 +441,10 @@ async fn export_equals_snapshots(r: Receiver, protocol: OtlpProtocol) {
         assert_eq!(got.get(k), Some(v), "{k:?}");
     }
     assert_eq!(stats.points_exported.load(Relaxed), total as u64);
+    let want_findings = expected_findings(&snapshots);
+    assert!(!want_findings.is_empty(), "the generated traffic raises findings");
+    assert_eq!(received_findings(&r), want_findings, "one log record per finding");
+    assert_eq!(stats.finding_logs_exported.load(Relaxed), want_findings.len() as u64);
     assert_eq!(stats.points_dropped.load(Relaxed), 0);
     assert_eq!(stats.windows_exported.load(Relaxed), windows.len() as u64);
     assert!(
