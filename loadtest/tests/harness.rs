@@ -170,6 +170,26 @@ async fn scans_and_storms_verify_in_cloudwatch_payloads() {
     }
 }
 
+/// The `sweep` and `denied-outbound` scenarios raise their findings on the server, and verify.
+#[tokio::test(flavor = "multi_thread")]
+async fn finding_scenarios_raise_their_findings_and_verify() {
+    for (scenario, kind, subject) in [
+        ("sweep", "sweep", "198.51.100.99"),
+        ("denied-outbound", "denied_outbound", "203.0.113.66:4444/6"),
+    ] {
+        let server = start_server(|_| {}).await;
+        let out = harness(http_target(server.bound, &["--scenario", scenario])).await;
+        passed(&out, 20_000);
+        let url = format!("http://{}/api/v1/findings?kind={kind}", server.bound.admin);
+        let findings = reqwest::get(url).await.unwrap().json::<Vec<Value>>().await.unwrap();
+        assert!(
+            findings.iter().any(|f| f["subject"] == subject),
+            "{scenario}: a {kind} finding about {subject}: {findings:?}"
+        );
+        server.stop().await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn late_deliveries_are_counted_and_corrected_identically() {
     let server = start_server(|c| c.window.late = vpcflowd::window::LatePolicy::Update).await;

@@ -75,7 +75,19 @@ pub enum ScanKind {
     /// One source ([`SCANNER`]) walks the destination ports in order, so that one source has a
     /// huge number of distinct small flows.
     PortScan,
+    /// One source ([`SWEEPER`]) probes port 22 of every interface in turn, rejected: a host scan
+    /// that each interface sees only a little of.
+    Sweep,
+    /// The busiest interface keeps trying to reach one outside address ([`DENIED_DESTINATION`],
+    /// port 4444) and is rejected: a misconfigured or compromised instance.
+    DeniedOutbound,
 }
+
+/// The source address of a [`ScanKind::Sweep`].
+pub const SWEEPER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
+
+/// The destination of a [`ScanKind::DeniedOutbound`].
+pub const DENIED_DESTINATION: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
 
 /// The source address of a [`ScanKind::PortScan`].
 pub const SCANNER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -258,6 +270,69 @@ impl Generator {
         }
     }
 
+    /// One probe of a sweep (the next interface's port 22) or of a denied outbound connection
+    /// (from the busiest interface), rejected.
+    fn probe(&mut self, kind: ScanKind, start: u64, end: u64) -> GenRecord {
+        let (iface, srcaddr, dstaddr, dstport, egress) = if kind == ScanKind::Sweep {
+            let iface = u64::from(self.scan_port) % self.config.interfaces.max(1);
+            self.scan_port = self.scan_port.wrapping_add(1);
+            (iface, IpAddr::V4(SWEEPER), Self::interface_addr(iface, false), 22, false)
+        } else {
+            (0, Self::interface_addr(0, false), IpAddr::V4(DENIED_DESTINATION), 4444, true)
+        };
+        GenRecord {
+            interface: iface,
+            status: GenStatus::Ok,
+            srcaddr,
+            dstaddr,
+            srcport: self.rng.random_range(1024..=65535),
+            dstport,
+            protocol: 6,
+            packets: 1,
+            bytes: 40,
+            start,
+            end,
+            reject: true,
+            egress,
+            pkt_srcaddr: srcaddr,
+            pkt_dstaddr: dstaddr,
+        }
+    }
+
+    /// A record of a scan storm of `kind`, rejected.
+    fn storm_record(&mut self, kind: ScanKind, start: u64, end: u64) -> GenRecord {
+        let (srcaddr, dstport, v6) = match kind {
+            ScanKind::Sweep | ScanKind::DeniedOutbound => return self.probe(kind, start, end),
+            ScanKind::SourceStorm => {
+                let v6 = self.rng.random_bool(self.config.ipv6_ratio.clamp(0.0, 1.0));
+                let fresh = self.rng.random::<u64>();
+                (self.source_addr(u64::MAX, fresh, v6), self.rng.random_range(1..=65535), v6)
+            }
+            ScanKind::PortScan => {
+                let port = self.scan_port;
+                self.scan_port = port.checked_add(1).unwrap_or(1);
+                (IpAddr::V4(SCANNER), port, false)
+            }
+        };
+        GenRecord {
+            interface: 0,
+            status: GenStatus::Ok,
+            srcaddr,
+            dstaddr: Self::interface_addr(0, v6),
+            srcport: self.rng.random_range(1024..=65535),
+            dstport,
+            protocol: 6,
+            packets: 1,
+            bytes: 40 + u64::from(v6) * 20,
+            start,
+            end,
+            reject: true,
+            egress: false,
+            pkt_srcaddr: srcaddr,
+            pkt_dstaddr: Self::interface_addr(0, v6),
+        }
+    }
+
     /// The next record.
     pub fn next_record(&mut self) -> GenRecord {
         self.clock += 1.0 / self.config.records_per_second.max(1e-9);
@@ -275,35 +350,7 @@ impl Generator {
                 && self.rng.random_bool(s.share.clamp(0.0, 1.0))
         });
         if let Some(storm) = storm {
-            let (srcaddr, dstport, v6) = match storm.kind {
-                ScanKind::SourceStorm => {
-                    let v6 = self.rng.random_bool(self.config.ipv6_ratio.clamp(0.0, 1.0));
-                    let fresh = self.rng.random::<u64>();
-                    (self.source_addr(u64::MAX, fresh, v6), self.rng.random_range(1..=65535), v6)
-                }
-                ScanKind::PortScan => {
-                    let port = self.scan_port;
-                    self.scan_port = port.checked_add(1).unwrap_or(1);
-                    (IpAddr::V4(SCANNER), port, false)
-                }
-            };
-            return GenRecord {
-                interface: 0,
-                status: GenStatus::Ok,
-                srcaddr,
-                dstaddr: Self::interface_addr(0, v6),
-                srcport: self.rng.random_range(1024..=65535),
-                dstport,
-                protocol: 6,
-                packets: 1,
-                bytes: 40 + u64::from(v6) * 20,
-                start,
-                end,
-                reject: true,
-                egress: false,
-                pkt_srcaddr: srcaddr,
-                pkt_dstaddr: Self::interface_addr(0, v6),
-            };
+            return self.storm_record(storm.kind, start, end);
         }
         let iface = self.interfaces.sample(&mut self.rng) as u64 - 1;
         let roll: f64 = self.rng.random();

@@ -26,6 +26,12 @@ pub enum Scenario {
     /// Steady traffic; through the middle half, half of all records come from fresh random
     /// sources to the busiest interface (millions of sources at scale: the caps' test).
     SourceStorm,
+    /// Steady traffic; through the middle half, 20 % of records are one source probing port 22
+    /// of every interface in turn, rejected (the `sweep` finding).
+    Sweep,
+    /// Steady traffic; through the middle half, 10 % of records are the busiest interface
+    /// rejected connecting out to one address (the `denied_outbound` finding).
+    DeniedOutbound,
     /// Out-of-order delivery up to half the lateness, then a second phase of late records
     /// (2 %) for windows that have already closed.
     Late,
@@ -66,6 +72,8 @@ pub fn generate(args: &TrafficArgs, limit: usize, engine: &EngineConfig) -> Resu
         Scenario::Steady => {}
         Scenario::PortScan => config.scan = Some(middle_half(0.3, ScanKind::PortScan)),
         Scenario::SourceStorm => config.scan = Some(middle_half(0.5, ScanKind::SourceStorm)),
+        Scenario::Sweep => config.scan = Some(middle_half(0.2, ScanKind::Sweep)),
+        Scenario::DeniedOutbound => config.scan = Some(middle_half(0.1, ScanKind::DeniedOutbound)),
         Scenario::Late => {
             config.disorder_secs = lateness / 2;
             late = (limit as f64 * LATE_SHARE) as usize;
