@@ -84,9 +84,18 @@ pub struct EgressConversations {
     /// 32-bit fingerprints of the accepted egress conversations, in arrival order with runs
     /// of one collapsed. Appending costs next to nothing per record; the closer scans the
     /// list (vectorised) for the few conversations it asks about.
+    #[serde(deserialize_with = "capped_fingerprints")]
     accepted: Vec<u32>,
     /// Accepted egress records whose conversation was not kept (the fingerprints were full).
     pub accepted_overflow: u64,
+}
+
+/// Reads a fingerprint list, keeping at most [`MAX_ACCEPTED_FINGERPRINTS`] (a crafted state
+/// file cannot make a pane hold more than a running one does).
+fn capped_fingerprints<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u32>, D::Error> {
+    let mut list = Vec::<u32>::deserialize(d)?;
+    list.truncate(MAX_ACCEPTED_FINGERPRINTS);
+    Ok(list)
 }
 
 impl EgressConversations {
@@ -173,5 +182,15 @@ mod tests {
         }
         assert_eq!(c.accepted.len(), MAX_ACCEPTED_FINGERPRINTS);
         assert!(c.accepted_overflow > 0);
+    }
+
+    #[test]
+    fn a_state_file_cannot_hold_more_fingerprints_than_a_pane_keeps() {
+        let mut c = EgressConversations::new(100);
+        c.accepted = (0..MAX_ACCEPTED_FINGERPRINTS as u32 + 500).collect();
+        let bytes = rmp_serde::to_vec(&c).unwrap();
+        let read: EgressConversations = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(read.accepted.len(), MAX_ACCEPTED_FINGERPRINTS);
+        assert_eq!(read.accepted[..3], [0, 1, 2], "the first ones are kept, in order");
     }
 }
