@@ -242,15 +242,14 @@ pub fn most_rejected(sources: &[(IpAddr, Traffic)], n: usize) -> Vec<(IpAddr, Tr
     candidates
 }
 
-/// The `n` sources with the most rejected flows ([`most_rejected`]) as snapshot entries.
+/// Sources ranked by [`most_rejected`] as snapshot entries.
 pub fn rejected_sources(
-    sources: &[(IpAddr, Traffic)],
+    ranked: &[(IpAddr, Traffic)],
     window: &WindowPanes,
-    n: usize,
 ) -> Vec<RejectedSourceSnapshot> {
-    most_rejected(sources, n)
-        .into_iter()
-        .map(|(address, t)| {
+    ranked
+        .iter()
+        .map(|&(address, t)| {
             let entries = entries_of(&address, window).entries;
             let distinct = distinct_counts(&entries);
             RejectedSourceSnapshot {
@@ -361,7 +360,7 @@ mod tests {
                 .collect();
             want.sort_by(|x, y| (y.1, y.2, x.0).cmp(&(x.1, x.2, y.0)));
             want.truncate(n);
-            let got: Vec<(IpAddr, u64, u64)> = rejected_sources(&summed, &WindowPanes::default(), n)
+            let got: Vec<(IpAddr, u64, u64)> = rejected_sources(&most_rejected(&summed, n), &WindowPanes::default())
                 .iter()
                 .map(|r| (r.address, r.rejected_flows, r.rejected_packets))
                 .collect();

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::baseline::BaselineView;
 use super::conversation::Conversation;
-use super::diagnosis::{RejectedSourceSnapshot, entries_of, most_rejected};
+use super::diagnosis::{RejectedSourceSnapshot, entries_of};
 use super::pane::{FlowKey, Traffic};
 use super::snapshot::{SourceSnapshot, WindowPanes};
 use crate::decode::Action;
@@ -207,9 +207,11 @@ struct Actions {
 
 /// Conversations accepted one way and rejected the other, ranked by rejected flows (then the
 /// conversation), at most [`LISTED`].
+/// `seeds` are the sources with the most rejected flows (`diagnosis::most_rejected`); at most
+/// [`INGRESS_SEEDS`] of them are read.
 pub fn asymmetric_flows(
     window: &WindowPanes,
-    sources: &[(IpAddr, Traffic)],
+    seeds: &[(IpAddr, Traffic)],
     egress: &EgressRejects,
 ) -> Vec<AsymmetricFlow> {
     let mut conversations: Map<Conversation, Actions> = Map::default();
@@ -220,7 +222,7 @@ pub fn asymmetric_flows(
     // with the most rejected flows is read (a bound: reading every source's flows each window
     // would cost as much as merging them all); for the other conversations rejected going out,
     // only the reverse flow is looked up.
-    let seeds = most_rejected(sources, INGRESS_SEEDS);
+    let seeds = &seeds[..seeds.len().min(INGRESS_SEEDS)];
     let is_seed = |a: &IpAddr| seeds.iter().any(|(s, _)| s == a);
     let seed_entries: Vec<(IpAddr, Vec<&super::pane::SourceEntry>)> =
         seeds.iter().map(|(a, _)| (*a, entries_of(a, window).entries)).collect();

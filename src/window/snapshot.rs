@@ -254,9 +254,13 @@ pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> 
     let summed = sum_by_key(
         panes.iter().map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
     );
-    let rejected = diagnosis::rejected_sources(&summed, window, top.rejected_sources);
+    // One ranking by rejected flows serves both lists: a prefix of it is the top of any length.
+    let longest = top.rejected_sources.max(findings::INGRESS_SEEDS);
+    let by_rejects = diagnosis::most_rejected(&summed, longest);
+    let listed = &by_rejects[..by_rejects.len().min(top.rejected_sources)];
+    let rejected = diagnosis::rejected_sources(listed, window);
     let egress = findings::EgressRejects::of(window);
-    let asymmetric_flows = findings::asymmetric_flows(window, &summed, &egress);
+    let asymmetric_flows = findings::asymmetric_flows(window, &by_rejects, &egress);
     let (denied_outbound, denied_counts) =
         egress.denied_outbound(|k| findings::seen_in(options.baseline, k));
     let ranked = ranked_sources(window, options, &directions, &mut approx, summed);
