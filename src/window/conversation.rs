@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::counters::Traffic;
 use super::event::FlowEvent;
+use super::pane::{packed_port, packed_protocol, split_address};
 use super::table::BoundedTable;
 use crate::decode::Action;
 
@@ -36,15 +37,10 @@ impl Hash for Conversation {
     /// Hashes the key as a packed word and two addresses, as [`super::pane::FlowKey`] does:
     /// every egress record is fingerprinted. The packing is injective, so `Eq` stays right.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let port = |p: Option<u16>| p.map_or(0, |p| 0x1_0000 | u64::from(p));
-        let protocol = self.protocol.map_or(0, |p| 0x100 | u64::from(p));
-        let split = |addr: Option<IpAddr>| match addr {
-            None => (0u64, 0u128),
-            Some(IpAddr::V4(a)) => (1, u128::from(a.to_bits())),
-            Some(IpAddr::V6(a)) => (2, a.to_bits()),
-        };
-        let (local_family, local) = split(self.local_address);
-        let (remote_family, remote) = split(self.remote_address);
+        let port = packed_port;
+        let protocol = packed_protocol(self.protocol);
+        let (local_family, local) = split_address(self.local_address);
+        let (remote_family, remote) = split_address(self.remote_address);
         state.write_u64(
             port(self.local_port)
                 | port(self.remote_port) << 17

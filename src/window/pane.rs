@@ -60,17 +60,12 @@ impl std::hash::Hash for FlowKey {
     /// The packing is injective (each optional field gets a presence bit, and the address a
     /// family tag), so equal keys hash equal and the derived `Eq` stays right.
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        let port = |p: Option<u16>| p.map_or(0, |p| 0x1_0000 | u64::from(p));
-        let protocol = self.protocol.map_or(0, |p| 0x100 | u64::from(p));
+        let (port, split) = (packed_port, split_address);
+        let protocol = packed_protocol(self.protocol);
         let action: u64 = match self.action {
             None => 0,
             Some(Action::Accept) => 1,
             Some(Action::Reject) => 2,
-        };
-        let split = |addr: Option<IpAddr>| match addr {
-            None => (0u64, 0u128),
-            Some(IpAddr::V4(a)) => (1, u128::from(a.to_bits())),
-            Some(IpAddr::V6(a)) => (2, a.to_bits()),
         };
         let (family, address) = split(self.dstaddr);
         let (via_family, via) = split(self.via);
@@ -86,6 +81,28 @@ impl std::hash::Hash for FlowKey {
         if via_family != 0 {
             state.write_u128(via);
         }
+    }
+}
+
+/// An optional port as 17 bits: a presence bit and the port (for packed key hashes).
+#[inline]
+pub(crate) fn packed_port(p: Option<u16>) -> u64 {
+    p.map_or(0, |p| 0x1_0000 | u64::from(p))
+}
+
+/// An optional protocol as 9 bits: a presence bit and the number.
+#[inline]
+pub(crate) fn packed_protocol(p: Option<u8>) -> u64 {
+    p.map_or(0, |p| 0x100 | u64::from(p))
+}
+
+/// An optional address as a family tag (0 none, 1 IPv4, 2 IPv6) and its bits.
+#[inline]
+pub(crate) fn split_address(addr: Option<IpAddr>) -> (u64, u128) {
+    match addr {
+        None => (0, 0),
+        Some(IpAddr::V4(a)) => (1, u128::from(a.to_bits())),
+        Some(IpAddr::V6(a)) => (2, a.to_bits()),
     }
 }
 
