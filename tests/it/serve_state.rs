@@ -241,6 +241,12 @@ async fn kill_9_mid_load(name: &str, interval: &str, only_log: bool) {
         requests.iter().enumerate().map(|(r, (_, l))| l.len() as u64 * (100 + r as u64)).sum();
 
     let server = Server::start(&args(d, &["--checkpoint-interval", interval]), &[]);
+    if !only_log {
+        // The first state file is written on the interval, traffic or not: wait for it, so that
+        // the kill below comes amid checkpoints however fast the first acks are.
+        let first = |s: &serde_json::Value| s["state"]["checkpoints"].as_u64() >= Some(1);
+        server.wait_for("the first checkpoint", first).await;
+    }
     let fh = std::sync::Arc::new(Firehose::new(&server.ingest, Some(KEY)));
     let acked = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeSet::new()));
     let (enough, got_enough) = tokio::sync::oneshot::channel::<()>();
