@@ -84,6 +84,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "URL")]
     pub otlp_endpoint: Option<String>,
 
+    /// URL that receives one JSON POST per finding (Slack-compatible); see `[alerts]`. The URL
+    /// is a secret: VPCFLOWD_ALERTS__WEBHOOK_URL keeps it out of the process list.
+    #[arg(long, value_name = "URL")]
+    pub webhook_url: Option<String>,
+
     /// OTLP transport [default: grpc].
     #[arg(long, value_enum, value_name = "PROTO")]
     pub otlp_protocol: Option<OtlpProtocol>,
@@ -194,6 +199,9 @@ impl ServeArgs {
         ]);
         root.insert("state".into(), Value::Object(state));
         root.insert("export".into(), Value::Object(self.export_overrides()));
+        if let Some(url) = &self.webhook_url {
+            root.insert("alerts".into(), json!({ "webhook_url": url }));
+        }
         root.insert("sources".into(), Value::Object(self.sources_overrides()));
         if self.print_snapshots {
             root.insert("print_snapshots".into(), Value::Bool(true));

@@ -40,6 +40,7 @@ pub mod measures;
 pub(crate) mod otlp;
 pub mod prometheus;
 pub mod source_measures;
+pub mod webhook;
 pub(crate) mod worker;
 
 use std::sync::atomic::AtomicU64;
@@ -76,4 +77,6 @@ pub struct ExportStats {
     /// Time spent exporting windows, in microseconds (total, and the last window's).
     pub export_micros_total: AtomicU64,
     pub last_export_micros: AtomicU64,
+    /// The findings webhook's counters.
+    pub webhook: webhook::WebhookStats,
 }

@@ -15,6 +15,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::export::ExportConfig;
+use crate::export::webhook::AlertsConfig;
 use crate::settings::{DiagnosisSettings, WindowSettings};
 use crate::source::kinesis::SourcesConfig;
 
@@ -50,6 +51,8 @@ pub struct ServeConfig {
     pub state: StateConfig,
     /// OpenTelemetry (OTLP) export of closed windows and of vpcflowd's own metrics.
     pub export: ExportConfig,
+    /// Where findings are pushed as they are raised (a webhook).
+    pub alerts: AlertsConfig,
     /// Kinesis Data Streams to read besides the Firehose listener.
     pub sources: SourcesConfig,
     /// Flow-log formats of the records (see `vpcflowd parse --help`); empty means the VPC and
@@ -216,6 +219,7 @@ impl Default for ServeConfig {
             formats: Vec::new(),
             state: StateConfig::default(),
             export: ExportConfig::default(),
+            alerts: AlertsConfig::default(),
             sources: SourcesConfig::default(),
             shutdown_timeout: Duration::from_secs(60),
             print_snapshots: false,
@@ -305,6 +309,7 @@ impl ServeConfig {
         }
         crate::decode::LayoutSet::from_formats(&self.formats).map_err(ConfigError::Formats)?;
         self.sources.validate()?;
+        self.alerts.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
         if !self.ingest.enabled && self.sources.kinesis.is_empty() {
             return Err(ConfigError::Invalid("ingest.enabled is false and no sources.kinesis stream is configured: nothing to read (enable the Firehose listener or add a stream)".into()));
         }

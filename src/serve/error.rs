@@ -46,6 +46,9 @@ pub enum ServeError {
     /// The OTLP exporters or the self-metrics could not be set up.
     #[error(transparent)]
     Export(#[from] ExportError),
+    /// The findings webhook could not be set up.
+    #[error(transparent)]
+    Alerts(#[from] crate::export::webhook::AlertsError),
     /// The Kinesis sources could not connect (clients, lease tables).
     #[error(transparent)]
     Kinesis(#[from] KinesisError),

@@ -25,6 +25,7 @@ use super::pipeline::{self, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
 use super::{Bound, reload, restore, state_file, telemetry, wal};
 use crate::decode::LayoutSet;
+use crate::export::webhook::Webhook;
 use crate::export::{ExportStats, ExporterOptions, WindowExporter};
 use crate::source::kinesis::{self, Position, ShardKey, SourceMsg};
 use crate::window::engine::{EngineCheckpoint, EngineJoin, EventRouter};
@@ -157,7 +158,7 @@ struct Engineering {
     pipeline_tx: mpsc::Sender<PipelineMsg>,
     pipeline: std::thread::JoinHandle<Result<(), ServeError>>,
     engine_join: EngineJoin,
-    consumer: JoinHandle<Option<WindowExporter>>,
+    consumer: JoinHandle<Outlets>,
     ticker: JoinHandle<()>,
 }
 
@@ -223,14 +224,32 @@ fn start_pipeline(
         .map_err(|source| ServeError::Spawn { thread: "pipeline", source })
 }
 
-/// Hands each closed batch to the store (the API), to standard output if asked, and to the
-/// exporter, which it returns at the end for the last flush.
+/// Where closed windows go besides the store: the OTLP exporter and the findings webhook.
+#[derive(Default)]
+struct Outlets {
+    exporter: Option<WindowExporter>,
+    webhook: Option<Webhook>,
+}
+
+impl Outlets {
+    /// Starts the exporter and the webhook that `config` asks for.
+    fn start(config: &ServeConfig, stats: &Arc<ExportStats>) -> Result<Outlets, ServeError> {
+        Ok(Outlets {
+            exporter: start_exporter(config, stats.clone())?,
+            webhook: Webhook::start(&config.alerts, stats.clone())?,
+        })
+    }
+}
+
+/// Hands each closed batch to the store (the API), to standard output if asked, to the
+/// exporter, and the findings the store raises to the webhook; it returns the outlets at the end
+/// for their last flush.
 fn start_snapshot_consumer(
     snapshots: mpsc::Receiver<Vec<Snapshot>>,
     store: Arc<SnapshotStore>,
     print: bool,
-    exporter: Option<WindowExporter>,
-) -> JoinHandle<Option<WindowExporter>> {
+    outlets: Outlets,
+) -> JoinHandle<Outlets> {
     tokio::spawn(async move {
         use tokio::io::AsyncWriteExt;
         let mut stdout = tokio::io::stdout();
@@ -249,12 +268,15 @@ fn start_snapshot_consumer(
                 }
                 let _ = stdout.flush().await;
             }
-            if let Some(exporter) = &exporter {
+            if let Some(exporter) = &outlets.exporter {
                 exporter.offer(&batch);
             }
-            store.insert(batch);
+            let raised = store.insert(batch);
+            if let Some(webhook) = &outlets.webhook {
+                webhook.offer(&raised);
+            }
         }
-        exporter
+        outlets
     })
 }
 
@@ -319,7 +341,7 @@ impl Services {
         let (router, snapshots, engine_join) = engine.into_parts();
         let store = Arc::new(SnapshotStore::new(config.admin.history));
         let export_stats = Arc::new(ExportStats::default());
-        let exporter = start_exporter(&config, export_stats.clone())?;
+        let outlets = Outlets::start(&config, &export_stats)?;
         let stats = Arc::new(IngestStats::default());
         stats.restore(&restored.ingest);
         let kinesis_status =
@@ -339,7 +361,7 @@ impl Services {
             )));
         }
         let consumer =
-            start_snapshot_consumer(snapshots, store.clone(), config.print_snapshots, exporter);
+            start_snapshot_consumer(snapshots, store.clone(), config.print_snapshots, outlets);
         let ticker = start_ticker(pipeline_tx.clone());
         let engine = Engineering { pipeline_tx, pipeline, engine_join, consumer, ticker };
 
@@ -447,9 +469,12 @@ impl Services {
         .await
         .unwrap_or_else(|e| Err(ServeError::Stopped(e.to_string())));
         // Export what closed during shutdown, within what is left of the budget.
-        let exporter = engine.consumer.await.ok().flatten();
+        let Outlets { exporter, webhook } = engine.consumer.await.unwrap_or_default();
         let left =
             config.shutdown_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+        if let Some(webhook) = webhook {
+            webhook.finish(left / 2).await;
+        }
         let _ = tokio::task::spawn_blocking(move || {
             if let Some(exporter) = exporter {
                 exporter.finish(left);

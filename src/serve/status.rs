@@ -357,6 +357,28 @@ status_section! {
 }
 
 status_section! {
+    /// `alerts`: the findings webhook (`[alerts]`).
+    pub struct AlertsReport ("alerts") from |c| {
+        /// Findings the webhook receiver accepted (2xx).
+        webhook_delivered: u64 = c.export.webhook.delivered.load(Relaxed)
+            => "vpcflowd.alerts.webhook" (Counter, "{finding}", attribute "outcome" = "delivered",
+                about "Findings posted to the webhook by outcome (delivered, failed, dropped)");
+        /// Findings given up on: out of attempts, or refused with a 4xx other than 429.
+        webhook_failed: u64 = c.export.webhook.failed.load(Relaxed)
+            => "vpcflowd.alerts.webhook" (Counter, "{finding}", attribute "outcome" = "failed");
+        /// Findings dropped: the queue was full, or shutdown ran out of time.
+        webhook_dropped: u64 = c.export.webhook.dropped.load(Relaxed)
+            => "vpcflowd.alerts.webhook" (Counter, "{finding}", attribute "outcome" = "dropped");
+        /// Webhook posts retried.
+        webhook_retries: u64 = c.export.webhook.retries.load(Relaxed)
+            => "vpcflowd.alerts.webhook.retries" (Counter, "{request}");
+        /// Findings waiting for the webhook.
+        webhook_queue_depth: u64 = c.export.webhook.queue_depth.load(Relaxed)
+            => "vpcflowd.alerts.webhook.queue.depth" (Gauge, "{finding}");
+    }
+}
+
+status_section! {
     /// `kinesis`: the Kinesis source's counters (beside its `shards`).
     pub struct KinesisReport ("kinesis") from |c| {
         /// GetRecords calls.
@@ -426,6 +448,7 @@ pub struct StatusReport {
     pub rejects: BTreeMap<String, RejectReport>,
     pub engine: EngineReport,
     pub export: ExportReport,
+    pub alerts: AlertsReport,
     pub kinesis: KinesisSection,
     /// The newest closed window's start (Unix seconds).
     pub latest_window: Option<u64>,
@@ -451,6 +474,7 @@ impl StatusReport {
             rejects,
             engine: EngineReport::read(c),
             export: ExportReport::read(c),
+            alerts: AlertsReport::read(c),
             kinesis,
             latest_window: c.store.latest_window(),
         }
@@ -463,6 +487,7 @@ pub fn instruments() -> Vec<InstrumentDef> {
     defs.extend(EngineReport::instruments());
     defs.extend(StateReport::instruments());
     defs.extend(ExportReport::instruments());
+    defs.extend(AlertsReport::instruments());
     defs.extend(KinesisReport::instruments());
     defs
 }

@@ -10,7 +10,7 @@ use std::sync::{Arc, RwLock};
 use serde::Serialize;
 
 use crate::window::Snapshot;
-use crate::window::findings::Finding;
+use crate::window::findings::WindowFinding;
 
 /// Findings the store keeps, newest windows first.
 pub(crate) const MAX_FINDINGS: usize = 10_000;
@@ -22,18 +22,6 @@ struct Inner {
     by_interface: BTreeMap<Arc<str>, VecDeque<Arc<Snapshot>>>,
     /// Findings, newest window first (ties in arrival order).
     findings: VecDeque<Arc<WindowFinding>>,
-}
-
-/// A finding with the window and interface it was found in.
-#[derive(Debug, Clone, Serialize)]
-pub struct WindowFinding {
-    pub window_start: u64,
-    pub window_end: u64,
-    pub interface_id: Arc<str>,
-    pub account_id: Option<Arc<str>>,
-    pub region: Option<Arc<str>>,
-    #[serde(flatten)]
-    pub finding: Finding,
 }
 
 /// What `/api/v1/findings` selects: windows starting at `since` or later, one kind, one
@@ -74,14 +62,16 @@ impl SnapshotStore {
         SnapshotStore { history: history.max(1), inner: RwLock::default() }
     }
 
-    /// Takes in one batch from the engine.
-    pub fn insert(&self, batch: Vec<Arc<Snapshot>>) {
+    /// Takes in one batch from the engine and returns the findings it raises for the first
+    /// time (a correction's findings that its window already had are not raised again).
+    pub fn insert(&self, batch: Vec<Arc<Snapshot>>) -> Vec<Arc<WindowFinding>> {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        let mut raised = Vec::new();
         for s in batch {
             if s.revision == 0 {
                 inner.latest_window = inner.latest_window.max(Some(s.window_start));
             }
-            record_findings(&mut inner.findings, &s);
+            raised.extend(record_findings(&mut inner.findings, &s));
             let kept = inner.by_interface.entry(s.interface_id.clone()).or_default();
             match kept.iter().position(|k| k.window_start <= s.window_start) {
                 Some(i) if kept[i].window_start == s.window_start => kept[i] = s,
@@ -90,6 +80,7 @@ impl SnapshotStore {
             }
             kept.truncate(self.history);
         }
+        raised
     }
 
     /// Every interface's snapshot of the most recent closed window, by interface id.
@@ -155,23 +146,38 @@ impl SnapshotStore {
 }
 
 /// Puts a snapshot's findings in place (newest window first), replacing those of an earlier
-/// revision of its window, and keeps the newest [`MAX_FINDINGS`].
-fn record_findings(findings: &mut VecDeque<Arc<WindowFinding>>, s: &Snapshot) {
+/// revision of its window, and keeps the newest [`MAX_FINDINGS`]. Returns the findings that are
+/// raised for the first time: all of a first revision's, and those of a correction whose kind and
+/// subject its window's earlier revision did not have.
+fn record_findings(
+    findings: &mut VecDeque<Arc<WindowFinding>>,
+    s: &Snapshot,
+) -> Vec<Arc<WindowFinding>> {
+    let same_window =
+        |f: &WindowFinding| f.window_start == s.window_start && f.interface_id == s.interface_id;
+    let mut earlier = Vec::new();
     if s.revision > 0 {
-        findings.retain(|f| f.window_start != s.window_start || f.interface_id != s.interface_id);
+        findings.retain(|f| {
+            let keep = !same_window(f);
+            if !keep {
+                earlier.push((f.finding.kind, f.finding.subject.clone()));
+            }
+            keep
+        });
     }
     let at =
         findings.iter().position(|f| f.window_start <= s.window_start).unwrap_or(findings.len());
+    let mut raised = Vec::new();
     for (i, finding) in s.findings.iter().enumerate() {
-        let entry = WindowFinding {
-            window_start: s.window_start,
-            window_end: s.window_end,
-            interface_id: s.interface_id.clone(),
-            account_id: s.account_id.clone(),
-            region: s.region.clone(),
-            finding: finding.clone(),
-        };
-        findings.insert(at + i, Arc::new(entry));
+        let entry = Arc::new(WindowFinding::of(s, finding));
+        findings.insert(at + i, entry.clone());
+        if !earlier
+            .iter()
+            .any(|(kind, subject)| *kind == finding.kind && *subject == finding.subject)
+        {
+            raised.push(entry);
+        }
     }
     findings.truncate(MAX_FINDINGS);
+    raised
 }

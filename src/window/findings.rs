@@ -111,6 +111,33 @@ pub struct Finding {
     pub detail: String,
 }
 
+/// A finding with the window and interface it was found in: what the findings API lists and
+/// the webhook posts.
+#[derive(Debug, Clone, Serialize)]
+pub struct WindowFinding {
+    pub window_start: u64,
+    pub window_end: u64,
+    pub interface_id: std::sync::Arc<str>,
+    pub account_id: Option<std::sync::Arc<str>>,
+    pub region: Option<std::sync::Arc<str>>,
+    #[serde(flatten)]
+    pub finding: Finding,
+}
+
+impl WindowFinding {
+    /// `finding` of the snapshot `s`.
+    pub fn of(s: &super::Snapshot, finding: &Finding) -> WindowFinding {
+        WindowFinding {
+            window_start: s.window_start,
+            window_end: s.window_end,
+            interface_id: s.interface_id.clone(),
+            account_id: s.account_id.clone(),
+            region: s.region.clone(),
+            finding: finding.clone(),
+        }
+    }
+}
+
 /// A window's rejected egress: its conversations summed over the panes, and the same grouped
 /// by (address, port, protocol) and ranked by flows (then packets, then the key).
 pub struct EgressRejects {

@@ -5,11 +5,18 @@
 use crate::common::{json_lines, vpcflowd};
 use serde_json::Value;
 
-const T0: u64 = 1_700_000_040;
-const LOCAL: &str = "10.0.9.9";
+pub(crate) const T0: u64 = 1_700_000_040;
+pub(crate) const LOCAL: &str = "10.0.9.9";
 
 /// A default-format record of eni-0aaa in minute `minute`.
-fn line(minute: u64, src: &str, dst: &str, ports: (u16, u16), bytes: u64, action: &str) -> String {
+pub(crate) fn line(
+    minute: u64,
+    src: &str,
+    dst: &str,
+    ports: (u16, u16),
+    bytes: u64,
+    action: &str,
+) -> String {
     let t = T0 + 60 * minute;
     format!(
         "2 111111111111 eni-0aaa {src} {dst} {} {} 6 1 {bytes} {t} {} {action} OK\n",
@@ -156,16 +163,22 @@ fn five_times_its_baseline_on_10_mb_is_a_spike_and_less_is_not() {
     assert!(found(&replay(&small), "spike").is_empty(), "5 MB is under spike_min_bytes");
 }
 
-/// `GET /api/v1/findings` on a running server: newest first, filtered by kind, interface and
-/// window start; a malformed filter is a 400.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_lists_findings_newest_first_and_filters_them() {
-    use crate::common::serve::{Firehose, Server};
-    let locals = "tests/data/windows/local_addresses.json";
-    let server = Server::start(
-        &["--lateness", "0s", "--window", "1m", "--slide", "1m", "--local-addresses", locals],
-        &[],
-    );
+/// The `serve` flags under which [`send_two_port_scans`] closes two windows with a finding each.
+pub(crate) const ONE_MINUTE_WINDOWS: [&str; 8] = [
+    "--lateness",
+    "0s",
+    "--window",
+    "1m",
+    "--slide",
+    "1m",
+    "--local-addresses",
+    "tests/data/windows/local_addresses.json",
+];
+
+/// Sends, through Firehose, a port scan of eni-0aaa in each of two one-minute windows and a
+/// record that closes both: under [`ONE_MINUTE_WINDOWS`] each window raises one `port_scan`.
+pub(crate) async fn send_two_port_scans(server: &crate::common::serve::Server) {
+    use crate::common::serve::{Firehose, wrapped};
     let mut lines: Vec<String> = Vec::new();
     for minute in 0..2 {
         for p in 1..=100 {
@@ -177,10 +190,17 @@ async fn serve_lists_findings_newest_first_and_filters_them() {
     let lines: Vec<String> = lines.iter().map(|l| l.trim_end().to_string()).collect();
     let firehose = Firehose::new(&server.ingest, None);
     for (i, chunk) in lines.chunks(50).enumerate() {
-        let (status, _) =
-            firehose.send(&format!("req-{i}"), &crate::common::serve::wrapped(chunk)).await;
+        let (status, _) = firehose.send(&format!("req-{i}"), &wrapped(chunk)).await;
         assert_eq!(status, 200);
     }
+}
+
+/// `GET /api/v1/findings` on a running server: newest first, filtered by kind, interface and
+/// window start; a malformed filter is a 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_lists_findings_newest_first_and_filters_them() {
+    let server = crate::common::serve::Server::start(&ONE_MINUTE_WINDOWS, &[]);
+    send_two_port_scans(&server).await;
     let get = |query: &str| {
         let url = format!("{}/api/v1/findings{query}", server.admin);
         async move { reqwest::get(url).await.unwrap() }

@@ -19,4 +19,5 @@ mod serve_moto;
 mod serve_state;
 mod serve_tls;
 mod static_root;
+mod webhook;
 mod window_model;
