@@ -81,6 +81,13 @@ pub enum ScanKind {
     /// The busiest interface keeps trying to reach one outside address ([`DENIED_DESTINATION`],
     /// port 4444) and is rejected: a misconfigured or compromised instance.
     DeniedOutbound,
+    /// A client ([`NACL_CLIENT`]) connects to port 443 of the busiest interface and is
+    /// accepted, and each reply is rejected going out: a network ACL that lacks the ephemeral
+    /// ports (a stateful security group would let the replies out). Records come in pairs.
+    NaclAsymmetry,
+    /// One source ([`SPIKER`]) sends the busiest interface 20 kB per record, accepted, and
+    /// 5 MB per record for `burst_secs` from `burst_start`: a spike against its own baseline.
+    Spike { burst_start: u64, burst_secs: u64 },
 }
 
 /// The source address of a [`ScanKind::Sweep`].
@@ -88,6 +95,12 @@ pub const SWEEPER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 99);
 
 /// The destination of a [`ScanKind::DeniedOutbound`].
 pub const DENIED_DESTINATION: Ipv4Addr = Ipv4Addr::new(203, 0, 113, 66);
+
+/// The client of a [`ScanKind::NaclAsymmetry`].
+pub const NACL_CLIENT: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 44);
+
+/// The source of a [`ScanKind::Spike`].
+pub const SPIKER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 55);
 
 /// The source address of a [`ScanKind::PortScan`].
 pub const SCANNER: Ipv4Addr = Ipv4Addr::new(198, 51, 100, 7);
@@ -169,6 +182,8 @@ pub struct Generator {
     clock: f64,
     /// The next destination port of a port scan.
     scan_port: u16,
+    /// The client port of a [`ScanKind::NaclAsymmetry`] request whose reply comes next.
+    pending_reply: Option<u16>,
 }
 
 impl Generator {
@@ -183,6 +198,7 @@ impl Generator {
             flow_bytes: Pareto::new(60.0, 1.1).expect("valid Pareto"),
             clock: config.start as f64,
             scan_port: 1,
+            pending_reply: None,
             config,
         }
     }
@@ -299,10 +315,70 @@ impl Generator {
         }
     }
 
-    /// A record of a scan storm of `kind`, rejected.
+    /// The next record of a [`ScanKind::NaclAsymmetry`]: a request from one of four client
+    /// ports, accepted, then its reply, rejected.
+    fn nacl_record(&mut self, start: u64, end: u64) -> GenRecord {
+        let local = Self::interface_addr(0, false);
+        let client = IpAddr::V4(NACL_CLIENT);
+        let (srcaddr, dstaddr, srcport, dstport, reject) = match self.pending_reply.take() {
+            Some(port) => (local, client, 443, port, true),
+            None => {
+                let port = 49_152 + self.rng.random_range(0..4u16);
+                self.pending_reply = Some(port);
+                (client, local, port, 443, false)
+            }
+        };
+        GenRecord {
+            interface: 0,
+            status: GenStatus::Ok,
+            srcaddr,
+            dstaddr,
+            srcport,
+            dstport,
+            protocol: 6,
+            packets: 3,
+            bytes: 180,
+            start,
+            end,
+            reject,
+            egress: reject,
+            pkt_srcaddr: srcaddr,
+            pkt_dstaddr: dstaddr,
+        }
+    }
+
+    /// The next record of a [`ScanKind::Spike`] starting at `start`.
+    fn spike_record(&mut self, burst: (u64, u64), start: u64, end: u64) -> GenRecord {
+        let in_burst = start >= burst.0 && start < burst.0.saturating_add(burst.1);
+        let bytes = if in_burst { 5_000_000 } else { 20_000 };
+        let (srcaddr, dstaddr) = (IpAddr::V4(SPIKER), Self::interface_addr(0, false));
+        GenRecord {
+            interface: 0,
+            status: GenStatus::Ok,
+            srcaddr,
+            dstaddr,
+            srcport: self.rng.random_range(32768..=60999),
+            dstport: 443,
+            protocol: 6,
+            packets: bytes / 1000,
+            bytes,
+            start,
+            end,
+            reject: false,
+            egress: false,
+            pkt_srcaddr: srcaddr,
+            pkt_dstaddr: dstaddr,
+        }
+    }
+
+    /// A record of a scan storm of `kind`.
     fn storm_record(&mut self, kind: ScanKind, start: u64, end: u64) -> GenRecord {
         let (srcaddr, dstport, v6) = match kind {
             ScanKind::Sweep | ScanKind::DeniedOutbound => return self.probe(kind, start, end),
+            ScanKind::NaclAsymmetry => return self.nacl_record(start, end),
+            ScanKind::Spike { burst_start, burst_secs } => {
+                return self.spike_record((burst_start, burst_secs), start, end);
+            }
             ScanKind::SourceStorm => {
                 let v6 = self.rng.random_bool(self.config.ipv6_ratio.clamp(0.0, 1.0));
                 let fresh = self.rng.random::<u64>();
@@ -344,10 +420,12 @@ impl Generator {
         };
         let start = now.saturating_sub(jitter);
         let end = start + self.rng.random_range(1..=60);
+        // A pending reply comes next, so that a pair is never split by the storm's end.
         let storm = self.config.scan.filter(|s| {
-            now >= s.start
-                && now < s.start + s.duration
-                && self.rng.random_bool(s.share.clamp(0.0, 1.0))
+            self.pending_reply.is_some()
+                || (now >= s.start
+                    && now < s.start + s.duration
+                    && self.rng.random_bool(s.share.clamp(0.0, 1.0)))
         });
         if let Some(storm) = storm {
             return self.storm_record(storm.kind, start, end);
@@ -570,5 +648,52 @@ mod tests {
             .collect();
         assert!((4000..6000).contains(&ports.len()), "{}", ports.len());
         assert!(ports.iter().enumerate().all(|(i, &p)| usize::from(p) == i + 1));
+    }
+
+    #[test]
+    fn a_nacl_asymmetry_is_accepted_requests_each_followed_by_its_rejected_reply() {
+        let start = 1_700_000_000;
+        let kind = ScanKind::NaclAsymmetry;
+        let cfg = GeneratorConfig {
+            scan: Some(ScanStorm { start, duration: 50, share: 0.3, kind }),
+            ..Default::default()
+        };
+        let mut g = Generator::new(cfg);
+        let client = IpAddr::V4(NACL_CLIENT);
+        let records: Vec<GenRecord> = (0..100_000)
+            .map(|_| g.next_record())
+            .filter(|r| r.srcaddr == client || r.dstaddr == client)
+            .collect();
+        assert!(records.len() > 10_000, "{}", records.len());
+        assert_eq!(records.len() % 2, 0, "no pair is split by the storm's end");
+        for pair in records.chunks(2) {
+            let (request, reply) = (&pair[0], &pair[1]);
+            assert!(!request.reject && !request.egress && request.dstport == 443);
+            assert!(reply.reject && reply.egress && reply.srcport == 443);
+            assert_eq!((reply.dstaddr, reply.dstport), (request.srcaddr, request.srcport));
+            assert_eq!(reply.srcaddr, request.dstaddr);
+        }
+    }
+
+    #[test]
+    fn a_spike_sends_5_mb_records_only_in_its_burst() {
+        let start = 1_700_000_000;
+        let kind = ScanKind::Spike { burst_start: start + 20, burst_secs: 10 };
+        let cfg = GeneratorConfig {
+            scan: Some(ScanStorm { start, duration: 100, share: 0.1, kind }),
+            disorder_secs: 0,
+            ..Default::default()
+        };
+        let mut g = Generator::new(cfg);
+        let spiker: Vec<GenRecord> = (0..50_000)
+            .map(|_| g.next_record())
+            .filter(|r| r.srcaddr == IpAddr::V4(SPIKER))
+            .collect();
+        assert!(spiker.len() > 4000, "{}", spiker.len());
+        for r in &spiker {
+            let in_burst = (start + 20..start + 30).contains(&r.start);
+            assert_eq!(r.bytes, if in_burst { 5_000_000 } else { 20_000 }, "{r:?}");
+        }
+        assert!(spiker.iter().any(|r| r.bytes == 5_000_000));
     }
 }

@@ -32,6 +32,14 @@ pub enum Scenario {
     /// Steady traffic; through the middle half, 10 % of records are the busiest interface
     /// rejected connecting out to one address (the `denied_outbound` finding).
     DeniedOutbound,
+    /// Steady traffic; through the middle half, 5 % of records are a client accepted into
+    /// port 443 of the busiest interface whose replies are rejected going out (the
+    /// `nacl_asymmetry` finding).
+    NaclAsymmetry,
+    /// Steady traffic; throughout, 5 % of records are one source sending the busiest interface
+    /// 20 kB each, and 5 MB each through a tenth of the span from its middle (the `spike`
+    /// finding).
+    Spike,
     /// Out-of-order delivery up to half the lateness, then a second phase of late records
     /// (2 %) for windows that have already closed.
     Late,
@@ -74,6 +82,11 @@ pub fn generate(args: &TrafficArgs, limit: usize, engine: &EngineConfig) -> Resu
         Scenario::SourceStorm => config.scan = Some(middle_half(0.5, ScanKind::SourceStorm)),
         Scenario::Sweep => config.scan = Some(middle_half(0.2, ScanKind::Sweep)),
         Scenario::DeniedOutbound => config.scan = Some(middle_half(0.1, ScanKind::DeniedOutbound)),
+        Scenario::NaclAsymmetry => config.scan = Some(middle_half(0.05, ScanKind::NaclAsymmetry)),
+        Scenario::Spike => {
+            let kind = ScanKind::Spike { burst_start: start + span / 2, burst_secs: span / 10 };
+            config.scan = Some(ScanStorm { start, duration: span + 1, share: 0.05, kind });
+        }
         Scenario::Late => {
             config.disorder_secs = lateness / 2;
             late = (limit as f64 * LATE_SHARE) as usize;
