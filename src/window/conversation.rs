@@ -129,6 +129,11 @@ impl EgressConversations {
         let fp = conversation.fingerprint();
         self.accepted.iter().fold(false, |found, &x| found | (x == fp))
     }
+
+    /// The fingerprints of the conversations sent out accepted (see [`Conversation::fingerprint`]).
+    pub fn accepted_fingerprints(&self) -> impl Iterator<Item = u32> + '_ {
+        self.accepted.iter().copied()
+    }
 }
 
 #[cfg(test)]

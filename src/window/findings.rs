@@ -23,12 +23,12 @@ use std::net::IpAddr;
 
 use serde::{Deserialize, Serialize};
 
+pub use super::asymmetry::{AsymmetricFlow, asymmetric_flows};
 use super::baseline::BaselineView;
 use super::conversation::Conversation;
-use super::diagnosis::{RejectedSourceSnapshot, entries_of};
-use super::pane::{FlowKey, Traffic};
+use super::diagnosis::RejectedSourceSnapshot;
+use super::pane::Traffic;
 use super::snapshot::{SourceSnapshot, WindowPanes};
-use crate::decode::Action;
 
 /// Entries `denied_outbound` and `asymmetric_flows` list at most.
 pub const LISTED: usize = 15;
@@ -39,7 +39,10 @@ pub const INGRESS_SEEDS: usize = 16;
 /// reads (a bound on its work under an outbound scan).
 pub const EGRESS_SEEDS: usize = 64;
 
-type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+// `denied_outbound` lists the first groups, which `EgressRejects` ranks only that far.
+const _: () = assert!(LISTED <= EGRESS_SEEDS);
+
+pub(super) type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// The thresholds findings are raised at.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -79,23 +82,6 @@ pub struct DeniedOutbound {
     pub bytes: u64,
     /// Not seen rejected from this interface in the baseline history.
     pub new: bool,
-}
-
-/// A conversation with different actions in its two directions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct AsymmetricFlow {
-    pub local_address: Option<IpAddr>,
-    pub local_port: Option<u16>,
-    pub remote_address: Option<IpAddr>,
-    pub remote_port: Option<u16>,
-    pub protocol: Option<u8>,
-    /// `ACCEPT`, `REJECT`, `ACCEPT+REJECT` (both in the window) or `-` (not seen).
-    pub ingress_action: &'static str,
-    pub egress_action: &'static str,
-    /// `nacl` when one direction was only accepted and the other only rejected: a stateful
-    /// security group would have let the reply through. Otherwise `sg_or_nacl`.
-    pub likely_cause: &'static str,
-    pub rejected_flows: u64,
 }
 
 /// One finding of a window.
@@ -138,30 +124,39 @@ impl WindowFinding {
     }
 }
 
-/// A window's rejected egress: its conversations summed over the panes, and the same grouped
-/// by (address, port, protocol) and ranked by flows (then packets, then the key).
+/// A window's rejected egress grouped by (address, port, protocol), the first
+/// [`EGRESS_SEEDS`] groups ranked by flows (then packets, then the key).
 pub struct EgressRejects {
-    conversations: Vec<(Conversation, Traffic)>,
+    /// Every group; the first `min(len, EGRESS_SEEDS)` in rank order, the rest in any order.
     groups: Vec<(DeniedKey, Traffic)>,
 }
 
 impl EgressRejects {
     pub fn of(window: &WindowPanes) -> EgressRejects {
-        let mut conversations: Map<Conversation, Traffic> = Map::default();
+        let kept: usize = window.panes.iter().map(|p| p.egress.rejected.len()).max().unwrap_or(0);
+        let mut groups: Map<DeniedKey, Traffic> =
+            Map::with_capacity_and_hasher(kept, Default::default());
         for pane in &window.panes {
             for (c, t) in pane.egress.rejected.iter() {
-                let sum = conversations.entry(*c).or_default();
-                *sum = add(*sum, t);
+                let g = groups.entry(denied_key(c)).or_default();
+                *g = add(*g, t);
             }
         }
-        let mut groups: Map<DeniedKey, Traffic> = Map::default();
-        for (c, t) in &conversations {
-            let g = groups.entry(denied_key(c)).or_default();
-            *g = add(*g, t);
-        }
         let mut groups: Vec<(DeniedKey, Traffic)> = groups.into_iter().collect();
-        groups.sort_by(|a, b| (b.1.flows, b.1.packets, a.0).cmp(&(a.1.flows, a.1.packets, b.0)));
-        EgressRejects { conversations: conversations.into_iter().collect(), groups }
+        let rank = |a: &(DeniedKey, Traffic), b: &(DeniedKey, Traffic)| {
+            (b.1.flows, b.1.packets, a.0).cmp(&(a.1.flows, a.1.packets, b.0))
+        };
+        if groups.len() > EGRESS_SEEDS {
+            groups.select_nth_unstable_by(EGRESS_SEEDS - 1, rank);
+        }
+        let ranked = groups.len().min(EGRESS_SEEDS);
+        groups[..ranked].sort_unstable_by(rank);
+        EgressRejects { groups }
+    }
+
+    /// The ranked groups, whose conversations `asymmetric_flows` looks up the reverse of.
+    pub(super) fn ranked(&self) -> &[(DeniedKey, Traffic)] {
+        &self.groups[..self.groups.len().min(EGRESS_SEEDS)]
     }
 
     /// The top [`LISTED`] groups, each `new` unless `seen`, and the distinct counts.
@@ -189,13 +184,6 @@ impl EgressRejects {
             .collect();
         (listed, counts)
     }
-
-    /// The conversations of the [`EGRESS_SEEDS`] largest groups: those `asymmetric_flows`
-    /// looks up the reverse of.
-    fn seeds(&self) -> impl Iterator<Item = &(Conversation, Traffic)> {
-        let top: Vec<DeniedKey> = self.groups.iter().take(EGRESS_SEEDS).map(|(k, _)| *k).collect();
-        self.conversations.iter().filter(move |(c, _)| top.contains(&denied_key(c)))
-    }
 }
 
 fn denied_key(c: &Conversation) -> DeniedKey {
@@ -216,145 +204,11 @@ fn distinct<T: Ord>(values: impl Iterator<Item = T>) -> u64 {
     v.len() as u64
 }
 
-fn add(a: Traffic, b: &Traffic) -> Traffic {
+pub(super) fn add(a: Traffic, b: &Traffic) -> Traffic {
     use super::table::Measure;
     let mut sum = a;
     sum.absorb(b);
     sum
-}
-
-/// Flows of one conversation by direction and action.
-#[derive(Debug, Clone, Copy, Default)]
-struct Actions {
-    ingress_accepted: u64,
-    ingress_rejected: u64,
-    egress_accepted: bool,
-    egress_rejected: u64,
-}
-
-/// Conversations accepted one way and rejected the other, ranked by rejected flows (then the
-/// conversation), at most [`LISTED`].
-/// `seeds` are the sources with the most rejected flows (`diagnosis::most_rejected`); at most
-/// [`INGRESS_SEEDS`] of them are read.
-pub fn asymmetric_flows(
-    window: &WindowPanes,
-    seeds: &[(IpAddr, Traffic)],
-    egress: &EgressRejects,
-) -> Vec<AsymmetricFlow> {
-    let mut conversations: Map<Conversation, Actions> = Map::default();
-    for (c, t) in egress.seeds() {
-        conversations.entry(*c).or_default().egress_rejected += t.flows;
-    }
-    // Ingress flows live in their sources' tables. Every flow of the [`INGRESS_SEEDS`] sources
-    // with the most rejected flows is read (a bound: reading every source's flows each window
-    // would cost as much as merging them all); for the other conversations rejected going out,
-    // only the reverse flow is looked up.
-    let seeds = &seeds[..seeds.len().min(INGRESS_SEEDS)];
-    let is_seed = |a: &IpAddr| seeds.iter().any(|(s, _)| s == a);
-    let seed_entries: Vec<(IpAddr, Vec<&super::pane::SourceEntry>)> =
-        seeds.iter().map(|(a, _)| (*a, entries_of(a, window).entries)).collect();
-    // A seed's rejected flows make its conversations; the accepted flow of the same
-    // conversation is looked up directly (the same key but for the action), so that accepted
-    // flows are never hashed into a map.
-    let mut accepted_in: Map<Conversation, u64> = Map::default();
-    for (address, entries) in &seed_entries {
-        for (key, counters) in entries.iter().flat_map(|e| e.flows()) {
-            if key.action != Some(Action::Reject) {
-                continue;
-            }
-            let c = ingress_conversation(address, &key);
-            conversations.entry(c).or_default().ingress_rejected += counters.flows;
-            // Each pane's entry holds the key once; the lookup covers them all, once.
-            if !accepted_in.contains_key(&c) {
-                let accepted = FlowKey { action: Some(Action::Accept), ..key };
-                let flows: u64 =
-                    entries.iter().filter_map(|e| e.flow(&accepted)).map(|f| f.flows).sum();
-                if flows > 0 {
-                    *accepted_in.entry(c).or_default() += flows;
-                }
-            }
-        }
-    }
-    for (c, a) in conversations.iter_mut() {
-        let Some(remote) = c.remote_address.filter(|r| !is_seed(r)) else { continue };
-        for entry in entries_of(&remote, window).entries {
-            let reverse = |action| FlowKey {
-                srcport: c.remote_port,
-                dstaddr: c.local_address,
-                dstport: c.local_port,
-                protocol: c.protocol,
-                action: Some(action),
-                via: None,
-            };
-            if let Some(f) = entry.flow(&reverse(Action::Accept)) {
-                *accepted_in.entry(*c).or_default() += f.flows;
-            }
-            if let Some(f) = entry.flow(&reverse(Action::Reject)) {
-                a.ingress_rejected += f.flows;
-            }
-        }
-    }
-    let mut found: Vec<AsymmetricFlow> = Vec::new();
-    for (c, mut a) in conversations {
-        a.ingress_accepted = accepted_in.get(&c).copied().unwrap_or(0);
-        // Whether it went out accepted matters to a conversation rejected coming in, and to
-        // naming the egress action of one accepted coming in and rejected going out.
-        if a.ingress_rejected > 0 || (a.ingress_accepted > 0 && a.egress_rejected > 0) {
-            a.egress_accepted = window.panes.iter().any(|p| p.egress.accepted(&c));
-        }
-        let one_way = a.ingress_accepted > 0 && a.egress_rejected > 0;
-        let other_way = a.egress_accepted && a.ingress_rejected > 0;
-        if one_way || other_way {
-            found.push(asymmetric(c, a));
-        }
-    }
-    found.sort_by(|x, y| y.rejected_flows.cmp(&x.rejected_flows).then_with(|| key(x).cmp(&key(y))));
-    found.truncate(LISTED);
-    found
-}
-
-/// The conversation of an ingress flow of `source`, seen from the interface.
-fn ingress_conversation(source: &IpAddr, key: &FlowKey) -> Conversation {
-    Conversation {
-        local_address: key.dstaddr,
-        local_port: key.dstport,
-        remote_address: Some(*source),
-        remote_port: key.srcport,
-        protocol: key.protocol,
-    }
-}
-
-fn key(f: &AsymmetricFlow) -> Conversation {
-    Conversation {
-        local_address: f.local_address,
-        local_port: f.local_port,
-        remote_address: f.remote_address,
-        remote_port: f.remote_port,
-        protocol: f.protocol,
-    }
-}
-
-fn asymmetric(c: Conversation, a: Actions) -> AsymmetricFlow {
-    let name = |accepted: bool, rejected: bool| match (accepted, rejected) {
-        (true, true) => "ACCEPT+REJECT",
-        (true, false) => "ACCEPT",
-        (false, true) => "REJECT",
-        (false, false) => "-",
-    };
-    let ingress = name(a.ingress_accepted > 0, a.ingress_rejected > 0);
-    let egress = name(a.egress_accepted, a.egress_rejected > 0);
-    let nacl = matches!((ingress, egress), ("ACCEPT", "REJECT") | ("REJECT", "ACCEPT"));
-    AsymmetricFlow {
-        local_address: c.local_address,
-        local_port: c.local_port,
-        remote_address: c.remote_address,
-        remote_port: c.remote_port,
-        protocol: c.protocol,
-        ingress_action: ingress,
-        egress_action: egress,
-        likely_cause: if nacl { "nacl" } else { "sg_or_nacl" },
-        rejected_flows: a.ingress_rejected.saturating_add(a.egress_rejected),
-    }
 }
 
 /// What a window's findings are read from.

@@ -35,6 +35,7 @@
 //! assert!(windows.iter().all(|s| s.ingress.bytes == 8000 && s.sources[0].traffic_share_pct == 100.0));
 //! ```
 
+pub(crate) mod asymmetry;
 pub mod baseline;
 pub mod conversation;
 pub(crate) mod counters;
