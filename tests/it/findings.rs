@@ -103,6 +103,20 @@ fn ten_denied_flows_to_a_new_destination_are_found_but_not_once_it_was_denied_be
     assert!(found(&again, "denied_outbound").is_empty());
 }
 
+/// A client that is also among the sources with the most rejected flows (whose every flow is
+/// read) still has its accepted request and rejected reply found.
+#[test]
+fn a_rejected_source_whose_accepted_request_has_a_rejected_reply_is_found() {
+    let probe = line(0, "198.51.100.5", LOCAL, (51_001, 22), 60, "REJECT");
+    let request = line(0, "198.51.100.5", LOCAL, (51_000, 443), 500, "ACCEPT");
+    let reply = line(0, LOCAL, "198.51.100.5", (443, 51_000), 4_000, "REJECT");
+    let snapshots = replay(&(probe + &request + &reply));
+    assert_eq!(snapshots[0]["rejected_sources"][0]["address"], "198.51.100.5");
+    let f = found(&snapshots, "nacl_asymmetry");
+    assert_eq!(f.len(), 1, "{:#}", snapshots[0]["asymmetric_flows"]);
+    assert_eq!(f[0]["subject"], "10.0.9.9:443 <-> 198.51.100.5:51000/6");
+}
+
 #[test]
 fn an_accepted_request_with_a_rejected_reply_points_at_a_network_acl() {
     let request = line(0, "198.51.100.5", LOCAL, (51_000, 443), 500, "ACCEPT");
