@@ -46,6 +46,10 @@ pub struct ServeContext {
     pub kinesis: Arc<crate::source::kinesis::KinesisStatus>,
     /// What `/metrics` renders: the latest window's measures and the self-metrics.
     pub registry: prometheus::Registry,
+    /// The provisional totals of the windows still open.
+    pub open: crate::window::engine::OpenWindows,
+    /// The live feed (`/api/v1/events`).
+    pub events: Arc<super::live::EventHub>,
 }
 
 /// The ingest listener: Firehose POSTs to the configured URL (any path); load balancers and
@@ -170,6 +174,12 @@ async fn handle(
 /// The admin listener's routes.
 pub(crate) fn admin_router(state: Arc<ServeContext>) -> axum::Router {
     axum::Router::new()
+        .route("/", get(super::page::index))
+        .route("/live/app.js", get(super::page::script))
+        .route("/live/style.css", get(super::page::style))
+        .route("/api/v1/events", get(super::live::events))
+        .route("/api/v1/open", get(super::live::open_all))
+        .route("/api/v1/interfaces/{id}/open", get(super::live::open_interface))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/api/v1/snapshots/latest", get(latest))

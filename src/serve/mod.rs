@@ -24,6 +24,8 @@ mod connections;
 pub(crate) mod dedup;
 mod error;
 pub(crate) mod http;
+pub(crate) mod live;
+mod page;
 pub(crate) mod pipeline;
 pub(crate) mod reload;
 pub(crate) mod request;

@@ -21,6 +21,7 @@ use super::connections::ConnectionLimit;
 use super::dedup::Dedup;
 use super::error::{ConfigError, ServeError};
 use super::http::ServeContext;
+use super::live::EventHub;
 use super::pipeline::{self, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
 use super::{Bound, reload, restore, state_file, telemetry, wal};
@@ -246,7 +247,7 @@ impl Outlets {
 /// for their last flush.
 fn start_snapshot_consumer(
     snapshots: mpsc::Receiver<Vec<Snapshot>>,
-    store: Arc<SnapshotStore>,
+    (store, events): (Arc<SnapshotStore>, Arc<EventHub>),
     print: bool,
     outlets: Outlets,
 ) -> JoinHandle<Outlets> {
@@ -271,13 +272,30 @@ fn start_snapshot_consumer(
             if let Some(exporter) = &outlets.exporter {
                 exporter.offer(&batch);
             }
-            let raised = store.insert(batch);
+            let raised = store.insert(batch.clone());
+            events.publish_batch(&batch, &raised);
             if let Some(webhook) = &outlets.webhook {
                 webhook.offer(&raised);
             }
         }
         outlets
     })
+}
+
+/// Watches the ingest listener's certificate and access-key files when the listener is on.
+fn start_reloader(
+    config: &ServeConfig,
+    certificate: Option<reload::Certificate>,
+    keys: Arc<reload::AccessKeys>,
+    state: &ServeContext,
+) -> Option<JoinHandle<()>> {
+    let reloader = reload::Reloader {
+        ingest: config.ingest.clone(),
+        certificate,
+        keys,
+        stats: state.stats.clone(),
+    };
+    config.ingest.enabled.then(|| reloader.spawn()).flatten()
 }
 
 /// Wakes an idle pipeline every second for its timed work; never waits for a queue slot.
@@ -338,6 +356,7 @@ impl Services {
         let mut restored = Restored::load(&config, &engine_config, &dedup).await?;
         let engine = Engine::start_from(engine_config, restored.engine.take());
         let engine_stats = engine.stats.clone();
+        let open = engine.open.clone();
         let (router, snapshots, engine_join) = engine.into_parts();
         let store = Arc::new(SnapshotStore::new(config.admin.history));
         let export_stats = Arc::new(ExportStats::default());
@@ -360,8 +379,9 @@ impl Services {
                 "stopped while replaying the write-ahead log",
             )));
         }
-        let consumer =
-            start_snapshot_consumer(snapshots, store.clone(), config.print_snapshots, outlets);
+        let events = Arc::new(EventHub::new());
+        let feeds = (store.clone(), events.clone());
+        let consumer = start_snapshot_consumer(snapshots, feeds, config.print_snapshots, outlets);
         let ticker = start_ticker(pipeline_tx.clone());
         let engine = Engineering { pipeline_tx, pipeline, engine_join, consumer, ticker };
 
@@ -383,24 +403,14 @@ impl Services {
             export: export_stats,
             kinesis: kinesis_status,
             registry: registry.clone(),
+            open,
+            events,
         });
         let region = config.window.region.as_deref();
         let telemetry =
             telemetry::Telemetry::start(&config.export, region, &registry, state.clone())?;
         let tls = certificate.as_ref().map(|c| c.config.clone());
-        let reloader = config
-            .ingest
-            .enabled
-            .then(|| {
-                reload::Reloader {
-                    ingest: config.ingest.clone(),
-                    certificate,
-                    keys: access_keys,
-                    stats: state.stats.clone(),
-                }
-                .spawn()
-            })
-            .flatten();
+        let reloader = start_reloader(&config, certificate, access_keys, &state);
         let ingest_handle = axum_server::Handle::new();
         let admin_handle = axum_server::Handle::new();
         let limits = IngestLimits::of(&config, &state);

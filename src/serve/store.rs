@@ -55,6 +55,21 @@ pub struct InterfaceSummary {
     pub rejected_flows: u64,
     pub rejected_bytes: u64,
     pub windows_kept: usize,
+    /// The newest window's bytes to and from the interface.
+    pub ingress_bytes: u64,
+    pub egress_bytes: u64,
+    /// The newest window's findings.
+    pub findings: usize,
+    /// The kept windows, oldest first, for a sparkline.
+    pub recent: Vec<RecentWindow>,
+}
+
+/// One kept window of an interface, in brief.
+#[derive(Debug, Clone, Serialize)]
+pub struct RecentWindow {
+    pub window_start: u64,
+    pub bytes: u64,
+    pub rejected_flows: u64,
 }
 
 impl SnapshotStore {
@@ -114,6 +129,18 @@ impl SnapshotStore {
                     rejected_flows: s.rejected_flows,
                     rejected_bytes: s.rejected_bytes,
                     windows_kept: kept.len(),
+                    ingress_bytes: s.ingress.bytes,
+                    egress_bytes: s.egress.bytes,
+                    findings: s.findings.len(),
+                    recent: kept
+                        .iter()
+                        .rev()
+                        .map(|k| RecentWindow {
+                            window_start: k.window_start,
+                            bytes: k.bytes,
+                            rejected_flows: k.rejected_flows,
+                        })
+                        .collect(),
                 })
             })
             .collect()

@@ -9,6 +9,7 @@ mod findings;
 mod golden;
 mod kinesis;
 mod kinesis_leases;
+mod live_view;
 mod no_alloc;
 mod prometheus;
 mod prop_roundtrip;

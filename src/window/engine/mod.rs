@@ -20,6 +20,7 @@
 mod checkpoint;
 mod closer;
 mod config;
+mod open;
 mod router;
 mod shard;
 
@@ -33,6 +34,7 @@ use self::checkpoint::ShardCheckpoint;
 pub use self::checkpoint::{CloserCheckpoint, EngineCheckpoint};
 use self::closer::Closer;
 pub use self::config::{EngineConfig, LatePolicy};
+pub use self::open::{OPEN_SOURCES, OpenWindows, ProvisionalSource, ProvisionalWindow};
 pub use self::router::EventRouter;
 use self::router::RouterLinks;
 pub use self::shard::Shard;
@@ -117,6 +119,8 @@ pub struct Engine {
     pub stats: Arc<EngineStats>,
     pub shards: Vec<Arc<Shard>>,
     pub names: Names,
+    /// Reads the windows still open (provisional totals).
+    pub open: OpenWindows,
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -220,8 +224,9 @@ impl Engine {
             closer_state,
             stats: stats.clone(),
         };
+        let open = OpenWindows::new(config.clone(), shards.clone(), names.clone());
         let router = EventRouter::restored(config, links, interner, state.as_ref());
-        Engine { router, snapshots: snapshots.1, stats, shards, names, threads }
+        Engine { router, snapshots: snapshots.1, stats, shards, names, open, threads }
     }
 
     /// Splits the engine into its router and a handle that joins the threads.

@@ -200,8 +200,13 @@ impl EventRouter {
     }
 
     /// Lets the watermark move on with the wall clock when no record has arrived for the idle
-    /// timeout. Call it periodically with the current time (Unix seconds).
+    /// timeout, and sends each shard its partial batch, so that the open windows' provisional
+    /// totals ([`super::OpenWindows`]) trail light traffic by a tick at most. Call it
+    /// periodically (every second) with the current time (Unix seconds).
     pub fn tick(&mut self, now: u64) {
+        for shard in 0..self.senders.len() {
+            self.flush_shard(shard);
+        }
         let Some(last) = self.last_record_at else { return };
         let idle = now.saturating_sub(last);
         if idle >= self.config.idle_timeout.as_secs() {

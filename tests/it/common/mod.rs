@@ -50,6 +50,7 @@ pub fn corpus_file(name: &str) -> (String, Vec<String>) {
     let format = lines.next().unwrap().strip_prefix("# format: ").unwrap().to_string();
     (format, lines.map(str::to_string).collect())
 }
+pub mod browser;
 pub mod kinesis;
 pub mod otlp;
 pub mod serve;

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
-static INSTALL: Mutex<()> = Mutex::new(());
+pub(crate) static INSTALL: Mutex<()> = Mutex::new(());
 
 /// Where installed tools live: `target/tmp/tools` (`.ci/run` installs there too).
 pub fn tools_dir() -> PathBuf {

@@ -1,0 +1,174 @@
+//! Provisional totals of the windows still open, read from the shards while they run, so that
+//! a reader sees traffic within seconds of the first record rather than when its window
+//! closes (a window, a lateness and a slide later).
+//!
+//! A read takes the interface's entry in its shard's map for as long as it sums the panes, which
+//! holds back that shard's records of the same map segment for that long. It sums pane totals
+//! and, for each window, its panes' sources, so it costs about what one source table of the
+//! window does; it is meant for a person's page, not for polling every interface.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::{EngineConfig, Shard, shard_of};
+use crate::window::counters::DirectionTotals;
+use crate::window::event::Names;
+use crate::window::merge::{sum_by_key, top_n};
+use crate::window::pane::{InterfacePanes, Pane};
+
+/// Sources listed per provisional window.
+pub const OPEN_SOURCES: usize = 10;
+
+/// Reads open windows; cheap to clone.
+#[derive(Clone)]
+pub struct OpenWindows {
+    config: Arc<EngineConfig>,
+    shards: Vec<Arc<Shard>>,
+    names: Names,
+}
+
+/// The running totals of one window that has not closed, as its snapshot would begin.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProvisionalWindow {
+    /// Always `true`: these numbers grow until the window closes.
+    pub provisional: bool,
+    pub window_start: u64,
+    pub window_end: u64,
+    pub interface_id: Arc<str>,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+    pub rejected_bytes: u64,
+    pub ingress: DirectionTotals,
+    pub egress: DirectionTotals,
+    /// The sources with the most bytes so far (at most [`OPEN_SOURCES`]).
+    pub sources: Vec<ProvisionalSource>,
+}
+
+/// One source of a provisional window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProvisionalSource {
+    pub address: IpAddr,
+    pub packets: u64,
+    pub bytes: u64,
+    pub flows: u64,
+    pub rejected_flows: u64,
+}
+
+impl OpenWindows {
+    pub(super) fn new(config: Arc<EngineConfig>, shards: Vec<Arc<Shard>>, names: Names) -> Self {
+        OpenWindows { config, shards, names }
+    }
+
+    /// The windows of `interface_id` that end after `watermark` and hold data, oldest first;
+    /// `None` for an interface the engine has never seen.
+    pub fn of(&self, interface_id: &str, watermark: Option<u64>) -> Option<Vec<ProvisionalWindow>> {
+        let id = self.names.read().iter().position(|n| &**n == interface_id)? as u32;
+        let name = self.names.get(id);
+        let shard = &self.shards[shard_of(id, self.shards.len())];
+        let Some(state) = shard.interfaces.get(&id) else { return Some(Vec::new()) };
+        Some(self.windows(&state, name, watermark.unwrap_or(0), OPEN_SOURCES))
+    }
+
+    /// Every interface's newest open window, without its sources, by interface id.
+    pub fn newest_of_all(&self, watermark: Option<u64>) -> Vec<ProvisionalWindow> {
+        let wm = watermark.unwrap_or(0);
+        let names = self.names.read();
+        let mut all = Vec::new();
+        for shard in &self.shards {
+            for entry in shard.interfaces.iter() {
+                let Some(name) = names.get(*entry.key() as usize) else { continue };
+                let newest = self.windows(entry.value(), name.clone(), wm, 0).pop();
+                all.extend(newest);
+            }
+        }
+        all.sort_by(|a, b| a.interface_id.cmp(&b.interface_id));
+        all
+    }
+
+    fn windows(
+        &self,
+        state: &InterfacePanes,
+        name: Arc<str>,
+        wm: u64,
+        sources: usize,
+    ) -> Vec<ProvisionalWindow> {
+        let spec = self.config.spec;
+        let newest = state.panes.back().map(|(p, _)| *p);
+        let oldest = state.panes.front().map(|(p, _)| *p);
+        let (Some(newest), Some(oldest)) = (newest, oldest) else { return Vec::new() };
+        let first = oldest.saturating_sub(spec.panes() - 1);
+        (first..=newest)
+            .filter(|&k| spec.window_end(k) > wm)
+            .filter_map(|k| {
+                let panes: Vec<&Pane> = state
+                    .panes
+                    .iter()
+                    .filter(|(p, _)| (k..k + spec.panes()).contains(p))
+                    .map(|(_, pane)| pane)
+                    .collect();
+                provisional(&panes, (spec.pane_start(k), spec.window_end(k)), &name, sources)
+            })
+            .collect()
+    }
+}
+
+/// The running totals of the window from `start` to `end` over its `panes`, with its `listed`
+/// largest sources, or `None` when they hold no traffic.
+fn provisional(
+    panes: &[&Pane],
+    (start, end): (u64, u64),
+    name: &Arc<str>,
+    listed: usize,
+) -> Option<ProvisionalWindow> {
+    let mut directions = [DirectionTotals::default(); 3];
+    for pane in panes {
+        for (sum, d) in directions.iter_mut().zip(&pane.directions) {
+            sum.add(d);
+        }
+    }
+    let mut total = DirectionTotals::default();
+    for d in &directions {
+        total.add(d);
+    }
+    if total.flows == 0 {
+        return None;
+    }
+    let summed = if listed == 0 {
+        Vec::new()
+    } else {
+        sum_by_key(
+            panes
+                .iter()
+                .map(|p| (p.sources.len(), p.sources.iter().map(|(a, e)| (*a, e.traffic())))),
+        )
+    };
+    let (top, _rest) = top_n(summed, listed);
+    let sources = top
+        .into_iter()
+        .map(|(address, t)| ProvisionalSource {
+            address,
+            packets: t.packets,
+            bytes: t.bytes,
+            flows: t.flows,
+            rejected_flows: t.rejected_flows,
+        })
+        .collect();
+    Some(ProvisionalWindow {
+        provisional: true,
+        window_start: start,
+        window_end: end,
+        interface_id: name.clone(),
+        packets: total.packets,
+        bytes: total.bytes,
+        flows: total.flows,
+        rejected_flows: total.rejected_flows,
+        rejected_bytes: total.rejected_bytes,
+        ingress: directions[crate::window::direction::Direction::Ingress.index()],
+        egress: directions[crate::window::direction::Direction::Egress.index()],
+        sources,
+    })
+}

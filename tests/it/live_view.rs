@@ -1,0 +1,147 @@
+//! The live view in headless Chromium over WebDriver: provisional numbers before the first
+//! close, the overview's numbers equal to the API's, a closed window replacing them without a
+//! reload, the drill-down to a source's flows, the findings page, no console errors and no
+//! request to another host. Screenshots go to `target/screenshots/`.
+
+use fantoccini::{Client, Locator};
+use serde_json::Value;
+
+use crate::common::browser::{Driver, screenshot, wait_for};
+use crate::common::serve::{Firehose, Server, wrapped};
+use crate::findings::{LOCAL, ONE_MINUTE_WINDOWS, line};
+
+const IFACE: &str = "eni-0aaa";
+
+/// Minute 0 of eni-0aaa: a port scan, a client's requests and the interface's replies.
+fn first_minute() -> Vec<String> {
+    let mut lines: Vec<String> =
+        (1..=100).map(|p| line(0, "198.51.100.66", LOCAL, (55_000, p), 40, "REJECT")).collect();
+    lines.extend((0..5).map(|i| line(0, "10.0.0.1", LOCAL, (40_000 + i, 443), 1_000, "ACCEPT")));
+    lines.push(line(0, LOCAL, "10.0.0.1", (443, 40_000), 2_000, "ACCEPT"));
+    lines.iter().map(|l| l.trim_end().to_string()).collect()
+}
+
+async fn send(server: &Server, id: &str, lines: &[String]) {
+    let (status, _) = Firehose::new(&server.ingest, None).send(id, &wrapped(lines)).await;
+    assert_eq!(status, 200);
+}
+
+async fn api(server: &Server, path: &str) -> Value {
+    reqwest::get(format!("{}{path}", server.admin)).await.unwrap().json().await.unwrap()
+}
+
+/// The `data-value` of the cell `selector` finds, or null.
+fn value_of(selector: &str) -> String {
+    format!(
+        "const c = document.querySelector({selector:?}); return c ? Number(c.dataset.value) : null;"
+    )
+}
+
+async fn click(client: &Client, selector: &str) {
+    client.find(Locator::Css(selector)).await.unwrap().click().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
+    let server = Server::start(&ONE_MINUTE_WINDOWS, &[]);
+    let driver = Driver::start().await;
+    let client = driver.browser(1280, 900).await;
+    client.goto(&format!("{}/", server.admin)).await.unwrap();
+    wait_for(&client, "the overview", "return !!document.querySelector('#overview')", |v| {
+        v == true
+    })
+    .await;
+
+    // Provisional: the window is open, and the page shows its running totals.
+    send(&server, "minute-0", &first_minute()).await;
+    // The shards apply what was acknowledged in batches, so the open window's totals reach
+    // the whole minute shortly after the 200.
+    let provisional = 100 * 40 + 5 * 1_000 + 2_000;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let open = api(&server, "/api/v1/open").await;
+        if open[0]["bytes"] == provisional {
+            assert_eq!(open[0]["provisional"], true);
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "open windows: {open}");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    let cell = format!("tr.provisional[data-interface={IFACE:?}] td.bytes");
+    wait_for(&client, "provisional bytes", &value_of(&cell), |v| v == provisional).await;
+    client.execute("window.__sameDocument = true; return true", Vec::new()).await.unwrap();
+    screenshot(&client, "live-overview-provisional").await;
+
+    // A record two minutes on closes the window; the page replaces the numbers by itself.
+    send(&server, "minute-2", &[line(2, "10.0.0.1", LOCAL, (40_009, 443), 500, "ACCEPT")]).await;
+    let closed = loop {
+        let list = api(&server, "/api/v1/interfaces").await;
+        if let Some(i) = list.as_array().unwrap().iter().find(|i| i["interface_id"] == IFACE) {
+            break i.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let final_cell = format!("tr[data-interface={IFACE:?}]:not(.provisional) td.bytes");
+    wait_for(&client, "final bytes", &value_of(&final_cell), |v| *v == closed["bytes"]).await;
+    let rejected = format!("tr[data-interface={IFACE:?}] td.rejected");
+    assert_eq!(
+        client.execute(&value_of(&rejected), Vec::new()).await.unwrap(),
+        closed["rejected_flows"]
+    );
+    let same = client.execute("return window.__sameDocument === true", Vec::new()).await.unwrap();
+    assert_eq!(same, true, "the new window came without a reload");
+    screenshot(&client, "live-overview").await;
+
+    // Drill-down: the interface's sources in the API's order, and a source's flows.
+    click(&client, &format!("a[href='#/interface/{IFACE}']")).await;
+    let snapshot = &api(&server, &format!("/api/v1/interfaces/{IFACE}/snapshots?limit=1")).await[0];
+    let sources: Vec<Value> =
+        snapshot["sources"].as_array().unwrap().iter().map(|s| s["address"].clone()).collect();
+    let listed = "return [...document.querySelectorAll('#interface tr[data-source]')].map(r => r.dataset.source)";
+    wait_for(&client, "the sources", listed, |v| v.as_array().is_some_and(|a| *a == sources)).await;
+    click(&client, "tr[data-source='198.51.100.66'] button").await;
+    let scanner = snapshot["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["address"] == "198.51.100.66")
+        .unwrap();
+    let flows = "return document.querySelectorAll('tr.detail:not([hidden]) tr.flow').length";
+    let expected = scanner["top_flows"].as_array().unwrap().len();
+    wait_for(&client, "the scanner's flows", flows, |v| v == expected).await;
+    let rejects = "return document.querySelectorAll('tr.detail:not([hidden]) td.REJECT').length";
+    assert_eq!(
+        client.execute(rejects, Vec::new()).await.unwrap(),
+        expected,
+        "every probe was rejected"
+    );
+    screenshot(&client, "live-interface").await;
+
+    // Findings: newest first, linking to the interface.
+    client.goto(&format!("{}/#/findings", server.admin)).await.unwrap();
+    let kinds = "return [...document.querySelectorAll('tr.finding td:nth-child(2)')].map(c => c.textContent)";
+    wait_for(&client, "the port scan", kinds, |v| {
+        v.as_array().is_some_and(|a| a.iter().any(|k| k == "port_scan"))
+    })
+    .await;
+    click(&client, "#theme").await;
+    screenshot(&client, "live-findings-dark").await;
+    client.set_window_size(390, 844).await.unwrap();
+    client.goto(&format!("{}/#/interface/{IFACE}", server.admin)).await.unwrap();
+    wait_for(&client, "the phone layout", listed, |v| v.as_array().is_some_and(|a| !a.is_empty()))
+        .await;
+    screenshot(&client, "live-interface-phone").await;
+
+    // Nothing from another host, and nothing logged as an error.
+    let requests =
+        "return [location.href, ...performance.getEntriesByType('resource').map(e => e.name)]";
+    let requests = client.execute(requests, Vec::new()).await.unwrap();
+    let requests = requests.as_array().unwrap();
+    assert!(requests.len() > 3, "{requests:?}");
+    for r in requests {
+        assert!(r.as_str().unwrap().starts_with(&server.admin), "a request elsewhere: {r}");
+    }
+    assert_eq!(driver.console_errors(&client).await, Vec::<String>::new());
+    client.close().await.unwrap();
+    server.stop();
+}
