@@ -23,7 +23,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tokio::sync::broadcast;
-use tokio_stream::wrappers::BroadcastStream;
+use tokio_stream::wrappers::{BroadcastStream, WatchStream};
 use tokio_stream::{Stream, StreamExt};
 
 use super::http::ServeContext;
@@ -52,6 +52,8 @@ pub struct EventHub {
     boot: u64,
     inner: Mutex<Backlog>,
     tx: broadcast::Sender<Arc<LiveEvent>>,
+    /// Set at shutdown: every stream ends cleanly, so browsers reconnect to the next process.
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 #[derive(Debug, Default)]
@@ -72,7 +74,17 @@ pub struct Subscription {
 impl EventHub {
     pub fn new() -> EventHub {
         let boot = crate::clock::unix_millis();
-        EventHub { boot, inner: Mutex::default(), tx: broadcast::channel(EVENT_BACKLOG).0 }
+        EventHub {
+            boot,
+            inner: Mutex::default(),
+            tx: broadcast::channel(EVENT_BACKLOG).0,
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    /// Ends every stream (at shutdown); streams opened later end at once.
+    pub fn close(&self) {
+        self.closing.send_replace(true);
     }
 
     /// Sends `data` as a `kind` event to every subscriber and keeps it in the backlog.
@@ -169,7 +181,15 @@ pub(super) async fn events(
         // Fell behind by more than the channel holds: the page fetches everything again.
         Err(_) => Event::default().event("resync").data("{}"),
     });
-    let stream = tokio_stream::once(hello).chain(tokio_stream::iter(missed)).chain(live).map(Ok);
+    // The stream ends (cleanly, with the last chunk) when the hub closes.
+    let closed = WatchStream::new(hub.closing.subscribe()).filter(|&c| c).map(|_| None);
+    let stream = tokio_stream::once(hello)
+        .chain(tokio_stream::iter(missed))
+        .chain(live)
+        .map(Some)
+        .merge(closed)
+        .take_while(Option::is_some)
+        .filter_map(|e| e.map(Ok));
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 

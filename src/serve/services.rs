@@ -446,6 +446,7 @@ impl Services {
         let started = std::time::Instant::now();
         tracing::info!("shutting down: refusing new requests, finishing those in flight, draining");
         state.shutting_down.store(true, Ordering::Relaxed);
+        state.events.close();
         // Requests in flight get half the budget; connections still open then are closed (their
         // requests, if already queued, are still applied and their ids kept, so retries dedup).
         let http_grace = config.shutdown_timeout / 2;

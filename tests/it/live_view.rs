@@ -145,3 +145,89 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
     client.close().await.unwrap();
     server.stop();
 }
+
+/// Reads an event stream until it has seen `until` (an SSE `event:` line), returning what it
+/// read.
+async fn read_events(mut response: reqwest::Response, until: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(until) {
+        match response.chunk().await {
+            Ok(Some(chunk)) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            _ => panic!("the stream ended before {until:?}: {seen}"),
+        }
+    }
+    seen
+}
+
+/// Fifty event streams at once each get the window's close; a browser on the page sees the
+/// server go, reconnects to the next process on the same address, fetches everything again
+/// (that process's store starts empty) and shows its new window without a reload. A stream
+/// resumed with an id of the old process is told to resync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fifty_streams_get_each_close_and_the_page_reconnects_after_a_restart() {
+    let server = Server::start(&ONE_MINUTE_WINDOWS, &[]);
+    let admin = server.admin.trim_start_matches("http://").to_string();
+    let driver = Driver::start().await;
+    let client = driver.browser(1280, 900).await;
+    client.goto(&format!("{}/", server.admin)).await.unwrap();
+    let live = "return document.getElementById('live').textContent";
+    wait_for(&client, "the stream", live, |v| v == "live").await;
+    client.execute("window.__sameDocument = true; return true", Vec::new()).await.unwrap();
+
+    let http = reqwest::Client::new();
+    let mut streams = Vec::new();
+    for _ in 0..50 {
+        let response = http.get(format!("{}/api/v1/events", server.admin)).send().await.unwrap();
+        assert_eq!(response.headers()["content-type"], "text/event-stream");
+        streams.push(tokio::spawn(read_events(response, "event: window_closed")));
+    }
+    send(&server, "minute-0", &first_minute()).await;
+    send(&server, "minute-2", &[line(2, "10.0.0.1", LOCAL, (40_009, 443), 500, "ACCEPT")]).await;
+    let mut last_id = String::new();
+    for stream in streams {
+        let seen = tokio::time::timeout(std::time::Duration::from_secs(60), stream)
+            .await
+            .expect("each stream gets the close")
+            .unwrap();
+        assert!(seen.starts_with("event: hello"), "{seen}");
+        let id = seen.lines().find_map(|l| l.strip_prefix("id: ")).expect("an event id");
+        last_id = id.to_string();
+    }
+    let row = format!(
+        "return !!document.querySelector('tr[data-interface={IFACE:?}]:not(.provisional)')"
+    );
+    wait_for(&client, "the first process's window", &row, |v| v == true).await;
+
+    // The restart: the page loses its stream, then finds the next process on the same address.
+    let (status, _, _) = server.stop();
+    assert!(status.success());
+    wait_for(&client, "the page to notice", live, |v| v == "reconnecting…").await;
+    let server = Server::start_at(&admin, &ONE_MINUTE_WINDOWS, &[]);
+    wait_for(&client, "the reconnect", live, |v| v == "live").await;
+    let empty = "return !!document.querySelector('#overview .empty')";
+    wait_for(&client, "the new process's empty store", empty, |v| v == true).await;
+    send(&server, "minute-5", &[line(5, "10.0.0.1", LOCAL, (40_010, 443), 700, "ACCEPT")]).await;
+    send(&server, "minute-7", &[line(7, "10.0.0.1", LOCAL, (40_011, 443), 800, "ACCEPT")]).await;
+    let cell = format!("tr[data-interface={IFACE:?}]:not(.provisional) td.bytes");
+    wait_for(&client, "the second process's window", &value_of(&cell), |v| v == 700).await;
+    let same = client.execute("return window.__sameDocument === true", Vec::new()).await.unwrap();
+    assert_eq!(same, true, "no reload across the restart");
+    screenshot(&client, "live-after-restart").await;
+
+    let resumed = http
+        .get(format!("{}/api/v1/events", server.admin))
+        .header("last-event-id", &last_id)
+        .send()
+        .await
+        .unwrap();
+    let hello = read_events(resumed, "\n\n").await;
+    assert!(hello.contains("\"resync\":true"), "an old process's id resyncs: {hello}");
+    // While no process listened, the browser logged the requests it could not make (refused
+    // connections); nothing else.
+    let errors = driver.console_errors(&client).await;
+    let unexpected: Vec<&String> =
+        errors.iter().filter(|e| !e.contains("net::ERR_CONNECTION_REFUSED")).collect();
+    assert!(unexpected.is_empty(), "{errors:#?}");
+    client.close().await.unwrap();
+    server.stop();
+}

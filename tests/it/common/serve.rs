@@ -35,14 +35,24 @@ impl Server {
         Server::start_with(Command::new(env!("CARGO_BIN_EXE_vpcflowd")), args, env)
     }
 
+    /// Like [`Server::start`], with the admin listener on `admin` (to restart on the same
+    /// address, as a browser reconnecting expects).
+    pub fn start_at(admin: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(Command::new(env!("CARGO_BIN_EXE_vpcflowd")), admin, args, env)
+    }
+
     /// Like [`Server::start`], with `cmd` running the `vpcflowd` binary (e.g. in a chroot).
-    pub fn start_with(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
+    pub fn start_with(cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(cmd, "127.0.0.1:0", args, env)
+    }
+
+    fn launch(mut cmd: Command, admin: &str, args: &[&str], env: &[(&str, &str)]) -> Server {
         cmd.args([
             "serve",
             "--listen",
             "127.0.0.1:0",
             "--admin-listen",
-            "127.0.0.1:0",
+            admin,
             "--print-snapshots",
         ])
         .args(args)
