@@ -59,9 +59,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let bound = running.bound;
     let admin = format!("http://{}", bound.admin);
     let ingest = bound.ingest.context("the demo's Firehose listener is on")?;
-    println!(
-        "vpcflowd demo: Firehose HTTP endpoint on http://{ingest} (access key demo-access-key)"
-    );
+    println!("vpcflowd demo: open {admin}/ in a browser: the live view, numbers within seconds");
+    println!("  Firehose HTTP endpoint on http://{ingest} (access key demo-access-key)");
     println!(
         "  fed {} records/s of generated flow logs ({} interfaces) as Firehose sends them",
         args.rate, args.interfaces
@@ -72,9 +71,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         args.slide,
         args.window + args.lateness + args.slide
     );
-    println!("  look at:  curl {admin}/api/v1/snapshots/latest");
-    println!("            curl {admin}/api/v1/interfaces");
-    println!("            curl {admin}/api/v1/status");
+    println!("  the JSON behind it:  curl {admin}/api/v1/snapshots/latest");
+    println!("                       curl {admin}/api/v1/interfaces");
+    println!("                       curl {admin}/api/v1/status");
     println!("  (Ctrl-C stops)\n");
 
     let sender = http::Sender {

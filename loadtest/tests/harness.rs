@@ -309,7 +309,13 @@ fn the_demo_shows_closed_windows_within_its_run() {
         .expect("run the demo");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("look at:  curl http://127.0.0.1:"), "{stdout}");
+    let first = stdout.lines().next().unwrap_or_default();
+    assert!(
+        first.starts_with("vpcflowd demo: open http://127.0.0.1:"),
+        "the page comes first: {stdout}"
+    );
+    assert!(first.contains("/ in a browser"), "{first}");
+    assert!(stdout.contains("curl http://127.0.0.1:"), "{stdout}");
     let windows = stdout.lines().filter(|l| l.starts_with("window ")).count();
     assert!(windows >= 2, "closed windows shown: {stdout}");
     assert!(stdout.contains("eni-00abc"), "{stdout}");
