@@ -113,16 +113,19 @@ async function overview() {
     byId.set(o.interface_id, e);
   }
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
-  const rows = [...byId.entries()].map(([id, e]) => ({ id, ...e, bytes: e.final ? e.final.bytes : e.open.bytes }));
-  const regions = [...new Set(rows.map((r) => (r.final && r.final.region) || "").filter(Boolean))].sort();
-  const accounts = [...new Set(rows.map((r) => (r.final && r.final.account_id) || "").filter(Boolean))].sort();
+  const rows = [...byId.entries()].map(([id, e]) => {
+    const known = e.final || e.open;
+    return { id, ...e, bytes: known.bytes, region: known.region || "", account: known.account_id || "" };
+  });
+  const regions = [...new Set(rows.map((r) => r.region).filter(Boolean))].sort();
+  const accounts = [...new Set(rows.map((r) => r.account).filter(Boolean))].sort();
   const text = (params.get("q") || "").toLowerCase();
   const region = params.get("region") || "";
   const account = params.get("account") || "";
   const shown = rows
     .filter((r) => !text || r.id.toLowerCase().includes(text))
-    .filter((r) => !region || (r.final && r.final.region) === region)
-    .filter((r) => !account || (r.final && r.final.account_id) === account)
+    .filter((r) => !region || r.region === region)
+    .filter((r) => !account || r.account === account)
     .sort((a, b) => b.bytes - a.bytes || a.id.localeCompare(b.id));
   const setFilter = (k) => (ev) => {
     params.set(k, ev.target.value);
@@ -142,7 +145,8 @@ async function overview() {
     h("h1", {}, "Interfaces"),
     h("p", { class: "muted" }, latest ? ["Newest closed window from ", time(latest), "."] : "No window has closed yet; the numbers below are provisional."),
     filters,
-    table([["Interface"], ["Region"], ["Bytes", 1], ["In", 1], ["Out", 1], ["Rejected flows", 1], ["Recent"], ["Findings", 1]], body, "No traffic yet."));
+    table([["Interface"], ["Region"], ["Bytes", 1], ["In", 1], ["Out", 1], ["Rejected flows", 1], ["Recent"], ["Findings", 1]], body,
+      rows.length ? "No interface matches the filters." : "No traffic yet."));
 }
 
 function interfaceRow(r) {
@@ -152,7 +156,7 @@ function interfaceRow(r) {
   const link = h("a", { href: "#/interface/" + encodeURIComponent(r.id) }, r.id);
   return h("tr", { class: provisional ? "provisional" : null, "data-interface": r.id },
     h("td", {}, link),
-    h("td", {}, (f && f.region) || ""),
+    h("td", {}, r.region),
     num(bytes(f ? f.bytes : o.bytes), "bytes", f ? f.bytes : o.bytes),
     num(bytes(f ? f.ingress_bytes : o.ingress && o.ingress.bytes)),
     num(bytes(f ? f.egress_bytes : o.egress && o.egress.bytes)),

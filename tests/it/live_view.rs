@@ -37,8 +37,15 @@ fn value_of(selector: &str) -> String {
     )
 }
 
+/// Clicks the element `selector` finds, once the page has drawn it.
 async fn click(client: &Client, selector: &str) {
-    client.find(Locator::Css(selector)).await.unwrap().click().await.unwrap();
+    let element = client
+        .wait()
+        .at_most(std::time::Duration::from_secs(30))
+        .for_element(Locator::Css(selector))
+        .await
+        .unwrap_or_else(|e| panic!("no {selector}: {e}"));
+    element.click().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -91,6 +98,20 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
     let same = client.execute("return window.__sameDocument === true", Vec::new()).await.unwrap();
     assert_eq!(same, true, "the new window came without a reload");
     screenshot(&client, "live-overview").await;
+
+    // The filters: by text, region and account, kept in the address.
+    let rows = "return [...document.querySelectorAll('#overview tr[data-interface]')].map(r => r.dataset.interface)";
+    for (query, expected) in [
+        ("q=0bbb", Vec::<&str>::new()),
+        ("q=0AAA&region=us-east-1", vec![IFACE]),
+        ("region=eu-west-1", vec![]),
+        ("account=111111111111", vec![IFACE]),
+    ] {
+        client.goto(&format!("{}/#/?{query}", server.admin)).await.unwrap();
+        let expected: Vec<Value> = expected.into_iter().map(Value::from).collect();
+        wait_for(&client, query, rows, |v| v.as_array() == Some(&expected)).await;
+    }
+    client.goto(&format!("{}/", server.admin)).await.unwrap();
 
     // Drill-down: the interface's sources in the API's order, and a source's flows.
     click(&client, &format!("a[href='#/interface/{IFACE}']")).await;

@@ -37,6 +37,8 @@ pub struct ProvisionalWindow {
     pub window_start: u64,
     pub window_end: u64,
     pub interface_id: Arc<str>,
+    pub account_id: Option<Arc<str>>,
+    pub region: Option<Arc<str>>,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
@@ -66,11 +68,11 @@ impl OpenWindows {
     /// The windows of `interface_id` that end after `watermark` and hold data, oldest first;
     /// `None` for an interface the engine has never seen.
     pub fn of(&self, interface_id: &str, watermark: Option<u64>) -> Option<Vec<ProvisionalWindow>> {
-        let id = self.names.read().iter().position(|n| &**n == interface_id)? as u32;
-        let name = self.names.get(id);
+        let names = self.names.read();
+        let id = names.iter().position(|n| &**n == interface_id)? as u32;
         let shard = &self.shards[shard_of(id, self.shards.len())];
         let Some(state) = shard.interfaces.get(&id) else { return Some(Vec::new()) };
-        Some(self.windows(&state, name, watermark.unwrap_or(0), OPEN_SOURCES))
+        Some(self.windows(&state, (id, &names), watermark.unwrap_or(0), OPEN_SOURCES))
     }
 
     /// Every interface's newest open window, without its sources, by interface id.
@@ -80,8 +82,7 @@ impl OpenWindows {
         let mut all = Vec::new();
         for shard in &self.shards {
             for entry in shard.interfaces.iter() {
-                let Some(name) = names.get(*entry.key() as usize) else { continue };
-                let newest = self.windows(entry.value(), name.clone(), wm, 0).pop();
+                let newest = self.windows(entry.value(), (*entry.key(), &names), wm, 0).pop();
                 all.extend(newest);
             }
         }
@@ -92,11 +93,12 @@ impl OpenWindows {
     fn windows(
         &self,
         state: &InterfacePanes,
-        name: Arc<str>,
+        (id, names): (u32, &[Arc<str>]),
         wm: u64,
         sources: usize,
     ) -> Vec<ProvisionalWindow> {
         let spec = self.config.spec;
+        let Some(name) = names.get(id as usize) else { return Vec::new() };
         let newest = state.panes.back().map(|(p, _)| *p);
         let oldest = state.panes.front().map(|(p, _)| *p);
         let (Some(newest), Some(oldest)) = (newest, oldest) else { return Vec::new() };
@@ -110,7 +112,12 @@ impl OpenWindows {
                     .filter(|(p, _)| (k..k + spec.panes()).contains(p))
                     .map(|(_, pane)| pane)
                     .collect();
-                provisional(&panes, (spec.pane_start(k), spec.window_end(k)), &name, sources)
+                let mut w = provisional(&panes, (spec.pane_start(k), spec.window_end(k)), sources)?;
+                let named = |id: Option<u32>| id.and_then(|i| names.get(i as usize)).cloned();
+                w.interface_id = name.clone();
+                w.account_id = named(panes.iter().find_map(|p| p.account));
+                w.region = named(panes.iter().find_map(|p| p.region));
+                Some(w)
             })
             .collect()
     }
@@ -121,7 +128,6 @@ impl OpenWindows {
 fn provisional(
     panes: &[&Pane],
     (start, end): (u64, u64),
-    name: &Arc<str>,
     listed: usize,
 ) -> Option<ProvisionalWindow> {
     let mut directions = [DirectionTotals::default(); 3];
@@ -161,7 +167,9 @@ fn provisional(
         provisional: true,
         window_start: start,
         window_end: end,
-        interface_id: name.clone(),
+        interface_id: Arc::from(""),
+        account_id: None,
+        region: None,
         packets: total.packets,
         bytes: total.bytes,
         flows: total.flows,
