@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use serde_json::{Map, Value};
 
 use crate::serve::config::ServeConfig;
+use crate::serve::status::{InstrumentKind, LABELED_INSTRUMENTS, instruments};
 
 /// Prints the reference as Markdown.
 pub(crate) fn run() -> ExitCode {
@@ -52,7 +53,7 @@ pub(crate) fn render() -> String {
          `/api/v1/status` column names the same value in the status (durations there are in\n\
          microseconds).\n\n",
     );
-    out.push_str(&crate::serve::status::reference_markdown());
+    out.push_str(&self_metrics());
     out
 }
 
@@ -210,6 +211,45 @@ fn literal_str(v: &Value) -> String {
     v.as_str().map_or_else(|| v.to_string(), str::to_owned)
 }
 
+/// The self-metrics reference: one row per instrument, for `docs/config-reference.md`.
+fn self_metrics() -> String {
+    let mut out = String::from(
+        "| instrument | kind | unit | attributes | `/api/v1/status` | what |\n|---|---|---|---|---|---|\n",
+    );
+    let kind = |k: InstrumentKind| match k {
+        InstrumentKind::Counter => "counter",
+        InstrumentKind::Gauge => "gauge",
+    };
+    for i in &instruments() {
+        let attribute = i.attribute.map_or(String::new(), |(k, v)| format!("`{k}={v}`"));
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {} | `{}.{}` | {} |\n",
+            i.name,
+            kind(i.kind),
+            i.unit,
+            attribute,
+            i.status.0,
+            i.status.1,
+            i.description_line()
+        ));
+    }
+    for i in LABELED_INSTRUMENTS {
+        let attributes = match i.attributes {
+            "" => String::new(),
+            a => format!("`{a}`"),
+        };
+        let status = i.status.map_or(String::new(), |s| format!("`{s}`"));
+        out.push_str(&format!(
+            "| `{}` | {} | `{}` | {attributes} | {status} | {} |\n",
+            i.name,
+            kind(i.kind),
+            i.unit,
+            i.description
+        ));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     /// The committed reference is what the code generates: regenerate it with
@@ -222,6 +262,12 @@ mod tests {
             committed == super::render(),
             "docs/config-reference.md is stale: run `cargo run -- config-reference > docs/config-reference.md`"
         );
+    }
+
+    #[test]
+    fn the_self_metrics_table_has_a_row_per_instrument() {
+        let rows = super::self_metrics().lines().count();
+        assert_eq!(rows, 2 + super::instruments().len() + super::LABELED_INSTRUMENTS.len());
     }
 
     #[test]

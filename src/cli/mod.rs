@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 pub(crate) mod config_reference;
 pub mod diagnosis_args;
+pub mod filter_args;
 pub(crate) mod generate;
 pub(crate) mod healthcheck;
 pub(crate) mod parse;

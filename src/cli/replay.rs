@@ -10,10 +10,12 @@ use std::time::UNIX_EPOCH;
 use clap::{Args, ValueEnum};
 
 use super::diagnosis_args::DiagnosisArgs;
+use super::filter_args::FilterArgs;
 use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
 use crate::decode::{Layout, LayoutSet, RejectReason, Rejects};
 use crate::generate::{Generator, GeneratorConfig};
+use crate::record::filter::FilterReason;
 use crate::source::chunks::{ChunkConfig, Delivery, MISSING_INTERFACE, ParsedInputs, Source};
 use crate::source::file::{FileReader, Input, ReadStats};
 use crate::window::{Engine, EventRouter, Snapshot};
@@ -38,6 +40,9 @@ pub struct ReplayArgs {
 
     #[command(flatten)]
     pub diagnosis: DiagnosisArgs,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
 
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
@@ -73,6 +78,7 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
         }
     };
     config.thresholds = args.diagnosis.settings().thresholds();
+    config.filters = args.filters.settings();
     let sources = sources_of(args);
     let engine = Engine::start(config);
     let stats = engine.stats.clone();
@@ -101,6 +107,15 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
         "vpcflowd replay: {records} records from {lines} lines in {n_inputs} input(s); {headers} header line(s); \
          {rejected} rejected ({rejects}); {late} late ({expired} too late for any window); {printed} snapshots"
     );
+    let filtered: Vec<String> = FilterReason::ALL
+        .iter()
+        .map(|r| (r, stats.filtered[r.index()].load(std::sync::atomic::Ordering::Relaxed)))
+        .filter(|(_, n)| *n > 0)
+        .map(|(r, n)| format!("{n} by {}", r.as_str()))
+        .collect();
+    if !filtered.is_empty() {
+        eprintln!("vpcflowd replay: filtered out before windows: {}", filtered.join(", "));
+    }
     if routed.io_failed { ExitCode::from(EXIT_IO) } else { ExitCode::SUCCESS }
 }
 

@@ -8,6 +8,7 @@ use clap::Args;
 use serde_json::{Map, Value, json};
 
 use super::diagnosis_args::DiagnosisArgs;
+use super::filter_args::FilterArgs;
 use super::window_args::WindowArgs;
 use super::{EXIT_IO, EXIT_USAGE};
 use crate::export::config::OtlpProtocol;
@@ -155,6 +156,9 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub diagnosis: DiagnosisArgs,
+
+    #[command(flatten)]
+    pub filters: FilterArgs,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -189,6 +193,7 @@ impl ServeArgs {
         }
         root.insert("window".into(), Value::Object(self.window.overrides()));
         root.insert("diagnosis".into(), Value::Object(self.diagnosis.overrides()));
+        root.insert("filters".into(), Value::Object(self.filters.overrides()));
         if !self.formats.is_empty() {
             root.insert("formats".into(), json!(self.formats));
         }

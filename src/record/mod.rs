@@ -8,6 +8,7 @@
 //! neither: sources never reach into the engine, and the engine never knows where a record
 //! came from.
 
+pub mod filter;
 mod parsed;
 mod route;
 

@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub window: WindowSettings,
     /// The thresholds of findings.
     pub diagnosis: DiagnosisSettings,
+    /// Records dropped before windows, by region, account or interface (glob patterns).
+    pub filters: crate::record::filter::FilterSettings,
     /// Where state is kept across restarts.
     pub state: StateConfig,
     /// OpenTelemetry (OTLP) export of closed windows and of vpcflowd's own metrics.
@@ -216,6 +218,7 @@ impl Default for ServeConfig {
             admin: AdminConfig::default(),
             window: WindowSettings::default(),
             diagnosis: DiagnosisSettings::default(),
+            filters: Default::default(),
             formats: Vec::new(),
             state: StateConfig::default(),
             export: ExportConfig::default(),

@@ -75,6 +75,7 @@ impl Listeners {
             .to_engine_config()
             .map_err(|e| ConfigError::Invalid(format!("window: {e}")))?;
         engine_config.thresholds = config.diagnosis.thresholds();
+        engine_config.filters = config.filters.clone();
         let ingest_listener =
             if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
         let admin = bind(config.admin.listen, "admin")?;

@@ -5,6 +5,7 @@
 mod common;
 mod corpus;
 mod export_otlp;
+mod filters;
 mod findings;
 mod golden;
 mod kinesis;

@@ -43,6 +43,8 @@ pub struct EngineConfig {
     pub shards: usize,
     /// The region for records that do not carry one.
     pub region: Option<String>,
+    /// What is dropped before windows.
+    pub filters: crate::record::filter::FilterSettings,
     /// How each record's direction is decided.
     #[serde(skip)]
     pub direction: DirectionSettings,
@@ -68,6 +70,7 @@ impl EngineConfig {
             caps: Caps::default(),
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             region: None,
+            filters: Default::default(),
             direction: DirectionSettings::default(),
             // A shard applies a batch grouped by interface: with a thousand busy interfaces a
             // batch of 8192 gives each a run of several events on its pane's cache lines (see

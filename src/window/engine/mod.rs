@@ -61,6 +61,8 @@ pub struct EngineStats {
     pub close_micros_total: AtomicU64,
     /// Windows with data that have not closed yet.
     pub open_windows: AtomicU64,
+    /// Records dropped by `[filters]`, by [`crate::record::filter::FilterReason::index`].
+    pub filtered: [AtomicU64; 4],
     /// Events that could not be handed to their shard because its worker had stopped (only
     /// after a worker panic). They are counted so that `/api/v1/status` shows the loss, which is
     /// never silent.

@@ -14,6 +14,7 @@ use super::shard::ShardMsg;
 use super::{CloseProgress, EngineStats, Hasher, MarkerInfo, RouteError, shard_of};
 use crate::decode::{FlowRecord, LineContext};
 use crate::record::RouteInput;
+use crate::record::filter::RecordFilter;
 use crate::window::counters::SYN_ONLY;
 use crate::window::direction::DirectionBook;
 use crate::window::event::{FlowEvent, Interner, LastInterned};
@@ -47,6 +48,8 @@ pub struct EventRouter {
     pub(super) known_panes: HashSet<PaneId, Hasher>,
     pub(super) new_panes: Vec<PaneId>,
     default_region: Option<u32>,
+    /// `[filters]`, when any is set.
+    filter: Option<RecordFilter>,
     pub(super) stats: Arc<EngineStats>,
     /// Counts not yet added to `stats` (published with each batch, not per record).
     unpublished_records: u64,
@@ -74,6 +77,7 @@ impl EventRouter {
         state: Option<&EngineCheckpoint>,
     ) -> EventRouter {
         let default_region = config.region.clone().map(|r| interner.intern(&r));
+        let filter = RecordFilter::new(&config.filters);
         let learned = state.map(|s| s.learned.clone()).unwrap_or_default();
         let directions = DirectionBook::restored(config.direction.clone(), learned);
         EventRouter {
@@ -95,6 +99,7 @@ impl EventRouter {
             closer_state: links.closer_state,
             stopped: false,
             default_region,
+            filter,
             stats: links.stats,
             unpublished_records: 0,
             last_record_at: state.and_then(|s| s.last_record_at),
@@ -141,6 +146,13 @@ impl EventRouter {
     /// [`crate::record::ParsedRecords`], which keeps only records that name one, go this way.
     #[inline]
     pub fn push_named(&mut self, interface: &str, input: &RouteInput<'_>, arrival: u64) {
+        if let Some(filter) = &mut self.filter {
+            let region = input.region.or(self.config.region.as_deref());
+            if let Some(reason) = filter.check(interface, input.account, region) {
+                self.stats.filtered[reason.index()].fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        }
         self.last_record_at = Some(arrival);
         let cfg = &self.config;
         let f = &input.fields;
