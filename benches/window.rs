@@ -113,6 +113,7 @@ fn close(c: &mut Criterion) {
                     interface_id: name.clone(),
                     account_id: None,
                     region: None,
+                    labels: Default::default(),
                     revision: 0,
                 };
                 let options = BuildOptions {

@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::route::{RouteFields, RouteInput};
+use super::route::{RouteFields, RouteInput, RouteLabels};
 
 /// One record's routing fields, with its strings as ranges of the batch's text arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -18,6 +18,8 @@ struct ParsedRecord {
     account: Option<Range<u32>>,
     region: Option<Range<u32>>,
     fields: RouteFields,
+    /// The record's labels, by index into the batch's label list (most records have none).
+    labels: Option<u32>,
 }
 
 /// Records in input order, ready to route.
@@ -25,12 +27,18 @@ struct ParsedRecord {
 pub struct ParsedRecords {
     records: Vec<ParsedRecord>,
     text: String,
+    /// The distinct runs of labels, as ranges of the arena (see [`RouteLabels::as_array`]).
+    labels: Vec<[Option<Range<u32>>; 4]>,
 }
 
 impl ParsedRecords {
     /// An empty batch with room for `records` records.
     pub fn with_capacity(records: usize) -> Self {
-        ParsedRecords { records: Vec::with_capacity(records), text: String::new() }
+        ParsedRecords {
+            records: Vec::with_capacity(records),
+            text: String::new(),
+            labels: Vec::new(),
+        }
     }
 
     /// Keeps `input` for routing. An input that names no interface is refused (the call returns
@@ -46,8 +54,26 @@ impl ParsedRecords {
         let interface = self.keep(interface, last_interface);
         let account = input.account.map(|a| self.keep(a, last_account));
         let region = input.region.map(|r| self.keep(r, last_region));
-        self.records.push(ParsedRecord { interface, account, region, fields: input.fields });
+        let labels = (!input.labels.is_empty()).then(|| self.keep_labels(&input.labels));
+        let record = ParsedRecord { interface, account, region, fields: input.fields, labels };
+        self.records.push(record);
         true
+    }
+
+    /// The index of `labels` in the label list: the last entry when it holds the same strings
+    /// (an interface's records come in runs), else a new one.
+    fn keep_labels(&mut self, labels: &RouteLabels<'_>) -> u32 {
+        let wanted = labels.as_array();
+        if let Some(last) = self.labels.last() {
+            let same =
+                last.iter().zip(wanted).all(|(kept, w)| kept.as_ref().map(|r| self.text(r)) == w);
+            if same {
+                return (self.labels.len() - 1) as u32;
+            }
+        }
+        let kept = wanted.map(|w| w.map(|s| self.keep(s, None)));
+        self.labels.push(kept);
+        (self.labels.len() - 1) as u32
     }
 
     /// Copies `s` into the arena, or points at the previous record's copy of the same field
@@ -85,6 +111,12 @@ impl ParsedRecords {
                 account: r.account.as_ref().map(|a| self.text(a)),
                 region: r.region.as_ref().map(|g| self.text(g)),
                 fields: r.fields,
+                labels: r.labels.map_or_else(RouteLabels::default, |i| {
+                    let kept = &self.labels[i as usize];
+                    RouteLabels::from_array(
+                        kept.each_ref().map(|r| r.as_ref().map(|r| self.text(r))),
+                    )
+                }),
             };
             (interface, input)
         })
@@ -108,6 +140,7 @@ impl ParsedRecords {
     pub fn clear(&mut self) {
         self.records.clear();
         self.text.clear();
+        self.labels.clear();
     }
 }
 
@@ -117,7 +150,8 @@ mod tests {
 
     fn input<'a>(interface: Option<&'a str>, account: Option<&'a str>) -> RouteInput<'a> {
         let fields = RouteFields { bytes: Some(7), ..RouteFields::default() };
-        RouteInput { interface, account, region: Some("eu-west-1"), fields }
+        let labels = RouteLabels::default();
+        RouteInput { interface, account, region: Some("eu-west-1"), fields, labels }
     }
 
     #[test]

@@ -17,6 +17,34 @@ pub struct RouteInput<'a> {
     /// The record's `region`, else the transport's.
     pub region: Option<&'a str>,
     pub fields: RouteFields,
+    /// What the record says of its interface's place (v3+ fields), for the snapshot's labels.
+    pub labels: RouteLabels<'a>,
+}
+
+/// An interface's labels as a record carries them: `vpc-id`, `subnet-id`, `instance-id` and
+/// `az-id`, each `None` when the layout lacks it or the record wrote `-`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RouteLabels<'a> {
+    pub vpc_id: Option<&'a str>,
+    pub subnet_id: Option<&'a str>,
+    pub instance_id: Option<&'a str>,
+    pub az_id: Option<&'a str>,
+}
+
+impl<'a> RouteLabels<'a> {
+    /// The labels in a fixed order: VPC, subnet, instance, availability zone.
+    pub fn as_array(&self) -> [Option<&'a str>; 4] {
+        [self.vpc_id, self.subnet_id, self.instance_id, self.az_id]
+    }
+
+    pub fn from_array(a: [Option<&'a str>; 4]) -> RouteLabels<'a> {
+        RouteLabels { vpc_id: a[0], subnet_id: a[1], instance_id: a[2], az_id: a[3] }
+    }
+
+    /// Whether the record carries none.
+    pub fn is_empty(&self) -> bool {
+        self.as_array().iter().all(Option::is_none)
+    }
 }
 
 /// The fixed-size fields routing reads (everything but the strings).
@@ -72,6 +100,12 @@ impl<'a> RouteInput<'a> {
             interface: interface_of(record, ctx),
             account: record.account_id.or(ctx.owner),
             region: record.region.or(ctx.region),
+            labels: RouteLabels {
+                vpc_id: record.vpc_id,
+                subnet_id: record.subnet_id,
+                instance_id: record.instance_id,
+                az_id: record.az_id,
+            },
             fields: route_fields!(
                 record,
                 record.pkt_srcaddr,
@@ -91,6 +125,7 @@ impl<'a> RouteInput<'a> {
             interface: record.interface_id.or_else(|| stream_interface(ctx)),
             account: record.account_id.or(ctx.owner),
             region: ctx.region,
+            labels: RouteLabels::default(),
             fields: route_fields!(record, None, None, None, None),
         }
     }

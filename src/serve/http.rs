@@ -186,6 +186,8 @@ pub(crate) fn admin_router(state: Arc<ServeContext>) -> axum::Router {
         .route("/api/v1/interfaces", get(interfaces))
         .route("/api/v1/interfaces/{id}/snapshots", get(interface_snapshots))
         .route("/api/v1/findings", get(findings))
+        .route("/api/v1/rollups/{kind}", get(super::rollups::list))
+        .route("/api/v1/rollups/{kind}/{id}", get(super::rollups::one))
         .route("/api/v1/status", get(status))
         .route("/metrics", get(metrics))
         .with_state(state)

@@ -29,6 +29,7 @@ mod page;
 pub(crate) mod pipeline;
 pub(crate) mod reload;
 pub(crate) mod request;
+mod rollups;
 mod services;
 pub mod state_file;
 pub mod status;

@@ -47,6 +47,7 @@ pub mod event;
 pub mod findings;
 pub(crate) mod merge;
 pub mod pane;
+pub mod rollup;
 pub mod snapshot;
 pub(crate) mod table;
 pub(crate) mod time;

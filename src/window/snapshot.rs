@@ -79,6 +79,17 @@ pub struct Snapshot {
     pub interface_id: Arc<str>,
     pub account_id: Option<Arc<str>>,
     pub region: Option<Arc<str>>,
+    /// The interface's VPC, subnet, instance and availability zone (`vpc-id`, `subnet-id`,
+    /// `instance-id`, `az-id`) as its records last carried them; absent from the JSON when
+    /// they carry none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub az_id: Option<Arc<str>>,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
@@ -233,6 +244,8 @@ pub struct SnapshotKey {
     pub interface_id: Arc<str>,
     pub account_id: Option<Arc<str>>,
     pub region: Option<Arc<str>>,
+    /// `vpc-id`, `subnet-id`, `instance-id`, `az-id` as the interface's records carry them.
+    pub labels: [Option<Arc<str>>; 4],
     pub revision: u32,
 }
 
@@ -243,6 +256,7 @@ pub fn share_pct(part: u64, whole: u64) -> f64 {
 
 /// Builds the snapshot of the given panes (those of one interface inside one window).
 pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> Snapshot {
+    let [vpc_id, subnet_id, instance_id, az_id] = &key.labels;
     let panes = &window.panes[..];
     let top = options.top;
     let (records, mut approx) = window_records(panes);
@@ -284,6 +298,10 @@ pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> 
         interface_id: key.interface_id,
         account_id: key.account_id,
         region: key.region,
+        vpc_id: vpc_id.clone(),
+        subnet_id: subnet_id.clone(),
+        instance_id: instance_id.clone(),
+        az_id: az_id.clone(),
         packets: totals.packets,
         bytes: totals.bytes,
         flows: totals.flows,

@@ -101,6 +101,17 @@ fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
         if let Some(a) = j["account_id"].as_str() {
             base.push(("cloud.account.id", a.to_string()));
         }
+        let labels = [
+            ("vpc_id", "aws.vpc.id"),
+            ("subnet_id", "aws.subnet.id"),
+            ("instance_id", "aws.ec2.instance.id"),
+            ("az_id", "aws.az.id"),
+        ];
+        for (field, attribute) in labels {
+            if let Some(v) = j[field].as_str() {
+                base.push((attribute, v.to_string()));
+            }
+        }
         let mut put = |name: &str, extra: Option<(&str, String)>, v: Num| {
             let mut a = base.clone();
             a.extend(extra);

@@ -10,6 +10,7 @@ mod findings;
 mod golden;
 mod kinesis;
 mod kinesis_leases;
+mod labels;
 mod live_view;
 mod no_alloc;
 mod prometheus;

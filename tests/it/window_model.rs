@@ -1235,6 +1235,7 @@ fn a_flow_of_an_evicted_source_stays_within_the_reported_bound() {
         interface_id: "eni-1".into(),
         account_id: None,
         region: None,
+        labels: Default::default(),
         revision: 0,
     };
     let top = TopN { sources: 3, destinations: 3, flows: 3, ..TopN::default() };

@@ -9,6 +9,7 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::CloserCheckpoint;
 use super::config::{EngineConfig, LatePolicy};
+use super::labels::InterfaceLabels;
 use super::shard::Shard;
 use super::{Ack, CloseProgress, EngineStats, MarkerInfo, shard_of};
 use crate::window::baseline::{self, PaneRecord, SourceHistories, pane_record};
@@ -22,6 +23,8 @@ pub(super) struct Closer {
     config: Arc<EngineConfig>,
     shards: Vec<Arc<Shard>>,
     names: Names,
+    /// Each interface's labels, written by the router.
+    labels: InterfaceLabels,
     stats: Arc<EngineStats>,
     progress: Arc<CloseProgress>,
     /// Panes that hold data and are not retired.
@@ -45,7 +48,7 @@ impl Closer {
     pub(super) fn restored(
         config: Arc<EngineConfig>,
         shards: Vec<Arc<Shard>>,
-        names: Names,
+        (names, labels): (Names, InterfaceLabels),
         stats: Arc<EngineStats>,
         progress: Arc<CloseProgress>,
         restored: &CloserCheckpoint,
@@ -55,6 +58,7 @@ impl Closer {
             config,
             shards,
             names,
+            labels,
             stats,
             progress,
             live_panes: restored.live_panes.iter().copied().collect(),
@@ -264,12 +268,14 @@ impl Closer {
         let panes = &window.panes;
         let account = panes.iter().find_map(|p| p.account).map(|a| self.names.get(a));
         let region = panes.iter().find_map(|p| p.region).map(|r| self.names.get(r));
+        let labels = self.labels.get(iface).unwrap_or_default();
         let key = SnapshotKey {
             window_start: spec.pane_start(k),
             window_end: spec.window_end(k),
             interface_id: self.names.get(iface),
             account_id: account,
             region,
+            labels: labels.map(|id| id.map(|i| self.names.get(i))),
             revision,
         };
         let (n, b) = (spec.panes(), self.config.baseline_windows);

@@ -20,6 +20,7 @@
 mod checkpoint;
 mod closer;
 mod config;
+mod labels;
 mod open;
 mod router;
 mod shard;
@@ -204,10 +205,11 @@ impl Engine {
         }
         drop(acks.0);
 
+        let labels = labels::InterfaceLabels::default();
         let closer = Closer::restored(
             config.clone(),
             shards.clone(),
-            names.clone(),
+            (names.clone(), labels.clone()),
             stats.clone(),
             progress.clone(),
             &restored_closer,
@@ -225,6 +227,7 @@ impl Engine {
             progress,
             closer_state,
             stats: stats.clone(),
+            labels,
         };
         let open = OpenWindows::new(config.clone(), shards.clone(), names.clone());
         let router = EventRouter::restored(config, links, interner, state.as_ref());

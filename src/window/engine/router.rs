@@ -28,6 +28,7 @@ pub(super) struct RouterLinks {
     pub(super) progress: Arc<CloseProgress>,
     pub(super) closer_state: Arc<Mutex<CloserCheckpoint>>,
     pub(super) stats: Arc<EngineStats>,
+    pub(super) labels: super::labels::InterfaceLabels,
 }
 
 /// The single sequencer of the engine's input. It is not `Sync`: one owner pushes records in
@@ -50,6 +51,8 @@ pub struct EventRouter {
     default_region: Option<u32>,
     /// `[filters]`, when any is set.
     filter: Option<RecordFilter>,
+    /// Each interface's labels, for the closer.
+    labels: super::labels::LabelRecorder,
     pub(super) stats: Arc<EngineStats>,
     /// Counts not yet added to `stats` (published with each batch, not per record).
     unpublished_records: u64,
@@ -100,6 +103,7 @@ impl EventRouter {
             stopped: false,
             default_region,
             filter,
+            labels: super::labels::LabelRecorder::new(links.labels),
             stats: links.stats,
             unpublished_records: 0,
             last_record_at: state.and_then(|s| s.last_record_at),
@@ -170,6 +174,7 @@ impl EventRouter {
         }
         self.watermark.observe(t);
         let id = self.last_interface.intern(&mut self.interner, interface);
+        self.labels.record(&mut self.interner, id, &input.labels);
         let account = input.account.map(|a| self.last_account.intern(&mut self.interner, a));
         let region = match input.region {
             Some(r) => Some(self.last_region.intern(&mut self.interner, r)),

@@ -1,0 +1,100 @@
+//! Labels on snapshots: an interface's `vpc-id`, `subnet-id`, `instance-id` and `az-id` as its
+//! records carry them, through replay's parse pool and serve's Firehose path alike, and absent
+//! from the JSON when the records carry none.
+
+use serde_json::Value;
+
+use crate::common::{json_lines, vpcflowd};
+
+const FORMAT: &str = "${version} ${account-id} ${interface-id} ${vpc-id} ${subnet-id} ${instance-id} ${az-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
+
+fn line(interface: &str, vpc: &str, subnet: &str, instance: &str, az: &str) -> String {
+    format!(
+        "5 111111111111 {interface} {vpc} {subnet} {instance} {az} 198.51.100.1 10.0.0.1 40000 443 6 1 100 1700000040 1700000050 ACCEPT OK"
+    )
+}
+
+fn records() -> Vec<String> {
+    vec![
+        line("eni-0a01", "vpc-0aa", "subnet-01", "i-0001", "use1-az1"),
+        line("eni-0a01", "vpc-0aa", "subnet-01", "i-0001", "use1-az1"),
+        line("eni-0a02", "vpc-0aa", "subnet-02", "-", "use1-az2"),
+        line("eni-0a03", "-", "-", "-", "-"),
+    ]
+}
+
+fn check(snapshots: &[Value]) {
+    let of = |id: &str| snapshots.iter().find(|s| s["interface_id"] == id).unwrap().clone();
+    let a = of("eni-0a01");
+    assert_eq!(
+        (&a["vpc_id"], &a["subnet_id"], &a["instance_id"], &a["az_id"]),
+        (
+            &Value::from("vpc-0aa"),
+            &Value::from("subnet-01"),
+            &Value::from("i-0001"),
+            &Value::from("use1-az1")
+        )
+    );
+    let b = of("eni-0a02");
+    assert_eq!(
+        (b["vpc_id"].as_str(), b["subnet_id"].as_str()),
+        (Some("vpc-0aa"), Some("subnet-02"))
+    );
+    assert!(b.get("instance_id").is_none(), "a requester-managed interface has no instance");
+    let c = of("eni-0a03");
+    for key in ["vpc_id", "subnet_id", "instance_id", "az_id"] {
+        assert!(c.get(key).is_none(), "{key} is absent when no record carries it");
+    }
+}
+
+#[test]
+fn replay_labels_each_interface_with_what_its_records_carry() {
+    let input = records().join("\n") + "\n";
+    let out = vpcflowd(&["replay", "--lateness", "0s", "-f", FORMAT, "-"], input.as_bytes());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    check(&json_lines(&out.stdout));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_labels_snapshots_of_firehose_records() {
+    use crate::common::serve::{Firehose, Server, wrapped};
+    let server = Server::start(&["--lateness", "0s", "-f", FORMAT], &[]);
+    let (status, _) = Firehose::new(&server.ingest, None).send("r1", &wrapped(&records())).await;
+    assert_eq!(status, 200);
+    // A record ten minutes on closes the windows over the first ones.
+    let later = vec![
+        line("eni-0a09", "vpc-0bb", "subnet-09", "-", "-")
+            .replace("1700000040 1700000050", "1700000640 1700000650"),
+    ];
+    let (status, _) = Firehose::new(&server.ingest, None).send("r2", &wrapped(&later)).await;
+    assert_eq!(status, 200);
+    let get = |path: String| async move { reqwest::get(path).await.unwrap() };
+    let vpcs: Value = loop {
+        let v: Value =
+            get(format!("{}/api/v1/rollups/vpc", server.admin)).await.json().await.unwrap();
+        if !v.as_array().unwrap().is_empty() {
+            break v;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(vpcs.as_array().unwrap().len(), 1, "{vpcs:#}");
+    let vpc = &vpcs[0];
+    assert_eq!(
+        (vpc["id"].as_str(), vpc["interfaces"].as_u64(), vpc["bytes"].as_u64()),
+        (Some("vpc-0aa"), Some(2), Some(300))
+    );
+    assert_eq!(vpc["interface_ids"], serde_json::json!(["eni-0a01", "eni-0a02"]));
+    let subnet: Value = get(format!("{}/api/v1/rollups/subnet/subnet-02", server.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((subnet["bytes"].as_u64(), subnet["interfaces"].as_u64()), (Some(100), Some(1)));
+    let region: Value =
+        get(format!("{}/api/v1/rollups/region", server.admin)).await.json().await.unwrap();
+    assert_eq!(region[0]["interfaces"], 3, "the unlabeled interface is in its region's roll-up");
+    assert_eq!(get(format!("{}/api/v1/rollups/galaxy", server.admin)).await.status(), 404);
+    assert_eq!(get(format!("{}/api/v1/rollups/vpc/vpc-none", server.admin)).await.status(), 404);
+    let (_, snapshots, _) = server.stop();
+    check(&snapshots);
+}
