@@ -75,6 +75,17 @@ pub struct Group<T: 'static> {
 pub const INTERFACE_ID: (&str, &str) = ("interface.id", "interface_id");
 pub const ACCOUNT_ID: (&str, &str) = ("cloud.account.id", "cloud_account_id");
 pub const REGION: (&str, &str) = ("cloud.region", "cloud_region");
+/// The attribute (OpenTelemetry, Prometheus) naming a roll-up of `kind`.
+pub fn rollup_label(kind: crate::window::rollup::RollupKind) -> (&'static str, &'static str) {
+    use crate::window::rollup::RollupKind;
+    match kind {
+        RollupKind::Region => REGION,
+        RollupKind::Account => ACCOUNT_ID,
+        RollupKind::Vpc => ("aws.vpc.id", "aws_vpc_id"),
+        RollupKind::Subnet => ("aws.subnet.id", "aws_subnet_id"),
+    }
+}
+
 /// The interface's labels (when its records carry them), on its OTLP points: one value per
 /// interface, so they add no series.
 pub const LABELS: [&str; 4] = ["aws.vpc.id", "aws.subnet.id", "aws.ec2.instance.id", "aws.az.id"];

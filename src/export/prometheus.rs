@@ -18,6 +18,7 @@ use std::sync::Arc;
 use super::error::ExportError;
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
+use crate::window::rollup::{RollupKind, RollupTotals, rollups};
 
 /// Writes a label value with the exposition format's escapes (`\\`, `\"`, `\n`).
 fn escaped(out: &mut String, value: &str) {
@@ -93,6 +94,37 @@ pub fn render_window(snapshots: &[Arc<Snapshot>], out: &mut String) {
         if let Get::Int(f) = m.get {
             family_header(out, m.prometheus, m.description, m.unit);
             let _ = writeln!(out, "{} {}", m.prometheus, f(first, &()));
+        }
+    }
+    render_rollups(snapshots, out);
+}
+
+/// The window's roll-ups (`vpcflowd.{kind}.bytes`, `.rejected_flows`, `.interfaces`), one series
+/// per region, account, VPC and subnet: exact sums of the interface series above.
+fn render_rollups(snapshots: &[Arc<Snapshot>], out: &mut String) {
+    for kind in RollupKind::ALL {
+        let rolled = rollups(kind, snapshots);
+        if rolled.is_empty() {
+            continue;
+        }
+        let label = measures::rollup_label(kind).1;
+        let k = kind.as_str();
+        let values: [(&str, &str, &str, fn(&RollupTotals) -> u64); 3] = [
+            ("bytes", "Bytes of the interfaces", "By", |t| t.bytes),
+            ("rejected_flows", "Rejected flows of the interfaces", "{flow}", |t| t.rejected_flows),
+            ("interfaces", "Interfaces with traffic", "{interface}", |t| t.interfaces),
+        ];
+        for (name, description, unit, value) in values {
+            let family = format!("vpcflowd_{k}_{name}");
+            family_header(out, &family, &format!("{description} of each {k}"), unit);
+            for r in &rolled {
+                out.push_str(&family);
+                out.push('{');
+                out.push_str(label);
+                out.push_str("=\"");
+                escaped(out, &r.id);
+                let _ = writeln!(out, "\"}} {}", value(&r.totals));
+            }
         }
     }
 }

@@ -93,6 +93,10 @@ async fn serve_labels_snapshots_of_firehose_records() {
     let region: Value =
         get(format!("{}/api/v1/rollups/region", server.admin)).await.json().await.unwrap();
     assert_eq!(region[0]["interfaces"], 3, "the unlabeled interface is in its region's roll-up");
+    let metrics = get(format!("{}/metrics", server.admin)).await.text().await.unwrap();
+    assert!(metrics.contains("vpcflowd_vpc_bytes{aws_vpc_id=\"vpc-0aa\"} 300\n"), "{metrics}");
+    assert!(metrics.contains("vpcflowd_subnet_interfaces{aws_subnet_id=\"subnet-01\"} 1\n"));
+    assert!(metrics.contains("vpcflowd_region_interfaces{cloud_region=\"us-east-1\"} 3\n"));
     assert_eq!(get(format!("{}/api/v1/rollups/galaxy", server.admin)).await.status(), 404);
     assert_eq!(get(format!("{}/api/v1/rollups/vpc/vpc-none", server.admin)).await.status(), 404);
     let (_, snapshots, _) = server.stop();
