@@ -99,6 +99,35 @@ pub fn render_window(snapshots: &[Arc<Snapshot>], out: &mut String) {
     render_rollups(snapshots, out);
 }
 
+/// A roll-up value on `/metrics`: its name's last part, description, unit, and reader.
+struct RollupMeasure {
+    name: &'static str,
+    description: &'static str,
+    unit: &'static str,
+    value: fn(&RollupTotals) -> u64,
+}
+
+const ROLLUP_MEASURES: [RollupMeasure; 3] = [
+    RollupMeasure {
+        name: "bytes",
+        description: "Bytes of the interfaces",
+        unit: "By",
+        value: |t| t.bytes,
+    },
+    RollupMeasure {
+        name: "rejected_flows",
+        description: "Rejected flows of the interfaces",
+        unit: "{flow}",
+        value: |t| t.rejected_flows,
+    },
+    RollupMeasure {
+        name: "interfaces",
+        description: "Interfaces with traffic",
+        unit: "{interface}",
+        value: |t| t.interfaces,
+    },
+];
+
 /// The window's roll-ups (`vpcflowd.{kind}.bytes`, `.rejected_flows`, `.interfaces`), one series
 /// per region, account, VPC and subnet: exact sums of the interface series above.
 fn render_rollups(snapshots: &[Arc<Snapshot>], out: &mut String) {
@@ -109,12 +138,7 @@ fn render_rollups(snapshots: &[Arc<Snapshot>], out: &mut String) {
         }
         let label = measures::rollup_label(kind).1;
         let k = kind.as_str();
-        let values: [(&str, &str, &str, fn(&RollupTotals) -> u64); 3] = [
-            ("bytes", "Bytes of the interfaces", "By", |t| t.bytes),
-            ("rejected_flows", "Rejected flows of the interfaces", "{flow}", |t| t.rejected_flows),
-            ("interfaces", "Interfaces with traffic", "{interface}", |t| t.interfaces),
-        ];
-        for (name, description, unit, value) in values {
+        for RollupMeasure { name, description, unit, value } in ROLLUP_MEASURES {
             let family = format!("vpcflowd_{k}_{name}");
             family_header(out, &family, &format!("{description} of each {k}"), unit);
             for r in &rolled {
