@@ -93,6 +93,8 @@ fn window() -> Vec<Arc<Snapshot>> {
         .map(|i| {
             let sources: Vec<SourceSnapshot> = (0..SOURCES)
                 .map(|s| SourceSnapshot {
+                    aws_service: None,
+                    aws_region: None,
                     address: ip(0x0a00_0000 + i * 64 + s),
                     packets: 1000 - u64::from(s),
                     bytes: 1_000_000 - u64::from(s) * 1000,
@@ -168,6 +170,8 @@ fn window() -> Vec<Arc<Snapshot>> {
                 other_sources: Other { count: 5, packets: 100, bytes: 100_000, flows: 10 },
                 destinations: (0..SOURCES)
                     .map(|d| DestinationSnapshot {
+                        aws_service: None,
+                        aws_region: None,
                         address: ip(0xac10_0000 + i * 64 + d),
                         packets: 900,
                         bytes: 900_000,

@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use crate::window::aws_ranges::AwsRanges;
 use crate::window::diagnosis::Detail;
 use crate::window::direction::{AddressMode, DirectionMode, DirectionSettings, LocalAddresses};
 use crate::window::findings::Thresholds;
@@ -264,6 +265,26 @@ enum DetailName {
     Always,
     OnFinding,
     Off,
+}
+
+/// What snapshots are enriched with (`[enrich]`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct EnrichSettings {
+    /// AWS's `ip-ranges.json` (download it from `https://ip-ranges.amazonaws.com/ip-ranges.json`;
+    /// it is never fetched at run time). Listed sources and destinations inside AWS then carry
+    /// `aws_service` (`S3`, `EC2`, …) and `aws_region`.
+    pub ip_ranges: Option<PathBuf>,
+}
+
+impl EnrichSettings {
+    /// Reads what the settings name.
+    pub fn load(&self) -> Result<Option<Arc<AwsRanges>>, String> {
+        let Some(path) = &self.ip_ranges else { return Ok(None) };
+        let ranges = AwsRanges::load(path).map_err(|e| format!("enrich.ip_ranges: {e}"))?;
+        tracing::info!(prefixes = ranges.len(), path = %path.display(), "AWS address ranges read");
+        Ok(Some(Arc::new(ranges)))
+    }
 }
 
 /// The thresholds of findings (see `vpcflowd::window::findings` for each rule).

@@ -44,6 +44,10 @@ pub struct ReplayArgs {
     #[command(flatten)]
     pub filters: FilterArgs,
 
+    /// AWS's ip-ranges.json, to name the service of sources and destinations in AWS.
+    #[arg(long, value_name = "FILE")]
+    pub ip_ranges: Option<std::path::PathBuf>,
+
     /// Output format.
     #[arg(long, value_enum, default_value_t)]
     pub output: OutputFormat,
@@ -79,6 +83,14 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
     };
     config.thresholds = args.diagnosis.settings().thresholds();
     config.filters = args.filters.settings();
+    let enrich = crate::settings::EnrichSettings { ip_ranges: args.ip_ranges.clone() };
+    config.aws_ranges = match enrich.load() {
+        Ok(ranges) => ranges,
+        Err(e) => {
+            eprintln!("vpcflowd replay: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let sources = sources_of(args);
     let engine = Engine::start(config);
     let stats = engine.stats.clone();

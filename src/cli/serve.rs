@@ -159,6 +159,10 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub filters: FilterArgs,
+
+    /// AWS's ip-ranges.json, to name the service of sources and destinations in AWS.
+    #[arg(long, value_name = "FILE")]
+    pub ip_ranges: Option<PathBuf>,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -194,6 +198,9 @@ impl ServeArgs {
         root.insert("window".into(), Value::Object(self.window.overrides()));
         root.insert("diagnosis".into(), Value::Object(self.diagnosis.overrides()));
         root.insert("filters".into(), Value::Object(self.filters.overrides()));
+        if let Some(path) = path_value(&self.ip_ranges) {
+            root.insert("enrich".into(), json!({ "ip_ranges": path }));
+        }
         if !self.formats.is_empty() {
             root.insert("formats".into(), json!(self.formats));
         }

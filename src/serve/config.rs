@@ -49,6 +49,8 @@ pub struct ServeConfig {
     pub diagnosis: DiagnosisSettings,
     /// Records dropped before windows, by region, account or interface (glob patterns).
     pub filters: crate::record::filter::FilterSettings,
+    /// What snapshots are enriched with.
+    pub enrich: crate::settings::EnrichSettings,
     /// Where state is kept across restarts.
     pub state: StateConfig,
     /// OpenTelemetry (OTLP) export of closed windows and of vpcflowd's own metrics.
@@ -219,6 +221,7 @@ impl Default for ServeConfig {
             window: WindowSettings::default(),
             diagnosis: DiagnosisSettings::default(),
             filters: Default::default(),
+            enrich: Default::default(),
             formats: Vec::new(),
             state: StateConfig::default(),
             export: ExportConfig::default(),

@@ -76,6 +76,7 @@ impl Listeners {
             .map_err(|e| ConfigError::Invalid(format!("window: {e}")))?;
         engine_config.thresholds = config.diagnosis.thresholds();
         engine_config.filters = config.filters.clone();
+        engine_config.aws_ranges = config.enrich.load().map_err(ConfigError::Invalid)?;
         let ingest_listener =
             if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
         let admin = bind(config.admin.listen, "admin")?;

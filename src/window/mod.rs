@@ -36,6 +36,7 @@
 //! ```
 
 pub(crate) mod asymmetry;
+pub mod aws_ranges;
 pub mod baseline;
 pub mod conversation;
 pub(crate) mod counters;

@@ -149,6 +149,12 @@ pub struct Approximation {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SourceSnapshot {
     pub address: IpAddr,
+    /// The AWS service and region of the address (`[enrich] ip_ranges`); absent outside AWS
+    /// or without the file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_service: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_region: Option<Arc<str>>,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
@@ -199,6 +205,11 @@ pub struct FlowSnapshot {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DestinationSnapshot {
     pub address: IpAddr,
+    /// As [`SourceSnapshot::aws_service`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_service: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub aws_region: Option<Arc<str>>,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
@@ -433,6 +444,8 @@ fn ranked_sources(
             };
             SourceSnapshot {
                 address: addr,
+                aws_service: None,
+                aws_region: None,
                 packets: t.packets,
                 bytes: t.bytes,
                 flows: t.flows,
@@ -478,6 +491,8 @@ fn ranked_destinations(panes: &[&Pane], top: &TopN) -> (Vec<DestinationSnapshot>
         .into_iter()
         .map(|(address, t)| DestinationSnapshot {
             address,
+            aws_service: None,
+            aws_region: None,
             packets: t.packets,
             bytes: t.bytes,
             flows: t.flows,

@@ -102,3 +102,59 @@ async fn serve_labels_snapshots_of_firehose_records() {
     let (_, snapshots, _) = server.stop();
     check(&snapshots);
 }
+
+/// With AWS's `ip-ranges.json` (a fixture of its shape), listed sources and destinations in AWS
+/// name their service and region by longest prefix; a prefix AWS lists as `AMAZON` only says
+/// that; addresses outside AWS say nothing.
+#[test]
+fn sources_and_destinations_in_aws_name_their_service() {
+    let line = |src: &str, dst: &str| {
+        format!(
+            "2 111111111111 eni-0aaa {src} {dst} 443 40000 6 1 100 1700000040 1700000050 ACCEPT OK\n"
+        )
+    };
+    let locals = "tests/data/windows/local_addresses.json";
+    let input = [
+        line("52.217.10.1", "10.0.9.9"),
+        line("3.5.64.9", "10.0.9.9"),
+        line("3.5.1.1", "10.0.9.9"),
+        line("198.51.100.1", "10.0.9.9"),
+        line("10.0.9.9", "13.33.0.1"),
+        line("2600:1f18:0abc::1", "2600:1f18:f000::1"),
+    ]
+    .concat();
+    let args = [
+        "replay",
+        "--lateness",
+        "0s",
+        "--ip-ranges",
+        "tests/data/ip-ranges.json",
+        "--local-addresses",
+        locals,
+        "-",
+    ];
+    let out = vpcflowd(&args, input.as_bytes());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let snapshot =
+        json_lines(&out.stdout).into_iter().find(|s| s["interface_id"] == "eni-0aaa").unwrap();
+    let service = |list: &str, address: &str| {
+        let entry =
+            snapshot[list].as_array().unwrap().iter().find(|e| e["address"] == address).cloned();
+        let entry = entry.unwrap_or_else(|| panic!("{address} not in {list}: {snapshot:#}"));
+        (
+            entry["aws_service"].as_str().map(str::to_string),
+            entry["aws_region"].as_str().map(str::to_string),
+        )
+    };
+    let named = |s: &str, r: &str| (Some(s.to_string()), Some(r.to_string()));
+    assert_eq!(service("sources", "52.217.10.1"), named("S3", "us-east-1"));
+    assert_eq!(service("sources", "3.5.64.9"), named("EC2", "eu-west-1"), "the longest prefix");
+    assert_eq!(service("sources", "3.5.1.1"), named("AMAZON", "eu-west-1"));
+    assert_eq!(service("sources", "198.51.100.1"), (None, None));
+    assert_eq!(service("destinations", "13.33.0.1"), named("CLOUDFRONT", "GLOBAL"));
+    let bad = vpcflowd(&["replay", "--ip-ranges", "Cargo.toml", "-"], b"");
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("enrich.ip_ranges: not AWS's ip-ranges.json")
+    );
+}

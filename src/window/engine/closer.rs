@@ -286,7 +286,11 @@ impl Closer {
             thresholds: &self.config.thresholds,
             baseline: baseline.as_ref(),
         };
-        Some(build(key, &window, &options))
+        let mut snapshot = build(key, &window, &options);
+        if let Some(ranges) = &self.config.aws_ranges {
+            ranges.label(&mut snapshot);
+        }
+        Some(snapshot)
     }
 }
 

@@ -1,5 +1,6 @@
 //! The engine's configuration: window, lateness, caps, shards, and the horizons they imply.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -45,6 +46,9 @@ pub struct EngineConfig {
     pub region: Option<String>,
     /// What is dropped before windows.
     pub filters: crate::record::filter::FilterSettings,
+    /// AWS's address ranges, to name the service of sources and destinations in AWS.
+    #[serde(skip)]
+    pub aws_ranges: Option<Arc<crate::window::aws_ranges::AwsRanges>>,
     /// How each record's direction is decided.
     #[serde(skip)]
     pub direction: DirectionSettings,
@@ -71,6 +75,7 @@ impl EngineConfig {
             shards: std::thread::available_parallelism().map_or(2, |n| n.get()),
             region: None,
             filters: Default::default(),
+            aws_ranges: None,
             direction: DirectionSettings::default(),
             // A shard applies a batch grouped by interface: with a thousand busy interfaces a
             // batch of 8192 gives each a run of several events on its pane's cache lines (see
