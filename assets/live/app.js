@@ -103,8 +103,20 @@ function show(node) {
   sizeBars(view);
 }
 
+// The newest window's roll-ups of one kind, when the interfaces carry that value.
+function rollupTable(kind, title, list) {
+  if (!list || !list.length) return null;
+  return h("section", { class: "rollup", "data-kind": kind },
+    h("h2", {}, title),
+    table([[title.replace(/s$/, "")], ["Interfaces", 1], ["Bytes", 1], ["In", 1], ["Out", 1], ["Rejected flows", 1]],
+      list.map((r) => h("tr", { "data-rollup": r.id },
+        h("td", {}, r.id), num(count(r.interfaces)), num(bytes(r.bytes), "bytes", r.bytes),
+        num(bytes(r.ingress_bytes)), num(bytes(r.egress_bytes)), num(count(r.rejected_flows)))), ""));
+}
+
 async function overview() {
-  const [closed, open] = await Promise.all([get("/api/v1/interfaces"), get("/api/v1/open")]);
+  const [closed, open, regionRollups, vpcRollups] = await Promise.all([get("/api/v1/interfaces"), get("/api/v1/open"),
+    get("/api/v1/rollups/region"), get("/api/v1/rollups/vpc")]);
   const byId = new Map();
   for (const i of closed || []) byId.set(i.interface_id, { final: i, open: null });
   for (const o of open || []) {
@@ -145,6 +157,7 @@ async function overview() {
     h("h1", {}, "Interfaces"),
     h("p", { class: "muted" }, latest ? ["Newest closed window from ", time(latest), "."] : "No window has closed yet; the numbers below are provisional."),
     filters,
+    h("div", { class: "rollups" }, rollupTable("region", "Regions", regionRollups), rollupTable("vpc", "VPCs", vpcRollups)),
     table([["Interface"], ["Region"], ["Bytes", 1], ["In", 1], ["Out", 1], ["Rejected flows", 1], ["Recent"], ["Findings", 1]], body,
       rows.length ? "No interface matches the filters." : "No traffic yet."));
 }
@@ -180,7 +193,7 @@ async function interfaceView(id) {
     parts.push(cards(s, false));
     parts.push(h("h2", {}, "Sources"), sourcesTable(s));
     parts.push(h("h2", {}, "Destinations"), table([["Address"], ["Share of egress"], ["Bytes", 1], ["Flows", 1], ["Rejected", 1]],
-      s.destinations.map((d) => h("tr", {}, h("td", {}, d.address), h("td", {}, shareBar(d.traffic_share_pct), pct(d.traffic_share_pct)), num(bytes(d.bytes)), num(count(d.flows)), num(count(d.rejected_flows)))), "No destinations."));
+      s.destinations.map((d) => h("tr", {}, h("td", {}, d.address, d.aws_service ? h("span", { class: "aws", title: d.aws_region || "" }, " " + d.aws_service) : null), h("td", {}, shareBar(d.traffic_share_pct), pct(d.traffic_share_pct)), num(bytes(d.bytes)), num(count(d.flows)), num(count(d.rejected_flows)))), "No destinations."));
     parts.push(h("h2", {}, "Protocols"), table([["Protocol"], ["Bytes", 1], ["In", 1], ["Out", 1], ["Flows", 1], ["Rejected", 1]],
       s.protocols.map((p) => h("tr", {}, h("td", {}, proto(p.protocol)), num(bytes(p.bytes)), num(bytes(p.ingress_bytes)), num(bytes(p.egress_bytes)), num(count(p.flows)), num(count(p.rejected_flows)))), "No protocols."));
     parts.push(h("h2", {}, "Rejected sources"), table([["Source"], ["Rejected flows", 1], ["Ports", 1], ["Hosts", 1]],
@@ -222,7 +235,7 @@ function sourcesTable(s) {
       sizeBars(detail);
     } }, "▸");
     rows.push(h("tr", { "data-source": src.address },
-      h("td", {}, toggle, " ", src.address),
+      h("td", {}, toggle, " ", src.address, src.aws_service ? h("span", { class: "aws", title: src.aws_region || "" }, " " + src.aws_service) : null),
       h("td", {}, shareBar(src.traffic_share_pct), pct(src.traffic_share_pct)),
       num(bytes(src.bytes), "bytes", src.bytes), num(count(src.flows)), num(count(src.rejected_flows)), num(pct(src.reject_ratio_pct)),
       num(src.spike_ratio == null ? "–" : src.spike_ratio.toFixed(1) + "×")));

@@ -98,6 +98,10 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
     let same = client.execute("return window.__sameDocument === true", Vec::new()).await.unwrap();
     assert_eq!(same, true, "the new window came without a reload");
     screenshot(&client, "live-overview").await;
+    // The region's roll-up, equal to the API's.
+    let region = api(&server, "/api/v1/rollups/region").await;
+    let cell = "section[data-kind=region] tr[data-rollup] td.bytes";
+    wait_for(&client, "the region roll-up", &value_of(cell), |v| *v == region[0]["bytes"]).await;
 
     // The filters: by text, region and account, kept in the address.
     let rows = "return [...document.querySelectorAll('#overview tr[data-interface]')].map(r => r.dataset.interface)";
