@@ -80,7 +80,8 @@ pub struct Snapshot {
     pub account_id: Option<Arc<str>>,
     pub region: Option<Arc<str>>,
     /// The interface's VPC, subnet, instance and availability zone (`vpc-id`, `subnet-id`,
-    /// `instance-id`, `az-id`) as its records last carried them; absent from the JSON when
+    /// `instance-id`, `az-id`): each from the window's oldest pane whose records carry it (see
+    /// `window::engine::labels`); absent from the JSON when
     /// they carry none.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vpc_id: Option<Arc<str>>,

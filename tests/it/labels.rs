@@ -158,3 +158,38 @@ fn sources_and_destinations_in_aws_name_their_service() {
         String::from_utf8_lossy(&bad.stderr).contains("enrich.ip_ranges: not AWS's ip-ranges.json")
     );
 }
+
+/// Records of one interface that carry different fields, over several panes, label its windows
+/// alike whatever the shard count: each field from the oldest pane that has it, the first
+/// record of the pane that carries it.
+#[test]
+fn labels_depend_on_the_records_only() {
+    let at = |minute: u64, vpc: &str, az: &str| {
+        line("eni-0a01", vpc, "subnet-01", "-", az).replace(
+            "1700000040 1700000050",
+            &format!("{} {}", 1_700_000_040 + 60 * minute, 1_700_000_050 + 60 * minute),
+        )
+    };
+    let mut lines = Vec::new();
+    for minute in 0..8 {
+        lines.push(at(minute, "-", "use1-az1"));
+        lines.push(at(minute, "vpc-0aa", "-"));
+        lines.push(at(minute, "vpc-0bb", "use1-az9"));
+    }
+    let input = lines.join("\n") + "\n";
+    let run = |shards: &str| {
+        let args = ["replay", "--lateness", "0s", "--shards", shards, "-f", FORMAT, "-"];
+        let out = vpcflowd(&args, input.as_bytes());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        out.stdout
+    };
+    let one = run("1");
+    assert_eq!(one, run("4"));
+    for s in json_lines(&one) {
+        assert_eq!(
+            (s["vpc_id"].as_str(), s["az_id"].as_str()),
+            (Some("vpc-0aa"), Some("use1-az1")),
+            "{s}"
+        );
+    }
+}

@@ -173,6 +173,7 @@ impl Closer {
         for shard in &self.shards {
             shard.interfaces.retain(|_, state| state.retire_before(keep_from));
         }
+        self.labels.prune(keep_from);
         // A window can be corrected while its newest pane can still take a late record.
         let late_horizon = self.config.late_horizon(wm);
         self.revisions.retain(|&(_, k), _| k.saturating_add(n) > late_horizon);
@@ -268,7 +269,7 @@ impl Closer {
         let panes = &window.panes;
         let account = panes.iter().find_map(|p| p.account).map(|a| self.names.get(a));
         let region = panes.iter().find_map(|p| p.region).map(|r| self.names.get(r));
-        let labels = self.labels.get(iface).unwrap_or_default();
+        let labels = self.labels.window(iface, k, k + spec.panes() - 1);
         let key = SnapshotKey {
             window_start: spec.pane_start(k),
             window_end: spec.window_end(k),

@@ -1,39 +1,65 @@
-//! Each interface's labels (`vpc-id`, `subnet-id`, `instance-id`, `az-id`) as its records last
-//! carried them. The router writes an interface's entry when its records' labels change (they
-//! come in runs, so that is rare); the closer puts them on the interface's snapshots.
+//! Each interface's labels (`vpc-id`, `subnet-id`, `instance-id`, `az-id`) per pane, as its
+//! records carry them. For each pane and field the first record that carries the field wins,
+//! and a window takes each field from its oldest pane that has it: like a snapshot's account
+//! and region, the labels depend on the records and their order only, never on timing or the
+//! shard count.
 //!
-//! The labels are not in the state file: after a restart an interface's snapshots carry them
-//! again from its first record with labels.
+//! The router writes an entry when a record brings a field its pane lacks (records come in runs,
+//! so that is rare); the closer reads a window's panes when it builds the snapshot and drops
+//! the entries of panes no window can need any more. The labels are not in the state file:
+//! after a restart, panes restored from it have none.
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use super::Hasher;
 use crate::record::RouteLabels;
 use crate::window::event::{Interner, LastInterned};
+use crate::window::time::PaneId;
 
-/// An interface's labels as interned ids, in [`RouteLabels::as_array`]'s order.
+/// Labels as interned ids, in [`RouteLabels::as_array`]'s order.
 pub(crate) type LabelIds = [Option<u32>; 4];
 
-/// The table the router writes and the closer reads.
+/// The table the router writes and the closer reads, by (interface, pane).
 #[derive(Debug, Clone, Default)]
-pub(crate) struct InterfaceLabels(Arc<RwLock<HashMap<u32, LabelIds, Hasher>>>);
+pub(crate) struct InterfaceLabels(Arc<RwLock<BTreeMap<(u32, PaneId), LabelIds>>>);
 
 impl InterfaceLabels {
-    pub(crate) fn get(&self, interface: u32) -> Option<LabelIds> {
-        self.0.read().unwrap_or_else(|e| e.into_inner()).get(&interface).copied()
+    /// The labels of `interface` over the panes `first..=last`: each field from the oldest pane
+    /// that has it.
+    pub(crate) fn window(&self, interface: u32, first: PaneId, last: PaneId) -> LabelIds {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut ids: LabelIds = [None; 4];
+        for (_, pane) in table.range((interface, first)..=(interface, last)) {
+            for (id, p) in ids.iter_mut().zip(pane) {
+                *id = id.or(*p);
+            }
+        }
+        ids
     }
 
-    fn set(&self, interface: u32, ids: LabelIds) {
-        self.0.write().unwrap_or_else(|e| e.into_inner()).insert(interface, ids);
+    /// Drops the entries of panes before `oldest`.
+    pub(crate) fn prune(&self, oldest: PaneId) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        table.retain(|(_, pane), _| *pane >= oldest);
+    }
+
+    /// Fills the fields `ids` has and the pane's entry lacks; returns the entry.
+    fn merge(&self, key: (u32, PaneId), ids: LabelIds) -> LabelIds {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let entry = table.entry(key).or_default();
+        for (kept, id) in entry.iter_mut().zip(ids) {
+            *kept = kept.or(id);
+        }
+        *entry
     }
 }
 
-/// The router's side: interns a record's labels and writes the table when they change.
+/// The router's side: interns a record's labels and writes what its pane lacks.
 #[derive(Debug, Default)]
 pub(super) struct LabelRecorder {
     table: InterfaceLabels,
-    last: Option<(u32, LabelIds)>,
+    /// The last (interface, pane) written and its entry, to skip records that add nothing.
+    last: Option<((u32, PaneId), LabelIds)>,
     interned: [LastInterned; 4],
 }
 
@@ -42,19 +68,29 @@ impl LabelRecorder {
         LabelRecorder { table, ..LabelRecorder::default() }
     }
 
-    /// Takes in the labels of a record of `interface`.
+    /// Takes in the labels of a record of `interface` in `pane`.
     #[inline]
-    pub(super) fn record(&mut self, interner: &mut Interner, interface: u32, labels: &RouteLabels) {
+    pub(super) fn record(
+        &mut self,
+        interner: &mut Interner,
+        (interface, pane): (u32, PaneId),
+        labels: &RouteLabels,
+    ) {
         if labels.is_empty() {
             return;
         }
+        let fields = labels.as_array();
+        if let Some((key, kept)) = &self.last
+            && *key == (interface, pane)
+            && fields.iter().zip(kept).all(|(f, k)| f.is_none() || k.is_some())
+        {
+            return;
+        }
         let mut ids: LabelIds = [None; 4];
-        for ((id, label), last) in ids.iter_mut().zip(labels.as_array()).zip(&mut self.interned) {
-            *id = label.map(|l| last.intern(interner, l));
+        for ((id, field), last) in ids.iter_mut().zip(fields).zip(&mut self.interned) {
+            *id = field.map(|f| last.intern(interner, f));
         }
-        if self.last != Some((interface, ids)) {
-            self.last = Some((interface, ids));
-            self.table.set(interface, ids);
-        }
+        let entry = self.table.merge((interface, pane), ids);
+        self.last = Some(((interface, pane), entry));
     }
 }

@@ -174,7 +174,7 @@ impl EventRouter {
         }
         self.watermark.observe(t);
         let id = self.last_interface.intern(&mut self.interner, interface);
-        self.labels.record(&mut self.interner, id, &input.labels);
+        self.labels.record(&mut self.interner, (id, pane), &input.labels);
         let account = input.account.map(|a| self.last_account.intern(&mut self.interner, a));
         let region = match input.region {
             Some(r) => Some(self.last_region.intern(&mut self.interner, r)),
