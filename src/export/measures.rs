@@ -12,6 +12,7 @@ use std::net::IpAddr;
 use crate::window::Snapshot;
 use crate::window::direction::Direction;
 use crate::window::pane::DirectionTotals;
+use crate::window::rollup::RollupTotals;
 use crate::window::snapshot::{
     DestinationSnapshot, FlowSnapshot, ProtocolSnapshot, SourceSnapshot,
 };
@@ -75,6 +76,36 @@ pub struct Group<T: 'static> {
 pub const INTERFACE_ID: (&str, &str) = ("interface.id", "interface_id");
 pub const ACCOUNT_ID: (&str, &str) = ("cloud.account.id", "cloud_account_id");
 pub const REGION: (&str, &str) = ("cloud.region", "cloud_region");
+/// A roll-up value (`vpcflowd.{kind}.{name}`): its name's last part, description, unit, and
+/// reader.
+pub struct RollupMeasure {
+    pub name: &'static str,
+    pub description: &'static str,
+    pub unit: &'static str,
+    pub value: fn(&RollupTotals) -> u64,
+}
+
+pub const ROLLUP_MEASURES: [RollupMeasure; 3] = [
+    RollupMeasure {
+        name: "bytes",
+        description: "Bytes of the interfaces",
+        unit: "By",
+        value: |t| t.bytes,
+    },
+    RollupMeasure {
+        name: "rejected_flows",
+        description: "Rejected flows of the interfaces",
+        unit: "{flow}",
+        value: |t| t.rejected_flows,
+    },
+    RollupMeasure {
+        name: "interfaces",
+        description: "Interfaces with traffic",
+        unit: "{interface}",
+        value: |t| t.interfaces,
+    },
+];
+
 /// The attribute (OpenTelemetry, Prometheus) naming a roll-up of `kind`.
 pub fn rollup_label(kind: crate::window::rollup::RollupKind) -> (&'static str, &'static str) {
     use crate::window::rollup::RollupKind;

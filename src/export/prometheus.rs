@@ -18,7 +18,7 @@ use std::sync::Arc;
 use super::error::ExportError;
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
-use crate::window::rollup::{RollupKind, RollupTotals, rollups};
+use crate::window::rollup::{RollupKind, rollups};
 
 /// Writes a label value with the exposition format's escapes (`\\`, `\"`, `\n`).
 fn escaped(out: &mut String, value: &str) {
@@ -99,35 +99,6 @@ pub fn render_window(snapshots: &[Arc<Snapshot>], out: &mut String) {
     render_rollups(snapshots, out);
 }
 
-/// A roll-up value on `/metrics`: its name's last part, description, unit, and reader.
-struct RollupMeasure {
-    name: &'static str,
-    description: &'static str,
-    unit: &'static str,
-    value: fn(&RollupTotals) -> u64,
-}
-
-const ROLLUP_MEASURES: [RollupMeasure; 3] = [
-    RollupMeasure {
-        name: "bytes",
-        description: "Bytes of the interfaces",
-        unit: "By",
-        value: |t| t.bytes,
-    },
-    RollupMeasure {
-        name: "rejected_flows",
-        description: "Rejected flows of the interfaces",
-        unit: "{flow}",
-        value: |t| t.rejected_flows,
-    },
-    RollupMeasure {
-        name: "interfaces",
-        description: "Interfaces with traffic",
-        unit: "{interface}",
-        value: |t| t.interfaces,
-    },
-];
-
 /// The window's roll-ups (`vpcflowd.{kind}.bytes`, `.rejected_flows`, `.interfaces`), one series
 /// per region, account, VPC and subnet: exact sums of the interface series above.
 fn render_rollups(snapshots: &[Arc<Snapshot>], out: &mut String) {
@@ -138,7 +109,8 @@ fn render_rollups(snapshots: &[Arc<Snapshot>], out: &mut String) {
         }
         let label = measures::rollup_label(kind).1;
         let k = kind.as_str();
-        for RollupMeasure { name, description, unit, value } in ROLLUP_MEASURES {
+        for measures::RollupMeasure { name, description, unit, value } in measures::ROLLUP_MEASURES
+        {
             let family = format!("vpcflowd_{k}_{name}");
             family_header(out, &family, &format!("{description} of each {k}"), unit);
             for r in &rolled {

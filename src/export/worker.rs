@@ -35,6 +35,7 @@ use super::error::ExportError;
 use super::log_records::{finding_record, findings_in, flow_record};
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
 use crate::window::Snapshot;
+use crate::window::rollup::{RollupKind, rollups};
 
 /// Log records per OTLP logs request.
 const LOGS_PER_REQUEST: usize = 2_000;
@@ -239,6 +240,43 @@ fn record<T>(s: &Snapshot, row: &T, g: &Group<T>, gauges: &[Instrument], attrs: 
     }
 }
 
+/// The window's roll-ups as gauges (`vpcflowd.{kind}.{bytes,rejected_flows,interfaces}`), one
+/// point per region, account, VPC and subnet.
+struct RollupGauges(Vec<(RollupKind, Vec<Gauge<u64>>)>);
+
+impl RollupGauges {
+    fn new(meter: &Meter) -> RollupGauges {
+        let gauges = RollupKind::ALL.map(|kind| {
+            let of_kind = measures::ROLLUP_MEASURES.iter().map(|m| {
+                let name = format!("vpcflowd.{}.{}", kind.as_str(), m.name);
+                let description = format!("{} of each {}", m.description, kind.as_str());
+                meter.u64_gauge(name).with_unit(m.unit).with_description(description).build()
+            });
+            (kind, of_kind.collect())
+        });
+        RollupGauges(gauges.into())
+    }
+
+    /// The points [`RollupGauges::record`] gives for `window`.
+    fn points(window: &[&Snapshot]) -> usize {
+        let per_rollup = measures::ROLLUP_MEASURES.len();
+        RollupKind::ALL.iter().map(|&k| rollups(k, window).len() * per_rollup).sum()
+    }
+
+    fn record(&self, window: &[&Snapshot]) {
+        for (kind, gauges) in &self.0 {
+            let attribute = measures::rollup_label(*kind).0;
+            for r in rollups(*kind, window) {
+                let attrs =
+                    [KeyValue::new(attribute, Value::String(StringValue::from(r.id.clone())))];
+                for (m, gauge) in measures::ROLLUP_MEASURES.iter().zip(gauges) {
+                    gauge.record((m.value)(&r.totals), &attrs);
+                }
+            }
+        }
+    }
+}
+
 /// Records one snapshot's gauges.
 struct Record<'a> {
     snapshot: &'a Snapshot,
@@ -292,6 +330,7 @@ struct Sink {
     meters: SdkMeterProvider,
     instruments: Instruments,
     window_gauges: Vec<Instrument>,
+    rollup_gauges: RollupGauges,
     logs: Option<Logs>,
     flow_logs_per_interface: usize,
     max_points: usize,
@@ -341,6 +380,7 @@ impl Sink {
         let meter = meters.meter("vpcflowd");
         let instruments = Instruments::new(&meter);
         let window_gauges = instruments_of(&meter, &WINDOW);
+        let rollup_gauges = RollupGauges::new(&meter);
         let logs = log_exporter.take().map(|mut exporter| {
             use opentelemetry_sdk::logs::LogExporter;
             exporter.set_resource(&resource);
@@ -355,6 +395,7 @@ impl Sink {
             meters,
             instruments,
             window_gauges,
+            rollup_gauges,
             logs,
             flow_logs_per_interface: config.flow_logs_per_interface,
             max_points: config.max_points_per_request,
@@ -391,6 +432,7 @@ impl Sink {
         }
         if !chunk.is_empty() {
             self.export_chunk(&chunk, points, &mut failed);
+            self.export_rollups(snapshots, &mut failed);
         }
         let micros = started.elapsed().as_micros() as u64;
         self.stats.export_micros_total.fetch_add(micros, Ordering::Relaxed);
@@ -414,6 +456,33 @@ impl Sink {
         if self.logs.is_some() {
             let n = findings_in(chunk) as u64;
             self.stats.finding_logs_dropped.fetch_add(n, Ordering::Relaxed);
+        }
+    }
+
+    /// Sends the window's roll-ups in a request of their own (with the window's bounds).
+    fn export_rollups(&mut self, window: &[&Snapshot], failed: &mut bool) {
+        let rollups = RollupGauges::points(window);
+        if rollups == 0 {
+            return;
+        }
+        let points = (rollups + WINDOW.measures.len()) as u64;
+        if *failed || self.abandon.load(Ordering::Relaxed) {
+            *failed = true;
+            self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
+            return;
+        }
+        self.rollup_gauges.record(window);
+        record(window[0], &(), &WINDOW, &self.window_gauges, &[]);
+        match self.meters.force_flush() {
+            Ok(()) => {
+                self.stats.points_exported.fetch_add(points, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.stats.metric_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
+                tracing::warn!(window_start = window[0].window_start, error = %e, "OTLP export of the window's roll-ups failed");
+                *failed = true;
+            }
         }
     }
 

@@ -5,6 +5,7 @@
 //! listed on none of them is missing, and a source's bytes are a lower bound where it was not
 //! listed on every interface.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -123,9 +124,9 @@ pub struct Rollup {
 }
 
 /// The roll-ups of `kind` over `snapshots` (one window's, one per interface), by bytes, then id.
-pub fn rollups(kind: RollupKind, snapshots: &[Arc<Snapshot>]) -> Vec<Rollup> {
+pub fn rollups<S: Borrow<Snapshot>>(kind: RollupKind, snapshots: &[S]) -> Vec<Rollup> {
     let mut groups: BTreeMap<Arc<str>, Vec<&Snapshot>> = BTreeMap::new();
-    for s in snapshots {
+    for s in snapshots.iter().map(Borrow::borrow) {
         if let Some(id) = kind.of(s) {
             groups.entry(id.clone()).or_default().push(s);
         }

@@ -220,6 +220,30 @@ fn expected(snapshots: &[Snapshot]) -> BTreeMap<Key, Num> {
             }
         }
     }
+    // Each window's roll-ups: its interfaces summed by region, account, VPC and subnet.
+    let kinds = [
+        ("region", "region", "cloud.region"),
+        ("account", "account_id", "cloud.account.id"),
+        ("vpc", "vpc_id", "aws.vpc.id"),
+        ("subnet", "subnet_id", "aws.subnet.id"),
+    ];
+    let mut sums: BTreeMap<(u64, &str, &str, String), [i64; 3]> = BTreeMap::new();
+    for s in snapshots {
+        let j = serde_json::to_value(s).unwrap();
+        for (kind, field, attribute) in kinds {
+            let Some(id) = j[field].as_str() else { continue };
+            let sum = sums.entry((s.window_start, kind, attribute, id.to_string())).or_default();
+            sum[0] += j["bytes"].as_i64().unwrap();
+            sum[1] += j["rejected_flows"].as_i64().unwrap();
+            sum[2] += 1;
+        }
+    }
+    for ((w, kind, attribute, id), sum) in sums {
+        for (name, v) in ["bytes", "rejected_flows", "interfaces"].into_iter().zip(sum) {
+            let key = (w, format!("vpcflowd.{kind}.{name}"), attrs(&[(attribute, id.clone())]));
+            assert!(out.insert(key, Num::Int(v)).is_none());
+        }
+    }
     out
 }
 
