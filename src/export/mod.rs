@@ -39,6 +39,7 @@ pub(crate) mod log_records;
 pub mod measures;
 pub(crate) mod otlp;
 pub mod prometheus;
+mod rollup_gauges;
 pub mod source_measures;
 pub mod webhook;
 pub(crate) mod worker;

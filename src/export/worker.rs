@@ -34,8 +34,8 @@ use super::config::ExportConfig;
 use super::error::ExportError;
 use super::log_records::{finding_record, findings_in, flow_record};
 use super::measures::{self, ACCOUNT_ID, Get, Group, INTERFACE_ID, REGION, Visit, WINDOW};
+use super::rollup_gauges::RollupGauges;
 use crate::window::Snapshot;
-use crate::window::rollup::{RollupKind, rollups};
 
 /// Log records per OTLP logs request.
 const LOGS_PER_REQUEST: usize = 2_000;
@@ -240,43 +240,6 @@ fn record<T>(s: &Snapshot, row: &T, g: &Group<T>, gauges: &[Instrument], attrs: 
     }
 }
 
-/// The window's roll-ups as gauges (`vpcflowd.{kind}.{bytes,rejected_flows,interfaces}`), one
-/// point per region, account, VPC and subnet.
-struct RollupGauges(Vec<(RollupKind, Vec<Gauge<u64>>)>);
-
-impl RollupGauges {
-    fn new(meter: &Meter) -> RollupGauges {
-        let gauges = RollupKind::ALL.map(|kind| {
-            let of_kind = measures::ROLLUP_MEASURES.iter().map(|m| {
-                let name = format!("vpcflowd.{}.{}", kind.as_str(), m.name);
-                let description = format!("{} of each {}", m.description, kind.as_str());
-                meter.u64_gauge(name).with_unit(m.unit).with_description(description).build()
-            });
-            (kind, of_kind.collect())
-        });
-        RollupGauges(gauges.into())
-    }
-
-    /// The points [`RollupGauges::record`] gives for `window`.
-    fn points(window: &[&Snapshot]) -> usize {
-        let per_rollup = measures::ROLLUP_MEASURES.len();
-        RollupKind::ALL.iter().map(|&k| rollups(k, window).len() * per_rollup).sum()
-    }
-
-    fn record(&self, window: &[&Snapshot]) {
-        for (kind, gauges) in &self.0 {
-            let attribute = measures::rollup_label(*kind).0;
-            for r in rollups(*kind, window) {
-                let attrs =
-                    [KeyValue::new(attribute, Value::String(StringValue::from(r.id.clone())))];
-                for (m, gauge) in measures::ROLLUP_MEASURES.iter().zip(gauges) {
-                    gauge.record((m.value)(&r.totals), &attrs);
-                }
-            }
-        }
-    }
-}
-
 /// Records one snapshot's gauges.
 struct Record<'a> {
     snapshot: &'a Snapshot,
@@ -473,17 +436,24 @@ impl Sink {
         }
         self.rollup_gauges.record(window);
         record(window[0], &(), &WINDOW, &self.window_gauges, &[]);
-        match self.meters.force_flush() {
-            Ok(()) => {
-                self.stats.points_exported.fetch_add(points, Ordering::Relaxed);
-            }
-            Err(e) => {
-                self.stats.metric_errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
-                tracing::warn!(window_start = window[0].window_start, error = %e, "OTLP export of the window's roll-ups failed");
-                *failed = true;
-            }
+        if let Err(e) = self.flush(points) {
+            tracing::warn!(window_start = window[0].window_start, error = %e, "OTLP export of the window's roll-ups failed");
+            *failed = true;
         }
+    }
+
+    /// Sends what was recorded, counting its `points` exported or, on failure, dropped.
+    fn flush(&mut self, points: u64) -> Result<(), opentelemetry_sdk::error::OTelSdkError> {
+        let flushed = self.meters.force_flush();
+        let counter = match flushed {
+            Ok(()) => &self.stats.points_exported,
+            Err(_) => {
+                self.stats.metric_errors.fetch_add(1, Ordering::Relaxed);
+                &self.stats.points_dropped
+            }
+        };
+        counter.fetch_add(points, Ordering::Relaxed);
+        flushed
     }
 
     fn export_chunk(&mut self, chunk: &[&Snapshot], points: usize, failed: &mut bool) {
@@ -505,13 +475,9 @@ impl Sink {
             measures::each_interface_group(&mut r);
         }
         record(chunk[0], &(), &WINDOW, &self.window_gauges, &[]);
-        match self.meters.force_flush() {
-            Ok(()) => {
-                self.stats.points_exported.fetch_add(points, Ordering::Relaxed);
-            }
+        match self.flush(points) {
+            Ok(()) => {}
             Err(e) => {
-                self.stats.metric_errors.fetch_add(1, Ordering::Relaxed);
-                self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
                 self.stats
                     .flow_logs_dropped
                     .fetch_add(self.flow_logs(chunk) as u64, Ordering::Relaxed);
