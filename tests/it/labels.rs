@@ -193,3 +193,28 @@ fn labels_depend_on_the_records_only() {
         );
     }
 }
+
+/// Labels are in the state file: a window whose records all came before a restart still has
+/// them when it closes after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_survive_a_restart() {
+    use crate::common::serve::{Firehose, Server, wrapped};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let args = ["--lateness", "0s", "-f", FORMAT, "--state-dir", state];
+    let server = Server::start(&args, &[]);
+    let (status, _) = Firehose::new(&server.ingest, None).send("r1", &wrapped(&records())).await;
+    assert_eq!(status, 200);
+    let (exit, before, _) = server.stop();
+    assert!(exit.success());
+    assert!(before.is_empty(), "the windows stay open across the restart");
+    let server = Server::start(&args, &[]);
+    let later = vec![
+        line("eni-0a09", "-", "-", "-", "-")
+            .replace("1700000040 1700000050", "1700000640 1700000650"),
+    ];
+    let (status, _) = Firehose::new(&server.ingest, None).send("r2", &wrapped(&later)).await;
+    assert_eq!(status, 200);
+    let (_, snapshots, _) = server.stop();
+    check(&snapshots);
+}

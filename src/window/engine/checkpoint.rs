@@ -71,6 +71,10 @@ pub struct EngineCheckpoint {
     pub last_record_at: Option<u64>,
     /// The engine's counts of what the state holds.
     pub counted: EngineCounts,
+    /// Each interface's labels per pane (last, so that a state file written before labels
+    /// existed reads with none).
+    #[serde(default)]
+    pub labels: Vec<((u32, PaneId), [Option<u32>; 4])>,
 }
 
 /// The counts of [`super::EngineStats`] a restart continues from.
@@ -166,6 +170,7 @@ impl EventRouter {
             closer,
             last_record_at: self.last_record_at,
             counted: EngineCounts::of(&self.stats),
+            labels: self.labels.table().entries(),
         }
     }
 }

@@ -6,8 +6,7 @@
 //!
 //! The router writes an entry when a record brings a field its pane lacks (records come in runs,
 //! so that is rare); the closer reads a window's panes when it builds the snapshot and drops
-//! the entries of panes no window can need any more. The labels are not in the state file:
-//! after a restart, panes restored from it have none.
+//! the entries of panes no window can need any more. The table is part of the state file.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
@@ -35,6 +34,17 @@ impl InterfaceLabels {
             }
         }
         ids
+    }
+
+    /// Every entry, for the state file.
+    pub(crate) fn entries(&self) -> Vec<((u32, PaneId), LabelIds)> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table.iter().map(|(k, v)| (*k, *v)).collect()
+    }
+
+    /// A table holding `entries` (from a state file).
+    pub(crate) fn restored(entries: &[((u32, PaneId), LabelIds)]) -> InterfaceLabels {
+        InterfaceLabels(Arc::new(RwLock::new(entries.iter().copied().collect())))
     }
 
     /// Drops the entries of panes before `oldest`.
@@ -66,6 +76,10 @@ pub(super) struct LabelRecorder {
 impl LabelRecorder {
     pub(super) fn new(table: InterfaceLabels) -> LabelRecorder {
         LabelRecorder { table, ..LabelRecorder::default() }
+    }
+
+    pub(super) fn table(&self) -> &InterfaceLabels {
+        &self.table
     }
 
     /// Takes in the labels of a record of `interface` in `pane`.

@@ -205,7 +205,9 @@ impl Engine {
         }
         drop(acks.0);
 
-        let labels = labels::InterfaceLabels::default();
+        let labels = labels::InterfaceLabels::restored(
+            state.as_ref().map_or(&[][..], |s| s.labels.as_slice()),
+        );
         let closer = Closer::restored(
             config.clone(),
             shards.clone(),

@@ -52,7 +52,7 @@ pub struct EventRouter {
     /// `[filters]`, when any is set.
     filter: Option<RecordFilter>,
     /// Each interface's labels, for the closer.
-    labels: super::labels::LabelRecorder,
+    pub(super) labels: super::labels::LabelRecorder,
     pub(super) stats: Arc<EngineStats>,
     /// Counts not yet added to `stats` (published with each batch, not per record).
     unpublished_records: u64,
