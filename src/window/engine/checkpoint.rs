@@ -46,6 +46,9 @@ pub struct CloserCheckpoint {
     pub histories: SourceHistories,
 }
 
+/// One interface's labels in one pane: (interface, pane) and the interned label ids.
+pub type PaneLabels = ((u32, PaneId), [Option<u32>; 4]);
+
 /// Everything the engine needs to continue where it stopped: a consistent cut of the router,
 /// every shard and the closer.
 #[derive(Debug, Clone, Serialize, serde::Deserialize)]
@@ -74,7 +77,7 @@ pub struct EngineCheckpoint {
     /// Each interface's labels per pane (last, so that a state file written before labels
     /// existed reads with none).
     #[serde(default)]
-    pub labels: Vec<((u32, PaneId), [Option<u32>; 4])>,
+    pub labels: Vec<PaneLabels>,
 }
 
 /// The counts of [`super::EngineStats`] a restart continues from.
