@@ -47,7 +47,7 @@ pub struct CloserCheckpoint {
 }
 
 /// One interface's labels in one pane: (interface, pane) and the interned label ids.
-pub type PaneLabels = ((u32, PaneId), [Option<u32>; 4]);
+pub(crate) type PaneLabels = ((u32, PaneId), [Option<u32>; 4]);
 
 /// Everything the engine needs to continue where it stopped: a consistent cut of the router,
 /// every shard and the closer.
