@@ -28,7 +28,7 @@ pub struct ParsedRecords {
     records: Vec<ParsedRecord>,
     text: String,
     /// The distinct runs of labels, as ranges of the arena (see [`RouteLabels::as_array`]).
-    labels: Vec<[Option<Range<u32>>; 4]>,
+    labels: Vec<[Option<Range<u32>>; 6]>,
 }
 
 impl ParsedRecords {

@@ -21,24 +21,48 @@ pub struct RouteInput<'a> {
     pub labels: RouteLabels<'a>,
 }
 
-/// An interface's labels as a record carries them: `vpc-id`, `subnet-id`, `instance-id` and
-/// `az-id`, each `None` when the layout lacks it or the record wrote `-`.
+/// What a record says of its interface's place (`vpc-id`, `subnet-id`, `instance-id`,
+/// `az-id`) and of the AWS services its packets came from and went to
+/// (`pkt-src-aws-service`, `pkt-dst-aws-service`), each `None` when the layout lacks it or the
+/// record wrote `-`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct RouteLabels<'a> {
     pub vpc_id: Option<&'a str>,
     pub subnet_id: Option<&'a str>,
     pub instance_id: Option<&'a str>,
     pub az_id: Option<&'a str>,
+    pub src_service: Option<&'a str>,
+    pub dst_service: Option<&'a str>,
 }
 
 impl<'a> RouteLabels<'a> {
-    /// The labels in a fixed order: VPC, subnet, instance, availability zone.
-    pub fn as_array(&self) -> [Option<&'a str>; 4] {
-        [self.vpc_id, self.subnet_id, self.instance_id, self.az_id]
+    /// Every field in a fixed order: VPC, subnet, instance, availability zone, source service,
+    /// destination service.
+    pub fn as_array(&self) -> [Option<&'a str>; 6] {
+        [
+            self.vpc_id,
+            self.subnet_id,
+            self.instance_id,
+            self.az_id,
+            self.src_service,
+            self.dst_service,
+        ]
     }
 
-    pub fn from_array(a: [Option<&'a str>; 4]) -> RouteLabels<'a> {
-        RouteLabels { vpc_id: a[0], subnet_id: a[1], instance_id: a[2], az_id: a[3] }
+    pub fn from_array(a: [Option<&'a str>; 6]) -> RouteLabels<'a> {
+        RouteLabels {
+            vpc_id: a[0],
+            subnet_id: a[1],
+            instance_id: a[2],
+            az_id: a[3],
+            src_service: a[4],
+            dst_service: a[5],
+        }
+    }
+
+    /// The interface's own labels: VPC, subnet, instance, availability zone.
+    pub fn interface_fields(&self) -> [Option<&'a str>; 4] {
+        [self.vpc_id, self.subnet_id, self.instance_id, self.az_id]
     }
 
     /// Whether the record carries none.
@@ -105,6 +129,8 @@ impl<'a> RouteInput<'a> {
                 subnet_id: record.subnet_id,
                 instance_id: record.instance_id,
                 az_id: record.az_id,
+                src_service: record.pkt_src_aws_service,
+                dst_service: record.pkt_dst_aws_service,
             },
             fields: route_fields!(
                 record,

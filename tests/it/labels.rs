@@ -218,3 +218,43 @@ async fn labels_survive_a_restart() {
     let (_, snapshots, _) = server.stop();
     check(&snapshots);
 }
+
+/// A record's `pkt-src-aws-service` and `pkt-dst-aws-service` name the service of its packet's
+/// source and destination, with or without `ip-ranges.json`, and win over the file's answer.
+#[test]
+fn records_naming_a_service_label_their_addresses() {
+    let format = "${version} ${account-id} ${interface-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status} ${pkt-src-aws-service} ${pkt-dst-aws-service}";
+    let line = |src: &str, dst: &str, src_service: &str, dst_service: &str| {
+        format!(
+            "5 111111111111 eni-0aaa {src} {dst} 443 40000 6 1 100 1700000040 1700000050 ACCEPT OK {src_service} {dst_service}\n"
+        )
+    };
+    let input = [
+        line("52.94.1.1", "10.0.9.9", "DYNAMODB", "-"),
+        line("52.217.10.1", "10.0.9.9", "S3", "-"),
+        line("198.51.100.1", "10.0.9.9", "-", "-"),
+        line("10.0.9.9", "54.239.1.1", "-", "ROUTE53"),
+    ]
+    .concat();
+    let locals = "tests/data/windows/local_addresses.json";
+    for ranges in [None, Some("tests/data/ip-ranges.json")] {
+        let mut args =
+            vec!["replay", "--lateness", "0s", "-f", format, "--local-addresses", locals];
+        if let Some(r) = ranges {
+            args.extend(["--ip-ranges", r]);
+        }
+        args.push("-");
+        let out = vpcflowd(&args, input.as_bytes());
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s = json_lines(&out.stdout).into_iter().next().unwrap();
+        let service = |list: &str, address: &str| {
+            let entry =
+                s[list].as_array().unwrap().iter().find(|e| e["address"] == address).unwrap();
+            entry["aws_service"].as_str().map(str::to_string)
+        };
+        assert_eq!(service("sources", "52.94.1.1").as_deref(), Some("DYNAMODB"));
+        assert_eq!(service("sources", "52.217.10.1").as_deref(), Some("S3"));
+        assert_eq!(service("sources", "198.51.100.1"), None);
+        assert_eq!(service("destinations", "54.239.1.1").as_deref(), Some("ROUTE53"));
+    }
+}

@@ -78,6 +78,9 @@ pub struct EngineCheckpoint {
     /// existed reads with none).
     #[serde(default)]
     pub labels: Vec<PaneLabels>,
+    /// The AWS services records named per pane (last, read as none from older files).
+    #[serde(default)]
+    pub services: Vec<super::labels::PaneServices>,
 }
 
 /// The counts of [`super::EngineStats`] a restart continues from.
@@ -174,6 +177,7 @@ impl EventRouter {
             last_record_at: self.last_record_at,
             counted: EngineCounts::of(&self.stats),
             labels: self.labels.table().entries(),
+            services: self.services.table().entries(),
         }
     }
 }

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 
 use super::checkpoint::CloserCheckpoint;
 use super::config::{EngineConfig, LatePolicy};
-use super::labels::InterfaceLabels;
+use super::labels::{AddressServices, InterfaceLabels};
 use super::shard::Shard;
 use super::{Ack, CloseProgress, EngineStats, MarkerInfo, shard_of};
 use crate::window::baseline::{self, PaneRecord, SourceHistories, pane_record};
@@ -25,6 +25,8 @@ pub(super) struct Closer {
     names: Names,
     /// Each interface's labels, written by the router.
     labels: InterfaceLabels,
+    /// The AWS services records name for addresses, written by the router.
+    services: AddressServices,
     stats: Arc<EngineStats>,
     progress: Arc<CloseProgress>,
     /// Panes that hold data and are not retired.
@@ -48,7 +50,7 @@ impl Closer {
     pub(super) fn restored(
         config: Arc<EngineConfig>,
         shards: Vec<Arc<Shard>>,
-        (names, labels): (Names, InterfaceLabels),
+        (names, labels, services): (Names, InterfaceLabels, AddressServices),
         stats: Arc<EngineStats>,
         progress: Arc<CloseProgress>,
         restored: &CloserCheckpoint,
@@ -59,6 +61,7 @@ impl Closer {
             shards,
             names,
             labels,
+            services,
             stats,
             progress,
             live_panes: restored.live_panes.iter().copied().collect(),
@@ -174,6 +177,7 @@ impl Closer {
             shard.interfaces.retain(|_, state| state.retire_before(keep_from));
         }
         self.labels.prune(keep_from);
+        self.services.prune(keep_from);
         // A window can be corrected while its newest pane can still take a late record.
         let late_horizon = self.config.late_horizon(wm);
         self.revisions.retain(|&(_, k), _| k.saturating_add(n) > late_horizon);
@@ -290,6 +294,19 @@ impl Closer {
         let mut snapshot = build(key, &window, &options);
         if let Some(ranges) = &self.config.aws_ranges {
             ranges.label(&mut snapshot);
+        }
+        // A record's own `pkt-*-aws-service` says more than the published ranges.
+        let named = self.services.window(iface, k, k + spec.panes() - 1);
+        if !named.is_empty() {
+            let service = |a: &std::net::IpAddr| {
+                named.iter().find(|(n, _)| n == a).map(|(_, id)| self.names.get(*id))
+            };
+            for s in &mut snapshot.sources {
+                s.aws_service = service(&s.address).or(s.aws_service.take());
+            }
+            for d in &mut snapshot.destinations {
+                d.aws_service = service(&d.address).or(d.aws_service.take());
+            }
         }
         Some(snapshot)
     }

@@ -11,7 +11,9 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLock};
 
-use crate::record::RouteLabels;
+use std::net::IpAddr;
+
+use crate::record::{RouteFields, RouteLabels};
 use crate::window::event::{Interner, LastInterned};
 use crate::window::time::PaneId;
 
@@ -90,10 +92,10 @@ impl LabelRecorder {
         (interface, pane): (u32, PaneId),
         labels: &RouteLabels,
     ) {
-        if labels.is_empty() {
+        let fields = labels.interface_fields();
+        if fields.iter().all(Option::is_none) {
             return;
         }
-        let fields = labels.as_array();
         if let Some((key, kept)) = &self.last
             && *key == (interface, pane)
             && fields.iter().zip(kept).all(|(f, k)| f.is_none() || k.is_some())
@@ -106,5 +108,107 @@ impl LabelRecorder {
         }
         let entry = self.table.merge((interface, pane), ids);
         self.last = Some(((interface, pane), entry));
+    }
+}
+
+/// The AWS services that records name for their addresses (`pkt-src-aws-service` for the
+/// packet's source, `pkt-dst-aws-service` for its destination), per (interface, pane): the
+/// first record naming an address wins, at most [`SERVICES_PER_PANE`] addresses a pane. A
+/// window takes each address's service from its oldest pane that names one.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct AddressServices(Arc<RwLock<ServiceTable>>);
+
+/// The services named per (interface, pane).
+type ServiceTable = BTreeMap<(u32, PaneId), Vec<NamedAddress>>;
+
+/// An address and the interned name of the service a record said it is.
+pub(crate) type NamedAddress = (IpAddr, u32);
+
+/// One pane's entry of [`AddressServices`], as the state file keeps it.
+pub(crate) type PaneServices = ((u32, PaneId), Vec<NamedAddress>);
+
+/// Addresses a pane keeps services for.
+pub(crate) const SERVICES_PER_PANE: usize = 64;
+
+impl AddressServices {
+    /// The services named in `interface`'s panes `first..=last`, by address.
+    pub(crate) fn window(&self, interface: u32, first: PaneId, last: PaneId) -> Vec<NamedAddress> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        let mut found: Vec<NamedAddress> = Vec::new();
+        for (_, pane) in table.range((interface, first)..=(interface, last)) {
+            for &(address, service) in pane {
+                if !found.iter().any(|(a, _)| *a == address) {
+                    found.push((address, service));
+                }
+            }
+        }
+        found
+    }
+
+    pub(crate) fn prune(&self, oldest: PaneId) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        table.retain(|(_, pane), _| *pane >= oldest);
+    }
+
+    pub(crate) fn entries(&self) -> Vec<PaneServices> {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table.iter().map(|(k, v)| (*k, v.clone())).collect()
+    }
+
+    pub(crate) fn restored(entries: &[PaneServices]) -> AddressServices {
+        let capped =
+            entries.iter().map(|(k, v)| (*k, v.iter().take(SERVICES_PER_PANE).copied().collect()));
+        AddressServices(Arc::new(RwLock::new(capped.collect())))
+    }
+
+    fn note(&self, key: (u32, PaneId), address: IpAddr, service: u32) {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        let pane = table.entry(key).or_default();
+        if pane.len() < SERVICES_PER_PANE && !pane.iter().any(|(a, _)| *a == address) {
+            pane.push((address, service));
+        }
+    }
+}
+
+/// The router's side of [`AddressServices`].
+#[derive(Debug, Default)]
+pub(super) struct ServiceRecorder {
+    table: AddressServices,
+    /// The last (interface, pane, address) noted, to skip a run of the same.
+    last: Option<(u32, PaneId, IpAddr)>,
+    interned: LastInterned,
+}
+
+impl ServiceRecorder {
+    pub(super) fn new(table: AddressServices) -> ServiceRecorder {
+        ServiceRecorder { table, ..ServiceRecorder::default() }
+    }
+
+    pub(super) fn table(&self) -> &AddressServices {
+        &self.table
+    }
+
+    /// Notes the services a record of `interface` in `pane` names for its packet's addresses.
+    #[inline]
+    pub(super) fn record(
+        &mut self,
+        interner: &mut Interner,
+        (interface, pane): (u32, PaneId),
+        fields: &RouteFields,
+        labels: &RouteLabels,
+    ) {
+        let named = [
+            (labels.src_service, fields.pkt_srcaddr.or(fields.srcaddr)),
+            (labels.dst_service, fields.pkt_dstaddr.or(fields.dstaddr)),
+        ];
+        for (service, address) in named {
+            let (Some(service), Some(address)) = (service, address) else { continue };
+            if self.last == Some((interface, pane, address)) {
+                continue;
+            }
+            self.last = Some((interface, pane, address));
+            let id = self.interned.intern(interner, service);
+            self.table.note((interface, pane), address, id);
+        }
     }
 }

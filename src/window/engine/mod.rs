@@ -208,10 +208,13 @@ impl Engine {
         let labels = labels::InterfaceLabels::restored(
             state.as_ref().map_or(&[][..], |s| s.labels.as_slice()),
         );
+        let services = labels::AddressServices::restored(
+            state.as_ref().map_or(&[][..], |s| s.services.as_slice()),
+        );
         let closer = Closer::restored(
             config.clone(),
             shards.clone(),
-            (names.clone(), labels.clone()),
+            (names.clone(), labels.clone(), services.clone()),
             stats.clone(),
             progress.clone(),
             &restored_closer,
@@ -230,6 +233,7 @@ impl Engine {
             closer_state,
             stats: stats.clone(),
             labels,
+            services,
         };
         let open = OpenWindows::new(config.clone(), shards.clone(), names.clone());
         let router = EventRouter::restored(config, links, interner, state.as_ref());

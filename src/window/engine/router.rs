@@ -29,6 +29,7 @@ pub(super) struct RouterLinks {
     pub(super) closer_state: Arc<Mutex<CloserCheckpoint>>,
     pub(super) stats: Arc<EngineStats>,
     pub(super) labels: super::labels::InterfaceLabels,
+    pub(super) services: super::labels::AddressServices,
 }
 
 /// The single sequencer of the engine's input. It is not `Sync`: one owner pushes records in
@@ -53,6 +54,8 @@ pub struct EventRouter {
     filter: Option<RecordFilter>,
     /// Each interface's labels, for the closer.
     pub(super) labels: super::labels::LabelRecorder,
+    /// The AWS services records name for their addresses, for the closer.
+    pub(super) services: super::labels::ServiceRecorder,
     pub(super) stats: Arc<EngineStats>,
     /// Counts not yet added to `stats` (published with each batch, not per record).
     unpublished_records: u64,
@@ -104,6 +107,7 @@ impl EventRouter {
             default_region,
             filter,
             labels: super::labels::LabelRecorder::new(links.labels),
+            services: super::labels::ServiceRecorder::new(links.services),
             stats: links.stats,
             unpublished_records: 0,
             last_record_at: state.and_then(|s| s.last_record_at),
@@ -174,7 +178,10 @@ impl EventRouter {
         }
         self.watermark.observe(t);
         let id = self.last_interface.intern(&mut self.interner, interface);
-        self.labels.record(&mut self.interner, (id, pane), &input.labels);
+        if !input.labels.is_empty() {
+            self.labels.record(&mut self.interner, (id, pane), &input.labels);
+            self.services.record(&mut self.interner, (id, pane), f, &input.labels);
+        }
         let account = input.account.map(|a| self.last_account.intern(&mut self.interner, a));
         let region = match input.region {
             Some(r) => Some(self.last_region.intern(&mut self.interner, r)),
