@@ -98,3 +98,23 @@ async fn serve_counts_what_it_filters_by_reason() {
     ids.dedup();
     assert_eq!(ids, ["eni-0b04"], "one interface in every window over its record");
 }
+
+/// The counts of filtered records go on across a restart (they are in the state file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filtered_counts_survive_a_restart() {
+    use crate::common::serve::{Firehose, Server, wrapped};
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap();
+    let args =
+        ["--lateness", "0s", "-f", FORMAT, "--exclude-accounts", "1111*", "--state-dir", state];
+    let server = Server::start(&args, &[]);
+    let lines: Vec<String> = records().lines().map(str::to_string).collect();
+    let (status, _) = Firehose::new(&server.ingest, None).send("r1", &wrapped(&lines)).await;
+    assert_eq!(status, 200);
+    server.wait_for("two by account", |s| s["ingest"]["filtered_account"] == 2).await;
+    let (exit, _, _) = server.stop();
+    assert!(exit.success());
+    let server = Server::start(&args, &[]);
+    assert_eq!(server.status().await["ingest"]["filtered_account"], 2);
+    server.stop();
+}

@@ -90,6 +90,9 @@ pub struct EngineCounts {
     pub late_records: u64,
     pub expired_late_records: u64,
     pub missing_interface: u64,
+    /// Records dropped by `[filters]`, by reason (last, read as zeros from older files).
+    #[serde(default)]
+    pub filtered: [u64; 4],
 }
 
 impl EngineCounts {
@@ -100,6 +103,7 @@ impl EngineCounts {
             late_records: stats.late_records.load(Relaxed),
             expired_late_records: stats.expired_late_records.load(Relaxed),
             missing_interface: stats.missing_interface.load(Relaxed),
+            filtered: stats.filtered.each_ref().map(|n| n.load(Relaxed)),
         }
     }
 
@@ -109,6 +113,9 @@ impl EngineCounts {
         stats.late_records.store(self.late_records, Relaxed);
         stats.expired_late_records.store(self.expired_late_records, Relaxed);
         stats.missing_interface.store(self.missing_interface, Relaxed);
+        for (n, saved) in stats.filtered.iter().zip(self.filtered) {
+            n.store(saved, Relaxed);
+        }
     }
 }
 
