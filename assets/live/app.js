@@ -103,6 +103,9 @@ function show(node) {
   sizeBars(view);
 }
 
+// The roll-up kinds the overview shows, with their titles.
+const ROLLUPS = [["region", "Regions"], ["account", "Accounts"], ["vpc", "VPCs"], ["subnet", "Subnets"]];
+
 // The newest window's roll-ups of one kind, when the interfaces carry that value.
 function rollupTable(kind, title, list) {
   if (!list || !list.length) return null;
@@ -115,8 +118,8 @@ function rollupTable(kind, title, list) {
 }
 
 async function overview() {
-  const [closed, open, regionRollups, vpcRollups] = await Promise.all([get("/api/v1/interfaces"), get("/api/v1/open"),
-    get("/api/v1/rollups/region"), get("/api/v1/rollups/vpc")]);
+  const [closed, open, ...rolled] = await Promise.all([get("/api/v1/interfaces"), get("/api/v1/open"),
+    ...ROLLUPS.map(([kind]) => get("/api/v1/rollups/" + kind))]);
   const byId = new Map();
   for (const i of closed || []) byId.set(i.interface_id, { final: i, open: null });
   for (const o of open || []) {
@@ -157,7 +160,7 @@ async function overview() {
     h("h1", {}, "Interfaces"),
     h("p", { class: "muted" }, latest ? ["Newest closed window from ", time(latest), "."] : "No window has closed yet; the numbers below are provisional."),
     filters,
-    h("div", { class: "rollups" }, rollupTable("region", "Regions", regionRollups), rollupTable("vpc", "VPCs", vpcRollups)),
+    h("div", { class: "rollups" }, ROLLUPS.map(([kind, title], i) => rollupTable(kind, title, rolled[i]))),
     table([["Interface"], ["Region"], ["Bytes", 1], ["In", 1], ["Out", 1], ["Rejected flows", 1], ["Recent"], ["Findings", 1]], body,
       rows.length ? "No interface matches the filters." : "No traffic yet."));
 }

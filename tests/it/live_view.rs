@@ -102,6 +102,8 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
     let region = api(&server, "/api/v1/rollups/region").await;
     let cell = "section[data-kind=region] tr[data-rollup] td.bytes";
     wait_for(&client, "the region roll-up", &value_of(cell), |v| *v == region[0]["bytes"]).await;
+    let account = "return !!document.querySelector('section[data-kind=account] tr[data-rollup=\"111111111111\"]')";
+    assert_eq!(client.execute(account, Vec::new()).await.unwrap(), true, "the account's roll-up");
 
     // The filters: by text, region and account, kept in the address.
     let rows = "return [...document.querySelectorAll('#overview tr[data-interface]')].map(r => r.dataset.interface)";
