@@ -2,6 +2,7 @@
 //! by `.ci/run`, and here with apt-get when missing), a `chromedriver` on a free loopback port
 //! stopped by process id, and sessions through fantoccini.
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,7 +26,8 @@ fn ensure_installed() {
     assert!(ok.success(), "apt-get install chromium chromium-driver failed");
 }
 
-/// A running chromedriver.
+/// A running chromedriver, in a process group of its own with the browsers it starts, so
+/// that dropping it (also on a failed assertion) leaves no browser behind.
 pub struct Driver {
     child: Child,
     pub url: String,
@@ -37,6 +39,7 @@ impl Driver {
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let child = Command::new(CHROMEDRIVER)
             .args([format!("--port={port}"), "--allowed-ips=127.0.0.1".into()])
+            .process_group(0)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -98,8 +101,11 @@ impl Driver {
 }
 
 impl Drop for Driver {
+    /// Kills the process group: chromedriver and every browser it started, also those a test
+    /// that failed midway left open.
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        let group = format!("-{}", self.child.id());
+        let _ = Command::new("kill").args(["-KILL", "--", &group]).status();
         let _ = self.child.wait();
     }
 }
