@@ -5,7 +5,7 @@
 "use strict";
 
 const POLL_MS = 2000;
-const state = { view: null, openTimer: null, findings: 0, boot: null };
+const state = { view: null, openTimer: null, findings: 0, boot: null, renders: 0, shown: null };
 
 // ---- formatting -------------------------------------------------------------------------
 
@@ -162,7 +162,7 @@ async function overview() {
     filters,
     h("div", { class: "rollups" }, ROLLUPS.map(([kind, title], i) => rollupTable(kind, title, rolled[i]))),
     table([["Interface"], ["Region"], ["Bytes", 1], ["In", 1], ["Out", 1], ["Rejected flows", 1], ["Recent"], ["Findings", 1]], body,
-      rows.length ? "No interface matches the filters." : "No traffic yet."));
+      rows.length ? "No interface matches the filters." : h("span", { class: "waiting" }, "No traffic yet.")));
 }
 
 function interfaceRow(r) {
@@ -213,10 +213,7 @@ async function interfaceView(id) {
         o.sources.map((x) => h("tr", {}, h("td", {}, x.address), num(bytes(x.bytes)), num(count(x.flows)), num(count(x.rejected_flows)))), "No sources yet.")));
   }
   parts.push(h("h2", {}, "Findings"), findingsTable(findings || []));
-  const node = h("section", { id: "interface" }, parts);
-  const wanted = new URLSearchParams(location.hash.split("?")[1] || "").get("source");
-  if (wanted) queueMicrotask(() => { const b = document.querySelector('[data-source="' + CSS.escape(wanted) + '"] button'); if (b) b.click(); });
-  return node;
+  return h("section", { id: "interface" }, parts);
 }
 
 function cards(s, provisional) {
@@ -281,6 +278,8 @@ async function findingsView() {
 // ---- routing, live updates --------------------------------------------------------------
 
 async function render() {
+  // Renders overlap (navigation, events, the poll): only the newest one is shown.
+  const ticket = ++state.renders;
   const hash = location.hash || "#/";
   const path = hash.split("?")[0];
   let view;
@@ -298,13 +297,19 @@ async function render() {
   } catch (e) {
     view = h("p", { class: "empty" }, "Cannot reach vpcflowd: " + e.message);
   }
+  if (ticket !== state.renders) return;
   for (const a of document.querySelectorAll("[data-nav]")) {
     if (a.dataset.nav === name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
-  // Keep an expanded source open across a redraw.
-  const expanded = [...document.querySelectorAll('[data-source] button[aria-expanded="true"]')].map((b) => b.closest("tr").dataset.source);
+  // Keep an expanded source open across a redraw of the same page, and open the one the
+  // address names (a finding's link).
+  const same = state.shown === hash;
+  const expanded = same ? [...document.querySelectorAll('[data-source] button[aria-expanded="true"]')].map((b) => b.closest("tr").dataset.source) : [];
+  const wanted = new URLSearchParams(hash.split("?")[1] || "").get("source");
+  if (wanted && !same) expanded.push(wanted);
   state.view = name;
+  state.shown = hash;
   show(view);
   for (const src of expanded) {
     const b = document.querySelector('[data-source="' + CSS.escape(src) + '"] button');
@@ -345,14 +350,14 @@ function theme() {
   });
 }
 
-// Provisional numbers move while windows are open: the overview and an interface's page are
-// redrawn every POLL_MS unless a source's detail is open (a redraw keeps it, but not its
-// scroll position within long tables).
+// Provisional numbers move while windows are open: a page that shows any (or the overview
+// waiting for its first traffic) is redrawn every POLL_MS, unless a source's detail is open.
 function poll() {
   clearInterval(state.openTimer);
   state.openTimer = setInterval(() => {
     if (document.hidden || state.view === "findings") return;
-    if (document.querySelector(".provisional, .empty")) render();
+    if (document.querySelector('[aria-expanded="true"]')) return;
+    if (document.querySelector(".provisional, .waiting")) render();
   }, POLL_MS);
 }
 

@@ -206,6 +206,9 @@ impl Webhook {
         drop(queue);
         if tokio::time::timeout(budget, &mut task).await.is_err() {
             task.abort();
+            // The abort lands at the task's next await; until it has, a post may still finish
+            // and count itself.
+            let _ = (&mut task).await;
             let left = stats.webhook.queue_depth.swap(0, Ordering::Relaxed);
             stats.webhook.dropped.fetch_add(left, Ordering::Relaxed);
             if left > 0 {

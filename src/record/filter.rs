@@ -166,12 +166,12 @@ fn glob_matches(pattern: &str, value: &str) -> bool {
     let (mut i, mut j) = (0, 0);
     let mut star: Option<(usize, usize)> = None;
     while j < v.len() {
-        if i < p.len() && (p[i] == b'?' || p[i] == v[j].to_ascii_lowercase()) {
-            i += 1;
-            j += 1;
-        } else if i < p.len() && p[i] == b'*' {
+        if i < p.len() && p[i] == b'*' {
             star = Some((i, j));
             i += 1;
+        } else if i < p.len() && (p[i] == b'?' || p[i] == v[j].to_ascii_lowercase()) {
+            i += 1;
+            j += 1;
         } else if let Some((si, sj)) = star {
             i = si + 1;
             j = sj + 1;
@@ -234,6 +234,13 @@ mod tests {
         assert!(RecordFilter::new(&FilterSettings::default()).is_none());
     }
 
+    #[test]
+    fn a_star_in_the_pattern_is_a_wildcard_even_against_a_star() {
+        assert!(glob_matches("*b", "*xb"));
+        assert!(glob_matches("a*", "a*"));
+        assert!(!glob_matches("a?c", "ac"));
+    }
+
     /// A simple reference: a regex-free recursive matcher.
     fn reference(p: &[u8], v: &[u8]) -> bool {
         match (p.first(), v.first()) {
@@ -247,7 +254,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn globs_match_as_the_reference_does(p in "[ab*?]{0,8}", v in "[abAB]{0,10}") {
+        fn globs_match_as_the_reference_does(p in "[ab*?]{0,8}", v in "[abAB*]{0,10}") {
             prop_assert_eq!(glob_matches(&p, &v), reference(p.as_bytes(), v.as_bytes()));
         }
     }

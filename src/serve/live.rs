@@ -140,7 +140,7 @@ impl EventHub {
             .and_then(|(_, seq)| seq.parse::<u64>().ok());
         let oldest = inner.events.front().map_or(inner.next, |e| e.seq);
         match seen {
-            Some(seq) if seq + 1 >= oldest && seq < inner.next => Subscription {
+            Some(seq) if seq >= oldest.saturating_sub(1) && seq < inner.next => Subscription {
                 resync: false,
                 missed: inner.events.iter().filter(|e| e.seq > seq).cloned().collect(),
                 live,

@@ -86,7 +86,16 @@ impl SnapshotStore {
             if s.revision == 0 {
                 inner.latest_window = inner.latest_window.max(Some(s.window_start));
             }
-            raised.extend(record_findings(&mut inner.findings, &s));
+            // A correction of a window the store does not hold (closed before a restart, or
+            // past `history`) cannot tell which findings are new: it raises none.
+            let known = inner
+                .by_interface
+                .get(&s.interface_id)
+                .is_some_and(|kept| kept.iter().any(|k| k.window_start == s.window_start));
+            let newly = record_findings(&mut inner.findings, &s);
+            if s.revision == 0 || known {
+                raised.extend(newly);
+            }
             let kept = inner.by_interface.entry(s.interface_id.clone()).or_default();
             match kept.iter().position(|k| k.window_start <= s.window_start) {
                 Some(i) if kept[i].window_start == s.window_start => kept[i] = s,

@@ -178,7 +178,9 @@ impl EventRouter {
         }
         self.watermark.observe(t);
         let id = self.last_interface.intern(&mut self.interner, interface);
-        if !input.labels.is_empty() {
+        // A late record's labels are left out: shards apply late records after the closer's
+        // next close, and labels written now would race it.
+        if !late && !input.labels.is_empty() {
             self.labels.record(&mut self.interner, (id, pane), &input.labels);
             self.services.record(&mut self.interner, (id, pane), f, &input.labels);
         }
