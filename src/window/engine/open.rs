@@ -68,7 +68,7 @@ impl OpenWindows {
     /// The windows of `interface_id` that end after `watermark` and hold data, oldest first;
     /// `None` for an interface the engine has never seen.
     pub fn of(&self, interface_id: &str, watermark: Option<u64>) -> Option<Vec<ProvisionalWindow>> {
-        let names = self.names.read();
+        let names: Vec<Arc<str>> = self.names.read().clone();
         let id = names.iter().position(|n| &**n == interface_id)? as u32;
         let shard = &self.shards[shard_of(id, self.shards.len())];
         let Some(state) = shard.interfaces.get(&id) else { return Some(Vec::new()) };
@@ -78,7 +78,9 @@ impl OpenWindows {
     /// Every interface's newest open window, without its sources, by interface id.
     pub fn newest_of_all(&self, watermark: Option<u64>) -> Vec<ProvisionalWindow> {
         let wm = watermark.unwrap_or(0);
-        let names = self.names.read();
+        // A copy of the names (an `Arc` each), so that the router, which adds names under the
+        // write lock, never waits for this walk over every interface.
+        let names: Vec<Arc<str>> = self.names.read().clone();
         let mut all = Vec::new();
         for shard in &self.shards {
             for entry in shard.interfaces.iter() {
