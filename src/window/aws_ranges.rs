@@ -4,15 +4,17 @@
 //!
 //! The file is read once at start (`[enrich] ip_ranges`, `--ip-ranges`), never fetched: AWS
 //! publishes it at `https://ip-ranges.amazonaws.com/ip-ranges.json`, and an operator downloads it
-//! as their change process allows. A prefix listed under several services keeps the most
-//! specific one: any service rather than `AMAZON`, which AWS lists for every address it owns.
+//! as their change process allows. A named service wins over `AMAZON`, which AWS lists for every
+//! address it owns: an address takes the longest prefix among the named services, and the
+//! longest `AMAZON` prefix only when no named service holds it.
 //!
 //! ```
 //! use vpcflowd::window::aws_ranges::AwsRanges;
 //!
 //! let json = r#"{"prefixes": [
 //!     {"ip_prefix": "52.216.0.0/15", "region": "us-east-1", "service": "AMAZON"},
-//!     {"ip_prefix": "52.216.0.0/15", "region": "us-east-1", "service": "S3"}],
+//!     {"ip_prefix": "52.216.0.0/15", "region": "us-east-1", "service": "S3"},
+//!     {"ip_prefix": "52.217.1.0/24", "region": "us-east-1", "service": "AMAZON"}],
 //!   "ipv6_prefixes": []}"#;
 //! let ranges = AwsRanges::from_json(json).unwrap();
 //! let s3 = ranges.lookup("52.217.1.2".parse().unwrap()).unwrap();
@@ -40,8 +42,9 @@ pub struct AwsService {
 /// See the module documentation.
 #[derive(Clone, Default)]
 pub struct AwsRanges {
-    v4: PrefixMap<Ipv4Net, AwsService>,
-    v6: PrefixMap<Ipv6Net, AwsService>,
+    /// Named services, and `AMAZON` apart (asked only when no named service matches).
+    v4: [PrefixMap<Ipv4Net, AwsService>; 2],
+    v6: [PrefixMap<Ipv6Net, AwsService>; 2],
     prefixes: usize,
 }
 
@@ -81,16 +84,16 @@ struct Entry {
     service: String,
 }
 
-/// Inserts `entry` at `prefix` unless a more specific service is already there.
-fn put<P: prefix_trie::Prefix>(map: &mut PrefixMap<P, AwsService>, prefix: P, entry: &Entry) {
-    let service =
-        AwsService { service: entry.service.as_str().into(), region: entry.region.as_str().into() };
-    match map.get_mut(&prefix) {
-        Some(kept) if kept.service.as_ref() != "AMAZON" || entry.service == "AMAZON" => {}
-        Some(kept) => *kept = service,
-        None => {
-            map.insert(prefix, service);
-        }
+/// Inserts `entry` at `prefix` in the table of its kind (`[named, AMAZON]`), keeping the first
+/// service listed for a prefix.
+fn put<P: prefix_trie::Prefix>(maps: &mut [PrefixMap<P, AwsService>; 2], prefix: P, entry: &Entry) {
+    let map = &mut maps[usize::from(entry.service == "AMAZON")];
+    if map.get(&prefix).is_none() {
+        let service = AwsService {
+            service: entry.service.as_str().into(),
+            region: entry.region.as_str().into(),
+        };
+        map.insert(prefix, service);
     }
 }
 
@@ -116,15 +119,22 @@ impl AwsRanges {
                 e.ip_prefix.parse().map_err(|_| RangesError::Prefix(e.ip_prefix.clone()))?;
             put(&mut ranges.v6, net.trunc(), e);
         }
-        ranges.prefixes = ranges.v4.len() + ranges.v6.len();
+        ranges.prefixes = ranges.v4.iter().map(PrefixMap::len).sum::<usize>()
+            + ranges.v6.iter().map(PrefixMap::len).sum::<usize>();
         Ok(ranges)
     }
 
     /// The service of the longest prefix holding `address`.
     pub fn lookup(&self, address: IpAddr) -> Option<&AwsService> {
         match address {
-            IpAddr::V4(a) => self.v4.get_lpm(&Ipv4Net::from(a)).map(|(_, s)| s),
-            IpAddr::V6(a) => self.v6.get_lpm(&Ipv6Net::from(a)).map(|(_, s)| s),
+            IpAddr::V4(a) => {
+                let net = Ipv4Net::from(a);
+                self.v4.iter().find_map(|m| m.get_lpm(&net)).map(|(_, s)| s)
+            }
+            IpAddr::V6(a) => {
+                let net = Ipv6Net::from(a);
+                self.v6.iter().find_map(|m| m.get_lpm(&net)).map(|(_, s)| s)
+            }
         }
     }
 
