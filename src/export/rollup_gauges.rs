@@ -6,7 +6,7 @@ use opentelemetry::{KeyValue, StringValue, Value};
 
 use super::measures;
 use crate::window::Snapshot;
-use crate::window::rollup::{RollupKind, rollups};
+use crate::window::rollup::{Rollup, RollupKind, rollups};
 
 /// The window's roll-ups as gauges (`vpcflowd.{kind}.{bytes,rejected_flows,interfaces}`), one
 /// point per region, account, VPC and subnet.
@@ -25,16 +25,16 @@ impl RollupGauges {
         RollupGauges(gauges.into())
     }
 
-    /// The points [`RollupGauges::record`] gives for `window`.
-    pub(super) fn points(window: &[&Snapshot]) -> usize {
-        let per_rollup = measures::ROLLUP_MEASURES.len();
-        RollupKind::ALL.iter().map(|&k| rollups(k, window).len() * per_rollup).sum()
+    /// The window's roll-ups of every kind, in the gauges' order (computed once, then counted
+    /// and recorded).
+    pub(super) fn of(window: &[&Snapshot]) -> WindowRollups {
+        WindowRollups(RollupKind::ALL.map(|k| rollups(k, window)))
     }
 
-    pub(super) fn record(&self, window: &[&Snapshot]) {
-        for (kind, gauges) in &self.0 {
+    pub(super) fn record(&self, window: &WindowRollups) {
+        for ((kind, gauges), rolled) in self.0.iter().zip(&window.0) {
             let attribute = measures::rollup_label(*kind).0;
-            for r in rollups(*kind, window) {
+            for r in rolled {
                 let attrs =
                     [KeyValue::new(attribute, Value::String(StringValue::from(r.id.clone())))];
                 for (m, gauge) in measures::ROLLUP_MEASURES.iter().zip(gauges) {
@@ -42,5 +42,15 @@ impl RollupGauges {
                 }
             }
         }
+    }
+}
+
+/// One window's roll-ups, by kind in [`RollupKind::ALL`]'s order.
+pub(super) struct WindowRollups([Vec<Rollup>; 4]);
+
+impl WindowRollups {
+    /// The points recording them gives.
+    pub(super) fn points(&self) -> usize {
+        self.0.iter().map(Vec::len).sum::<usize>() * measures::ROLLUP_MEASURES.len()
     }
 }

@@ -424,7 +424,8 @@ impl Sink {
 
     /// Sends the window's roll-ups in a request of their own (with the window's bounds).
     fn export_rollups(&mut self, window: &[&Snapshot], failed: &mut bool) {
-        let rollups = RollupGauges::points(window);
+        let rolled = RollupGauges::of(window);
+        let rollups = rolled.points();
         if rollups == 0 {
             return;
         }
@@ -434,7 +435,7 @@ impl Sink {
             self.stats.points_dropped.fetch_add(points, Ordering::Relaxed);
             return;
         }
-        self.rollup_gauges.record(window);
+        self.rollup_gauges.record(&rolled);
         record(window[0], &(), &WINDOW, &self.window_gauges, &[]);
         if let Err(e) = self.flush(points) {
             tracing::warn!(window_start = window[0].window_start, error = %e, "OTLP export of the window's roll-ups failed");
