@@ -114,24 +114,23 @@ impl OpenWindows {
                     .filter(|(p, _)| (k..k + spec.panes()).contains(p))
                     .map(|(_, pane)| pane)
                     .collect();
-                let mut w = provisional(&panes, (spec.pane_start(k), spec.window_end(k)), sources)?;
-                let named = |id: Option<u32>| id.and_then(|i| names.get(i as usize)).cloned();
-                w.interface_id = name.clone();
-                w.account_id = named(panes.iter().find_map(|p| p.account));
-                w.region = named(panes.iter().find_map(|p| p.region));
-                Some(w)
+                let bounds = (spec.pane_start(k), spec.window_end(k));
+                provisional(&panes, bounds, (name, names), sources)
             })
             .collect()
     }
 }
 
-/// The running totals of the window from `start` to `end` over its `panes`, with its `listed`
-/// largest sources, or `None` when they hold no traffic.
+/// The running totals of interface `name`'s window from `start` to `end` over its `panes`
+/// (account and region named from `names`), with its `listed` largest sources, or `None` when
+/// they hold no traffic.
 fn provisional(
     panes: &[&Pane],
     (start, end): (u64, u64),
+    (name, names): (&Arc<str>, &[Arc<str>]),
     listed: usize,
 ) -> Option<ProvisionalWindow> {
+    let named = |id: Option<u32>| id.and_then(|i| names.get(i as usize)).cloned();
     let mut directions = [DirectionTotals::default(); 3];
     for pane in panes {
         for (sum, d) in directions.iter_mut().zip(&pane.directions) {
@@ -169,9 +168,9 @@ fn provisional(
         provisional: true,
         window_start: start,
         window_end: end,
-        interface_id: Arc::from(""),
-        account_id: None,
-        region: None,
+        interface_id: name.clone(),
+        account_id: named(panes.iter().find_map(|p| p.account)),
+        region: named(panes.iter().find_map(|p| p.region)),
         packets: total.packets,
         bytes: total.bytes,
         flows: total.flows,
