@@ -20,33 +20,33 @@ use crate::window::time::PaneId;
 /// Labels as interned ids, in [`RouteLabels::as_array`]'s order.
 pub(crate) type LabelIds = [Option<u32>; 4];
 
-/// The table the router writes and the closer reads, by (interface, pane).
-#[derive(Debug, Clone, Default)]
-pub(crate) struct InterfaceLabels(Arc<RwLock<BTreeMap<(u32, PaneId), LabelIds>>>);
+/// A table by (interface, pane) that the router writes and the closer reads and prunes: the
+/// shape both the labels and the named services keep.
+#[derive(Debug)]
+pub(crate) struct PaneTable<V>(Arc<RwLock<BTreeMap<(u32, PaneId), V>>>);
 
-impl InterfaceLabels {
-    /// The labels of `interface` over the panes `first..=last`: each field from the oldest pane
-    /// that has it.
-    pub(crate) fn window(&self, interface: u32, first: PaneId, last: PaneId) -> LabelIds {
-        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
-        let mut ids: LabelIds = [None; 4];
-        for (_, pane) in table.range((interface, first)..=(interface, last)) {
-            for (id, p) in ids.iter_mut().zip(pane) {
-                *id = id.or(*p);
-            }
-        }
-        ids
+impl<V> Clone for PaneTable<V> {
+    fn clone(&self) -> Self {
+        PaneTable(self.0.clone())
+    }
+}
+
+impl<V> Default for PaneTable<V> {
+    fn default() -> Self {
+        PaneTable(Arc::default())
+    }
+}
+
+impl<V: Clone> PaneTable<V> {
+    /// A table holding `entries` (from a state file).
+    pub(crate) fn restored(entries: impl IntoIterator<Item = ((u32, PaneId), V)>) -> Self {
+        PaneTable(Arc::new(RwLock::new(entries.into_iter().collect())))
     }
 
     /// Every entry, for the state file.
-    pub(crate) fn entries(&self) -> Vec<((u32, PaneId), LabelIds)> {
+    pub(crate) fn entries(&self) -> Vec<((u32, PaneId), V)> {
         let table = self.0.read().unwrap_or_else(|e| e.into_inner());
-        table.iter().map(|(k, v)| (*k, *v)).collect()
-    }
-
-    /// A table holding `entries` (from a state file).
-    pub(crate) fn restored(entries: &[((u32, PaneId), LabelIds)]) -> InterfaceLabels {
-        InterfaceLabels(Arc::new(RwLock::new(entries.iter().copied().collect())))
+        table.iter().map(|(k, v)| (*k, v.clone())).collect()
     }
 
     /// Drops the entries of panes before `oldest`.
@@ -55,14 +55,50 @@ impl InterfaceLabels {
         table.retain(|(_, pane), _| *pane >= oldest);
     }
 
+    /// Folds `interface`'s entries for the panes `first..=last`, oldest first.
+    fn fold<T>(
+        &self,
+        (interface, first, last): (u32, PaneId, PaneId),
+        init: T,
+        f: impl Fn(T, &V) -> T,
+    ) -> T {
+        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
+        table.range((interface, first)..=(interface, last)).fold(init, |acc, (_, v)| f(acc, v))
+    }
+
+    /// Changes (or creates) the entry of `key` and returns what `f` returns.
+    fn update<T>(&self, key: (u32, PaneId), f: impl FnOnce(&mut V) -> T) -> T
+    where
+        V: Default,
+    {
+        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
+        f(table.entry(key).or_default())
+    }
+}
+
+/// Each interface's labels per pane.
+pub(crate) type InterfaceLabels = PaneTable<LabelIds>;
+
+impl PaneTable<LabelIds> {
+    /// The labels of `interface` over the panes `first..=last`: each field from the oldest pane
+    /// that has it.
+    pub(crate) fn window(&self, interface: u32, first: PaneId, last: PaneId) -> LabelIds {
+        self.fold((interface, first, last), [None; 4], |mut ids: LabelIds, pane| {
+            for (id, p) in ids.iter_mut().zip(pane) {
+                *id = id.or(*p);
+            }
+            ids
+        })
+    }
+
     /// Fills the fields `ids` has and the pane's entry lacks; returns the entry.
     fn merge(&self, key: (u32, PaneId), ids: LabelIds) -> LabelIds {
-        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
-        let entry = table.entry(key).or_default();
-        for (kept, id) in entry.iter_mut().zip(ids) {
-            *kept = kept.or(id);
-        }
-        *entry
+        self.update(key, |entry| {
+            for (kept, id) in entry.iter_mut().zip(ids) {
+                *kept = kept.or(id);
+            }
+            *entry
+        })
     }
 }
 
@@ -115,11 +151,7 @@ impl LabelRecorder {
 /// packet's source, `pkt-dst-aws-service` for its destination), per (interface, pane): the
 /// first record naming an address wins, at most [`SERVICES_PER_PANE`] addresses a pane. A
 /// window takes each address's service from its oldest pane that names one.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct AddressServices(Arc<RwLock<ServiceTable>>);
-
-/// The services named per (interface, pane).
-type ServiceTable = BTreeMap<(u32, PaneId), Vec<NamedAddress>>;
+pub(crate) type AddressServices = PaneTable<Vec<NamedAddress>>;
 
 /// An address and the interned name of the service a record said it is.
 pub(crate) type NamedAddress = (IpAddr, u32);
@@ -130,43 +162,31 @@ pub(crate) type PaneServices = ((u32, PaneId), Vec<NamedAddress>);
 /// Addresses a pane keeps services for.
 pub(crate) const SERVICES_PER_PANE: usize = 64;
 
-impl AddressServices {
+/// The entries of a state file, each held to [`SERVICES_PER_PANE`] (a crafted file cannot
+/// make a pane hold more than a running one does).
+pub(crate) fn capped(entries: &[PaneServices]) -> impl Iterator<Item = PaneServices> + '_ {
+    entries.iter().map(|(k, v)| (*k, v.iter().take(SERVICES_PER_PANE).copied().collect()))
+}
+
+impl PaneTable<Vec<NamedAddress>> {
     /// The services named in `interface`'s panes `first..=last`, by address.
     pub(crate) fn window(&self, interface: u32, first: PaneId, last: PaneId) -> Vec<NamedAddress> {
-        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
-        let mut found: Vec<NamedAddress> = Vec::new();
-        for (_, pane) in table.range((interface, first)..=(interface, last)) {
+        self.fold((interface, first, last), Vec::new(), |mut found: Vec<NamedAddress>, pane| {
             for &(address, service) in pane {
                 if !found.iter().any(|(a, _)| *a == address) {
                     found.push((address, service));
                 }
             }
-        }
-        found
-    }
-
-    pub(crate) fn prune(&self, oldest: PaneId) {
-        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
-        table.retain(|(_, pane), _| *pane >= oldest);
-    }
-
-    pub(crate) fn entries(&self) -> Vec<PaneServices> {
-        let table = self.0.read().unwrap_or_else(|e| e.into_inner());
-        table.iter().map(|(k, v)| (*k, v.clone())).collect()
-    }
-
-    pub(crate) fn restored(entries: &[PaneServices]) -> AddressServices {
-        let capped =
-            entries.iter().map(|(k, v)| (*k, v.iter().take(SERVICES_PER_PANE).copied().collect()));
-        AddressServices(Arc::new(RwLock::new(capped.collect())))
+            found
+        })
     }
 
     fn note(&self, key: (u32, PaneId), address: IpAddr, service: u32) {
-        let mut table = self.0.write().unwrap_or_else(|e| e.into_inner());
-        let pane = table.entry(key).or_default();
-        if pane.len() < SERVICES_PER_PANE && !pane.iter().any(|(a, _)| *a == address) {
-            pane.push((address, service));
-        }
+        self.update(key, |pane| {
+            if pane.len() < SERVICES_PER_PANE && !pane.iter().any(|(a, _)| *a == address) {
+                pane.push((address, service));
+            }
+        });
     }
 }
 

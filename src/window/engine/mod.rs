@@ -206,11 +206,11 @@ impl Engine {
         drop(acks.0);
 
         let labels = labels::InterfaceLabels::restored(
-            state.as_ref().map_or(&[][..], |s| s.labels.as_slice()),
+            state.as_ref().map_or(&[][..], |s| s.labels.as_slice()).iter().copied(),
         );
-        let services = labels::AddressServices::restored(
+        let services = labels::AddressServices::restored(labels::capped(
             state.as_ref().map_or(&[][..], |s| s.services.as_slice()),
-        );
+        ));
         let closer = Closer::restored(
             config.clone(),
             shards.clone(),
