@@ -268,13 +268,79 @@ enum DetailName {
 }
 
 /// What snapshots are enriched with (`[enrich]`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct EnrichSettings {
     /// AWS's `ip-ranges.json` (download it from `https://ip-ranges.amazonaws.com/ip-ranges.json`;
     /// it is never fetched at run time). Listed sources and destinations inside AWS then carry
     /// `aws_service` (`S3`, `EC2`, …) and `aws_region`.
     pub ip_ranges: Option<PathBuf>,
+    /// Describe the network interfaces with EC2 (`serve` only; the table's presence turns it
+    /// on).
+    pub ec2: Option<Ec2Settings>,
+}
+
+/// EC2 enrichment (`[enrich.ec2]`): `serve` describes the network interfaces of each region
+/// with `DescribeNetworkInterfaces`, using the standard credential chain (the IAM permission
+/// `ec2:DescribeNetworkInterfaces`). Snapshots then carry each interface's `name` (its `Name`
+/// tag), `interface_type` and `description`, and its VPC, subnet, instance and availability
+/// zone where the records carry none. An interface's private, IPv6 and public addresses become
+/// its configured local addresses (unless `[window.local_addresses]` names it), which decide
+/// the direction of its records. The interfaces are kept in the state directory
+/// (`ec2-interfaces.json`), so a restart has them before EC2 answers. When EC2 fails, the last
+/// answer stays in use and snapshots fall back to the records' own fields; the failures are
+/// counted (status `enrich`) and logged.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct Ec2Settings {
+    /// The regions to describe; empty means the region of the standard chain (`AWS_REGION`,
+    /// the profile).
+    pub regions: Vec<String>,
+    /// How often every region is described again.
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
+    pub refresh: Duration,
+    /// The least time between two lookups of interfaces that records name and the inventory
+    /// lacks (an interface created since the last refresh).
+    #[serde(with = "humantime_serde")]
+    #[schemars(with = "crate::schema::HumanDuration")]
+    pub lookup_interval: Duration,
+    /// `DescribeNetworkInterfaces` calls per second at most, pages included (EC2 throttles
+    /// an account's describe calls together).
+    pub max_calls_per_second: f64,
+    /// Whether an interface's addresses are its configured local addresses.
+    pub local_addresses: bool,
+    /// An EC2 endpoint other than AWS's (a VPC endpoint, or an emulator in tests).
+    pub endpoint_url: Option<String>,
+}
+
+impl Default for Ec2Settings {
+    fn default() -> Self {
+        Ec2Settings {
+            regions: Vec::new(),
+            refresh: Duration::from_secs(300),
+            lookup_interval: Duration::from_secs(10),
+            max_calls_per_second: 5.0,
+            local_addresses: true,
+            endpoint_url: None,
+        }
+    }
+}
+
+impl Ec2Settings {
+    /// Checks the values that have limits.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.max_calls_per_second > 0.0 && self.max_calls_per_second.is_finite()) {
+            return Err(format!(
+                "enrich.ec2.max_calls_per_second must be a positive number, not {}",
+                self.max_calls_per_second
+            ));
+        }
+        if self.refresh < Duration::from_secs(1) {
+            return Err("enrich.ec2.refresh must be at least 1s".into());
+        }
+        Ok(())
+    }
 }
 
 impl EnrichSettings {

@@ -72,8 +72,25 @@ fn section(
     }
     let fields = properties(def);
     for (field, fprop) in &fields {
-        if array_of_tables(fprop, defs).is_none() {
+        if array_of_tables(fprop, defs).is_none() && optional_table(fprop, defs).is_none() {
             key_entry(out, &[key, field.as_str()], fprop, defs, &defaults[field.as_str()], true);
+        }
+    }
+    for (field, fprop) in &fields {
+        let Some(table) = optional_table(fprop, defs) else { continue };
+        let _ = write!(
+            out,
+            "
+### `[{key}.{field}]` (off unless present)
+
+"
+        );
+        if let Some(d) = description(table).or_else(|| description(fprop)) {
+            let _ = writeln!(out, "{d}");
+        }
+        // The table is absent by default: its keys' defaults come from the schema.
+        for (k, p) in properties(table) {
+            key_entry(out, &[key, field, k.as_str()], &p, defs, &Value::Null, true);
         }
     }
     for (field, fprop) in &fields {
@@ -143,6 +160,11 @@ fn resolve<'a>(schema: &'a Value, defs: &'a Map<String, Value>) -> &'a Value {
 fn table_def<'a>(prop: &'a Value, defs: &'a Map<String, Value>) -> Option<&'a Value> {
     let def = resolve(prop, defs);
     def.get("properties").is_some().then_some(def)
+}
+
+/// The definition of an optional table (`Option` of a table), if the key is one.
+fn optional_table<'a>(prop: &'a Value, defs: &'a Map<String, Value>) -> Option<&'a Value> {
+    prop.get("anyOf")?.as_array()?.iter().find_map(|s| table_def(s, defs))
 }
 
 /// The entry definition of an array of tables, if the key is one.
@@ -287,6 +309,13 @@ mod tests {
             "{reference}"
         );
         assert!(reference.contains("### `[[sources.kinesis]]`"), "{reference}");
+        assert!(reference.contains("### `[enrich.ec2]` (off unless present)"), "{reference}");
+        assert!(
+            reference.contains(
+                "- **`refresh`** (duration; default `\"5m\"`; `VPCFLOWD_ENRICH__EC2__REFRESH`)"
+            ),
+            "{reference}"
+        );
         assert!(
             reference.contains("one of `trim_horizon`, `latest`, `at_timestamp`"),
             "{reference}"

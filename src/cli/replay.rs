@@ -83,7 +83,7 @@ pub(crate) fn run(args: &ReplayArgs) -> ExitCode {
     };
     config.thresholds = args.diagnosis.settings().thresholds();
     config.filters = args.filters.settings();
-    let enrich = crate::settings::EnrichSettings { ip_ranges: args.ip_ranges.clone() };
+    let enrich = crate::settings::EnrichSettings { ip_ranges: args.ip_ranges.clone(), ec2: None };
     config.aws_ranges = match enrich.load() {
         Ok(ranges) => ranges,
         Err(e) => {

@@ -163,6 +163,15 @@ pub struct ServeArgs {
     /// AWS's ip-ranges.json, to name the service of sources and destinations in AWS.
     #[arg(long, value_name = "FILE")]
     pub ip_ranges: Option<PathBuf>,
+
+    /// Describe the network interfaces of these regions with EC2 ([enrich.ec2]; comma-separated,
+    /// or "default" for the credential chain's region).
+    #[arg(long, value_name = "REGIONS", value_delimiter = ',')]
+    pub ec2_regions: Vec<String>,
+
+    /// The EC2 endpoint of --ec2-regions (a VPC endpoint, or an emulator).
+    #[arg(long, value_name = "URL", requires = "ec2_regions")]
+    pub ec2_endpoint_url: Option<String>,
 }
 
 fn parse_header(s: &str) -> Result<(String, String), String> {
@@ -188,6 +197,20 @@ fn table_of(pairs: impl IntoIterator<Item = (&'static str, Option<Value>)>) -> M
 }
 
 impl ServeArgs {
+    /// The `[enrich]` flags that were given.
+    fn enrich_overrides(&self) -> Map<String, Value> {
+        let mut enrich = table_of([("ip_ranges", path_value(&self.ip_ranges))]);
+        if !self.ec2_regions.is_empty() {
+            let regions: Vec<&String> =
+                self.ec2_regions.iter().filter(|r| *r != "default").collect();
+            let mut ec2 =
+                table_of([("endpoint_url", self.ec2_endpoint_url.clone().map(Value::from))]);
+            ec2.insert("regions".into(), json!(regions));
+            enrich.insert("ec2".into(), Value::Object(ec2));
+        }
+        enrich
+    }
+
     /// The flags that were given, shaped like [`ServeConfig`].
     fn overrides(&self) -> Value {
         let mut root = Map::new();
@@ -198,9 +221,7 @@ impl ServeArgs {
         root.insert("window".into(), Value::Object(self.window.overrides()));
         root.insert("diagnosis".into(), Value::Object(self.diagnosis.overrides()));
         root.insert("filters".into(), Value::Object(self.filters.overrides()));
-        if let Some(path) = path_value(&self.ip_ranges) {
-            root.insert("enrich".into(), json!({ "ip_ranges": path }));
-        }
+        root.insert("enrich".into(), Value::Object(self.enrich_overrides()));
         if !self.formats.is_empty() {
             root.insert("formats".into(), json!(self.formats));
         }

@@ -121,6 +121,9 @@ pub fn rollup_label(kind: crate::window::rollup::RollupKind) -> (&'static str, &
 /// interface, so they add no series.
 pub const LABELS: [&str; 4] = ["aws.vpc.id", "aws.subnet.id", "aws.ec2.instance.id", "aws.az.id"];
 
+/// The attributes of an interface's EC2 `Name` tag and type (`[enrich.ec2]`), in that order.
+pub const INTERFACE_LABELS: [&str; 2] = ["vpcflowd.interface.name", "vpcflowd.interface.type"];
+
 pub(crate) fn one(_: &Snapshot) -> &[()] {
     &[()]
 }

@@ -273,8 +273,8 @@ fn interface_attributes(s: &Snapshot) -> Vec<KeyValue> {
     if let Some(r) = &s.region {
         attrs.push(KeyValue::new(REGION.0, text(r)));
     }
-    let labels = [&s.vpc_id, &s.subnet_id, &s.instance_id, &s.az_id];
-    for (name, label) in measures::LABELS.iter().zip(labels) {
+    let labels = [&s.vpc_id, &s.subnet_id, &s.instance_id, &s.az_id, &s.name, &s.interface_type];
+    for (name, label) in measures::LABELS.iter().chain(&measures::INTERFACE_LABELS).zip(labels) {
         if let Some(l) = label {
             attrs.push(KeyValue::new(*name, text(l)));
         }

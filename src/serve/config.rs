@@ -316,6 +316,9 @@ impl ServeConfig {
         crate::decode::LayoutSet::from_formats(&self.formats).map_err(ConfigError::Formats)?;
         self.sources.validate()?;
         self.alerts.validate().map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        if let Some(ec2) = &self.enrich.ec2 {
+            ec2.validate().map_err(ConfigError::Invalid)?;
+        }
         if !self.ingest.enabled && self.sources.kinesis.is_empty() {
             return Err(ConfigError::Invalid("ingest.enabled is false and no sources.kinesis stream is configured: nothing to read (enable the Firehose listener or add a stream)".into()));
         }

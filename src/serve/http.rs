@@ -50,6 +50,8 @@ pub struct ServeContext {
     pub open: crate::window::engine::OpenWindows,
     /// The live feed (`/api/v1/events`).
     pub events: Arc<super::live::EventHub>,
+    /// The EC2 enrichment's inventory and counters (empty without `[enrich.ec2]`).
+    pub ec2: Arc<super::ec2::Ec2Status>,
 }
 
 /// The ingest listener: Firehose POSTs to the configured URL (any path); load balancers and

@@ -22,8 +22,10 @@
 pub mod config;
 mod connections;
 pub(crate) mod dedup;
+pub(crate) mod ec2;
 mod error;
 pub(crate) mod http;
+mod listeners;
 pub(crate) mod live;
 mod page;
 pub(crate) mod pipeline;

@@ -17,14 +17,14 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::config::ServeConfig;
-use super::connections::ConnectionLimit;
 use super::dedup::Dedup;
 use super::error::{ConfigError, ServeError};
 use super::http::ServeContext;
+use super::listeners::{IngestLimits, serve_admin, serve_ingest};
 use super::live::EventHub;
 use super::pipeline::{self, IngestStats, PipelineMsg};
 use super::store::SnapshotStore;
-use super::{Bound, reload, restore, state_file, telemetry, wal};
+use super::{Bound, ec2, reload, restore, state_file, telemetry, wal};
 use crate::decode::LayoutSet;
 use crate::export::webhook::Webhook;
 use crate::export::{ExportStats, ExporterOptions, WindowExporter};
@@ -54,6 +54,7 @@ pub(super) struct Listeners {
     certificate: Option<reload::Certificate>,
     layouts: LayoutSet,
     engine_config: EngineConfig,
+    ec2: Option<ec2::Enrichment>,
 }
 
 impl Listeners {
@@ -77,6 +78,15 @@ impl Listeners {
         engine_config.thresholds = config.diagnosis.thresholds();
         engine_config.filters = config.filters.clone();
         engine_config.aws_ranges = config.enrich.load().map_err(ConfigError::Invalid)?;
+        let ec2 = match &config.enrich.ec2 {
+            Some(settings) => Some(
+                ec2::Enrichment::prepare(settings, config.state.dir.as_deref())
+                    .await
+                    .map_err(ConfigError::Invalid)?,
+            ),
+            None => None,
+        };
+        engine_config.inventory = ec2.as_ref().map(ec2::Enrichment::inventory);
         let ingest_listener =
             if ingest { Some(bind(config.ingest.listen, "ingest")?) } else { None };
         let admin = bind(config.admin.listen, "admin")?;
@@ -101,6 +111,7 @@ impl Listeners {
             certificate,
             layouts,
             engine_config,
+            ec2,
         })
     }
 }
@@ -227,6 +238,23 @@ fn start_pipeline(
         .map_err(|source| ServeError::Spawn { thread: "pipeline", source })
 }
 
+/// Waits until the pipeline has routed what the write-ahead log holds, before anything is
+/// served, so that the status and the API a client first sees already hold every acknowledged
+/// request. A pipeline that stopped instead gives its error.
+async fn replayed_log(
+    pipeline: std::thread::JoinHandle<Result<(), ServeError>>,
+    replay_done: tokio::sync::oneshot::Receiver<()>,
+) -> Result<std::thread::JoinHandle<Result<(), ServeError>>, ServeError> {
+    if replay_done.await.is_ok() {
+        return Ok(pipeline);
+    }
+    Err(pipeline
+        .join()
+        .ok()
+        .and_then(Result::err)
+        .unwrap_or(ServeError::Thread("pipeline", "stopped while replaying the write-ahead log")))
+}
+
 /// Where closed windows go besides the store: the OTLP exporter and the findings webhook.
 #[derive(Default)]
 struct Outlets {
@@ -343,6 +371,8 @@ pub(super) struct Services {
     ingest_server: Option<JoinHandle<std::io::Result<()>>>,
     admin_server: JoinHandle<std::io::Result<()>>,
     kinesis: Option<kinesis::RunningSources>,
+    /// The EC2 enrichment's task (`[enrich.ec2]`).
+    ec2: Option<JoinHandle<()>>,
 }
 
 impl Services {
@@ -352,8 +382,16 @@ impl Services {
         config: ServeConfig,
         listeners: Listeners,
     ) -> Result<Services, ServeError> {
-        let Listeners { ingest, admin, bound, access_keys, certificate, layouts, engine_config } =
-            listeners;
+        let Listeners {
+            ingest,
+            admin,
+            bound,
+            access_keys,
+            certificate,
+            layouts,
+            engine_config,
+            ec2,
+        } = listeners;
         let dedup = Arc::new(Dedup::new(config.ingest.dedup_ttl, config.ingest.dedup_max_entries));
         let mut restored = Restored::load(&config, &engine_config, &dedup).await?;
         let engine = Engine::start_from(engine_config, restored.engine.take());
@@ -373,14 +411,7 @@ impl Services {
         let (replayed, replay_done) = tokio::sync::oneshot::channel();
         let pipeline =
             start_pipeline(&config, router, layouts, &restored, parts, pipeline_rx, replayed)?;
-        // What the write-ahead log holds is routed before anything is served, so that the
-        // status and the API a client first sees already hold every acknowledged request.
-        if replay_done.await.is_err() {
-            return Err(pipeline.join().ok().and_then(Result::err).unwrap_or(ServeError::Thread(
-                "pipeline",
-                "stopped while replaying the write-ahead log",
-            )));
-        }
+        let pipeline = replayed_log(pipeline, replay_done).await?;
         let events = Arc::new(EventHub::new());
         let feeds = (store.clone(), events.clone());
         let consumer = start_snapshot_consumer(snapshots, feeds, config.print_snapshots, outlets);
@@ -407,7 +438,9 @@ impl Services {
             registry: registry.clone(),
             open,
             events,
+            ec2: ec2.as_ref().map_or_else(Arc::default, |e| e.status.clone()),
         });
+        let ec2 = ec2.map(ec2::Enrichment::start);
         let region = config.window.region.as_deref();
         let telemetry =
             telemetry::Telemetry::start(&config.export, region, &registry, state.clone())?;
@@ -437,6 +470,7 @@ impl Services {
             ingest_server,
             admin_server,
             kinesis,
+            ec2,
         })
     }
 
@@ -457,6 +491,9 @@ impl Services {
             let _ = tokio::time::timeout(http_grace + Duration::from_secs(1), server).await;
         }
         engine.ticker.abort();
+        if let Some(task) = self.ec2 {
+            task.abort();
+        }
         if let Some(r) = reloader {
             r.abort();
         }
@@ -508,67 +545,6 @@ impl Services {
             })
         }
     }
-}
-
-/// Closes an HTTP/1 connection whose request headers take longer than `timeout` (hyper applies
-/// a header timeout only with a timer).
-fn limit_header_time(
-    builder: &mut hyper_util::server::conn::auto::Builder<hyper_util::rt::TokioExecutor>,
-    timeout: Duration,
-) {
-    builder.http1().timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(timeout);
-}
-
-/// What bounds the ingest listener's clients.
-struct IngestLimits {
-    header_read_timeout: Duration,
-    connections: ConnectionLimit,
-}
-
-impl IngestLimits {
-    fn of(config: &ServeConfig, state: &ServeContext) -> IngestLimits {
-        IngestLimits {
-            header_read_timeout: config.ingest.header_read_timeout,
-            connections: ConnectionLimit::new(config.ingest.max_connections, state.stats.clone()),
-        }
-    }
-}
-
-/// Serves the Firehose endpoint on `listener`, over TLS when `tls` is set.
-fn serve_ingest(
-    listener: TcpListener,
-    tls: Option<axum_server::tls_rustls::RustlsConfig>,
-    handle: axum_server::Handle<SocketAddr>,
-    state: &Arc<ServeContext>,
-    limits: IngestLimits,
-) -> JoinHandle<std::io::Result<()>> {
-    let app = super::http::ingest_router(state.clone()).into_make_service();
-    let IngestLimits { header_read_timeout, connections } = limits;
-    tokio::spawn(async move {
-        match tls {
-            Some(tls) => {
-                let server = axum_server::from_tcp_rustls(listener, tls)?;
-                let mut server = server.map(|tls| tls.acceptor(connections));
-                limit_header_time(server.http_builder(), header_read_timeout);
-                server.handle(handle).serve(app).await
-            }
-            None => {
-                let mut server = axum_server::from_tcp(listener)?.acceptor(connections);
-                limit_header_time(server.http_builder(), header_read_timeout);
-                server.handle(handle).serve(app).await
-            }
-        }
-    })
-}
-
-/// Serves the admin API, `/metrics` and the health checks on `listener`.
-fn serve_admin(
-    listener: TcpListener,
-    handle: axum_server::Handle<SocketAddr>,
-    state: &Arc<ServeContext>,
-) -> JoinHandle<std::io::Result<()>> {
-    let app = super::http::admin_router(state.clone()).into_make_service();
-    tokio::spawn(async move { axum_server::from_tcp(listener)?.handle(handle).serve(app).await })
 }
 
 /// A sink for the Kinesis sources whose messages a task forwards into the pipeline queue,

@@ -120,12 +120,18 @@ pub fn write(dir: &Path, state: &StateFile) -> Result<(), StateError> {
     let io_err = |source| StateError::Io { path: path.clone(), source };
     let bytes =
         encode(state).map_err(|detail| StateError::Corrupt { path: path.clone(), detail })?;
-    let tmp = dir.join(format!("{FILE_NAME}.tmp"));
-    let mut f = File::create(&tmp).map_err(io_err)?;
-    f.write_all(&bytes).map_err(io_err)?;
-    f.sync_all().map_err(io_err)?;
+    write_atomically(dir, FILE_NAME, &bytes).map_err(io_err)
+}
+
+/// Replaces `dir/name` with `bytes` atomically (temporary file, fsync, rename, fsync of the
+/// directory): a crash leaves the old file or the new one, never part of one.
+pub(crate) fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> io::Result<()> {
+    let tmp = dir.join(format!("{name}.tmp"));
+    let mut f = File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
     drop(f);
-    fs::rename(&tmp, &path).map_err(io_err)?;
+    fs::rename(&tmp, dir.join(name))?;
     // Best effort, as the rename already took effect: a failure leaves it less durable.
     let _ = sync_dir(dir);
     Ok(())

@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::decode::FlowDirection;
 use crate::record::RouteFields;
+use crate::window::inventory::Inventory;
 
 /// Whether a record is traffic to its interface or from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -407,11 +408,34 @@ struct InterfaceDirection {
 pub struct DirectionBook {
     settings: DirectionSettings,
     interfaces: Vec<InterfaceDirection>,
+    /// EC2's interfaces, whose addresses count as configured where the settings name none.
+    inventory: Option<Arc<Inventory>>,
+    /// The inventory's version when the interfaces' addresses were last looked up.
+    inventory_version: u64,
 }
 
 impl DirectionBook {
     pub fn new(settings: DirectionSettings) -> DirectionBook {
-        DirectionBook { settings, interfaces: Vec::new() }
+        DirectionBook { settings, interfaces: Vec::new(), inventory: None, inventory_version: 0 }
+    }
+
+    /// A book that also takes an interface's addresses from `inventory` when the settings
+    /// configure none for it.
+    pub fn with_inventory(mut self, inventory: Option<Arc<Inventory>>) -> DirectionBook {
+        self.inventory_version = inventory.as_ref().map_or(0, |i| i.version());
+        self.inventory = inventory;
+        self
+    }
+
+    /// Looks the interfaces' addresses up again when the inventory changed since.
+    #[inline]
+    fn follow_inventory(&mut self) {
+        let Some(inventory) = &self.inventory else { return };
+        let version = inventory.version();
+        if version != self.inventory_version {
+            self.inventory_version = version;
+            self.interfaces.iter_mut().for_each(|s| s.resolved = false);
+        }
     }
 
     /// A book that continues from a checkpoint's learned addresses.
@@ -436,7 +460,18 @@ impl DirectionBook {
     #[inline]
     pub fn decide(&mut self, id: u32, name: &str, f: &RouteFields) -> Decision {
         let (header_src, header_dst) = (f.srcaddr, f.dstaddr);
-        if self.settings.mode == DirectionMode::Off {
+        self.follow_inventory();
+        let DirectionBook { settings, interfaces, inventory, .. } = self;
+        let slot = slot(interfaces, id);
+        if !slot.resolved {
+            // The configuration is looked up once per interface (and per inventory change),
+            // not per record. The inventory learns of every interface it lacks, whatever the
+            // direction mode.
+            let ec2 = inventory.as_ref().and_then(|i| i.addresses(name));
+            slot.configured = settings.local_addresses.get(name).cloned().or(ec2);
+            slot.resolved = true;
+        }
+        if settings.mode == DirectionMode::Off {
             return Decision {
                 direction: Direction::Unknown,
                 basis: Basis::Off,
@@ -446,14 +481,7 @@ impl DirectionBook {
                 via: None,
             };
         }
-        let packet = self.settings.address == AddressMode::Packet;
-        let DirectionBook { settings, interfaces } = self;
-        let slot = slot(interfaces, id);
-        if !slot.resolved {
-            // The configuration is looked up once per interface, not per record.
-            slot.configured = settings.local_addresses.get(name).cloned();
-            slot.resolved = true;
-        }
+        let packet = settings.address == AddressMode::Packet;
         let (basis, direction) = if let Some(fd) = f.flow_direction {
             let (direction, local) = match fd {
                 FlowDirection::Ingress => (Direction::Ingress, header_dst),

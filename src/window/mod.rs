@@ -46,6 +46,7 @@ pub mod distinct;
 pub mod engine;
 pub mod event;
 pub mod findings;
+pub mod inventory;
 pub(crate) mod merge;
 pub mod pane;
 pub mod rollup;

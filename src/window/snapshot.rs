@@ -91,6 +91,14 @@ pub struct Snapshot {
     pub instance_id: Option<Arc<str>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub az_id: Option<Arc<str>>,
+    /// The interface's `Name` tag, type and description as EC2 describes them
+    /// (`[enrich.ec2]`, see [`super::inventory::InterfaceInfo`]); absent without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Arc<str>>,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
@@ -314,6 +322,9 @@ pub fn build(key: SnapshotKey, window: &WindowPanes, options: &BuildOptions) -> 
         subnet_id: subnet_id.clone(),
         instance_id: instance_id.clone(),
         az_id: az_id.clone(),
+        name: None,
+        interface_type: None,
+        description: None,
         packets: totals.packets,
         bytes: totals.bytes,
         flows: totals.flows,

@@ -4,6 +4,7 @@
 
 mod common;
 mod corpus;
+mod enrich_ec2;
 mod export_otlp;
 mod filters;
 mod findings;

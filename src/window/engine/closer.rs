@@ -292,6 +292,9 @@ impl Closer {
             baseline: baseline.as_ref(),
         };
         let mut snapshot = build(key, &window, &options);
+        if let Some(inventory) = &self.config.inventory {
+            inventory.label(&mut snapshot);
+        }
         if let Some(ranges) = &self.config.aws_ranges {
             ranges.label(&mut snapshot);
         }

@@ -49,6 +49,10 @@ pub struct EngineConfig {
     /// AWS's address ranges, to name the service of sources and destinations in AWS.
     #[serde(skip)]
     pub aws_ranges: Option<Arc<crate::window::aws_ranges::AwsRanges>>,
+    /// What EC2 describes of each interface (`[enrich.ec2]`): labels for the closer, local
+    /// addresses for the router.
+    #[serde(skip)]
+    pub inventory: Option<Arc<crate::window::inventory::Inventory>>,
     /// How each record's direction is decided.
     #[serde(skip)]
     pub direction: DirectionSettings,
@@ -76,6 +80,7 @@ impl EngineConfig {
             region: None,
             filters: Default::default(),
             aws_ranges: None,
+            inventory: None,
             direction: DirectionSettings::default(),
             // A shard applies a batch grouped by interface: with a thousand busy interfaces a
             // batch of 8192 gives each a run of several events on its pane's cache lines (see

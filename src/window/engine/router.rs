@@ -85,7 +85,8 @@ impl EventRouter {
         let default_region = config.region.clone().map(|r| interner.intern(&r));
         let filter = RecordFilter::new(&config.filters);
         let learned = state.map(|s| s.learned.clone()).unwrap_or_default();
-        let directions = DirectionBook::restored(config.direction.clone(), learned);
+        let directions = DirectionBook::restored(config.direction.clone(), learned)
+            .with_inventory(config.inventory.clone());
         EventRouter {
             directions,
             watermark: state.map_or(Watermark::new(config.lateness_secs), |s| s.watermark),

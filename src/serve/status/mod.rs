@@ -25,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use crate::record::filter::FilterReason;
 
 use super::http::ServeContext;
+
+mod labeled;
+pub use self::labeled::{LABELED_INSTRUMENTS, LabeledInstrument};
 use crate::decode::RejectSample;
 
 /// Whether an instrument only grows or goes up and down.
@@ -395,6 +398,37 @@ status_section! {
 }
 
 status_section! {
+    /// `enrich`: the EC2 enrichment (`[enrich.ec2]`; zeros without it).
+    pub struct EnrichReport ("enrich") from |c| {
+        /// Interfaces EC2 described, in the inventory.
+        ec2_interfaces: usize = c.ec2.inventory.as_ref().map_or(0, |i| i.len())
+            => "vpcflowd.enrich.ec2.interfaces" (Gauge, "{interface}");
+        /// `DescribeNetworkInterfaces` calls answered (pages included).
+        ec2_calls: u64 = c.ec2.stats.calls.load(Relaxed)
+            => "vpcflowd.enrich.ec2.calls" (Counter, "{call}", attribute "outcome" = "ok",
+                about "DescribeNetworkInterfaces calls by outcome (ok, failed)");
+        /// Calls that failed after the SDK's retries: the inventory kept its last answer.
+        ec2_failures: u64 = c.ec2.stats.failures.load(Relaxed)
+            => "vpcflowd.enrich.ec2.calls" (Counter, "{call}", attribute "outcome" = "failed");
+        /// Regions described in full.
+        ec2_refreshes: u64 = c.ec2.stats.refreshes.load(Relaxed);
+        /// When a region was last described in full (Unix milliseconds; 0 before).
+        ec2_last_refresh_ms: u64 = c.ec2.stats.last_refresh_ms.load(Relaxed);
+        /// Interfaces that records named and the inventory lacked.
+        ec2_unknown_interfaces: u64 = c.ec2.inventory.as_ref().map_or(0, |i| i.reported_unknown())
+            => "vpcflowd.enrich.ec2.unknown_interfaces" (Counter, "{interface}");
+        /// Lookups of such interfaces between refreshes.
+        ec2_lookups: u64 = c.ec2.stats.lookups.load(Relaxed);
+        /// Interfaces EC2 did not know when looked up (asked again at the next refresh).
+        ec2_not_found: u64 = c.ec2.stats.not_found.load(Relaxed);
+        /// Interfaces read from the cache file at start.
+        ec2_cached_interfaces: u64 = c.ec2.stats.cached_interfaces.load(Relaxed);
+        /// Cache files that could not be read or written.
+        ec2_cache_errors: u64 = c.ec2.stats.cache_errors.load(Relaxed);
+    }
+}
+
+status_section! {
     /// `kinesis`: the Kinesis source's counters (beside its `shards`).
     pub struct KinesisReport ("kinesis") from |c| {
         /// GetRecords calls.
@@ -465,6 +499,7 @@ pub struct StatusReport {
     pub engine: EngineReport,
     pub export: ExportReport,
     pub alerts: AlertsReport,
+    pub enrich: EnrichReport,
     pub kinesis: KinesisSection,
     /// The newest closed window's start (Unix seconds).
     pub latest_window: Option<u64>,
@@ -491,6 +526,7 @@ impl StatusReport {
             engine: EngineReport::read(c),
             export: ExportReport::read(c),
             alerts: AlertsReport::read(c),
+            enrich: EnrichReport::read(c),
             kinesis,
             latest_window: c.store.latest_window(),
         }
@@ -504,74 +540,10 @@ pub fn instruments() -> Vec<InstrumentDef> {
     defs.extend(StateReport::instruments());
     defs.extend(ExportReport::instruments());
     defs.extend(AlertsReport::instruments());
+    defs.extend(EnrichReport::instruments());
     defs.extend(KinesisReport::instruments());
     defs
 }
-
-/// An instrument whose attributes come from the data, registered by `serve::telemetry`.
-#[derive(Debug, Clone, Copy)]
-pub struct LabeledInstrument {
-    pub name: &'static str,
-    pub kind: InstrumentKind,
-    pub unit: &'static str,
-    pub attributes: &'static str,
-    pub description: &'static str,
-    /// Where the status shows the same values, if it does.
-    pub status: Option<&'static str>,
-}
-
-/// The instruments whose attributes come from the data, the watermark's (no point before the
-/// first record or once it is final), and the process's own.
-pub const LABELED_INSTRUMENTS: &[LabeledInstrument] = &[
-    LabeledInstrument {
-        name: "vpcflowd.ingest.requests",
-        kind: InstrumentKind::Counter,
-        unit: "{request}",
-        attributes: "http.response.status_code",
-        description: "Ingest responses by HTTP status code",
-        status: Some("ingest.responses"),
-    },
-    LabeledInstrument {
-        name: "vpcflowd.ingest.rejects",
-        kind: InstrumentKind::Counter,
-        unit: "{record}",
-        attributes: "vpcflowd.reject.reason",
-        description: "Rejected input by reason",
-        status: Some("rejects"),
-    },
-    LabeledInstrument {
-        name: "vpcflowd.engine.watermark",
-        kind: InstrumentKind::Gauge,
-        unit: "s",
-        attributes: "",
-        description: "The watermark (Unix time): windows ending at or before it are closed",
-        status: Some("engine.watermark"),
-    },
-    LabeledInstrument {
-        name: "vpcflowd.engine.watermark.lag",
-        kind: InstrumentKind::Gauge,
-        unit: "s",
-        attributes: "",
-        description: "Wall clock minus the watermark: how far behind real time results are",
-        status: None,
-    },
-    LabeledInstrument {
-        name: "process.memory.usage",
-        kind: InstrumentKind::Gauge,
-        unit: "By",
-        attributes: "",
-        description: "Resident set size of this process",
-        status: None,
-    },
-    LabeledInstrument {
-        name: "vpcflowd.kinesis.shard.lag",
-        kind: InstrumentKind::Gauge,
-        unit: "ms",
-        attributes: "aws.kinesis.stream_name, vpcflowd.kinesis.shard_id",
-        description: "MillisBehindLatest of each Kinesis shard being read",
-        status: Some("kinesis.shards[].lag_ms"),
-    },
-];
 
 #[cfg(test)]
 mod tests {
