@@ -188,9 +188,7 @@ fn route_inputs(mut router: EventRouter, sources: Vec<Source>, layouts: LayoutSe
         };
         read.add(&chunk.stats);
         rejects.merge(&chunk.rejects);
-        for (interface, input) in chunk.records.named_inputs() {
-            router.push_named(interface, &input, clock.now());
-        }
+        chunk.records.for_each_named(|record| router.push_record(record, clock.now()));
         // The router keeps its own count of records naming no interface.
         for _ in 0..chunk.rejects.count(RejectReason::MissingInterface) {
             router.refuse_missing_interface();

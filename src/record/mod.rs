@@ -13,4 +13,4 @@ mod parsed;
 mod route;
 
 pub use parsed::ParsedRecords;
-pub use route::{RouteFields, RouteInput, RouteLabels, interface_of};
+pub use route::{NamedRecord, RouteFields, RouteInput, RouteLabels, interface_of};

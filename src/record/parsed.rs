@@ -9,7 +9,7 @@
 
 use std::ops::Range;
 
-use super::route::{RouteFields, RouteInput, RouteLabels};
+use super::route::{NamedRecord, RouteFields, RouteInput, RouteLabels};
 
 /// One record's routing fields, with its strings as ranges of the batch's text arena.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -120,6 +120,29 @@ impl ParsedRecords {
             };
             (interface, input)
         })
+    }
+
+    /// Calls `each` with every record, in input order, as [`NamedRecord`]s that borrow the
+    /// batch: nothing per record is copied (routing's hot path; `named_inputs` builds a
+    /// [`RouteInput`] per record). Each distinct run of labels is resolved once per call.
+    #[inline]
+    pub fn for_each_named(&self, mut each: impl FnMut(NamedRecord<'_>)) {
+        let resolved: Vec<RouteLabels<'_>> = self
+            .labels
+            .iter()
+            .map(|kept| {
+                RouteLabels::from_array(kept.each_ref().map(|r| r.as_ref().map(|r| self.text(r))))
+            })
+            .collect();
+        for r in &self.records {
+            each(NamedRecord {
+                interface: self.text(&r.interface),
+                account: r.account.as_ref().map(|a| self.text(a)),
+                region: r.region.as_ref().map(|g| self.text(g)),
+                fields: &r.fields,
+                labels: r.labels.map_or(&RouteLabels::NONE, |i| &resolved[i as usize]),
+            });
+        }
     }
 
     /// The arena's text (for tests of what is stored once).

@@ -35,7 +35,42 @@ pub struct RouteLabels<'a> {
     pub dst_service: Option<&'a str>,
 }
 
+/// A record that names its interface, borrowing its fields and labels from where they are
+/// kept (a [`crate::record::ParsedRecords`] batch, or a [`RouteInput`]).
+#[derive(Debug, Clone, Copy)]
+pub struct NamedRecord<'a> {
+    pub interface: &'a str,
+    pub account: Option<&'a str>,
+    pub region: Option<&'a str>,
+    pub fields: &'a RouteFields,
+    pub labels: &'a RouteLabels<'a>,
+}
+
+impl<'a> NamedRecord<'a> {
+    /// `input`'s parts, for a record known to name `interface`.
+    #[inline]
+    pub fn of(interface: &'a str, input: &'a RouteInput<'a>) -> NamedRecord<'a> {
+        NamedRecord {
+            interface,
+            account: input.account,
+            region: input.region,
+            fields: &input.fields,
+            labels: &input.labels,
+        }
+    }
+}
+
 impl<'a> RouteLabels<'a> {
+    /// No labels.
+    pub const NONE: RouteLabels<'static> = RouteLabels {
+        vpc_id: None,
+        subnet_id: None,
+        instance_id: None,
+        az_id: None,
+        src_service: None,
+        dst_service: None,
+    };
+
     /// Every field in a fixed order: VPC, subnet, instance, availability zone, source service,
     /// destination service.
     pub fn as_array(&self) -> [Option<&'a str>; 6] {

@@ -180,6 +180,9 @@ pub(crate) fn run(
     let mut next_checkpoint = Instant::now() + p.checkpoint_interval;
     let mut unanswered: Unanswered = Vec::new();
     while let Some(msg) = rx.blocking_recv() {
+        // EC2's changes to interfaces' addresses apply from the next message on (one check per
+        // request or batch, not per record).
+        router.follow_inventory();
         match msg {
             PipelineMsg::Job(job) => {
                 apply_job(&mut router, &mut p, &mut decoder, job, &mut unanswered);
@@ -386,10 +389,10 @@ fn apply(
     let mut outcome = JobOutcome::default();
     match records {
         JobRecords::Parsed(parsed) => {
-            for (interface, input) in parsed.named_inputs() {
-                router.push_named(interface, &input, now);
+            parsed.for_each_named(|record| {
+                router.push_record(record, now);
                 outcome.records += 1;
-            }
+            });
             for r in &parsed.rejects {
                 if r.reason == RejectReason::MissingInterface {
                     router.refuse_missing_interface();

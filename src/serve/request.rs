@@ -126,9 +126,10 @@ impl ParsedRequest {
         self.records.inputs()
     }
 
-    /// The records with their interfaces ([`ParsedRecords::named_inputs`]).
-    pub fn named_inputs(&self) -> impl Iterator<Item = (&str, RouteInput<'_>)> {
-        self.records.named_inputs()
+    /// Calls `each` with every record ([`ParsedRecords::for_each_named`]).
+    #[inline]
+    pub fn for_each_named(&self, each: impl FnMut(crate::record::NamedRecord<'_>)) {
+        self.records.for_each_named(each)
     }
 
     /// How many records are ready to route.

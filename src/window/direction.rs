@@ -427,9 +427,9 @@ impl DirectionBook {
         self
     }
 
-    /// Looks the interfaces' addresses up again when the inventory changed since.
-    #[inline]
-    fn follow_inventory(&mut self) {
+    /// Looks the interfaces' addresses up again when the inventory changed since. The router
+    /// calls it between inputs (every request, batch and tick), not per record.
+    pub fn follow_inventory(&mut self) {
         let Some(inventory) = &self.inventory else { return };
         let version = inventory.version();
         if version != self.inventory_version {
@@ -460,7 +460,6 @@ impl DirectionBook {
     #[inline]
     pub fn decide(&mut self, id: u32, name: &str, f: &RouteFields) -> Decision {
         let (header_src, header_dst) = (f.srcaddr, f.dstaddr);
-        self.follow_inventory();
         let DirectionBook { settings, interfaces, inventory, .. } = self;
         let slot = slot(interfaces, id);
         if !slot.resolved {

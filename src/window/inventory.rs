@@ -89,7 +89,7 @@ impl Inventory {
         for info in infos {
             entries.insert(info.interface_id.clone(), entry(info));
         }
-        drop(entries);
+        // Within the lock: whoever sees the new entries also sees the new version.
         self.version.fetch_add(1, Ordering::Release);
     }
 
@@ -100,7 +100,7 @@ impl Inventory {
         for info in infos {
             entries.insert(info.interface_id.clone(), entry(info));
         }
-        drop(entries);
+        // Within the lock: whoever sees the new entries also sees the new version.
         self.version.fetch_add(1, Ordering::Release);
     }
 

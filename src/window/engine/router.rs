@@ -13,8 +13,8 @@ use super::config::EngineConfig;
 use super::shard::ShardMsg;
 use super::{CloseProgress, EngineStats, Hasher, MarkerInfo, RouteError, shard_of};
 use crate::decode::{FlowRecord, LineContext};
-use crate::record::RouteInput;
 use crate::record::filter::RecordFilter;
+use crate::record::{NamedRecord, RouteInput};
 use crate::window::counters::SYN_ONLY;
 use crate::window::direction::DirectionBook;
 use crate::window::event::{FlowEvent, Interner, LastInterned};
@@ -155,6 +155,14 @@ impl EventRouter {
     /// [`crate::record::ParsedRecords`], which keeps only records that name one, go this way.
     #[inline]
     pub fn push_named(&mut self, interface: &str, input: &RouteInput<'_>, arrival: u64) {
+        self.push_record(NamedRecord::of(interface, input), arrival);
+    }
+
+    /// Routes a record that names its interface, as [`EventRouter::push_named`] does, borrowing
+    /// its parts ([`crate::record::ParsedRecords::for_each_named`]).
+    #[inline]
+    pub fn push_record(&mut self, input: NamedRecord<'_>, arrival: u64) {
+        let interface = input.interface;
         if let Some(filter) = &mut self.filter {
             let region = input.region.or(self.config.region.as_deref());
             if let Some(reason) = filter.check(interface, input.account, region) {
@@ -164,7 +172,7 @@ impl EventRouter {
         }
         self.last_record_at = Some(arrival);
         let cfg = &self.config;
-        let f = &input.fields;
+        let f = input.fields;
         let t = event_time_of(f.start, f.end, cfg.time, cfg.time_field, arrival);
         let pane = cfg.spec.pane_of(t);
         let wm = self.watermark.get();
@@ -182,8 +190,8 @@ impl EventRouter {
         // A late record's labels are left out: shards apply late records after the closer's
         // next close, and labels written now would race it.
         if !late && !input.labels.is_empty() {
-            self.labels.record(&mut self.interner, (id, pane), &input.labels);
-            self.services.record(&mut self.interner, (id, pane), f, &input.labels);
+            self.labels.record(&mut self.interner, (id, pane), input.labels);
+            self.services.record(&mut self.interner, (id, pane), f, input.labels);
         }
         let account = input.account.map(|a| self.last_account.intern(&mut self.interner, a));
         let region = match input.region {
@@ -231,6 +239,7 @@ impl EventRouter {
     /// totals ([`super::OpenWindows`]) trail light traffic by a tick at most. Call it
     /// periodically (every second) with the current time (Unix seconds).
     pub fn tick(&mut self, now: u64) {
+        self.follow_inventory();
         for shard in 0..self.senders.len() {
             self.flush_shard(shard);
         }
@@ -240,6 +249,12 @@ impl EventRouter {
             self.watermark.idle_for(idle);
             self.mark_if_advanced();
         }
+    }
+
+    /// Looks interfaces' addresses up again in EC2's inventory (`[enrich.ec2]`) if it changed:
+    /// what the inventory held before this call decides the records routed after it.
+    pub fn follow_inventory(&mut self) {
+        self.directions.follow_inventory();
     }
 
     /// The current watermark.
