@@ -130,7 +130,8 @@ async function overview() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const rows = [...byId.entries()].map(([id, e]) => {
     const known = e.final || e.open;
-    return { id, ...e, bytes: known.bytes, region: known.region || "", account: known.account_id || "" };
+    const name = (e.final && e.final.name) || "";
+    return { id, ...e, name, bytes: known.bytes, region: known.region || "", account: known.account_id || "" };
   });
   const regions = [...new Set(rows.map((r) => r.region).filter(Boolean))].sort();
   const accounts = [...new Set(rows.map((r) => r.account).filter(Boolean))].sort();
@@ -138,7 +139,7 @@ async function overview() {
   const region = params.get("region") || "";
   const account = params.get("account") || "";
   const shown = rows
-    .filter((r) => !text || r.id.toLowerCase().includes(text))
+    .filter((r) => !text || r.id.toLowerCase().includes(text) || r.name.toLowerCase().includes(text))
     .filter((r) => !region || r.region === region)
     .filter((r) => !account || r.account === account)
     .sort((a, b) => b.bytes - a.bytes || a.id.localeCompare(b.id));
@@ -170,8 +171,10 @@ function interfaceRow(r) {
   const provisional = !f;
   const o = r.open || {};
   const link = h("a", { href: "#/interface/" + encodeURIComponent(r.id) }, r.id);
+  // EC2's Name tag (`[enrich.ec2]`) says what the interface is; the id stays the link.
+  const named = r.name ? [" ", h("span", { class: "muted", "data-name": r.name }, r.name)] : [];
   return h("tr", { class: provisional ? "provisional" : null, "data-interface": r.id },
-    h("td", {}, link),
+    h("td", {}, link, ...named),
     h("td", {}, r.region),
     num(bytes(f ? f.bytes : o.bytes), "bytes", f ? f.bytes : o.bytes),
     num(bytes(f ? f.ingress_bytes : o.ingress && o.ingress.bytes)),

@@ -47,6 +47,13 @@ pub struct InterfaceSummary {
     pub interface_id: Arc<str>,
     pub account_id: Option<Arc<str>>,
     pub region: Option<Arc<str>>,
+    /// The newest window's EC2 name and type and its VPC (absent without them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<Arc<str>>,
     pub window_start: u64,
     pub window_end: u64,
     pub packets: u64,
@@ -130,6 +137,9 @@ impl SnapshotStore {
                     interface_id: s.interface_id.clone(),
                     account_id: s.account_id.clone(),
                     region: s.region.clone(),
+                    name: s.name.clone(),
+                    interface_type: s.interface_type.clone(),
+                    vpc_id: s.vpc_id.clone(),
                     window_start: s.window_start,
                     window_end: s.window_end,
                     packets: s.packets,

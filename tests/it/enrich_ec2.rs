@@ -126,6 +126,15 @@ async fn ec2_labels_interfaces_decides_their_direction_and_is_cached_across_a_re
     let later =
         vec![line(&db, "10.0.1.10", "10.0.1.20", 80, t1), line(ghost, "-", "-", 0, t1 + 600)];
     assert_eq!(firehose.send("r2", &wrapped(&later)).await.0, 200);
+    server.wait_for("the windows to close", |s| s["latest_window"].as_u64() >= Some(t1)).await;
+    // The overview's list names each interface as EC2 does.
+    let url = format!("{}/api/v1/interfaces", server.admin);
+    let listed: Vec<Value> = reqwest::get(url).await.unwrap().json().await.unwrap();
+    let entry = listed.iter().find(|i| i["interface_id"] == web.as_str()).unwrap();
+    assert_eq!(
+        (entry["name"].as_str(), entry["vpc_id"].as_str()),
+        (Some("web-1"), Some(vpc.as_str()))
+    );
     let (exit, snapshots, _) = server.stop();
     assert!(exit.success());
 
