@@ -8,8 +8,9 @@ use std::time::Duration;
 use tokio::task::JoinHandle;
 
 use super::config::ServeConfig;
-use super::connections::ConnectionLimit;
+use super::connections::{ConnectionLimit, HeaderWatch};
 use super::http::ServeContext;
+use super::pipeline::IngestStats;
 
 /// Closes an HTTP/1 connection whose request headers take longer than `timeout` (hyper applies
 /// a header timeout only with a timer).
@@ -24,6 +25,7 @@ fn limit_header_time(
 pub(super) struct IngestLimits {
     header_read_timeout: Duration,
     connections: ConnectionLimit,
+    stats: Arc<IngestStats>,
 }
 
 impl IngestLimits {
@@ -31,6 +33,7 @@ impl IngestLimits {
         IngestLimits {
             header_read_timeout: config.ingest.header_read_timeout,
             connections: ConnectionLimit::new(config.ingest.max_connections, state.stats.clone()),
+            stats: state.stats.clone(),
         }
     }
 }
@@ -44,17 +47,20 @@ pub(super) fn serve_ingest(
     limits: IngestLimits,
 ) -> JoinHandle<std::io::Result<()>> {
     let app = super::http::ingest_router(state.clone()).into_make_service();
-    let IngestLimits { header_read_timeout, connections } = limits;
+    let IngestLimits { header_read_timeout, connections, stats } = limits;
     tokio::spawn(async move {
+        // The header watch wraps TLS, so that it reads the requests' plain bytes.
         match tls {
             Some(tls) => {
                 let server = axum_server::from_tcp_rustls(listener, tls)?;
-                let mut server = server.map(|tls| tls.acceptor(connections));
+                let mut server =
+                    server.map(|tls| HeaderWatch::new(tls.acceptor(connections), stats));
                 limit_header_time(server.http_builder(), header_read_timeout);
                 server.handle(handle).serve(app).await
             }
             None => {
-                let mut server = axum_server::from_tcp(listener)?.acceptor(connections);
+                let mut server =
+                    axum_server::from_tcp(listener)?.acceptor(HeaderWatch::new(connections, stats));
                 limit_header_time(server.http_builder(), header_read_timeout);
                 server.handle(handle).serve(app).await
             }

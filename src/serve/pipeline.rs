@@ -132,6 +132,8 @@ pub struct IngestStats {
     pub slow_bodies: AtomicU64,
     /// Connections closed at once because `ingest.max_connections` were open.
     pub connections_refused: AtomicU64,
+    /// Connections closed while a request's headers were still arriving.
+    pub header_timeouts: AtomicU64,
 }
 
 impl IngestStats {

@@ -570,6 +570,7 @@ async fn slow_headers_and_bodies_are_cut_off() {
     };
     assert!(closed, "the slow connection stayed open for 20 s");
     assert!(started.elapsed() < std::time::Duration::from_secs(10), "{:?}", started.elapsed());
+    server.wait_for("the cut to be counted", |s| s["ingest"]["header_timeouts"] == 1).await;
 
     let mut stalled = tokio::net::TcpStream::connect(&addr).await.unwrap();
     let head = format!(
@@ -582,7 +583,16 @@ async fn slow_headers_and_bodies_are_cut_off() {
     let _ = stalled.read_to_end(&mut response).await;
     let text = String::from_utf8_lossy(&response);
     assert!(text.starts_with("HTTP/1.1 408"), "{text}");
-    assert_eq!(server.status().await["ingest"]["slow_bodies"], 1);
+    let status = server.status().await;
+    assert_eq!(status["ingest"]["slow_bodies"], 1);
+    assert_eq!(status["ingest"]["header_timeouts"], 1, "a stalled body is not a header timeout");
+    // A client that hangs up inside its headers is no timeout either.
+    let mut quitter = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    quitter.write_all(b"POST / HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    drop(quitter);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    assert_eq!(fh.send("after", &[]).await.0, 200);
+    assert_eq!(server.status().await["ingest"]["header_timeouts"], 1);
 }
 
 /// Past `ingest.max_connections` open connections a new one is closed at once and counted; one

@@ -225,6 +225,10 @@ status_section! {
         /// Connections closed at once because `ingest.max_connections` were open.
         connections_refused: u64 = c.stats.connections_refused.load(Relaxed)
             => "vpcflowd.ingest.connections_refused" (Counter, "{connection}");
+        /// Connections closed while a request's headers were still arriving: at
+        /// `ingest.header_read_timeout` (a slowloris client), or cut at shutdown.
+        header_timeouts: u64 = c.stats.header_timeouts.load(Relaxed)
+            => "vpcflowd.ingest.header_timeouts" (Counter, "{connection}");
         /// Records dropped before windows by `[filters]`: their region.
         filtered_region: u64 = c.engine.filtered[FilterReason::Region.index()].load(Relaxed)
             => "vpcflowd.ingest.filtered" (Counter, "{record}", attribute "reason" = "region",
