@@ -11,7 +11,7 @@
 
 use std::net::IpAddr;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::conversation::Conversation;
 use super::diagnosis::entries_of;
@@ -21,7 +21,7 @@ use super::snapshot::WindowPanes;
 use crate::decode::Action;
 
 /// A conversation with different actions in its two directions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AsymmetricFlow {
     pub local_address: Option<IpAddr>,
     pub local_port: Option<u16>,
@@ -29,11 +29,14 @@ pub struct AsymmetricFlow {
     pub remote_port: Option<u16>,
     pub protocol: Option<u8>,
     /// `ACCEPT`, `REJECT`, `ACCEPT+REJECT` (both in the window) or `-` (not seen).
-    pub ingress_action: &'static str,
-    pub egress_action: &'static str,
+    #[serde(deserialize_with = "super::names::action")]
+    pub ingress_action: super::names::Name,
+    #[serde(deserialize_with = "super::names::action")]
+    pub egress_action: super::names::Name,
     /// `nacl` when one direction was only accepted and the other only rejected: a stateful
     /// security group would have let the reply through. Otherwise `sg_or_nacl`.
-    pub likely_cause: &'static str,
+    #[serde(deserialize_with = "super::names::cause")]
+    pub likely_cause: super::names::Name,
     pub rejected_flows: u64,
 }
 

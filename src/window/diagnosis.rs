@@ -57,7 +57,7 @@ impl Detail {
 }
 
 /// One destination of a source.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationOfSource {
     pub address: IpAddr,
     pub packets: u64,
@@ -69,7 +69,7 @@ pub struct DestinationOfSource {
 }
 
 /// A source listed by rejected flows.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RejectedSourceSnapshot {
     pub address: IpAddr,
     pub rejected_flows: u64,

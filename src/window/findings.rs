@@ -72,7 +72,7 @@ impl Default for Thresholds {
 pub type DeniedKey = (Option<IpAddr>, Option<u16>, Option<u8>);
 
 /// Rejected egress to one destination, port and protocol.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeniedOutbound {
     pub address: Option<IpAddr>,
     pub port: Option<u16>,
@@ -85,10 +85,11 @@ pub struct DeniedOutbound {
 }
 
 /// One finding of a window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Finding {
     /// `port_scan`, `outbound_scan`, `denied_outbound`, `nacl_asymmetry` or `spike`.
-    pub kind: &'static str,
+    #[serde(deserialize_with = "super::names::finding_kind")]
+    pub kind: super::names::Name,
     /// What the finding is about: a source address, a destination, a conversation or the
     /// interface.
     pub subject: String,

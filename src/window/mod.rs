@@ -48,6 +48,7 @@ pub mod event;
 pub mod findings;
 pub mod inventory;
 pub(crate) mod merge;
+pub mod names;
 pub mod pane;
 pub mod rollup;
 pub mod snapshot;

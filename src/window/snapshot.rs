@@ -8,7 +8,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::baseline::BaselineView;
 use super::diagnosis::{self, DestinationOfSource, Detail, RejectedSourceSnapshot, SourceDetail};
@@ -72,7 +72,7 @@ impl<'a> WindowPanes<'a> {
 }
 
 /// One interface in one closed window.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {
     pub window_start: u64,
     pub window_end: u64,
@@ -110,7 +110,8 @@ pub struct Snapshot {
     pub late_records: u64,
     /// The rule the window's records were decided on: `flow-direction`, `configured`,
     /// `inferred`, `off`, or `mixed` for several.
-    pub direction_basis: &'static str,
+    #[serde(deserialize_with = "super::names::basis")]
+    pub direction_basis: super::names::Name,
     /// The interface's own addresses in the window's records, sorted.
     pub local_addresses: Vec<IpAddr>,
     /// Traffic to the interface, from it, and of unknown direction; they sum to the totals.
@@ -145,7 +146,7 @@ pub struct Snapshot {
 
 /// Error bounds when caps were exceeded: a listed value may fall short of the truth by at most
 /// the bound (in bytes); totals and remainders stay exact.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approximation {
     pub source_bytes_error: u64,
     pub destination_bytes_error: u64,
@@ -155,7 +156,7 @@ pub struct Approximation {
     pub evicted_flows: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceSnapshot {
     pub address: IpAddr,
     /// The AWS service and region of the address (`[enrich] ip_ranges`); absent outside AWS
@@ -195,7 +196,7 @@ pub struct SourceSnapshot {
     pub top_flows: Vec<FlowSnapshot>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FlowSnapshot {
     pub direction: Direction,
     pub srcaddr: IpAddr,
@@ -211,7 +212,7 @@ pub struct FlowSnapshot {
     pub bytes: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DestinationSnapshot {
     pub address: IpAddr,
     /// As [`SourceSnapshot::aws_service`].
@@ -227,7 +228,7 @@ pub struct DestinationSnapshot {
     pub traffic_share_pct: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProtocolSnapshot {
     pub protocol: u8,
     pub packets: u64,
@@ -240,7 +241,7 @@ pub struct ProtocolSnapshot {
 
 /// What is not listed: `count` distinct keys (tracked ones; evicted keys are counted in
 /// `approximation`), and their traffic, including records without an address.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Other {
     pub count: u64,
     pub packets: u64,

@@ -137,6 +137,7 @@ async fn ec2_labels_interfaces_decides_their_direction_and_is_cached_across_a_re
     );
     let (exit, snapshots, _) = server.stop();
     assert!(exit.success());
+    crate::common::assert_reads_back(&snapshots);
 
     let w = snapshot(&snapshots, &web, t0);
     assert_eq!(

@@ -42,7 +42,10 @@ fn replay(log: &str) -> Vec<Value> {
     ];
     let out = vpcflowd(&args, log.as_bytes());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    json_lines(&out.stdout)
+    let snapshots = json_lines(&out.stdout);
+    // Findings, denied outbound and asymmetric flows read back as they were written.
+    crate::common::assert_reads_back(&snapshots);
+    snapshots
 }
 
 /// The findings of `kind` over every window.

@@ -198,3 +198,26 @@ fn a_nat_gateway_is_attributed_to_packet_level_addresses() {
         [("10.0.1.5".into(), 4000, 80.0), ("203.0.113.5".into(), 1000, 20.0)]
     );
 }
+
+/// Every golden snapshot reads back as it was written (`common::assert_reads_back`), and a
+/// name a snapshot never carries is refused, not made up.
+#[test]
+fn every_golden_snapshot_reads_back_as_it_was_written() {
+    let mut read = 0;
+    for log in cases() {
+        let expected = std::fs::read_to_string(log.with_extension("expected.jsonl")).unwrap();
+        let written: Vec<serde_json::Value> =
+            expected.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        crate::common::assert_reads_back(&written);
+        read += written.len();
+    }
+    assert!(read > 20, "only {read} golden snapshots");
+    let line = std::fs::read_to_string("tests/data/windows/inferred_direction.expected.jsonl")
+        .unwrap()
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"direction_basis\":\"inferred\"", "\"direction_basis\":\"guessed\"");
+    let refused = serde_json::from_str::<vpcflowd::window::Snapshot>(&line).unwrap_err();
+    assert!(refused.to_string().contains("guessed"), "{refused}");
+}

@@ -100,6 +100,7 @@ async fn serve_labels_snapshots_of_firehose_records() {
     assert_eq!(get(format!("{}/api/v1/rollups/galaxy", server.admin)).await.status(), 404);
     assert_eq!(get(format!("{}/api/v1/rollups/vpc/vpc-none", server.admin)).await.status(), 404);
     let (_, snapshots, _) = server.stop();
+    crate::common::assert_reads_back(&snapshots);
     check(&snapshots);
 }
 
@@ -135,8 +136,9 @@ fn sources_and_destinations_in_aws_name_their_service() {
     ];
     let out = vpcflowd(&args, input.as_bytes());
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let snapshot =
-        json_lines(&out.stdout).into_iter().find(|s| s["interface_id"] == "eni-0aaa").unwrap();
+    let snapshots = json_lines(&out.stdout);
+    crate::common::assert_reads_back(&snapshots);
+    let snapshot = snapshots.into_iter().find(|s| s["interface_id"] == "eni-0aaa").unwrap();
     let service = |list: &str, address: &str| {
         let entry =
             snapshot[list].as_array().unwrap().iter().find(|e| e["address"] == address).cloned();

@@ -55,3 +55,17 @@ pub mod kinesis;
 pub mod otlp;
 pub mod serve;
 pub mod tools;
+
+/// Checks that each snapshot reads back into a `vpcflowd::window::Snapshot` (as a store
+/// restored from disk reads it) that writes the same JSON, through JSON and MessagePack alike.
+pub fn assert_reads_back(snapshots: &[serde_json::Value]) {
+    use vpcflowd::window::Snapshot;
+    for written in snapshots {
+        let snapshot: Snapshot =
+            serde_json::from_value(written.clone()).unwrap_or_else(|e| panic!("{e}: {written}"));
+        assert_eq!(&serde_json::to_value(&snapshot).unwrap(), written);
+        let packed = rmp_serde::to_vec_named(&snapshot).unwrap();
+        let unpacked: Snapshot = rmp_serde::from_slice(&packed).unwrap();
+        assert_eq!(unpacked, snapshot);
+    }
+}
