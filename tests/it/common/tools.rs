@@ -269,23 +269,55 @@ pub struct Kinesalite {
 }
 
 impl Kinesalite {
+    /// Starts kinesalite, trying again if node exits before it listens: once in a full
+    /// `.ci/run`, beside the browser tests, it printed nothing and exited (its error is shown).
     pub fn start() -> Kinesalite {
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            match Kinesalite::try_start() {
+                Ok(k) => return k,
+                Err(why) => failures.push(why),
+            }
+        }
+        panic!("kinesalite did not start: {failures:#?}");
+    }
+
+    fn try_start() -> Result<Kinesalite, String> {
         let dir = kinesalite_dir();
         let mut child = Command::new("node")
             .arg(dir.join("kinesalite-local.js"))
             .current_dir(&dir)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start kinesalite");
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let line = lines.next().and_then(Result::ok).unwrap_or_default();
-        let port = line.strip_prefix("READY ").unwrap_or_else(|| panic!("kinesalite: {line:?}"));
-        // Keep draining its stdout so it never blocks on a full pipe.
+        let Some(port) = line.strip_prefix("READY ") else {
+            let _ = child.wait();
+            let mut stderr = String::new();
+            let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
+            return Err(format!(
+                "printed {line:?}, then {}; stderr: {stderr}",
+                child_status(&mut child)
+            ));
+        };
+        // Keep draining its stdout and stderr so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Kinesalite { endpoint: format!("http://127.0.0.1:{}", port.trim()), child }
+        let stderr = child.stderr.take().unwrap();
+        std::thread::spawn(move || for _ in BufReader::new(stderr).lines() {});
+        Ok(Kinesalite { endpoint: format!("http://127.0.0.1:{}", port.trim()), child })
+    }
+}
+
+/// How a child that stopped ended.
+fn child_status(child: &mut Child) -> String {
+    match child.try_wait() {
+        Ok(Some(status)) => status.to_string(),
+        Ok(None) => "still running".into(),
+        Err(e) => e.to_string(),
     }
 }
 
