@@ -296,13 +296,13 @@ impl Kinesalite {
         let mut lines = BufReader::new(stdout).lines();
         let line = lines.next().and_then(Result::ok).unwrap_or_default();
         let Some(port) = line.strip_prefix("READY ") else {
+            // It printed something else, or exited: stop it, and say how it ended and why.
+            let status = child_status(&mut child);
+            let _ = child.kill();
             let _ = child.wait();
             let mut stderr = String::new();
             let _ = std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr);
-            return Err(format!(
-                "printed {line:?}, then {}; stderr: {stderr}",
-                child_status(&mut child)
-            ));
+            return Err(format!("printed {line:?}, then {status}; stderr: {stderr}"));
         };
         // Keep draining its stdout and stderr so it never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
