@@ -134,7 +134,8 @@ pub struct Snapshot {
     pub asymmetric_flows: Vec<AsymmetricFlow>,
     pub findings: Vec<Finding>,
     /// How many findings of each kind (every kind, 0 included), for the `vpcflowd.findings`
-    /// gauge; the JSON carries the findings themselves.
+    /// gauge; the JSON carries the findings themselves, so a snapshot read back has this empty
+    /// until `findings::counts` fills it again.
     #[serde(skip)]
     pub finding_counts: Vec<(&'static str, u64)>,
     /// 0 for the first emission; each correction by a late record (`--late update`) adds one.
