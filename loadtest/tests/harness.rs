@@ -334,3 +334,55 @@ fn the_demo_shows_closed_windows_within_its_run() {
     }
     assert!(rows > 0, "{stdout}");
 }
+
+/// `--verify` across a restart: `serve` with a state directory is stopped (as SIGTERM stops
+/// it) while the harness sends, and started again on the same addresses. The harness retries
+/// what got no answer; the counters it waits on continue from the state file, and the
+/// snapshots it compares include those closed before the restart (the history journal).
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_passes_across_a_restart() {
+    let state = tempfile::tempdir().unwrap();
+    let dir = state.path().to_path_buf();
+    let with_state = |c: &mut ServeConfig| {
+        c.state.dir = Some(dir.clone());
+        c.state.checkpoint_interval = std::time::Duration::from_millis(300);
+    };
+    let server = start_server(with_state).await;
+    let bound = server.bound;
+    let args = http_target(bound, &[]);
+    let sending = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_vpcflowd-loadtest"))
+            .args(&args)
+            .args(WINDOW)
+            .args(["--records", "20000", "--rate", "4000", "--event-rate", "200"])
+            .args(["--concurrency", "4", "--retry-initial", "200ms"])
+            .args(["--max-flows", "1000000", "--max-sources", "1000000", "--verify", "--json"])
+            .args(["--local-addresses", local_addresses_file()])
+            .output()
+            .expect("run the harness")
+    });
+    // Stop it once some windows have closed and records are still coming.
+    let closed = |s: &Value| s["latest_window"].as_u64().is_some();
+    let mut now = status(bound).await;
+    while !closed(&now) {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        now = status(bound).await;
+    }
+    let taken = now["ingest"]["records"].as_u64().unwrap();
+    assert!(taken < 20_000, "the run ended before the restart: {now:#}");
+    server.stop().await.unwrap();
+    let server = start_server(|c| {
+        with_state(c);
+        c.ingest.listen = bound.ingest.unwrap();
+        c.admin.listen = bound.admin;
+    })
+    .await;
+    let restarted = status(bound).await;
+    assert!(restarted["state"]["history_restored"].as_u64().unwrap() > 0, "{restarted:#}");
+    let out = sending.await.unwrap();
+    passed(&out, 20_000);
+    // The counts went on from the state file: all the records, each once, and the one record
+    // the harness sends to close the last windows.
+    assert_eq!(status(bound).await["ingest"]["records"], 20_001);
+    server.stop().await.unwrap();
+}

@@ -52,6 +52,8 @@ pub struct ServeContext {
     pub events: Arc<super::live::EventHub>,
     /// The EC2 enrichment's inventory and counters (empty without `[enrich.ec2]`).
     pub ec2: Arc<super::ec2::Ec2Status>,
+    /// The snapshot store's journal (zeros without a state directory).
+    pub history: Arc<super::history::HistoryStats>,
 }
 
 /// The ingest listener: Firehose POSTs to the configured URL (any path); load balancers and

@@ -24,6 +24,7 @@ mod connections;
 pub(crate) mod dedup;
 pub(crate) mod ec2;
 mod error;
+pub mod history;
 pub(crate) mod http;
 mod listeners;
 pub(crate) mod live;

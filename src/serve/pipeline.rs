@@ -96,7 +96,13 @@ pub(crate) struct Pipeline {
     /// The write-ahead log of the current generation and the thread that syncs it (with a
     /// state directory).
     pub wal: Option<(Wal, Syncer)>,
+    /// The snapshot store's journal (with a state directory).
+    pub history: Option<Arc<super::history::History>>,
 }
+
+/// How long a checkpoint waits for the snapshot consumer to journal the windows closed before
+/// it (it is a slide's batch or two behind at most, unless standard output blocks it).
+const HISTORY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Requests answered per log sync at most: a bound on the answer latency under a long queue.
 const MAX_UNANSWERED: usize = 256;
@@ -268,9 +274,14 @@ fn checkpoint(router: &mut EventRouter, p: &mut Pipeline) -> Result<(), Checkpoi
     let Some(dir) = p.state_dir.clone() else { return Ok(()) };
     let started = std::time::Instant::now();
     let generation = p.generation + 1;
+    let engine = router.checkpoint();
+    if let Some(history) = &p.history {
+        // The router waits here, so no window closes until the state file is written.
+        history.cut(router.emitted_batches(), generation, HISTORY_WAIT);
+    }
     let file = StateFile {
         written_at_ms: crate::clock::unix_millis(),
-        engine: router.checkpoint(),
+        engine,
         dedup: p.dedup.export(),
         kinesis: KinesisCheckpoint {
             generation,
@@ -295,6 +306,9 @@ fn checkpoint(router: &mut EventRouter, p: &mut Pipeline) -> Result<(), Checkpoi
         };
     if written.is_ok() {
         p.generation = generation;
+        if let Some(history) = &p.history {
+            history.covered(generation);
+        }
         // The state file covers everything logged so far: the next generation's log begins.
         if let Some((wal, _)) = &mut p.wal
             && let Err(e) = wal.rotate(generation)

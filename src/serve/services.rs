@@ -19,6 +19,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use super::config::ServeConfig;
 use super::dedup::Dedup;
 use super::error::{ConfigError, ServeError};
+use super::history::History;
 use super::http::ServeContext;
 use super::listeners::{IngestLimits, serve_admin, serve_ingest};
 use super::live::EventHub;
@@ -182,11 +183,11 @@ fn start_pipeline(
     router: EventRouter,
     layouts: LayoutSet,
     restored: &Restored,
-    parts: (Arc<IngestStats>, Arc<Dedup>, Arc<kinesis::KinesisStatus>),
+    parts: (Arc<IngestStats>, Arc<Dedup>, Arc<kinesis::KinesisStatus>, Option<Arc<History>>),
     queue: mpsc::Receiver<PipelineMsg>,
     replayed: tokio::sync::oneshot::Sender<()>,
 ) -> Result<std::thread::JoinHandle<Result<(), ServeError>>, ServeError> {
-    let (stats, dedup, kinesis_status) = parts;
+    let (stats, dedup, kinesis_status, history) = parts;
     let kinesis_layouts = config
         .sources
         .kinesis
@@ -209,6 +210,7 @@ fn start_pipeline(
         state_dir: config.state.dir.clone(),
         checkpoint_interval: config.state.checkpoint_interval,
         wal: None,
+        history,
     };
     let mut logged = Vec::new();
     if let Some(dir) = &config.state.dir {
@@ -236,6 +238,19 @@ fn start_pipeline(
             pipeline::run(router, p, queue)
         })
         .map_err(|source| ServeError::Spawn { thread: "pipeline", source })
+}
+
+/// Refills `store` from the state directory's history (before the log is replayed: the windows
+/// it closes again go to the journal this starts).
+fn restore_history(
+    config: &ServeConfig,
+    generation: u64,
+    store: &Arc<SnapshotStore>,
+) -> Result<Option<Arc<History>>, ServeError> {
+    let Some(dir) = &config.state.dir else { return Ok(None) };
+    let history = History::restore(dir, generation, store.clone())
+        .map_err(|source| ServeError::StateDir { dir: dir.clone(), source })?;
+    Ok(Some(Arc::new(history)))
 }
 
 /// Waits until the pipeline has routed what the write-ahead log holds, before anything is
@@ -277,7 +292,7 @@ impl Outlets {
 /// for their last flush.
 fn start_snapshot_consumer(
     snapshots: mpsc::Receiver<Vec<Snapshot>>,
-    (store, events): (Arc<SnapshotStore>, Arc<EventHub>),
+    (store, events, history): (Arc<SnapshotStore>, Arc<EventHub>, Option<Arc<History>>),
     print: bool,
     outlets: Outlets,
 ) -> JoinHandle<Outlets> {
@@ -303,6 +318,9 @@ fn start_snapshot_consumer(
                 exporter.offer(&batch);
             }
             let raised = store.insert(batch.clone());
+            if let Some(history) = &history {
+                history.append(&batch);
+            }
             events.publish_batch(&batch, &raised);
             if let Some(webhook) = &outlets.webhook {
                 webhook.offer(&raised);
@@ -399,6 +417,7 @@ impl Services {
         let open = engine.open.clone();
         let (router, snapshots, engine_join) = engine.into_parts();
         let store = Arc::new(SnapshotStore::new(config.admin.history));
+        let history = restore_history(&config, restored.generation, &store)?;
         let export_stats = Arc::new(ExportStats::default());
         let outlets = Outlets::start(&config, &export_stats)?;
         let stats = Arc::new(IngestStats::default());
@@ -407,13 +426,13 @@ impl Services {
             restored.kinesis.as_ref().map_or_else(Arc::default, |k| k.status.clone());
         let (pipeline_tx, pipeline_rx) = mpsc::channel(config.ingest.queue_requests);
         let firehose_layouts = Arc::new(layouts.clone());
-        let parts = (stats.clone(), dedup.clone(), kinesis_status.clone());
+        let parts = (stats.clone(), dedup.clone(), kinesis_status.clone(), history.clone());
         let (replayed, replay_done) = tokio::sync::oneshot::channel();
         let pipeline =
             start_pipeline(&config, router, layouts, &restored, parts, pipeline_rx, replayed)?;
         let pipeline = replayed_log(pipeline, replay_done).await?;
         let events = Arc::new(EventHub::new());
-        let feeds = (store.clone(), events.clone());
+        let feeds = (store.clone(), events.clone(), history.clone());
         let consumer = start_snapshot_consumer(snapshots, feeds, config.print_snapshots, outlets);
         let ticker = start_ticker(pipeline_tx.clone());
         let engine = Engineering { pipeline_tx, pipeline, engine_join, consumer, ticker };
@@ -439,6 +458,7 @@ impl Services {
             open,
             events,
             ec2: ec2.as_ref().map_or_else(Arc::default, |e| e.status.clone()),
+            history: history.as_ref().map_or_else(Arc::default, |h| h.stats.clone()),
         });
         let ec2 = ec2.map(ec2::Enrichment::start);
         let region = config.window.region.as_deref();

@@ -114,6 +114,13 @@ impl SnapshotStore {
         raised
     }
 
+    /// Every kept snapshot, each interface's oldest window first (a base of the history
+    /// journal).
+    pub fn all(&self) -> Vec<Arc<Snapshot>> {
+        let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());
+        inner.by_interface.values().flat_map(|kept| kept.iter().rev().cloned()).collect()
+    }
+
     /// Every interface's snapshot of the most recent closed window, by interface id.
     pub fn latest(&self) -> Vec<Arc<Snapshot>> {
         let inner = self.inner.read().unwrap_or_else(|e| e.into_inner());

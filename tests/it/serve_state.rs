@@ -317,3 +317,63 @@ async fn kill_9_mid_load(name: &str, interval: &str, only_log: bool) {
     assert_eq!(total(&early, "flows"), 2 * 25 * requests.len() as u64);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// `eni`'s snapshots as the API lists them.
+async fn listed(server: &Server, eni: u32) -> serde_json::Value {
+    let url = format!("{}/api/v1/interfaces/eni-{eni:017x}/snapshots", server.admin);
+    reqwest::get(url).await.unwrap().json().await.unwrap()
+}
+
+/// The API's closed windows survive a SIGTERM restart and a kill -9 restart: those closed
+/// before the last state file come back from the history journal, those closed after it are
+/// closed again by replaying the write-ahead log, and none is listed twice.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_apis_windows_survive_a_restart_and_a_kill_9() {
+    let dir = state_dir("history");
+    let d = dir.to_str().unwrap();
+    let fast = args(d, &["--checkpoint-interval", "200ms"]);
+    let server = Server::start(&fast, &[]);
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    let records: Vec<String> = (0..40).map(|i| line(i % 4, T0 + (i as u64) % 50, 7)).collect();
+    assert_eq!(fh.send("r1", &wrapped(&records)).await.0, 200);
+    assert_eq!(fh.send("c1", &wrapped(&[line(9, T0 + 600, 1)])).await.0, 200);
+    server.wait_for("the windows to close", |s| s["latest_window"].as_u64() >= Some(T0)).await;
+    let first = listed(&server, 1).await;
+    assert_eq!(first.as_array().unwrap().len(), 2, "{first:#}");
+    // A checkpoint after the close: those windows are in the history.
+    let checkpoints = |s: &serde_json::Value| s["state"]["checkpoints"].as_u64().unwrap();
+    let before = checkpoints(&server.status().await);
+    server.wait_for("a checkpoint after the close", |s| checkpoints(s) > before).await;
+    assert!(server.status().await["state"]["history_batches"].as_u64() >= Some(1));
+
+    // SIGTERM: the windows come back from the journal.
+    let (exit, _, _) = server.stop();
+    assert!(exit.success());
+    let server = Server::start(&fast, &[]);
+    assert_eq!(listed(&server, 1).await, first);
+    let restored = server.status().await["state"]["history_restored"].as_u64().unwrap();
+    assert!(restored >= 8, "every interface's two windows: {restored}");
+
+    // More windows close; the process is killed before or after the next checkpoint.
+    let fh = Firehose::new(&server.ingest, Some(KEY));
+    let later: Vec<String> = (0..8).map(|i| line(i % 4, T0 + 600 + i as u64, 3)).collect();
+    assert_eq!(fh.send("r2", &wrapped(&later)).await.0, 200);
+    assert_eq!(fh.send("c2", &wrapped(&[line(9, T0 + 1200, 1)])).await.0, 200);
+    server.wait_for("the next windows", |s| s["latest_window"].as_u64() >= Some(T0 + 600)).await;
+    let second = listed(&server, 1).await;
+    assert_eq!(second.as_array().unwrap().len(), 4, "{second:#}");
+    kill_9(server);
+
+    let server = Server::start(&fast, &[]);
+    // The windows closed after the last state file come back through the log's replay.
+    server
+        .wait_for("the replayed windows", |s| s["latest_window"].as_u64() >= Some(T0 + 600))
+        .await;
+    assert_eq!(listed(&server, 1).await, second, "no window lost or listed twice");
+    let findings = format!("{}/api/v1/findings", server.admin);
+    let findings: serde_json::Value = reqwest::get(findings).await.unwrap().json().await.unwrap();
+    assert!(findings.as_array().unwrap().is_empty(), "{findings:#}");
+    let (exit, _, _) = server.stop();
+    assert!(exit.success());
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -284,6 +284,17 @@ status_section! {
         /// Appends or syncs that failed (see the log).
         wal_failures: u64 = c.stats.wal_failures.load(Relaxed)
             => "vpcflowd.state.wal.failures" (Counter, "{failure}");
+        /// Batches of closed windows appended to the history journal (the API's snapshots
+        /// across restarts; `serve::history`).
+        history_batches: u64 = c.history.batches.load(Relaxed)
+            => "vpcflowd.state.history.batches" (Counter, "{batch}");
+        /// Snapshots read back from the history at start.
+        history_restored: u64 = c.history.restored.load(Relaxed);
+        /// Bytes cut from a torn or corrupt history tail at start.
+        history_cut_bytes: u64 = c.history.cut_bytes.load(Relaxed);
+        /// History appends or cuts that failed (see the log).
+        history_failures: u64 = c.history.failures.load(Relaxed)
+            => "vpcflowd.state.history.failures" (Counter, "{failure}");
     }
 }
 

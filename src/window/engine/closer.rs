@@ -96,6 +96,9 @@ impl Closer {
                 histories: std::mem::take(&mut self.histories),
             };
             *self.lock_published() = published;
+            if !snapshots.is_empty() {
+                self.stats.snapshot_batches.fetch_add(1, Ordering::Relaxed);
+            }
             self.progress.set(marker.seq);
             if !snapshots.is_empty() && out.blocking_send(snapshots).is_err() {
                 // Nobody reads snapshots any more; keep closing so that shards never wait.

@@ -68,6 +68,9 @@ pub struct EngineStats {
     /// after a worker panic). They are counted so that `/api/v1/status` shows the loss, which is
     /// never silent.
     pub events_lost_to_stopped_shard: AtomicU64,
+    /// Batches of snapshots the closer emitted in this process, counted before the marker's
+    /// close is published, so a checkpoint knows how many its consumer must have taken.
+    pub snapshot_batches: AtomicU64,
 }
 
 /// A record the router refused.

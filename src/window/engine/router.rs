@@ -257,6 +257,12 @@ impl EventRouter {
         self.directions.follow_inventory();
     }
 
+    /// Batches of snapshots the closer has emitted in this process (after a
+    /// [`EventRouter::checkpoint`], every batch of the windows it closed).
+    pub fn emitted_batches(&self) -> u64 {
+        self.stats.snapshot_batches.load(Ordering::Relaxed)
+    }
+
     /// The current watermark.
     pub fn watermark(&self) -> Option<u64> {
         self.watermark.get()
