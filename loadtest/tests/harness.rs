@@ -386,3 +386,154 @@ async fn verify_passes_across_a_restart() {
     assert_eq!(status(bound).await["ingest"]["records"], 20_001);
     server.stop().await.unwrap();
 }
+
+/// A `vpcflowd serve` process (the binary `cargo test --workspace` builds beside the harness's),
+/// which the kill -9 test kills as a crash would.
+struct ServeProcess {
+    child: std::process::Child,
+    ingest: String,
+    admin: String,
+}
+
+impl ServeProcess {
+    /// Starts `serve` on `ingest` and `admin` (port 0 for free ones) with the state in `dir`
+    /// and the harness's short windows, and waits for the line saying where it listens.
+    fn start(dir: &std::path::Path, ingest: &str, admin: &str) -> ServeProcess {
+        use std::io::BufRead;
+        let exe = std::path::Path::new(env!("CARGO_BIN_EXE_vpcflowd-loadtest"))
+            .with_file_name("vpcflowd");
+        assert!(
+            exe.exists(),
+            "{} is not built: `cargo test --workspace` (the README's command) builds it",
+            exe.display()
+        );
+        let mut child = Command::new(&exe)
+            .args(["serve", "--listen", ingest, "--admin-listen", admin, "--access-key", "k"])
+            .args(WINDOW)
+            .args(["--max-flows", "1000000", "--max-sources", "1000000"])
+            .args(["--local-addresses", local_addresses_file()])
+            .arg("--state-dir")
+            .arg(dir)
+            .args(["--checkpoint-interval", "300ms"])
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start vpcflowd serve");
+        let mut lines = std::io::BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut early = Vec::new();
+        let (ingest, admin) = loop {
+            let Some(Ok(line)) = lines.next() else {
+                panic!("serve did not start: {early:#?}");
+            };
+            if let Some(rest) = line.strip_prefix("vpcflowd serve: ingest on ") {
+                let (ingest, admin) = rest.split_once(" admin on ").unwrap();
+                break (ingest.to_string(), admin.to_string());
+            }
+            early.push(line);
+        };
+        // Drains the rest, so that a full pipe never blocks the server's logging.
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        ServeProcess { child, ingest, admin }
+    }
+
+    async fn status(&self) -> Value {
+        let url = format!("http://{}/api/v1/status", self.admin);
+        reqwest::get(url).await.unwrap().json().await.unwrap()
+    }
+
+    /// Polls the status until `done` holds.
+    async fn wait_for(&self, done: impl Fn(&Value) -> bool) -> Value {
+        let mut now = self.status().await;
+        while !done(&now) {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            now = self.status().await;
+        }
+        now
+    }
+
+    /// Kills the process with SIGKILL: nothing of it runs after the signal.
+    fn kill_9(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A running harness, killed if dropped before its output is read.
+struct HarnessProcess(Option<std::process::Child>);
+
+impl HarnessProcess {
+    async fn output(mut self) -> Output {
+        let child = self.0.take().unwrap();
+        tokio::task::spawn_blocking(move || child.wait_with_output().unwrap()).await.unwrap()
+    }
+}
+
+impl Drop for HarnessProcess {
+    fn drop(&mut self) {
+        if let Some(child) = self.0.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// `--verify` across two kill -9 restarts: `serve` runs as a process with a state directory
+/// and a checkpoint every 300 ms, and is killed mid-load once a window has closed and again
+/// 5,000 records later. What it acknowledged is in its write-ahead log or a checkpoint, and what
+/// it closed is in the history journal, so the harness, retrying what got no answer, verifies
+/// every snapshot and every record counted once.
+#[tokio::test(flavor = "multi_thread")]
+async fn verify_passes_across_kill_9_restarts() {
+    let state = tempfile::tempdir().unwrap();
+    let mut server = ServeProcess::start(state.path(), "127.0.0.1:0", "127.0.0.1:0");
+    let (ingest, admin) = (server.ingest.clone(), server.admin.clone());
+    let mut args: Vec<String> =
+        ["firehose", "--access-key", "k", "--gzip"].map(String::from).to_vec();
+    args.extend(["--url".into(), format!("http://{ingest}/"), "--admin".into()]);
+    args.push(format!("http://{admin}"));
+    // A child the guard kills if the test fails first: a harness left retrying would keep the
+    // runtime (and the test) from ending.
+    let sending = HarnessProcess(Some(
+        Command::new(env!("CARGO_BIN_EXE_vpcflowd-loadtest"))
+            .args(&args)
+            .args(WINDOW)
+            .args(["--records", "20000", "--rate", "3000", "--event-rate", "200"])
+            .args(["--concurrency", "4", "--retry-initial", "200ms"])
+            .args(["--max-flows", "1000000", "--max-sources", "1000000", "--verify", "--json"])
+            .args(["--local-addresses", local_addresses_file()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run the harness"),
+    ));
+    let closed = server.wait_for(|s| s["latest_window"].as_u64().is_some()).await;
+    // A window in the store reaches the restored history once a checkpoint has cut the journal
+    // after it; before that, replaying the log closes it again (and restores none).
+    let cut = closed["state"]["checkpoints"].as_u64().unwrap();
+    let first = server.wait_for(|s| s["state"]["checkpoints"].as_u64() > Some(cut)).await;
+    let at_first = first["ingest"]["records"].as_u64().unwrap();
+    assert!(at_first < 15_000, "the run came too far before the first kill: {first:#}");
+    server.kill_9();
+    server = ServeProcess::start(state.path(), &ingest, &admin);
+    let restarted = server.status().await;
+    assert!(restarted["state"]["history_restored"].as_u64().unwrap() > 0, "{restarted:#}");
+    let second = server.wait_for(|s| s["ingest"]["records"].as_u64() >= Some(at_first + 5_000));
+    let at_second = second.await["ingest"]["records"].as_u64().unwrap();
+    assert!(at_second < 20_000, "the run ended before the second kill");
+    server.kill_9();
+    server = ServeProcess::start(state.path(), &ingest, &admin);
+    let out = sending.output().await;
+    passed(&out, 20_000);
+    // Every acknowledged record once, and the one record the harness sends to close the last
+    // windows: none lost with the killed processes, none counted twice when retried.
+    assert_eq!(server.status().await["ingest"]["records"], 20_001);
+}
