@@ -130,7 +130,8 @@ async function overview() {
   const params = new URLSearchParams(location.hash.split("?")[1] || "");
   const rows = [...byId.entries()].map(([id, e]) => {
     const known = e.final || e.open;
-    const name = (e.final && e.final.name) || "";
+    // An open window carries its interface's labels too, so a name shows before any window closes.
+    const name = (e.final && e.final.name) || (e.open && e.open.name) || "";
     return { id, ...e, name, bytes: known.bytes, region: known.region || "", account: known.account_id || "" };
   });
   const regions = [...new Set(rows.map((r) => r.region).filter(Boolean))].sort();

@@ -173,21 +173,35 @@ impl Inventory {
     /// `instance_id` and `az_id` where the records carried none (they describe the interface
     /// as it was), and `name`, `interface_type` and `description`.
     pub fn label(&self, snapshot: &mut Snapshot) {
-        let Some(info) = self.get(&snapshot.interface_id) else { return };
-        let fill = |field: &mut Option<Arc<str>>, value: &Option<String>| {
-            if field.is_none() {
-                *field = value.as_deref().map(Arc::from);
+        let s = snapshot;
+        let slots = [&mut s.vpc_id, &mut s.subnet_id, &mut s.instance_id, &mut s.az_id];
+        self.fill(&s.interface_id, slots, [&mut s.name, &mut s.interface_type, &mut s.description]);
+    }
+
+    /// Fills the empty ones of `interface`'s label fields from its entry: `records` are
+    /// `vpc_id`, `subnet_id`, `instance_id` and `az_id` (which the records may carry), `described`
+    /// are `name`, `interface_type` and `description`. A snapshot and a provisional window
+    /// take their labels through this one rule.
+    pub fn fill(
+        &self,
+        interface: &str,
+        records: [LabelSlot<'_>; 4],
+        described: [LabelSlot<'_>; 3],
+    ) {
+        let Some(info) = self.get(interface) else { return };
+        let values = [&info.vpc_id, &info.subnet_id, &info.instance_id, &info.az_id];
+        let more = [&info.name, &info.interface_type, &info.description];
+        let slots = records.into_iter().chain(described);
+        for (slot, value) in slots.zip(values.into_iter().chain(more)) {
+            if slot.is_none() {
+                *slot = value.as_deref().map(Arc::from);
             }
-        };
-        fill(&mut snapshot.vpc_id, &info.vpc_id);
-        fill(&mut snapshot.subnet_id, &info.subnet_id);
-        fill(&mut snapshot.instance_id, &info.instance_id);
-        fill(&mut snapshot.az_id, &info.az_id);
-        fill(&mut snapshot.name, &info.name);
-        fill(&mut snapshot.interface_type, &info.interface_type);
-        fill(&mut snapshot.description, &info.description);
+        }
     }
 }
+
+/// One label field of a snapshot or a provisional window, for [`Inventory::fill`].
+pub type LabelSlot<'a> = &'a mut Option<Arc<str>>;
 
 fn entry(info: InterfaceInfo) -> Entry {
     // EC2's addresses are well formed; one that is not is left out, not fatal.

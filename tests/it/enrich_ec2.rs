@@ -174,10 +174,29 @@ async fn ec2_labels_interfaces_decides_their_direction_and_is_cached_across_a_re
         (&Value::from(2), &Value::from(2))
     );
     let t2 = t1 + 1200;
-    let after =
-        vec![line(&web, "198.51.100.8", "10.0.1.10", 900, t2), line(ghost, "-", "-", 0, t2 + 600)];
+    let t3 = t2 + 600;
+    let after = vec![
+        line(&web, "198.51.100.8", "10.0.1.10", 900, t2),
+        line(ghost, "-", "-", 0, t3),
+        line(&web, "198.51.100.9", "10.0.1.10", 40, t3),
+    ];
     assert_eq!(Firehose::new(&server.ingest, None).send("r3", &wrapped(&after)).await.0, 200);
     server.wait_for("a failed refresh", |s| s["enrich"]["ec2_failures"].as_u64() >= Some(1)).await;
+    // The window still open carries the labels its snapshot will carry, from the cache.
+    let path = format!("/api/v1/interfaces/{web}/open");
+    let open = server.wait_for_at(&path, "web's open window", |o| o[0]["bytes"] == 40).await;
+    let o = &open[0];
+    assert_eq!(
+        (o["window_start"].as_u64(), o["provisional"].as_bool(), o["name"].as_str()),
+        (Some(t3), Some(true), Some("web-1"))
+    );
+    assert_eq!(
+        (o["vpc_id"].as_str(), o["subnet_id"].as_str(), o["description"].as_str()),
+        (Some(vpc.as_str()), Some(subnet.as_str()), Some("web frontend"))
+    );
+    let all = server.get("/api/v1/open").await;
+    let newest = all.as_array().unwrap().iter().find(|o| o["interface_id"] == web.as_str());
+    assert_eq!(newest.and_then(|o| o["name"].as_str()), Some("web-1"), "{all:#}");
     let (exit, snapshots, _) = server.stop();
     assert!(exit.success());
     let w = snapshot(&snapshots, &web, t2);

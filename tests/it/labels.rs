@@ -78,6 +78,23 @@ async fn serve_labels_snapshots_of_firehose_records() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
     assert_eq!(vpcs.as_array().unwrap().len(), 1, "{vpcs:#}");
+    // The window still open carries the labels its records brought.
+    let open = server
+        .wait_for_at("/api/v1/interfaces/eni-0a09/open", "the open window", |o| {
+            o[0]["bytes"] == 100
+        })
+        .await;
+    assert_eq!(
+        (
+            open[0]["vpc_id"].as_str(),
+            open[0]["subnet_id"].as_str(),
+            open[0]["provisional"].as_bool()
+        ),
+        (Some("vpc-0bb"), Some("subnet-09"), Some(true))
+    );
+    for key in ["instance_id", "name", "description"] {
+        assert!(open[0].get(key).is_none(), "{key} is absent: {open:#}");
+    }
     let vpc = &vpcs[0];
     assert_eq!(
         (vpc["id"].as_str(), vpc["interfaces"].as_u64(), vpc["bytes"].as_u64()),

@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::common::browser::{Driver, screenshot, wait_for};
 use crate::common::serve::{Firehose, Server, wrapped};
+use crate::common::tools::AWS_ENV;
 use crate::findings::{LOCAL, ONE_MINUTE_WINDOWS, line};
 
 const IFACE: &str = "eni-0aaa";
@@ -50,7 +51,21 @@ async fn click(client: &Client, selector: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
-    let server = Server::start(&ONE_MINUTE_WINDOWS, &[]);
+    // EC2's description of the interface comes from the cache in the state directory (EC2
+    // itself is unreachable), so the page names the interface before any window closes.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = serde_json::json!({"written_at_ms": 0, "interfaces": [{
+        "interface_id": IFACE, "region": "us-east-1", "name": "web-1",
+        "local_addresses": [LOCAL],
+    }]});
+    std::fs::write(dir.path().join("ec2-interfaces.json"), cache.to_string()).unwrap();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let ec2 = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let state = dir.path().to_str().unwrap();
+    let enrich = ["--state-dir", state, "--ec2-regions", "us-east-1", "--ec2-endpoint-url", &ec2];
+    let args: Vec<&str> = ONE_MINUTE_WINDOWS.iter().copied().chain(enrich).collect();
+    let server = Server::start(&args, &AWS_ENV);
     let driver = Driver::start().await;
     let client = driver.browser(1280, 900).await;
     client.goto(&format!("{}/", server.admin)).await.unwrap();
@@ -76,6 +91,11 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
     }
     let cell = format!("tr.provisional[data-interface={IFACE:?}] td.bytes");
     wait_for(&client, "provisional bytes", &value_of(&cell), |v| v == provisional).await;
+    let name = format!(
+        "const n = document.querySelector('tr.provisional[data-interface={IFACE:?}] [data-name]'); \
+         return n ? n.textContent : null;"
+    );
+    assert_eq!(client.execute(&name, Vec::new()).await.unwrap(), "web-1");
     client.execute("window.__sameDocument = true; return true", Vec::new()).await.unwrap();
     screenshot(&client, "live-overview-provisional").await;
 

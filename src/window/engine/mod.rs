@@ -235,10 +235,10 @@ impl Engine {
             progress,
             closer_state,
             stats: stats.clone(),
-            labels,
+            labels: labels.clone(),
             services,
         };
-        let open = OpenWindows::new(config.clone(), shards.clone(), names.clone());
+        let open = OpenWindows::new(config.clone(), shards.clone(), (names.clone(), labels));
         let router = EventRouter::restored(config, links, interner, state.as_ref());
         Engine { router, snapshots: snapshots.1, stats, shards, names, open, threads }
     }

@@ -12,11 +12,13 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::labels::InterfaceLabels;
 use super::{EngineConfig, Shard, shard_of};
 use crate::window::counters::DirectionTotals;
 use crate::window::event::Names;
 use crate::window::merge::{sum_by_key, top_n};
 use crate::window::pane::{InterfacePanes, Pane};
+use crate::window::time::PaneId;
 
 /// Sources listed per provisional window.
 pub const OPEN_SOURCES: usize = 10;
@@ -27,6 +29,8 @@ pub struct OpenWindows {
     config: Arc<EngineConfig>,
     shards: Vec<Arc<Shard>>,
     names: Names,
+    /// Each interface's labels per pane, as the router writes them for the closer.
+    labels: InterfaceLabels,
 }
 
 /// The running totals of one window that has not closed, as its snapshot would begin.
@@ -39,6 +43,25 @@ pub struct ProvisionalWindow {
     pub interface_id: Arc<str>,
     pub account_id: Option<Arc<str>>,
     pub region: Option<Arc<str>>,
+    /// The interface's VPC, subnet, instance and availability zone: each from the window's
+    /// oldest pane whose records carry it so far, then as EC2 describes the interface
+    /// (`[enrich.ec2]`), as its snapshot will carry them; absent from the JSON without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vpc_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subnet_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub instance_id: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub az_id: Option<Arc<str>>,
+    /// The interface's `Name` tag, type and description as EC2 describes them
+    /// (`[enrich.ec2]`); absent without them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub interface_type: Option<Arc<str>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub description: Option<Arc<str>>,
     pub packets: u64,
     pub bytes: u64,
     pub flows: u64,
@@ -61,8 +84,12 @@ pub struct ProvisionalSource {
 }
 
 impl OpenWindows {
-    pub(super) fn new(config: Arc<EngineConfig>, shards: Vec<Arc<Shard>>, names: Names) -> Self {
-        OpenWindows { config, shards, names }
+    pub(super) fn new(
+        config: Arc<EngineConfig>,
+        shards: Vec<Arc<Shard>>,
+        (names, labels): (Names, InterfaceLabels),
+    ) -> Self {
+        OpenWindows { config, shards, names, labels }
     }
 
     /// The windows of `interface_id` that end after `watermark` and hold data, oldest first;
@@ -115,9 +142,26 @@ impl OpenWindows {
                     .map(|(_, pane)| pane)
                     .collect();
                 let bounds = (spec.pane_start(k), spec.window_end(k));
-                provisional(&panes, bounds, (name, names), sources)
+                let mut window = provisional(&panes, bounds, (name, names), sources)?;
+                self.label(&mut window, (id, k), names);
+                Some(window)
             })
             .collect()
+    }
+
+    /// Labels interface `id`'s window `k` as the closer will label its snapshot: the records'
+    /// own fields first, then EC2's description of the interface.
+    fn label(&self, window: &mut ProvisionalWindow, (id, k): (u32, PaneId), names: &[Arc<str>]) {
+        let ids = self.labels.window(id, k, k + self.config.spec.panes() - 1);
+        let [vpc, subnet, instance, az] =
+            ids.map(|i| i.and_then(|i| names.get(i as usize)).cloned());
+        let w = window;
+        (w.vpc_id, w.subnet_id, w.instance_id, w.az_id) = (vpc, subnet, instance, az);
+        if let Some(inventory) = &self.config.inventory {
+            let records = [&mut w.vpc_id, &mut w.subnet_id, &mut w.instance_id, &mut w.az_id];
+            let described = [&mut w.name, &mut w.interface_type, &mut w.description];
+            inventory.fill(&w.interface_id, records, described);
+        }
     }
 }
 
@@ -171,6 +215,13 @@ fn provisional(
         interface_id: name.clone(),
         account_id: named(panes.iter().find_map(|p| p.account)),
         region: named(panes.iter().find_map(|p| p.region)),
+        vpc_id: None,
+        subnet_id: None,
+        instance_id: None,
+        az_id: None,
+        name: None,
+        interface_type: None,
+        description: None,
         packets: total.packets,
         bytes: total.bytes,
         flows: total.flows,

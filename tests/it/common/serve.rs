@@ -135,21 +135,37 @@ impl Server {
     }
 
     pub async fn status(&self) -> Value {
-        let url = format!("{}/api/v1/status", self.admin);
+        self.get("/api/v1/status").await
+    }
+
+    /// The JSON the admin listener answers at `path`.
+    pub async fn get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.admin);
         self.http.get(url).send().await.unwrap().json().await.unwrap()
     }
 
     /// Polls the status until `done` holds (or fails after 60 s, showing the last status).
     pub async fn wait_for(&self, what: &str, done: impl Fn(&Value) -> bool) -> Value {
-        let mut status = self.status().await;
+        self.wait_for_at("/api/v1/status", what, done).await
+    }
+
+    /// Polls the admin listener's `path` until `done` holds (or fails after 60 s, showing the
+    /// last answer).
+    pub async fn wait_for_at(
+        &self,
+        path: &str,
+        what: &str,
+        done: impl Fn(&Value) -> bool,
+    ) -> Value {
+        let mut answer = self.get(path).await;
         for _ in 0..1200 {
-            if done(&status) {
-                return status;
+            if done(&answer) {
+                return answer;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
-            status = self.status().await;
+            answer = self.get(path).await;
         }
-        panic!("timed out waiting for {what}; status: {status:#}");
+        panic!("timed out waiting for {what}; {path} answered: {answer:#}");
     }
 }
 
