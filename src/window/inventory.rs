@@ -61,6 +61,9 @@ pub struct InterfaceInfo {
 struct Entry {
     info: Arc<InterfaceInfo>,
     cidrs: Option<Arc<[Cidr]>>,
+    /// Its labels in [`Inventory::fill`]'s order, built once: a read of every open window
+    /// labels each of them, and cloning an `Arc` costs no allocation.
+    labels: [Option<Arc<str>>; 7],
 }
 
 /// The interfaces EC2 described, by id.
@@ -188,13 +191,11 @@ impl Inventory {
         records: [LabelSlot<'_>; 4],
         described: [LabelSlot<'_>; 3],
     ) {
-        let Some(info) = self.get(interface) else { return };
-        let values = [&info.vpc_id, &info.subnet_id, &info.instance_id, &info.az_id];
-        let more = [&info.name, &info.interface_type, &info.description];
-        let slots = records.into_iter().chain(described);
-        for (slot, value) in slots.zip(values.into_iter().chain(more)) {
+        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
+        let Some(entry) = entries.get(interface) else { return };
+        for (slot, value) in records.into_iter().chain(described).zip(&entry.labels) {
             if slot.is_none() {
-                *slot = value.as_deref().map(Arc::from);
+                slot.clone_from(value);
             }
         }
     }
@@ -207,7 +208,13 @@ fn entry(info: InterfaceInfo) -> Entry {
     // EC2's addresses are well formed; one that is not is left out, not fatal.
     let cidrs: Vec<Cidr> = info.local_addresses.iter().filter_map(|a| a.parse().ok()).collect();
     let cidrs = (!cidrs.is_empty()).then(|| Arc::from(cidrs));
-    Entry { info: Arc::new(info), cidrs }
+    let i = &info;
+    let fields = [&i.vpc_id, &i.subnet_id, &i.instance_id, &i.az_id, &i.name];
+    let [vpc, subnet, instance, az, name] = fields.map(|f| f.as_deref().map(Arc::from));
+    let [kind, description] =
+        [&i.interface_type, &i.description].map(|f| f.as_deref().map(Arc::from));
+    let labels = [vpc, subnet, instance, az, name, kind, description];
+    Entry { info: Arc::new(info), cidrs, labels }
 }
 
 #[cfg(test)]
@@ -249,5 +256,31 @@ mod tests {
         assert_eq!(inv.take_unknown(), ["eni-z"]);
         assert_eq!(inv.reported_unknown(), 1);
         assert!(inv.take_unknown().is_empty());
+    }
+
+    #[test]
+    fn fill_keeps_what_the_records_carry_and_adds_what_ec2_describes() {
+        let inv = Inventory::new(false);
+        let described = InterfaceInfo {
+            vpc_id: Some("vpc-ec2".into()),
+            subnet_id: Some("subnet-ec2".into()),
+            name: Some("web-1".into()),
+            description: Some("web frontend".into()),
+            ..info("eni-a", "us-east-1", &[])
+        };
+        inv.merge(vec![described]);
+        let mut labels: [Option<Arc<str>>; 7] = Default::default();
+        labels[0] = Some("vpc-record".into());
+        let fill = |inv: &Inventory, id: &str, l: &mut [Option<Arc<str>>; 7]| {
+            let [vpc, subnet, instance, az, name, kind, description] = l;
+            inv.fill(id, [vpc, subnet, instance, az], [name, kind, description]);
+        };
+        fill(&inv, "eni-a", &mut labels);
+        let text: Vec<Option<&str>> = labels.iter().map(|l| l.as_deref()).collect();
+        let expected = [Some("vpc-record"), Some("subnet-ec2"), None, None, Some("web-1")];
+        assert_eq!(text, [&expected[..], &[None, Some("web frontend")]].concat());
+        let mut unknown: [Option<Arc<str>>; 7] = Default::default();
+        fill(&inv, "eni-z", &mut unknown);
+        assert!(unknown.iter().all(Option::is_none), "an unknown interface gets no labels");
     }
 }
