@@ -319,7 +319,14 @@ fn start_snapshot_consumer(
             }
             let raised = store.insert(batch.clone());
             if let Some(history) = &history {
-                history.append(&batch);
+                // The append syncs a file, and waits while a checkpoint writes a base: off the
+                // runtime's workers, which serve ingest. Awaiting it keeps the journal in order.
+                let (journal, appended) = (history.clone(), batch.clone());
+                let journaled = tokio::task::spawn_blocking(move || journal.append(&appended));
+                if let Err(e) = journaled.await {
+                    history.stats.failures.fetch_add(1, Ordering::Relaxed);
+                    tracing::error!("appending closed windows to the history journal: {e}");
+                }
             }
             events.publish_batch(&batch, &raised);
             if let Some(webhook) = &outlets.webhook {
