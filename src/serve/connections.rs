@@ -37,7 +37,11 @@ impl<I, S> axum_server::accept::Accept<I, S> for ConnectionLimit {
 
     fn accept(&self, stream: I, service: S) -> Self::Future {
         match self.permits.clone().try_acquire_owned() {
-            Ok(permit) => ready(Ok((Limited { stream, _permit: permit }, service))),
+            Ok(permit) => {
+                self.stats.connections_open.fetch_add(1, Ordering::Relaxed);
+                let open = OpenConnection { stats: self.stats.clone(), _permit: permit };
+                ready(Ok((Limited { stream, _open: open }, service)))
+            }
             Err(_) => {
                 // Dropping the stream closes the connection; the error is axum-server's cue
                 // to go on accepting.
@@ -54,7 +58,22 @@ impl<I, S> axum_server::accept::Accept<I, S> for ConnectionLimit {
 #[derive(Debug)]
 pub(crate) struct Limited<I> {
     stream: I,
+    /// Declared after `stream`, so dropped after it: whatever the stream counts as it closes
+    /// (a cut in the headers) is counted before `connections_open` goes down.
+    _open: OpenConnection,
+}
+
+/// One open connection's permit and its share of `connections_open`.
+#[derive(Debug)]
+struct OpenConnection {
+    stats: Arc<IngestStats>,
     _permit: OwnedSemaphorePermit,
+}
+
+impl Drop for OpenConnection {
+    fn drop(&mut self) {
+        self.stats.connections_open.fetch_sub(1, Ordering::Release);
+    }
 }
 
 impl<I: AsyncRead + Unpin> AsyncRead for Limited<I> {

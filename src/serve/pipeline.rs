@@ -138,6 +138,8 @@ pub struct IngestStats {
     pub slow_bodies: AtomicU64,
     /// Connections closed at once because `ingest.max_connections` were open.
     pub connections_refused: AtomicU64,
+    /// Ingest connections open (each holds one of `ingest.max_connections`).
+    pub connections_open: AtomicU64,
     /// Connections closed while a request's headers were still arriving.
     pub header_timeouts: AtomicU64,
 }

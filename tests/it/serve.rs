@@ -592,7 +592,14 @@ async fn slow_headers_and_bodies_are_cut_off() {
     drop(quitter);
     let fh = Firehose::new(&server.ingest, Some(KEY));
     assert_eq!(fh.send("after", &[]).await.0, 200);
-    assert_eq!(server.status().await["ingest"]["header_timeouts"], 1);
+    drop(fh);
+    // A connection leaves `connections_open` only after its close is counted, so once none is
+    // open the quitter's hang-up and the client's idle close have both been seen.
+    drop((slow, stalled));
+    let status = server
+        .wait_for("every connection to close", |s| s["ingest"]["connections_open"] == 0)
+        .await;
+    assert_eq!(status["ingest"]["header_timeouts"], 1, "a hang-up is no timeout: {status:#}");
 }
 
 /// Past `ingest.max_connections` open connections a new one is closed at once and counted; one
@@ -621,7 +628,9 @@ async fn connections_past_the_limit_are_refused_and_counted() {
     let (closed, was_closed, _) = first.expect("one connection is closed").unwrap().unwrap();
     assert!(was_closed, "connection {closed} got bytes instead of being closed");
     server.wait_for("the refusal to be counted", |s| refused(s) >= 1).await;
-    assert_eq!(refused(&server.status().await), 1);
+    let status = server.status().await;
+    assert_eq!(refused(&status), 1);
+    assert_eq!(status["ingest"]["connections_open"], 2, "the refused one never counts as open");
     // One idle connection goes.
     reads.abort_all();
     while reads.join_next().await.is_some() {}

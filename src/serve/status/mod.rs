@@ -225,6 +225,11 @@ status_section! {
         /// Connections closed at once because `ingest.max_connections` were open.
         connections_refused: u64 = c.stats.connections_refused.load(Relaxed)
             => "vpcflowd.ingest.connections_refused" (Counter, "{connection}");
+        /// Ingest connections open when the status is read, of at most
+        /// `ingest.max_connections`. A connection's close is counted (in `header_timeouts`,
+        /// when it was cut) before the connection leaves this number.
+        connections_open: u64 = c.stats.connections_open.load(std::sync::atomic::Ordering::Acquire)
+            => "vpcflowd.ingest.connections_open" (Gauge, "{connection}");
         /// Connections closed while a request's headers were still arriving: at
         /// `ingest.header_read_timeout` (a slowloris client), or cut at shutdown.
         header_timeouts: u64 = c.stats.header_timeouts.load(Relaxed)
