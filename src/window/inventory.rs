@@ -209,11 +209,16 @@ fn entry(info: InterfaceInfo) -> Entry {
     let cidrs: Vec<Cidr> = info.local_addresses.iter().filter_map(|a| a.parse().ok()).collect();
     let cidrs = (!cidrs.is_empty()).then(|| Arc::from(cidrs));
     let i = &info;
-    let fields = [&i.vpc_id, &i.subnet_id, &i.instance_id, &i.az_id, &i.name];
-    let [vpc, subnet, instance, az, name] = fields.map(|f| f.as_deref().map(Arc::from));
-    let [kind, description] =
-        [&i.interface_type, &i.description].map(|f| f.as_deref().map(Arc::from));
-    let labels = [vpc, subnet, instance, az, name, kind, description];
+    let fields = [
+        &i.vpc_id,
+        &i.subnet_id,
+        &i.instance_id,
+        &i.az_id,
+        &i.name,
+        &i.interface_type,
+        &i.description,
+    ];
+    let labels = fields.map(|f| f.as_deref().map(Arc::from));
     Entry { info: Arc::new(info), cidrs, labels }
 }
 

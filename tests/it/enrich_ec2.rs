@@ -212,9 +212,7 @@ async fn ec2_labels_interfaces_decides_their_direction_and_is_cached_across_a_re
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_ec2_snapshots_keep_the_records_own_fields() {
     const FORMAT: &str = "${version} ${account-id} ${interface-id} ${vpc-id} ${srcaddr} ${dstaddr} ${srcport} ${dstport} ${protocol} ${packets} ${bytes} ${start} ${end} ${action} ${log-status}";
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let endpoint = crate::common::unreachable_url();
     let args = [
         "--lateness",
         "0s",

@@ -538,11 +538,7 @@ async fn flow_logs_are_the_largest_flows_of_each_interface() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_collector_drops_and_counts_without_blocking() {
-    // Nothing listens on this port once the listener is dropped.
-    let endpoint = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    let endpoint = crate::common::unreachable_url();
     let snapshots = tokio::task::spawn_blocking(|| snapshots(20_000)).await.unwrap();
     let windows: BTreeSet<u64> = snapshots.iter().map(|s| s.window_start).collect();
     let config = ExportConfig {
@@ -676,10 +672,7 @@ async fn serve_exports_every_closed_window_and_its_self_metrics() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_keeps_ingesting_when_the_collector_is_unreachable() {
     use crate::common::serve::{Firehose, Server, wrapped};
-    let dead = {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        format!("http://{}", l.local_addr().unwrap())
-    };
+    let dead = crate::common::unreachable_url();
     let server = Server::start(
         &["--lateness", "0s", "--otlp-endpoint", &dead, "--otlp-protocol", "http"],
         &[("VPCFLOWD_EXPORT__OTLP_MAX_RETRIES", "0"), ("VPCFLOWD_EXPORT__OTLP_TIMEOUT", "2s")],

@@ -69,14 +69,11 @@ async fn serve_labels_snapshots_of_firehose_records() {
     let (status, _) = Firehose::new(&server.ingest, None).send("r2", &wrapped(&later)).await;
     assert_eq!(status, 200);
     let get = |path: String| async move { reqwest::get(path).await.unwrap() };
-    let vpcs: Value = loop {
-        let v: Value =
-            get(format!("{}/api/v1/rollups/vpc", server.admin)).await.json().await.unwrap();
-        if !v.as_array().unwrap().is_empty() {
-            break v;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    };
+    let vpcs = server
+        .wait_for_at("/api/v1/rollups/vpc", "the VPC roll-up", |v| {
+            !v.as_array().unwrap().is_empty()
+        })
+        .await;
     assert_eq!(vpcs.as_array().unwrap().len(), 1, "{vpcs:#}");
     // The window still open carries the labels its records brought.
     let open = server
@@ -101,14 +98,9 @@ async fn serve_labels_snapshots_of_firehose_records() {
         (Some("vpc-0aa"), Some(2), Some(300))
     );
     assert_eq!(vpc["interface_ids"], serde_json::json!(["eni-0a01", "eni-0a02"]));
-    let subnet: Value = get(format!("{}/api/v1/rollups/subnet/subnet-02", server.admin))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let subnet = server.get("/api/v1/rollups/subnet/subnet-02").await;
     assert_eq!((subnet["bytes"].as_u64(), subnet["interfaces"].as_u64()), (Some(100), Some(1)));
-    let region: Value =
-        get(format!("{}/api/v1/rollups/region", server.admin)).await.json().await.unwrap();
+    let region = server.get("/api/v1/rollups/region").await;
     assert_eq!(region[0]["interfaces"], 3, "the unlabeled interface is in its region's roll-up");
     let metrics = get(format!("{}/metrics", server.admin)).await.text().await.unwrap();
     assert!(metrics.contains("vpcflowd_vpc_bytes{aws_vpc_id=\"vpc-0aa\"} 300\n"), "{metrics}");

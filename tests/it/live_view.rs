@@ -27,10 +27,6 @@ async fn send(server: &Server, id: &str, lines: &[String]) {
     assert_eq!(status, 200);
 }
 
-async fn api(server: &Server, path: &str) -> Value {
-    reqwest::get(format!("{}{path}", server.admin)).await.unwrap().json().await.unwrap()
-}
-
 /// The `data-value` of the cell `selector` finds, or null.
 fn value_of(selector: &str) -> String {
     format!(
@@ -59,9 +55,7 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
         "local_addresses": [LOCAL],
     }]});
     std::fs::write(dir.path().join("ec2-interfaces.json"), cache.to_string()).unwrap();
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let ec2 = format!("http://{}", closed.local_addr().unwrap());
-    drop(closed);
+    let ec2 = crate::common::unreachable_url();
     let state = dir.path().to_str().unwrap();
     let enrich = ["--state-dir", state, "--ec2-regions", "us-east-1", "--ec2-endpoint-url", &ec2];
     let args: Vec<&str> = ONE_MINUTE_WINDOWS.iter().copied().chain(enrich).collect();
@@ -81,7 +75,7 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
     let provisional = 100 * 40 + 5 * 1_000 + 2_000;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let open = api(&server, "/api/v1/open").await;
+        let open = server.get("/api/v1/open").await;
         if open[0]["bytes"] == provisional {
             assert_eq!(open[0]["provisional"], true);
             break;
@@ -101,13 +95,13 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
 
     // A record two minutes on closes the window; the page replaces the numbers by itself.
     send(&server, "minute-2", &[line(2, "10.0.0.1", LOCAL, (40_009, 443), 500, "ACCEPT")]).await;
-    let closed = loop {
-        let list = api(&server, "/api/v1/interfaces").await;
-        if let Some(i) = list.as_array().unwrap().iter().find(|i| i["interface_id"] == IFACE) {
-            break i.clone();
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let of_iface = |list: &Value| {
+        list.as_array().unwrap().iter().find(|i| i["interface_id"] == IFACE).cloned()
     };
+    let list = server
+        .wait_for_at("/api/v1/interfaces", "the closed window", |l| of_iface(l).is_some())
+        .await;
+    let closed = of_iface(&list).unwrap();
     let final_cell = format!("tr[data-interface={IFACE:?}]:not(.provisional) td.bytes");
     wait_for(&client, "final bytes", &value_of(&final_cell), |v| *v == closed["bytes"]).await;
     let rejected = format!("tr[data-interface={IFACE:?}] td.rejected");
@@ -119,7 +113,7 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
     assert_eq!(same, true, "the new window came without a reload");
     screenshot(&client, "live-overview").await;
     // The region's roll-up, equal to the API's.
-    let region = api(&server, "/api/v1/rollups/region").await;
+    let region = server.get("/api/v1/rollups/region").await;
     let cell = "section[data-kind=region] tr[data-rollup] td.bytes";
     wait_for(&client, "the region roll-up", &value_of(cell), |v| *v == region[0]["bytes"]).await;
     let account = "return !!document.querySelector('section[data-kind=account] tr[data-rollup=\"111111111111\"]')";
@@ -141,7 +135,7 @@ async fn the_page_shows_provisional_then_final_numbers_and_drills_down() {
 
     // Drill-down: the interface's sources in the API's order, and a source's flows.
     click(&client, &format!("a[href='#/interface/{IFACE}']")).await;
-    let snapshot = &api(&server, &format!("/api/v1/interfaces/{IFACE}/snapshots?limit=1")).await[0];
+    let snapshot = &server.get(&format!("/api/v1/interfaces/{IFACE}/snapshots?limit=1")).await[0];
     let sources: Vec<Value> =
         snapshot["sources"].as_array().unwrap().iter().map(|s| s["address"].clone()).collect();
     let listed = "return [...document.querySelectorAll('#interface tr[data-source]')].map(r => r.dataset.source)";

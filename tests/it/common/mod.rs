@@ -50,6 +50,13 @@ pub fn corpus_file(name: &str) -> (String, Vec<String>) {
     let format = lines.next().unwrap().strip_prefix("# format: ").unwrap().to_string();
     (format, lines.map(str::to_string).collect())
 }
+/// An `http://127.0.0.1:<port>` URL that nothing listens on: the port was free a moment ago
+/// and its listener is closed, so a connection to it is refused.
+pub fn unreachable_url() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("http://{}", listener.local_addr().unwrap())
+}
+
 pub mod browser;
 pub mod kinesis;
 pub mod otlp;
